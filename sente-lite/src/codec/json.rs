@@ -1,0 +1,246 @@
+//! JSON text frames: Sente-style arrays led by the event id or an `sl/` control name.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tungstenite::Message;
+
+use super::{EventRef, Inbound, Payload, encode_error};
+use crate::protocol::{CloseReason, Control, ErrorReply, Handshake, RequestId, StreamPosition};
+use crate::{EncodeError, ProtocolError};
+
+const ENCODING: &str = "json";
+
+pub(super) const OK: &str = "sl/ok";
+pub(super) const ERR: &str = "sl/err";
+pub(super) const PUB: &str = "sl/pub";
+pub(super) const HANDSHAKE: &str = "sl/handshake";
+pub(super) const PING: &str = "sl/ping";
+pub(super) const PONG: &str = "sl/pong";
+pub(super) const SUB: &str = "sl/sub";
+pub(super) const UNSUB: &str = "sl/unsub";
+pub(super) const ERROR: &str = "sl/error";
+pub(super) const CLOSE: &str = "sl/close";
+
+fn text(buf: Vec<u8>) -> Message {
+    // serde_json writes UTF-8 and every literal written here is ASCII.
+    Message::Text(String::from_utf8(buf).unwrap_or_default().into())
+}
+
+/// Writes `value` as JSON. Writing into a `Vec` cannot fail; serialization can.
+fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, what: &'static str, value: &T) -> Result<(), EncodeError> {
+    serde_json::to_writer(&mut *buf, value).map_err(|e| encode_error(what, ENCODING, e))
+}
+
+/// `["id",payload]`, `["id",payload,req_id]` or `["id",payload,req_id,deadline_ms]`.
+pub(super) fn event<T: Serialize>(
+    id: &'static str,
+    request: Option<(RequestId, Option<u32>)>,
+    payload: &T,
+) -> Result<Message, EncodeError> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(b"[\"");
+    buf.extend_from_slice(id.as_bytes());
+    buf.extend_from_slice(b"\",");
+    put(&mut buf, id, payload)?;
+    if let Some((req_id, deadline)) = request {
+        let _ = write!(buf, ",{req_id}");
+        if let Some(ms) = deadline {
+            let _ = write!(buf, ",{ms}");
+        }
+    }
+    buf.push(b']');
+    Ok(text(buf))
+}
+
+/// `["sl/ok",req_id,payload]`.
+pub(super) fn reply_ok<T: Serialize + ?Sized>(req_id: RequestId, payload: &T) -> Result<Message, EncodeError> {
+    let mut buf = Vec::with_capacity(64);
+    let _ = write!(buf, "[\"{OK}\",{req_id},");
+    put(&mut buf, "reply", payload)?;
+    buf.push(b']');
+    Ok(text(buf))
+}
+
+/// `["sl/err",req_id,{"code":...,"message":...}]`.
+pub(super) fn reply_err(req_id: RequestId, error: &ErrorReply) -> Message {
+    let mut buf = Vec::with_capacity(64);
+    let _ = write!(buf, "[\"{ERR}\",{req_id},");
+    put_infallible(&mut buf, error);
+    buf.push(b']');
+    text(buf)
+}
+
+/// `["sl/pub","channel","id",payload]`, with `,{"epoch":...,"offset":...}` when positioned.
+pub(super) fn publication<T: Serialize>(
+    channel: &str,
+    id: &'static str,
+    position: Option<&StreamPosition>,
+    payload: &T,
+) -> Result<Message, EncodeError> {
+    let mut buf = Vec::with_capacity(64);
+    let _ = write!(buf, "[\"{PUB}\",");
+    put_infallible(&mut buf, channel);
+    let _ = write!(buf, ",\"{id}\",");
+    put(&mut buf, id, payload)?;
+    if let Some(position) = position {
+        buf.push(b',');
+        put_infallible(&mut buf, position);
+    }
+    buf.push(b']');
+    Ok(text(buf))
+}
+
+/// Protocol types serialize infallibly: strings, numbers, options and a JSON value.
+fn put_infallible<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *buf, value).is_err() {
+        buf.extend_from_slice(b"null");
+    }
+}
+
+pub(super) fn control(control: &Control) -> Message {
+    let mut buf = Vec::with_capacity(64);
+    let mut head = |name: &str| {
+        let _ = write!(buf, "[\"{name}\",");
+    };
+    match control {
+        Control::Handshake(h) => {
+            head(HANDSHAKE);
+            put_infallible(&mut buf, h);
+        }
+        Control::Ping(n) => {
+            head(PING);
+            let _ = write!(buf, "{n}");
+        }
+        Control::Pong(n) => {
+            head(PONG);
+            let _ = write!(buf, "{n}");
+        }
+        Control::Subscribe { req_id, channel, since } => {
+            head(SUB);
+            let _ = write!(buf, "{req_id},");
+            put_infallible(&mut buf, channel);
+            if let Some(since) = since {
+                buf.push(b',');
+                put_infallible(&mut buf, since);
+            }
+        }
+        Control::Unsubscribe { req_id, channel } => {
+            head(UNSUB);
+            let _ = write!(buf, "{req_id},");
+            put_infallible(&mut buf, channel);
+        }
+        Control::Error(e) => {
+            head(ERROR);
+            put_infallible(&mut buf, e);
+        }
+        Control::Close(c) => {
+            head(CLOSE);
+            put_infallible(&mut buf, c);
+        }
+    }
+    buf.push(b']');
+    text(buf)
+}
+
+pub(super) fn decode(text: &str) -> Result<Inbound<'_>, ProtocolError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let frame = Frame::deserialize(&mut de).and_then(|f| de.end().map(|()| f));
+    match frame {
+        Ok(Frame(inbound)) => Ok(inbound),
+        Err(e) => Err(ProtocolError::BadFrame {
+            encoding: ENCODING,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// A string that borrows from the frame unless it had escapes.
+#[derive(serde::Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+struct Frame<'a>(Inbound<'a>);
+
+impl<'de> Deserialize<'de> for Frame<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_seq(FrameVisitor).map(Frame)
+    }
+}
+
+struct FrameVisitor;
+
+/// Reads the next required element, naming it in the error.
+fn need<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(seq: &mut A, what: &str) -> Result<T, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| de::Error::custom(format_args!("missing {what}")))
+}
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = Inbound<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array led by an event id or an `sl/` frame name")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Str(head) = need(&mut seq, "event id")?;
+        let inbound = match head.as_ref() {
+            OK => Inbound::Reply {
+                req_id: need(&mut seq, "request id")?,
+                result: Ok(Payload::Json(need::<_, &RawValue>(&mut seq, "reply payload")?)),
+            },
+            ERR => Inbound::Reply {
+                req_id: need(&mut seq, "request id")?,
+                result: Err(need(&mut seq, "error")?),
+            },
+            PUB => {
+                let Str(channel) = need(&mut seq, "channel")?;
+                let Str(id) = need(&mut seq, "event id")?;
+                Inbound::Publication {
+                    channel,
+                    event: EventRef::Id(id),
+                    payload: Payload::Json(need(&mut seq, "payload")?),
+                    position: seq.next_element()?,
+                }
+            }
+            HANDSHAKE => Inbound::Control(Control::Handshake(need::<_, Handshake>(&mut seq, "handshake")?)),
+            PING => Inbound::Control(Control::Ping(need(&mut seq, "ping number")?)),
+            PONG => Inbound::Control(Control::Pong(need(&mut seq, "pong number")?)),
+            SUB => Inbound::Control(Control::Subscribe {
+                req_id: need(&mut seq, "request id")?,
+                channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
+                since: seq.next_element()?,
+            }),
+            UNSUB => Inbound::Control(Control::Unsubscribe {
+                req_id: need(&mut seq, "request id")?,
+                channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
+            }),
+            ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
+            CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(&mut seq, "close reason")?)),
+            name if name.starts_with("sl/") => {
+                return Err(de::Error::custom(format_args!("unknown frame `{name}`")));
+            }
+            _ => {
+                let payload = Payload::Json(need(&mut seq, "payload")?);
+                let event = EventRef::Id(head);
+                match seq.next_element::<RequestId>()? {
+                    None => Inbound::Event { event, payload },
+                    Some(req_id) => Inbound::Request {
+                        event,
+                        req_id,
+                        deadline_ms: seq.next_element()?,
+                        payload,
+                    },
+                }
+            }
+        };
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("unexpected extra elements"));
+        }
+        Ok(inbound)
+    }
+}

@@ -1,0 +1,315 @@
+//! The two encodings of the protocol envelope: JSON text frames and postcard binary frames.
+//!
+//! A connection encodes with the [`Codec`] chosen by the WebSocket subprotocol
+//! ([`Codec::negotiate`]). Inbound frames are decoded by their frame type: a text
+//! frame as JSON, a binary frame as postcard, so either kind of peer is understood.
+//! Decoding borrows from the frame and never panics: any input gives an
+//! [`Inbound`] or a [`ProtocolError`].
+
+mod json;
+mod postcard;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tungstenite::Message;
+
+use crate::protocol::{Control, ErrorReply, RequestId, StreamPosition, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD};
+use crate::{EncodeError, Event, EventKey, ProtocolError, Request};
+
+/// The encoding a connection sends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Codec {
+    /// JSON text frames (`sente-lite.json.v1`), readable with `JSON.parse`. The default.
+    #[default]
+    Json,
+    /// postcard binary frames (`sente-lite.postcard.v1`), compact, for Rust peers.
+    Postcard,
+}
+
+impl Codec {
+    /// Both codecs, in the server's order of preference when a client offers both.
+    pub const ALL: [Codec; 2] = [Codec::Postcard, Codec::Json];
+
+    /// The WebSocket subprotocol that selects this codec.
+    pub const fn subprotocol(self) -> &'static str {
+        match self {
+            Self::Json => SUBPROTOCOL_JSON,
+            Self::Postcard => SUBPROTOCOL_POSTCARD,
+        }
+    }
+
+    /// The codec a subprotocol name selects, if any.
+    pub fn from_subprotocol(name: &str) -> Option<Self> {
+        match name.trim() {
+            SUBPROTOCOL_JSON => Some(Self::Json),
+            SUBPROTOCOL_POSTCARD => Some(Self::Postcard),
+            _ => None,
+        }
+    }
+
+    /// Picks the codec for a connection from the subprotocols a client offered
+    /// (the `Sec-WebSocket-Protocol` values, in the client's order): the first one
+    /// this crate knows, or `None` when the client offered subprotocols but none
+    /// of ours. A client that offers none gets JSON (`Some(Codec::Json)` with no
+    /// subprotocol echoed).
+    pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut any = false;
+        for name in offered.into_iter().flat_map(|v| v.split(',')) {
+            any = true;
+            if let Some(codec) = Self::from_subprotocol(name) {
+                return Some(codec);
+            }
+        }
+        if any { None } else { Some(Self::Json) }
+    }
+
+    /// `"json"` or `"postcard"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Postcard => "postcard",
+        }
+    }
+
+    /// Encodes a one-way event.
+    pub fn encode_event<E: Event>(self, event: &E) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => json::event(E::ID, None, event),
+            Self::Postcard => postcard::event(E::KEY, None, event),
+        }
+    }
+
+    /// Encodes a request with its id and an optional deadline (milliseconds from now).
+    pub fn encode_request<E: Request>(
+        self,
+        req_id: RequestId,
+        deadline_ms: Option<u32>,
+        request: &E,
+    ) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => json::event(E::ID, Some((req_id, deadline_ms)), request),
+            Self::Postcard => postcard::event(E::KEY, Some((req_id, deadline_ms)), request),
+        }
+    }
+
+    /// Encodes the successful reply to request `req_id`.
+    pub fn encode_reply<R: Serialize + ?Sized>(self, req_id: RequestId, reply: &R) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => json::reply_ok(req_id, reply),
+            Self::Postcard => postcard::reply_ok(req_id, reply),
+        }
+    }
+
+    /// Encodes the error reply to request `req_id`.
+    pub fn encode_error_reply(self, req_id: RequestId, error: &ErrorReply) -> Message {
+        match self {
+            Self::Json => json::reply_err(req_id, error),
+            Self::Postcard => postcard::reply_err(req_id, error),
+        }
+    }
+
+    /// Encodes a publication of `event` on `channel`, with its stream position if the
+    /// channel keeps one.
+    ///
+    /// Broadcast encodes once per codec and shares the resulting [`Message`]
+    /// (cloning it only bumps a reference count).
+    pub fn encode_publication<E: Event>(
+        self,
+        channel: &str,
+        position: Option<&StreamPosition>,
+        event: &E,
+    ) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => json::publication(channel, E::ID, position, event),
+            Self::Postcard => postcard::publication(channel, E::KEY, position, event),
+        }
+    }
+
+    /// Encodes a control frame.
+    pub fn encode_control(self, control: &Control) -> Message {
+        match self {
+            Self::Json => json::control(control),
+            Self::Postcard => postcard::control(control),
+        }
+    }
+
+    /// Decodes an inbound WebSocket message: text as JSON, binary as postcard.
+    ///
+    /// WebSocket-level ping, pong and close messages are not protocol frames and
+    /// give [`ProtocolError::BadFrame`]; the connection handles them before decoding.
+    pub fn decode(message: &Message) -> Result<Inbound<'_>, ProtocolError> {
+        match message {
+            Message::Text(text) => json::decode(text.as_str()),
+            Message::Binary(bytes) => postcard::decode(bytes),
+            other => Err(ProtocolError::BadFrame {
+                encoding: "websocket",
+                detail: format!("expected a text or binary message, got {}", message_kind(other)),
+            }),
+        }
+    }
+
+    /// Decodes a JSON text frame.
+    pub fn decode_json(text: &str) -> Result<Inbound<'_>, ProtocolError> {
+        json::decode(text)
+    }
+
+    /// Decodes a postcard binary frame.
+    pub fn decode_postcard(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
+        postcard::decode(bytes)
+    }
+}
+
+fn message_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Text(_) => "text",
+        Message::Binary(_) => "binary",
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        Message::Close(_) => "close",
+        Message::Frame(_) => "raw frame",
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How an inbound frame names its event: by id (JSON) or by key (postcard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRef<'a> {
+    /// The id string, from a JSON frame.
+    Id(Cow<'a, str>),
+    /// The numeric key, from a binary frame.
+    Key(EventKey),
+}
+
+impl EventRef<'_> {
+    /// The event's key (computed from the id for JSON frames).
+    pub fn key(&self) -> EventKey {
+        match self {
+            Self::Id(id) => EventKey::of(id),
+            Self::Key(key) => *key,
+        }
+    }
+
+    /// Whether this names the event `id` with key `key`.
+    pub fn is(&self, id: &str, key: EventKey) -> bool {
+        match self {
+            Self::Id(got) => got == id,
+            Self::Key(got) => *got == key,
+        }
+    }
+}
+
+impl fmt::Display for EventRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => f.write_str(id),
+            Self::Key(key) => write!(f, "key {key}"),
+        }
+    }
+}
+
+/// An undecoded payload, borrowed from its frame; decoded once its type is known.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A JSON value.
+    Json(&'a RawValue),
+    /// postcard bytes (the rest of the binary frame).
+    Postcard(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    /// Decodes the payload into `T`. `event` names it in the error.
+    pub fn decode<T: DeserializeOwned>(&self, event: &'static str) -> Result<T, ProtocolError> {
+        let bad = |detail: String| ProtocolError::BadPayload { event, detail };
+        match self {
+            Self::Json(raw) => serde_json::from_str(raw.get()).map_err(|e| bad(e.to_string())),
+            Self::Postcard(bytes) => match ::postcard::take_from_bytes::<T>(bytes) {
+                Ok((value, [])) => Ok(value),
+                Ok((_, rest)) => Err(bad(format!("{} trailing bytes", rest.len()))),
+                Err(e) => Err(bad(e.to_string())),
+            },
+        }
+    }
+
+    /// The payload's size in bytes on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Json(raw) => raw.get().len(),
+            Self::Postcard(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether the payload is zero bytes long (a unit struct in postcard).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for Payload<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Json(a), Self::Json(b)) => a.get() == b.get(),
+            (Self::Postcard(a), Self::Postcard(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A decoded inbound frame. Payloads stay undecoded until a route knows their type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound<'a> {
+    /// A one-way event.
+    Event {
+        /// Which event.
+        event: EventRef<'a>,
+        /// Its payload.
+        payload: Payload<'a>,
+    },
+    /// A request awaiting a reply.
+    Request {
+        /// Which event.
+        event: EventRef<'a>,
+        /// The id the reply must carry.
+        req_id: RequestId,
+        /// Milliseconds the sender will wait, counted from when it sent the frame.
+        deadline_ms: Option<u32>,
+        /// Its payload.
+        payload: Payload<'a>,
+    },
+    /// The reply to one of our requests.
+    Reply {
+        /// The request it answers.
+        req_id: RequestId,
+        /// The reply's payload, or the error.
+        result: Result<Payload<'a>, ErrorReply>,
+    },
+    /// An event published on a channel we subscribed to.
+    Publication {
+        /// The channel.
+        channel: Cow<'a, str>,
+        /// Which event.
+        event: EventRef<'a>,
+        /// The publication's position in the channel's stream, if it keeps one.
+        position: Option<StreamPosition>,
+        /// Its payload.
+        payload: Payload<'a>,
+    },
+    /// A control frame.
+    Control(Control),
+}
+
+fn encode_error(what: &'static str, encoding: &'static str, err: impl fmt::Display) -> EncodeError {
+    EncodeError {
+        what,
+        encoding,
+        detail: err.to_string(),
+    }
+}

@@ -1,0 +1,232 @@
+//! postcard binary frames: a header enum whose variant index is the frame kind,
+//! followed by the payload's own postcard bytes for frames that carry one.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use tungstenite::Message;
+
+use super::{EventRef, Inbound, Payload, encode_error};
+use crate::protocol::{CloseReason, Control, ErrorReply, Handshake, RequestId, StreamPosition};
+use crate::{EncodeError, EventKey, ProtocolError};
+
+const ENCODING: &str = "postcard";
+
+/// The frame header. Variant indexes are the wire's frame kinds and never change;
+/// new kinds are appended.
+#[derive(Debug, Serialize, Deserialize)]
+enum Header<'a> {
+    /// 0: one-way event; payload follows.
+    Event { key: EventKey },
+    /// 1: request; payload follows.
+    Request {
+        key: EventKey,
+        req_id: RequestId,
+        deadline_ms: Option<u32>,
+    },
+    /// 2: successful reply; payload follows.
+    ReplyOk { req_id: RequestId },
+    /// 3: error reply.
+    ReplyErr {
+        req_id: RequestId,
+        #[serde(borrow)]
+        error: WireError<'a>,
+    },
+    /// 4: channel publication; payload follows.
+    Publication {
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        key: EventKey,
+        position: Option<StreamPosition>,
+    },
+    /// 5: handshake.
+    Handshake(Handshake),
+    /// 6: ping.
+    Ping(u64),
+    /// 7: pong.
+    Pong(u64),
+    /// 8: subscribe.
+    Subscribe {
+        req_id: RequestId,
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        since: Option<StreamPosition>,
+    },
+    /// 9: unsubscribe.
+    Unsubscribe {
+        req_id: RequestId,
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+    },
+    /// 10: standalone error.
+    Error(#[serde(borrow)] WireError<'a>),
+    /// 11: close reason.
+    Close(CloseReason),
+}
+
+/// [`ErrorReply`] on the binary wire: `data` travels as JSON text.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireError<'a> {
+    #[serde(borrow)]
+    code: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Option<Cow<'a, str>>,
+}
+
+impl<'a> WireError<'a> {
+    fn from_reply(e: &'a ErrorReply) -> Self {
+        Self {
+            code: Cow::Borrowed(&e.code),
+            message: Cow::Borrowed(&e.message),
+            data: e.data.as_ref().map(|d| Cow::Owned(d.to_string())),
+        }
+    }
+
+    fn into_reply(self) -> Result<ErrorReply, String> {
+        let data = match self.data {
+            None => None,
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| format!("error data is not JSON: {e}"))?),
+        };
+        Ok(ErrorReply {
+            code: Cow::Owned(self.code.into_owned()),
+            message: self.message.into_owned(),
+            data,
+        })
+    }
+}
+
+fn to_message(buf: Vec<u8>) -> Message {
+    Message::Binary(buf.into())
+}
+
+fn header(header: &Header<'_>) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    // Headers hold only integers, strings and options: serializing them cannot fail.
+    let _ = postcard::to_io(header, &mut buf);
+    buf
+}
+
+fn with_payload<T: Serialize + ?Sized>(
+    head: &Header<'_>,
+    what: &'static str,
+    payload: &T,
+) -> Result<Message, EncodeError> {
+    let buf = header(head);
+    let buf = postcard::to_extend(payload, buf).map_err(|e| encode_error(what, ENCODING, e))?;
+    Ok(to_message(buf))
+}
+
+pub(super) fn event<T: Serialize>(
+    key: EventKey,
+    request: Option<(RequestId, Option<u32>)>,
+    payload: &T,
+) -> Result<Message, EncodeError> {
+    let head = match request {
+        None => Header::Event { key },
+        Some((req_id, deadline_ms)) => Header::Request { key, req_id, deadline_ms },
+    };
+    with_payload(&head, "event", payload)
+}
+
+pub(super) fn reply_ok<T: Serialize + ?Sized>(req_id: RequestId, payload: &T) -> Result<Message, EncodeError> {
+    with_payload(&Header::ReplyOk { req_id }, "reply", payload)
+}
+
+pub(super) fn reply_err(req_id: RequestId, error: &ErrorReply) -> Message {
+    to_message(header(&Header::ReplyErr {
+        req_id,
+        error: WireError::from_reply(error),
+    }))
+}
+
+pub(super) fn publication<T: Serialize>(
+    channel: &str,
+    key: EventKey,
+    position: Option<&StreamPosition>,
+    payload: &T,
+) -> Result<Message, EncodeError> {
+    let head = Header::Publication {
+        channel: Cow::Borrowed(channel),
+        key,
+        position: position.cloned(),
+    };
+    with_payload(&head, "publication", payload)
+}
+
+pub(super) fn control(control: &Control) -> Message {
+    let head = match control {
+        Control::Handshake(h) => Header::Handshake(h.clone()),
+        Control::Ping(n) => Header::Ping(*n),
+        Control::Pong(n) => Header::Pong(*n),
+        Control::Subscribe { req_id, channel, since } => Header::Subscribe {
+            req_id: *req_id,
+            channel: Cow::Borrowed(channel),
+            since: since.clone(),
+        },
+        Control::Unsubscribe { req_id, channel } => Header::Unsubscribe {
+            req_id: *req_id,
+            channel: Cow::Borrowed(channel),
+        },
+        Control::Error(e) => Header::Error(WireError::from_reply(e)),
+        Control::Close(c) => Header::Close(c.clone()),
+    };
+    to_message(header(&head))
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
+    let bad = |detail: String| ProtocolError::BadFrame {
+        encoding: ENCODING,
+        detail,
+    };
+    let (head, rest) = postcard::take_from_bytes::<Header<'_>>(bytes).map_err(|e| bad(e.to_string()))?;
+    let payload = Payload::Postcard(rest);
+    let no_rest = |inbound: Inbound<'static>| {
+        if rest.is_empty() {
+            Ok(inbound)
+        } else {
+            Err(bad(format!("{} unexpected bytes after the frame", rest.len())))
+        }
+    };
+    match head {
+        Header::Event { key } => Ok(Inbound::Event {
+            event: EventRef::Key(key),
+            payload,
+        }),
+        Header::Request { key, req_id, deadline_ms } => Ok(Inbound::Request {
+            event: EventRef::Key(key),
+            req_id,
+            deadline_ms,
+            payload,
+        }),
+        Header::ReplyOk { req_id } => Ok(Inbound::Reply {
+            req_id,
+            result: Ok(payload),
+        }),
+        Header::Publication { channel, key, position } => Ok(Inbound::Publication {
+            channel,
+            event: EventRef::Key(key),
+            position,
+            payload,
+        }),
+        Header::ReplyErr { req_id, error } => no_rest(Inbound::Reply {
+            req_id,
+            result: Err(error.into_reply().map_err(bad)?),
+        }),
+        Header::Handshake(h) => no_rest(Inbound::Control(Control::Handshake(h))),
+        Header::Ping(n) => no_rest(Inbound::Control(Control::Ping(n))),
+        Header::Pong(n) => no_rest(Inbound::Control(Control::Pong(n))),
+        Header::Subscribe { req_id, channel, since } => no_rest(Inbound::Control(Control::Subscribe {
+            req_id,
+            channel: channel.into_owned(),
+            since,
+        })),
+        Header::Unsubscribe { req_id, channel } => no_rest(Inbound::Control(Control::Unsubscribe {
+            req_id,
+            channel: channel.into_owned(),
+        })),
+        Header::Error(e) => no_rest(Inbound::Control(Control::Error(e.into_reply().map_err(bad)?))),
+        Header::Close(c) => no_rest(Inbound::Control(Control::Close(c))),
+    }
+}

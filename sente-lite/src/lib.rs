@@ -1,0 +1,39 @@
+//! Typed realtime events and RPC over WebSocket.
+//!
+//! (The guide is being written; see `docs/PROTOCOL.md` for the wire.)
+
+pub mod codec;
+mod ctx;
+mod error;
+mod event;
+mod handler;
+pub mod protocol;
+pub mod registry;
+mod router;
+
+pub use codec::{Codec, EventRef, Inbound, Payload};
+pub use ctx::{Ctx, Outbound};
+pub use error::{EncodeError, ProtocolError, SendError};
+pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
+pub use handler::{Handler, HandlerFuture, IntoReply};
+pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
+pub use router::{DispatchFuture, Dispatched, Outcome, RouteInfo, RouteTable, Router, RouterError};
+
+/// Makes a Rust type an event. See [`Event`].
+pub use sente_lite_macros::event;
+/// Makes an `async fn` a route. See [`Handler`].
+pub use sente_lite_macros::handler;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::IntoReply;
+    pub use crate::registry::EventRecord;
+    pub use inventory;
+    pub use serde;
+    pub use std::boxed::Box;
+
+    /// Used by `#[event]`: the key must equal the runtime's computation.
+    pub const fn key_matches(id: &str, key: u32) -> bool {
+        crate::EventKey::of(id).get() == key
+    }
+}

@@ -1,0 +1,318 @@
+//! The router: handlers collected into a dispatch table keyed by [`EventKey`].
+
+use std::any::type_name;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::BuildHasherDefault;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use nohash_hasher::NoHashHasher;
+use tungstenite::Message;
+
+use crate::protocol::{Control, ErrorReply, RequestId, codes};
+use crate::registry::{self, ClashError, EventRecord};
+use crate::{Codec, Ctx, Event, EventKey, EventRef, Handler, Payload, ProtocolError};
+
+/// What is known of one route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The event id.
+    pub id: &'static str,
+    /// The event key.
+    pub key: EventKey,
+    /// Whether the event is a request.
+    pub is_request: bool,
+    /// The event's Rust type.
+    pub event_type: &'static str,
+    /// The handler function's name.
+    pub handler: &'static str,
+    /// The module the handler is defined in.
+    pub module: &'static str,
+}
+
+impl RouteInfo {
+    fn handler_path(&self) -> String {
+        format!("{}::{}", self.module, self.handler)
+    }
+}
+
+/// A router that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouterError {
+    /// Two handlers are routed for one event.
+    #[error("event `{id}` is routed twice: to `{first}` and to `{second}`; keep one handler per event")]
+    DuplicateRoute {
+        /// The event id.
+        id: &'static str,
+        /// The first handler, with its module path.
+        first: String,
+        /// The second handler, with its module path.
+        second: String,
+    },
+    /// Two events clash by id or key.
+    #[error(transparent)]
+    Clash(#[from] ClashError),
+}
+
+/// Collects handlers; [`Router::build`] turns them into a [`RouteTable`].
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sente_lite::{Ctx, Router};
+///
+/// #[sente_lite::event("chat/send")]
+/// #[derive(Serialize, Deserialize)]
+/// struct ChatSend { text: String }
+///
+/// #[sente_lite::event("user/get", reply = User)]
+/// #[derive(Serialize, Deserialize)]
+/// struct UserGet { id: u64 }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct User { name: String }
+///
+/// #[sente_lite::handler]
+/// async fn on_send(_ctx: Ctx, _msg: ChatSend) {}
+///
+/// #[sente_lite::handler]
+/// async fn get_user(req: UserGet) -> User {
+///     User { name: format!("user {}", req.id) }
+/// }
+///
+/// let table = Router::new().handler(on_send).handler(get_user).build().unwrap();
+/// assert_eq!(table.len(), 2);
+/// ```
+#[derive(Default)]
+#[must_use = "a router does nothing until it is built and given to a server or client"]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+struct Route {
+    info: RouteInfo,
+    record: EventRecord,
+    call: Arc<dyn ErasedRoute>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `H::Event` to `handler`.
+    pub fn handler<H: Handler>(mut self, handler: H) -> Self {
+        let info = RouteInfo {
+            id: <H::Event as Event>::ID,
+            key: <H::Event as Event>::KEY,
+            is_request: <H::Event as Event>::IS_REQUEST,
+            event_type: type_name::<H::Event>(),
+            handler: H::NAME,
+            module: H::MODULE,
+        };
+        let (module_path, short_name) = split_type_name(info.event_type);
+        let record = EventRecord {
+            id: info.id,
+            key: info.key,
+            type_name: short_name,
+            reply_type: info.is_request.then(|| type_name::<<H::Event as Event>::Reply>()),
+            module_path,
+        };
+        self.routes.push(Route {
+            info,
+            record,
+            call: Arc::new(HandlerRoute(handler, PhantomData)),
+        });
+        self
+    }
+
+    /// Builds the dispatch table.
+    ///
+    /// Fails when an event is routed twice, when two routed events share an id
+    /// or a key, or when the program's [registry](crate::registry) has a clash.
+    pub fn build(self) -> Result<RouteTable, RouterError> {
+        let mut table: HashMap<EventKey, Route, BuildHasherDefault<NoHashHasher<EventKey>>> =
+            HashMap::with_capacity_and_hasher(self.routes.len(), BuildHasherDefault::default());
+        for route in self.routes {
+            if let Some(prev) = table.get(&route.info.key) {
+                if prev.record == route.record {
+                    return Err(RouterError::DuplicateRoute {
+                        id: route.info.id,
+                        first: prev.info.handler_path(),
+                        second: route.info.handler_path(),
+                    });
+                }
+                registry::find_clash([&prev.record, &route.record])?;
+            }
+            table.insert(route.info.key, route);
+        }
+        registry::check()?;
+        Ok(RouteTable {
+            routes: Arc::new(table),
+        })
+    }
+}
+
+fn split_type_name(full: &'static str) -> (&'static str, &'static str) {
+    match full.rfind("::") {
+        Some(at) if !full[..at].contains('<') => (&full[..at], &full[at + 2..]),
+        _ => ("", full),
+    }
+}
+
+/// The future of one dispatched event or request.
+pub type DispatchFuture = Pin<Box<dyn Future<Output = Dispatched> + Send + 'static>>;
+
+/// What a dispatched handler produced.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// The frame to send back: the reply of a request, or an `sl/error` frame
+    /// when a one-way handler failed. `None` when nothing is due.
+    pub message: Option<Message>,
+    /// How the handler ended.
+    pub outcome: Outcome,
+}
+
+/// How a handler ended, for metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It returned normally (a reply, or nothing for a one-way event).
+    Ok,
+    /// It returned an error, sent to the peer with this code.
+    Error(String),
+    /// It panicked; the peer got an `internal` error.
+    Panicked,
+}
+
+/// The built dispatch table: O(1) lookup of a route by event key. Cheap to clone.
+#[derive(Clone)]
+pub struct RouteTable {
+    routes: Arc<HashMap<EventKey, Route, BuildHasherDefault<NoHashHasher<EventKey>>>>,
+}
+
+impl RouteTable {
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The routes, in no particular order.
+    pub fn routes(&self) -> impl Iterator<Item = &RouteInfo> {
+        self.routes.values().map(|r| &r.info)
+    }
+
+    /// The route of an event, if any.
+    pub fn route(&self, event: &EventRef<'_>) -> Option<&RouteInfo> {
+        self.lookup(event).map(|r| &r.info)
+    }
+
+    fn lookup(&self, event: &EventRef<'_>) -> Option<&Route> {
+        let route = self.routes.get(&event.key())?;
+        event.is(route.info.id, route.info.key).then_some(route)
+    }
+
+    /// Starts the handler of an inbound event (`req_id` is `None`) or request.
+    ///
+    /// Decoding happens here, synchronously, so that a frame's payload is never
+    /// kept past this call: an unknown event, a request sent as an event (or the
+    /// reverse), a payload that does not fit the type, or a request id already in
+    /// flight is returned as a [`ProtocolError`] for the caller to tell the peer
+    /// (see [`RouteTable::error_message`]). Otherwise the returned future runs the
+    /// handler and resolves to the reply to send, catching a panic as an
+    /// `internal` error so the connection goes on.
+    pub fn dispatch(
+        &self,
+        ctx: &Ctx,
+        event: &EventRef<'_>,
+        payload: Payload<'_>,
+        req_id: Option<RequestId>,
+    ) -> Result<DispatchFuture, ProtocolError> {
+        let route = self.lookup(event).ok_or_else(|| ProtocolError::UnknownEvent {
+            event: event.to_string(),
+        })?;
+        match (route.info.is_request, req_id) {
+            (true, None) => return Err(ProtocolError::ExpectedRequest { event: route.info.id }),
+            (false, Some(_)) => return Err(ProtocolError::NotARequest { event: route.info.id }),
+            _ => {}
+        }
+        route.call.dispatch(ctx, payload, req_id)
+    }
+
+    /// The frame that tells the peer about `error`: the request's error reply when
+    /// `req_id` is given, an `sl/error` frame otherwise.
+    pub fn error_message(codec: Codec, req_id: Option<RequestId>, error: &ProtocolError) -> Message {
+        let reply = ErrorReply::from(error);
+        match req_id {
+            Some(req_id) => codec.encode_error_reply(req_id, &reply),
+            None => codec.encode_control(&Control::Error(reply)),
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes()).finish()
+    }
+}
+
+trait ErasedRoute: Send + Sync {
+    fn dispatch(&self, ctx: &Ctx, payload: Payload<'_>, req_id: Option<RequestId>)
+    -> Result<DispatchFuture, ProtocolError>;
+}
+
+struct HandlerRoute<H>(H, PhantomData<fn() -> H>);
+
+impl<H: Handler> ErasedRoute for HandlerRoute<H> {
+    fn dispatch(
+        &self,
+        ctx: &Ctx,
+        payload: Payload<'_>,
+        req_id: Option<RequestId>,
+    ) -> Result<DispatchFuture, ProtocolError> {
+        let event: H::Event = payload.decode(<H::Event as Event>::ID)?;
+        let guard = req_id.map(|id| ctx.begin_request(id)).transpose()?;
+        let codec = ctx.codec();
+        let running = AssertUnwindSafe(self.0.call(ctx.clone(), event)).catch_unwind();
+        Ok(Box::pin(async move {
+            let result = running.await;
+            drop(guard);
+            let (result, panicked) = match result {
+                Ok(result) => (result, false),
+                Err(_) => (
+                    Err(ErrorReply::new(
+                        codes::INTERNAL,
+                        format!("the handler of `{}` failed", <H::Event as Event>::ID),
+                    )),
+                    true,
+                ),
+            };
+            let outcome = match (&result, panicked) {
+                (_, true) => Outcome::Panicked,
+                (Ok(_), _) => Outcome::Ok,
+                (Err(e), _) => Outcome::Error(e.code.to_string()),
+            };
+            let message = match (req_id, result) {
+                (Some(req_id), Ok(Some(reply))) => Some(codec.encode_reply(req_id, &reply).unwrap_or_else(|e| {
+                    codec.encode_error_reply(req_id, &ErrorReply::new(codes::INTERNAL, e.to_string()))
+                })),
+                (Some(req_id), Ok(None)) => Some(codec.encode_error_reply(
+                    req_id,
+                    &ErrorReply::new(codes::INTERNAL, "the handler produced no reply"),
+                )),
+                (Some(req_id), Err(e)) => Some(codec.encode_error_reply(req_id, &e)),
+                (None, Ok(_)) => None,
+                (None, Err(e)) => Some(codec.encode_control(&Control::Error(e))),
+            };
+            Dispatched { message, outcome }
+        }))
+    }
+}
