@@ -1,6 +1,9 @@
 //! Typed realtime events and RPC over WebSocket.
 //!
-//! (The guide is being written; see `docs/PROTOCOL.md` for the wire.)
+#![doc = include_str!("../../docs/GUIDE.md")]
+
+// Lets the macros' `::sente_lite::...` paths resolve inside this crate's own tests.
+extern crate self as sente_lite;
 
 pub mod codec;
 mod ctx;
@@ -17,6 +20,8 @@ pub use error::{EncodeError, ProtocolError, SendError};
 pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
+/// A WebSocket message, as the codecs produce and consume it.
+pub use tungstenite::Message;
 pub use router::{DispatchFuture, Dispatched, Outcome, RouteInfo, RouteTable, Router, RouterError};
 
 /// Makes a Rust type an event. See [`Event`].
