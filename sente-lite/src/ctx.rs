@@ -2,13 +2,31 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tungstenite::Message;
 
-use crate::protocol::{ConnId, RequestId, UserId};
-use crate::{Codec, Event, NoReply, ProtocolError, SendError};
+use crate::pending::{self, PendingRequests, RequestError};
+use crate::protocol::{ConnId, RequestId, SubscribeReply, UserId};
+use crate::{Codec, Event, NoReply, ProtocolError, Request, SendError};
+
+/// The default time a request waits for its reply.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A boxed future of the hub's subscribe and unsubscribe.
+pub(crate) type HubFuture<T> = Pin<Box<dyn Future<Output = Result<T, RequestError>> + Send>>;
+
+/// What a context can do beyond its own connection: the server (channels, other
+/// connections) or the client (subscriptions sent to the server).
+pub(crate) trait Hub: Send + Sync + 'static {
+    fn subscribe(&self, ctx: &Ctx, channel: String) -> HubFuture<SubscribeReply>;
+    fn unsubscribe(&self, ctx: &Ctx, channel: String) -> HubFuture<()>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
 
 /// The connection a handler runs for: who the peer is, and a handle to send to it.
 ///
@@ -24,18 +42,37 @@ struct CtxInner {
     codec: Codec,
     outbound: Outbound,
     in_flight: InFlight,
+    pending: PendingRequests,
+    request_timeout: Duration,
+    hub: Option<Arc<dyn Hub>>,
 }
 
 impl Ctx {
     /// A context for connection `conn_id` of `user_id`, sending with `codec`
     /// through `outbound`, accepting at most `max_in_flight` concurrent requests
     /// from the peer.
+    ///
+    /// A context made this way belongs to no server or client: [`Ctx::subscribe`]
+    /// fails. Servers and clients make their own; this one is for driving a
+    /// [`RouteTable`](crate::RouteTable) by hand, as in tests.
     pub fn new(
         conn_id: ConnId,
         user_id: Option<UserId>,
         codec: Codec,
         outbound: Outbound,
         max_in_flight: usize,
+    ) -> Self {
+        Self::with_hub(conn_id, user_id, codec, outbound, max_in_flight, DEFAULT_REQUEST_TIMEOUT, None)
+    }
+
+    pub(crate) fn with_hub(
+        conn_id: ConnId,
+        user_id: Option<UserId>,
+        codec: Codec,
+        outbound: Outbound,
+        max_in_flight: usize,
+        request_timeout: Duration,
+        hub: Option<Arc<dyn Hub>>,
     ) -> Self {
         Self {
             inner: Arc::new(CtxInner {
@@ -44,6 +81,9 @@ impl Ctx {
                 codec,
                 outbound,
                 in_flight: InFlight::new(max_in_flight),
+                pending: PendingRequests::new(max_in_flight),
+                request_timeout,
+                hub,
             }),
         }
     }
@@ -71,6 +111,57 @@ impl Ctx {
     pub fn send<E: Event<Reply = NoReply>>(&self, event: &E) -> Result<(), SendError> {
         let message = self.inner.codec.encode_event(event)?;
         self.inner.outbound.try_send(message)
+    }
+
+    /// Sends a request to the peer and waits for its reply, at most the
+    /// connection's request timeout (10 s unless configured).
+    ///
+    /// Dropping the returned future stops waiting; a reply that arrives later is
+    /// ignored.
+    pub async fn request<E: Request>(&self, request: &E) -> Result<E::Reply, RequestError> {
+        self.request_within(request, self.inner.request_timeout).await
+    }
+
+    /// Sends a request to the peer and waits for its reply, at most `timeout`.
+    /// The deadline travels with the request so the peer does not work past it.
+    pub async fn request_within<E: Request>(&self, request: &E, timeout: Duration) -> Result<E::Reply, RequestError> {
+        let (guard, reply) = self.inner.pending.register::<E::Reply>()?;
+        let message =
+            self.inner
+                .codec
+                .encode_request(guard.req_id(), Some(pending::deadline_ms(timeout)), request)?;
+        self.inner.outbound.try_send(message)?;
+        pending::wait_reply(guard, reply, timeout).await
+    }
+
+    /// Subscribes this connection to `channel` (on a server: directly, after the
+    /// channel's authorisation; on a client: by asking the server).
+    pub async fn subscribe(&self, channel: impl Into<String>) -> Result<SubscribeReply, RequestError> {
+        match &self.inner.hub {
+            Some(hub) => hub.subscribe(self, channel.into()).await,
+            None => Err(RequestError::Closed),
+        }
+    }
+
+    /// Unsubscribes this connection from `channel`.
+    pub async fn unsubscribe(&self, channel: impl Into<String>) -> Result<(), RequestError> {
+        match &self.inner.hub {
+            Some(hub) => hub.unsubscribe(self, channel.into()).await,
+            None => Err(RequestError::Closed),
+        }
+    }
+
+    /// Our requests to the peer still waiting for a reply.
+    pub(crate) fn pending(&self) -> &PendingRequests {
+        &self.inner.pending
+    }
+
+    pub(crate) fn outbound(&self) -> &Outbound {
+        &self.inner.outbound
+    }
+
+    pub(crate) fn hub(&self) -> Option<&dyn std::any::Any> {
+        self.inner.hub.as_deref().map(Hub::as_any)
     }
 
     /// Queues an already encoded message (for example a shared broadcast frame).
@@ -105,22 +196,46 @@ impl fmt::Debug for Ctx {
 pub struct Outbound {
     conn_id: ConnId,
     tx: mpsc::Sender<Message>,
+    signal: Option<Arc<crate::connection::CloseSignal>>,
 }
 
 impl Outbound {
     /// A queue of `capacity` messages (at least 1) for connection `conn_id`.
     pub fn channel(conn_id: ConnId, capacity: usize) -> (Self, mpsc::Receiver<Message>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { conn_id, tx }, rx)
+        (
+            Self {
+                conn_id,
+                tx,
+                signal: None,
+            },
+            rx,
+        )
+    }
+
+    /// A queue whose connection closes as a slow consumer when a send finds it full.
+    pub(crate) fn with_signal(
+        conn_id: ConnId,
+        capacity: usize,
+        signal: Arc<crate::connection::CloseSignal>,
+    ) -> (Self, mpsc::Receiver<Message>) {
+        let (mut outbound, rx) = Self::channel(conn_id, capacity);
+        outbound.signal = Some(signal);
+        (outbound, rx)
     }
 
     /// Queues `message` without waiting.
     pub fn try_send(&self, message: Message) -> Result<(), SendError> {
         self.tx.try_send(message).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::QueueFull {
-                conn_id: self.conn_id,
-                capacity: self.tx.max_capacity(),
-            },
+            mpsc::error::TrySendError::Full(_) => {
+                if let Some(signal) = &self.signal {
+                    signal.slow_consumer();
+                }
+                SendError::QueueFull {
+                    conn_id: self.conn_id,
+                    capacity: self.tx.max_capacity(),
+                }
+            }
             mpsc::error::TrySendError::Closed(_) => SendError::Closed { conn_id: self.conn_id },
         })
     }

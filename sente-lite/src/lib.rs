@@ -5,20 +5,26 @@
 // Lets the macros' `::sente_lite::...` paths resolve inside this crate's own tests.
 extern crate self as sente_lite;
 
+pub mod client;
 pub mod codec;
+mod connection;
 mod ctx;
 mod error;
 mod event;
 mod handler;
+mod pending;
 pub mod protocol;
 pub mod registry;
 mod router;
+mod stats;
 
 pub use codec::{Codec, EventRef, Inbound, Payload};
-pub use ctx::{Ctx, Outbound};
+pub use ctx::{Ctx, DEFAULT_REQUEST_TIMEOUT, Outbound};
 pub use error::{EncodeError, ProtocolError, SendError};
 pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
+pub use pending::RequestError;
+pub use stats::{ErrorCounts, StatsSnapshot};
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
 /// A WebSocket message, as the codecs produce and consume it.
 pub use tungstenite::Message;

@@ -1,0 +1,161 @@
+//! Counters kept by servers and clients, and their [`StatsSnapshot`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::ProtocolError;
+
+/// Live counters, updated with relaxed atomics on the hot path.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) handshakes_rejected: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) requests_handled: AtomicU64,
+    pub(crate) handler_errors: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) bad_frames: AtomicU64,
+    pub(crate) bad_events: AtomicU64,
+    pub(crate) bad_payloads: AtomicU64,
+    pub(crate) duplicate_requests: AtomicU64,
+    pub(crate) too_many_requests: AtomicU64,
+    pub(crate) deadlines_exceeded: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) too_large: AtomicU64,
+    pub(crate) slow_consumers: AtomicU64,
+    pub(crate) heartbeat_timeouts: AtomicU64,
+    pub(crate) policy_closes: AtomicU64,
+    pub(crate) late_replies: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn protocol_error(&self, err: &ProtocolError) {
+        bump(match err {
+            ProtocolError::BadFrame { .. } => &self.bad_frames,
+            ProtocolError::UnknownEvent { .. }
+            | ProtocolError::ExpectedRequest { .. }
+            | ProtocolError::NotARequest { .. } => &self.bad_events,
+            ProtocolError::BadPayload { .. } => &self.bad_payloads,
+            ProtocolError::DuplicateRequest { .. } => &self.duplicate_requests,
+            ProtocolError::TooManyRequests { .. } => &self.too_many_requests,
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections: get(&self.connections_open),
+            connections_total: get(&self.connections_total),
+            users: 0,
+            channels: 0,
+            subscriptions: 0,
+            handshakes_rejected: get(&self.handshakes_rejected),
+            messages_in: get(&self.messages_in),
+            messages_out: get(&self.messages_out),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            requests_handled: get(&self.requests_handled),
+            reconnects: get(&self.reconnects),
+            late_replies: get(&self.late_replies),
+            errors: ErrorCounts {
+                bad_frame: get(&self.bad_frames),
+                bad_event: get(&self.bad_events),
+                bad_payload: get(&self.bad_payloads),
+                duplicate_request: get(&self.duplicate_requests),
+                too_many_requests: get(&self.too_many_requests),
+                deadline_exceeded: get(&self.deadlines_exceeded),
+                rate_limited: get(&self.rate_limited),
+                too_large: get(&self.too_large),
+                handler_error: get(&self.handler_errors),
+                handler_panic: get(&self.handler_panics),
+                slow_consumer: get(&self.slow_consumers),
+                heartbeat_timeout: get(&self.heartbeat_timeouts),
+                policy_close: get(&self.policy_closes),
+            },
+            requested_addr: None,
+            local_addr: None,
+        }
+    }
+}
+
+/// A point-in-time copy of a server's or client's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted (or opened) since start.
+    pub connections_total: u64,
+    /// Users with at least one open connection.
+    pub users: u64,
+    /// Channels with at least one subscriber.
+    pub channels: u64,
+    /// Subscriptions, over all channels.
+    pub subscriptions: u64,
+    /// Upgrades refused (authentication, origin, limits).
+    pub handshakes_rejected: u64,
+    /// Data frames received.
+    pub messages_in: u64,
+    /// Data frames sent.
+    pub messages_out: u64,
+    /// Bytes of data frames received.
+    pub bytes_in: u64,
+    /// Bytes of data frames sent.
+    pub bytes_out: u64,
+    /// Requests answered by a handler.
+    pub requests_handled: u64,
+    /// Reconnections (clients).
+    pub reconnects: u64,
+    /// Replies that arrived after their request stopped waiting.
+    pub late_replies: u64,
+    /// Errors, by kind.
+    pub errors: ErrorCounts,
+    /// The address the server was asked to bind.
+    pub requested_addr: Option<String>,
+    /// The address it is bound to (the actual port when asked for port 0).
+    pub local_addr: Option<String>,
+}
+
+/// Errors counted by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorCounts {
+    /// Undecodable frames.
+    pub bad_frame: u64,
+    /// Unknown events, or events sent as the wrong kind.
+    pub bad_event: u64,
+    /// Payloads that did not fit their type.
+    pub bad_payload: u64,
+    /// Reused request ids.
+    pub duplicate_request: u64,
+    /// Requests past the in-flight bound.
+    pub too_many_requests: u64,
+    /// Requests whose deadline passed.
+    pub deadline_exceeded: u64,
+    /// Frames dropped by the rate limit.
+    pub rate_limited: u64,
+    /// Messages over the size limit.
+    pub too_large: u64,
+    /// Handlers that returned an error.
+    pub handler_error: u64,
+    /// Handlers that panicked.
+    pub handler_panic: u64,
+    /// Connections closed because their outbound queue was full.
+    pub slow_consumer: u64,
+    /// Connections closed because the peer fell silent.
+    pub heartbeat_timeout: u64,
+    /// Connections closed for repeated protocol violations.
+    pub policy_close: u64,
+}
