@@ -16,6 +16,7 @@ mod pending;
 pub mod protocol;
 pub mod registry;
 mod router;
+pub mod server;
 mod stats;
 
 pub use codec::{Codec, EventRef, Inbound, Payload};
@@ -24,6 +25,7 @@ pub use error::{EncodeError, ProtocolError, SendError};
 pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
 pub use pending::RequestError;
+pub use server::Server;
 pub use stats::{ErrorCounts, StatsSnapshot};
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
 /// A WebSocket message, as the codecs produce and consume it.
