@@ -153,12 +153,15 @@ fn close_frame(code: u16, reason: &str) -> Message {
 
 /// Runs one connection until it closes. The `first` frames (a handshake, restored
 /// subscriptions) go out before anything else.
+///
+/// The `queue` is taken by value or borrowed (`&mut`): a client lends its one
+/// queue to each connection in turn, so what is queued survives a reconnect.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn run<S>(
+pub(crate) async fn run<S, Q>(
     mut ws: S,
     ctx: Ctx,
     routes: RouteTable,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: Q,
     side: &mut dyn Side,
     config: &EngineConfig,
     counters: &Counters,
@@ -167,7 +170,9 @@ pub(crate) async fn run<S>(
 ) -> Ended
 where
     S: Stream<Item = Result<Message, tungstenite::Error>> + Sink<Message, Error = tungstenite::Error> + Unpin,
+    Q: std::borrow::BorrowMut<mpsc::Receiver<Message>>,
 {
+    let queue: &mut mpsc::Receiver<Message> = queue.borrow_mut();
     let codec = ctx.codec();
     let mut tasks: FuturesUnordered<DispatchFuture> = FuturesUnordered::new();
     let mut last_heard = Instant::now();

@@ -224,6 +224,15 @@ impl Outbound {
         (outbound, rx)
     }
 
+    /// The same queue, naming connection `conn_id` in its errors (a client hands
+    /// its one queue to each of its connections in turn).
+    pub(crate) fn for_conn(&self, conn_id: ConnId) -> Self {
+        Self {
+            conn_id,
+            ..self.clone()
+        }
+    }
+
     /// Queues `message` without waiting.
     pub fn try_send(&self, message: Message) -> Result<(), SendError> {
         self.tx.try_send(message).map_err(|e| match e {

@@ -1,7 +1,7 @@
 //! Requests we sent and wait for: a bounded table from request id to the waiting caller.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -67,6 +67,8 @@ struct PendingInner {
     next_id: AtomicU64,
     max: usize,
     waiting: Mutex<HashMap<RequestId, Completer>>,
+    /// Set by `fail_all` (under the `waiting` lock): the connection is gone.
+    closed: AtomicBool,
 }
 
 impl PendingRequests {
@@ -76,8 +78,17 @@ impl PendingRequests {
                 next_id: AtomicU64::new(1),
                 max: max.max(1),
                 waiting: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Continues `previous`'s request ids in this table, so that a request
+    /// frame of a closed connection that still goes out on its successor (a
+    /// client's queue outlives its connections) can never match a new request.
+    pub(crate) fn continue_ids_from(&self, previous: &PendingRequests) {
+        let next = previous.inner.next_id.load(Ordering::Relaxed);
+        self.inner.next_id.fetch_max(next, Ordering::Relaxed);
     }
 
     /// Reserves a request id whose reply decodes into `R`. The returned guard
@@ -94,6 +105,9 @@ impl PendingRequests {
             let _ = tx.send(value);
         });
         let mut waiting = self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(RequestError::Closed);
+        }
         if waiting.len() >= self.inner.max {
             return Err(RequestError::TooManyInFlight { max: self.inner.max });
         }
@@ -128,10 +142,12 @@ impl PendingRequests {
         }
     }
 
-    /// Fails every waiting request with [`RequestError::Closed`].
+    /// Fails every waiting request with [`RequestError::Closed`]; requests
+    /// registered afterwards fail at once with the same error.
     pub(crate) fn fail_all(&self) {
         let drained: Vec<Completer> = {
             let mut waiting = self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            self.inner.closed.store(true, Ordering::Relaxed);
             waiting.drain().map(|(_, c)| c).collect()
         };
         // Dropping a completer drops its sender: the waiter sees `Closed`.

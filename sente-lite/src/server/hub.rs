@@ -368,6 +368,21 @@ impl Shared {
         names
     }
 
+    pub(crate) fn subscribers(&self, name: &str) -> Vec<(ConnId, Option<UserId>)> {
+        let channel = {
+            let read = self.channels.read().unwrap_or_else(PoisonError::into_inner);
+            read.get(name).cloned()
+        };
+        let Some(channel) = channel else { return Vec::new() };
+        let mut subs: Vec<(ConnId, Option<UserId>)> = lock(&channel.state)
+            .subscribers
+            .values()
+            .map(|ctx| (ctx.conn_id(), ctx.user_id().cloned()))
+            .collect();
+        subs.sort();
+        subs
+    }
+
     pub(crate) fn user_count(&self) -> u64 {
         lock(&self.users).values().filter(|e| !e.conns.is_empty()).count() as u64
     }

@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "axum")]
+mod axum;
 mod config;
 mod http;
 mod hub;
@@ -419,6 +421,11 @@ impl Server {
     /// Channels with at least one subscriber, sorted.
     pub fn channels(&self) -> Vec<String> {
         self.shared.channel_names()
+    }
+
+    /// The connections subscribed to `channel`, with their users, sorted by connection id.
+    pub fn subscribers(&self, channel: &str) -> Vec<(ConnId, Option<UserId>)> {
+        self.shared.subscribers(channel)
     }
 
     /// User online/offline notifications. The channel keeps the last 1024; a

@@ -1,0 +1,49 @@
+//! Mounting the server in an axum application (feature `axum`).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+
+use super::Server;
+
+impl Server {
+    /// An axum router that serves this server's WebSocket endpoint (at its
+    /// configured path) and `/health`; merge it into your application:
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sente = sente_lite::Server::builder().build()?;
+    /// let app = axum::Router::new()
+    ///     .route("/", axum::routing::get(|| async { "hello" }))
+    ///     .merge(sente.axum_router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Serve the application with `into_make_service_with_connect_info::<SocketAddr>()`
+    /// so that connections know their peer's address (optional).
+    pub fn axum_router(&self) -> axum::Router {
+        let mut router = axum::Router::new();
+        for path in [self.config().path.clone(), "/health".to_owned()] {
+            let server = self.clone();
+            router = router.route(
+                &path,
+                axum::routing::any(move |request: Request| {
+                    let server = server.clone();
+                    async move {
+                        let remote = request
+                            .extensions()
+                            .get::<ConnectInfo<SocketAddr>>()
+                            .map(|info| info.0);
+                        let response: Response = server.handle_http(request, remote).await.map(axum::body::Body::new);
+                        response
+                    }
+                }),
+            );
+        }
+        router
+    }
+}
