@@ -64,6 +64,7 @@ pub(crate) struct CloseSignal {
     requested: AtomicBool,
     slow: AtomicBool,
     notify: Notify,
+    slow_notify: Notify,
     reason: std::sync::Mutex<Option<CloseReason>>,
 }
 
@@ -78,7 +79,14 @@ impl CloseSignal {
     /// Marks the connection as a slow consumer: the engine closes it with 4001.
     pub(crate) fn slow_consumer(&self) {
         if !self.slow.swap(true, Ordering::AcqRel) {
-            self.notify.notify_one();
+            self.slow_notify.notify_one();
+        }
+    }
+
+    /// Resolves once the connection is marked a slow consumer.
+    async fn slow(&self) {
+        while !self.slow.load(Ordering::Acquire) {
+            self.slow_notify.notified().await;
         }
     }
 
@@ -194,14 +202,28 @@ where
     );
     let mut rate_told = Instant::now() - Duration::from_secs(2);
 
+    // Every write races the slow-consumer signal: a peer that stops reading
+    // blocks the write, and only dropping the connection frees it.
+    macro_rules! io {
+        ($op:expr) => {{
+            tokio::select! {
+                biased;
+                () = signal.slow() => {
+                    bump(&counters.slow_consumers);
+                    return Ended::WeClosed { code: CLOSE_SLOW_CONSUMER, reason: "slow consumer: the outbound queue stayed full".into() };
+                }
+                result = $op => if result.is_err() {
+                    return Ended::PeerClosed { code: None, reason: "write failed".into() };
+                },
+            }
+        }};
+    }
     macro_rules! send {
         ($msg:expr) => {{
             let msg: Message = $msg;
             add(&counters.bytes_out, msg.len());
             bump(&counters.messages_out);
-            if ws.send(msg).await.is_err() {
-                return Ended::PeerClosed { code: None, reason: "write failed".into() };
-            }
+            io!(ws.send(msg));
         }};
     }
     macro_rules! close {
@@ -229,11 +251,12 @@ where
         tokio::select! {
             biased;
 
+            () = signal.slow() => {
+                bump(&counters.slow_consumers);
+                close!(CLOSE_SLOW_CONSUMER, "slow consumer: the outbound queue stayed full".into());
+            }
+
             () = signal.notify.notified() => {
-                if signal.slow.load(Ordering::Acquire) {
-                    bump(&counters.slow_consumers);
-                    close!(CLOSE_SLOW_CONSUMER, "slow consumer: the outbound queue stayed full".into());
-                }
                 if signal.requested.load(Ordering::Acquire) {
                     // Graceful: let running handlers finish (bounded), flush, then close.
                     let _ = tokio::time::timeout(config.drain_timeout, async {
@@ -260,21 +283,15 @@ where
             Some(message) = queue.recv() => {
                 add(&counters.bytes_out, message.len());
                 bump(&counters.messages_out);
-                if ws.feed(message).await.is_err() {
-                    return Ended::PeerClosed { code: None, reason: "write failed".into() };
-                }
+                io!(ws.feed(message));
                 // Batch what is already queued into one flush.
                 for _ in 0..64 {
                     let Ok(message) = queue.try_recv() else { break };
                     add(&counters.bytes_out, message.len());
                     bump(&counters.messages_out);
-                    if ws.feed(message).await.is_err() {
-                        return Ended::PeerClosed { code: None, reason: "write failed".into() };
-                    }
+                    io!(ws.feed(message));
                 }
-                if ws.flush().await.is_err() {
-                    return Ended::PeerClosed { code: None, reason: "write failed".into() };
-                }
+                io!(ws.flush());
             }
 
             Some(done) = tasks.next(), if !tasks.is_empty() => {

@@ -502,3 +502,27 @@ async fn graceful_shutdown_finishes_the_request_in_flight_then_closes_1001() {
     // New connections are refused.
     assert!(TcpStream::connect(server.local_addr().unwrap()).await.is_err() || connect_with(&server.ws_url(), &[]).await.is_err());
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_closed_as_a_slow_consumer() {
+    let server = start(|c| c.limits.outbound_queue = 4).await;
+    let (_ws, handshake) = connect(&server, "", Codec::Json).await;
+    // The peer never reads again: socket buffers fill, then the queue, then the
+    // server gives up on the connection instead of buffering without bound.
+    let big = Note { text: "x".repeat(256 << 10) };
+    let mut refused = false;
+    for _ in 0..2000 {
+        if server.send_to(handshake.conn_id, &big).is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the queue filled");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.stats().connections > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.stats().connections, 0);
+    assert_eq!(server.stats().errors.slow_consumer, 1);
+}

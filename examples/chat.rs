@@ -1,0 +1,134 @@
+//! The chat server: rooms are channels, users come from the `?name=` query.
+//!
+//! Run with `cargo run -p sente-lite-examples --example chat` (defaults:
+//! `127.0.0.1:3000`, endpoint `/ws`; `-- --addr 127.0.0.1:4000` to change).
+//! Then join from a terminal with
+//! `cargo run -p sente-lite-examples --example chat_client -- --name ada --room lobby`,
+//! and from a second terminal as another user. Each line typed is said in the
+//! room; everyone in it sees it. `GET /health` tells how the server is doing.
+//! Ctrl-C drains the server gracefully.
+
+#[path = "chat_events.rs"]
+mod chat_events;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chat_events::{ChatMessage, Join, Joined, Leave, Members, Say, channel};
+use clap::Parser;
+use sente_lite::server::{OriginPolicy, Rejection, Shutdown};
+use sente_lite::{Ctx, ErrorReply, Router, Server};
+
+/// The chat server.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: String,
+}
+
+fn members(server: &Server, room: &str) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .subscribers(&channel(room))
+        .into_iter()
+        .filter_map(|(_, user)| user.map(|u| u.0))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn valid_room(room: &str) -> Result<(), ErrorReply> {
+    let ok = !room.is_empty()
+        && room.len() <= 64
+        && room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ErrorReply::new("chat/bad-room", "a room name is 1 to 64 letters, digits, `-` or `_`"))
+    }
+}
+
+#[sente_lite::handler]
+async fn join(ctx: Ctx, req: Join) -> Result<Joined, ErrorReply> {
+    valid_room(&req.room)?;
+    let server = ctx.server().ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
+    ctx.subscribe(channel(&req.room))
+        .await
+        .map_err(|e| ErrorReply::new("chat/join-failed", e.to_string()))?;
+    let members = members(&server, &req.room);
+    let _ = server.broadcast(&channel(&req.room), &Members { room: req.room.clone(), members: members.clone() });
+    Ok(Joined { room: req.room, members })
+}
+
+#[sente_lite::handler]
+async fn leave(ctx: Ctx, req: Leave) -> Result<(), ErrorReply> {
+    let server = ctx.server().ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
+    server.unsubscribe(ctx.conn_id(), &channel(&req.room));
+    let members = members(&server, &req.room);
+    let _ = server.broadcast(&channel(&req.room), &Members { room: req.room, members });
+    Ok(())
+}
+
+#[sente_lite::handler]
+async fn say(ctx: Ctx, msg: Say) -> Result<(), ErrorReply> {
+    let server = ctx.server().ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
+    let from = ctx.user_id().map(|u| u.0.clone()).unwrap_or_else(|| format!("guest-{}", ctx.conn_id()));
+    if msg.text.len() > 2000 {
+        return Err(ErrorReply::new("chat/too-long", "a message is at most 2000 bytes"));
+    }
+    let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let message = ChatMessage { room: msg.room.clone(), from, text: msg.text, at_ms };
+    server
+        .broadcast(&channel(&msg.room), &message)
+        .map_err(|e| ErrorReply::new("chat/failed", e.to_string()))?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sente_lite=info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let server = Server::builder()
+        .router(Router::new().handler(join).handler(leave).handler(say))
+        .auth(|req| async move {
+            match req.query("name") {
+                None => Ok(None),
+                Some(name) if !name.is_empty() && name.len() <= 32 => Ok(Some(name.into())),
+                Some(_) => Err(Rejection::unauthorized("a name is 1 to 32 bytes")),
+            }
+        })
+        .origins(OriginPolicy::SameHost)
+        .channel("room/*", sente_lite::server::allow_all)
+        .bind(args.addr)
+        .await?;
+    tracing::info!("chat server listening at {}", server.ws_url());
+
+    // Tell rooms when someone goes offline for good.
+    let watcher = server.clone();
+    tokio::spawn(async move {
+        let mut presence = watcher.presence();
+        while let Ok(change) = presence.recv().await {
+            tracing::info!(?change, "presence");
+            for room_channel in watcher.channels() {
+                if let Some(room) = room_channel.strip_prefix("room/") {
+                    let members = members(&watcher, room);
+                    let _ = watcher.broadcast(&room_channel, &Members { room: room.to_owned(), members });
+                }
+            }
+        }
+    });
+
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("draining");
+    server
+        .shutdown(Shutdown {
+            deadline: Duration::from_secs(5),
+            ..Shutdown::default()
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The chat's events, shared by the chat server and the chat client.
+
+use serde::{Deserialize, Serialize};
+
+/// Join a room: subscribe to its channel and get who is there.
+#[sente_lite::event("chat/join", reply = Joined)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Join {
+    /// The room's name.
+    pub(crate) room: String,
+}
+
+/// The answer to [`Join`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Joined {
+    /// The room's name.
+    pub(crate) room: String,
+    /// Who is in the room, sorted.
+    pub(crate) members: Vec<String>,
+}
+
+/// Leave a room.
+#[sente_lite::event("chat/leave", reply = ())]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Leave {
+    /// The room's name.
+    pub(crate) room: String,
+}
+
+/// Say something in a room.
+#[sente_lite::event("chat/say")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Say {
+    /// The room's name.
+    pub(crate) room: String,
+    /// What to say.
+    pub(crate) text: String,
+}
+
+/// A message said in a room (published on the room's channel).
+#[sente_lite::event("chat/message")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChatMessage {
+    /// The room's name.
+    pub(crate) room: String,
+    /// Who said it.
+    pub(crate) from: String,
+    /// What was said.
+    pub(crate) text: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub(crate) at_ms: u64,
+}
+
+/// Who is in a room now (published on the room's channel when it changes).
+#[sente_lite::event("chat/members")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Members {
+    /// The room's name.
+    pub(crate) room: String,
+    /// Who is in the room, sorted.
+    pub(crate) members: Vec<String>,
+}
+
+/// The channel of a room.
+pub(crate) fn channel(room: &str) -> String {
+    format!("room/{room}")
+}
