@@ -1,0 +1,64 @@
+//! A server process for the crash-recovery test: records notes, publishes news.
+//!
+//! `cargo run -p sente-lite-tests --bin crash_server -- --addr 127.0.0.1:4100`
+//! prints `listening ws://...` once it accepts connections.
+
+#[path = "../events.rs"]
+mod events;
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use clap::Parser;
+use events::{News, Note, Publish, Received};
+use sente_lite::{Ctx, ErrorReply, Router, Server};
+use tokio::io::AsyncWriteExt;
+
+/// Crash-recovery test server.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long)]
+    addr: String,
+}
+
+static NOTES: LazyLock<Mutex<HashMap<String, Vec<u64>>>> = LazyLock::new(Default::default);
+
+#[sente_lite::handler]
+async fn note(n: Note) {
+    NOTES.lock().unwrap_or_else(|e| e.into_inner()).entry(n.client).or_default().push(n.seq);
+}
+
+#[sente_lite::handler]
+async fn received(req: Received) -> Vec<u64> {
+    NOTES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&req.client)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[sente_lite::handler]
+async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
+    let server = ctx.server().ok_or_else(|| ErrorReply::new("crash/no-server", "no server"))?;
+    server
+        .broadcast(&req.channel, &News { text: req.text })
+        .map_err(|e| ErrorReply::new("crash/encode", e.to_string()))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let server = Server::builder()
+        .router(Router::new().handler(note).handler(received).handler(publish))
+        .channel("news/*", sente_lite::server::allow_all)
+        .bind(args.addr)
+        .await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("listening {}\n", server.ws_url()).as_bytes()).await?;
+    out.flush().await?;
+    tokio::signal::ctrl_c().await?;
+    server.shutdown(Default::default()).await;
+    Ok(())
+}
