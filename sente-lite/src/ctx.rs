@@ -156,9 +156,6 @@ impl Ctx {
         &self.inner.pending
     }
 
-    pub(crate) fn outbound(&self) -> &Outbound {
-        &self.inner.outbound
-    }
 
     pub(crate) fn hub(&self) -> Option<&dyn std::any::Any> {
         self.inner.hub.as_deref().map(Hub::as_any)

@@ -14,15 +14,15 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 /// ```
 /// use serde::{Deserialize, Serialize};
 ///
-/// #[sente_lite::event("chat/send")]
+/// #[sente_lite::event("forum/post")]
 /// #[derive(Serialize, Deserialize)]
-/// struct ChatSend {
+/// struct ForumPost {
 ///     text: String,
 /// }
 ///
 /// use sente_lite::Event;
-/// assert_eq!(ChatSend::ID, "chat/send");
-/// assert_eq!(ChatSend::KEY, sente_lite::EventKey::of("chat/send"));
+/// assert_eq!(ForumPost::ID, "forum/post");
+/// assert_eq!(ForumPost::KEY, sente_lite::EventKey::of("forum/post"));
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a sente-lite event",

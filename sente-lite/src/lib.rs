@@ -19,6 +19,7 @@ mod router;
 pub mod server;
 mod stats;
 
+pub use client::{Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout};
 pub use codec::{Codec, EventRef, Inbound, Payload};
 pub use ctx::{Ctx, DEFAULT_REQUEST_TIMEOUT, Outbound};
 pub use error::{EncodeError, ProtocolError, SendError};

@@ -154,10 +154,6 @@ impl PendingRequests {
         drop(drained);
     }
 
-    /// Requests waiting for a reply.
-    pub(crate) fn len(&self) -> usize {
-        self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
 }
 
 /// Removes its request from the table when dropped.

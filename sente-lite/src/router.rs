@@ -64,26 +64,26 @@ pub enum RouterError {
 /// use serde::{Deserialize, Serialize};
 /// use sente_lite::{Ctx, Router};
 ///
-/// #[sente_lite::event("chat/send")]
+/// #[sente_lite::event("room/post")]
 /// #[derive(Serialize, Deserialize)]
-/// struct ChatSend { text: String }
+/// struct RoomPost { text: String }
 ///
-/// #[sente_lite::event("user/get", reply = User)]
+/// #[sente_lite::event("profile/get", reply = Profile)]
 /// #[derive(Serialize, Deserialize)]
-/// struct UserGet { id: u64 }
+/// struct ProfileGet { id: u64 }
 ///
 /// #[derive(Serialize, Deserialize)]
-/// struct User { name: String }
+/// struct Profile { name: String }
 ///
 /// #[sente_lite::handler]
-/// async fn on_send(_ctx: Ctx, _msg: ChatSend) {}
+/// async fn on_post(_ctx: Ctx, _msg: RoomPost) {}
 ///
 /// #[sente_lite::handler]
-/// async fn get_user(req: UserGet) -> User {
-///     User { name: format!("user {}", req.id) }
+/// async fn get_profile(req: ProfileGet) -> Profile {
+///     Profile { name: format!("user {}", req.id) }
 /// }
 ///
-/// let table = Router::new().handler(on_send).handler(get_user).build().unwrap();
+/// let table = Router::new().handler(on_post).handler(get_profile).build().unwrap();
 /// assert_eq!(table.len(), 2);
 /// ```
 #[derive(Default)]
@@ -119,7 +119,7 @@ impl Router {
             id: info.id,
             key: info.key,
             type_name: short_name,
-            reply_type: info.is_request.then(|| type_name::<<H::Event as Event>::Reply>()),
+            reply_type: info.is_request.then(type_name::<<H::Event as Event>::Reply>),
             module_path,
         };
         self.routes.push(Route {

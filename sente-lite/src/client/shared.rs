@@ -1,0 +1,533 @@
+//! The state a client's handles, its background task and its connections share:
+//! the connection state, the live connection, the subscriptions and the queue.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tungstenite::Message;
+
+use super::dial::Target;
+use super::{ClientError, ConnectionState, ReconnectPolicy};
+use crate::connection::Side;
+use crate::ctx::{Hub, HubFuture};
+use crate::pending::{self, PendingGuard, RequestError};
+use crate::protocol::{CloseReason, Control, Handshake, StreamPosition, SubscribeReply};
+use crate::router::DispatchFuture;
+use crate::stats::Counters;
+use crate::{Ctx, EventRef, Outbound, Payload, ProtocolError, RouteTable, SendError};
+
+/// Called on every state change.
+pub(crate) type StateCallback = Arc<dyn Fn(ConnectionState) + Send + Sync>;
+/// Called with the server's answer to each subscription restored after a reconnect.
+pub(crate) type ResubscribeCallback =
+    Arc<dyn Fn(&str, &Result<SubscribeReply, RequestError>) + Send + Sync>;
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Settings fixed when the client is built.
+pub(crate) struct Settings {
+    pub(crate) policy: ReconnectPolicy,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_concurrent_handlers: usize,
+    pub(crate) on_state: Option<StateCallback>,
+    pub(crate) on_resubscribe: Option<ResubscribeCallback>,
+}
+
+/// The open connection.
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub(crate) ctx: Ctx,
+    pub(crate) handshake: Handshake,
+}
+
+/// Commands from the handles to the background task.
+#[derive(Default)]
+pub(crate) struct Commands {
+    stop: AtomicBool,
+    reconnect: AtomicBool,
+    wake: Notify,
+}
+
+/// What the handles asked the background task to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Close and stop for good.
+    Stop,
+    /// Drop the connection (or skip the backoff delay) and connect again now.
+    Reconnect,
+}
+
+impl Commands {
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn reconnect(&self) {
+        self.reconnect.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Forgets a pending reconnect request (it is being carried out).
+    pub(crate) fn clear_reconnect(&self) {
+        self.reconnect.store(false, Ordering::Release);
+    }
+
+    /// Waits for the next command. Cancel-safe: a command is taken only when returned.
+    pub(crate) async fn next(&self) -> Command {
+        loop {
+            let woken = self.wake.notified();
+            if self.stop.load(Ordering::Acquire) {
+                return Command::Stop;
+            }
+            if self.reconnect.swap(false, Ordering::AcqRel) {
+                return Command::Reconnect;
+            }
+            woken.await;
+        }
+    }
+}
+
+/// A subscription to restore on a new connection, waiting for the server's answer.
+pub(crate) struct Restore {
+    channel: String,
+    since: Option<StreamPosition>,
+    guard: PendingGuard,
+    reply: tokio::sync::oneshot::Receiver<Result<SubscribeReply, RequestError>>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) target: Target,
+    pub(crate) routes: RouteTable,
+    pub(crate) settings: Settings,
+    /// The client's one outbound queue, shared by all its connections in turn.
+    pub(crate) outbound: Outbound,
+    pub(crate) counters: Counters,
+    pub(crate) commands: Commands,
+    state: watch::Sender<ConnectionState>,
+    live: Mutex<Option<Live>>,
+    /// Channels to keep subscribed, with the last position seen in each.
+    subscriptions: Mutex<BTreeMap<String, Option<StreamPosition>>>,
+    last_error: Mutex<Option<Arc<ClientError>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        target: Target,
+        routes: RouteTable,
+        settings: Settings,
+        outbound: Outbound,
+    ) -> Self {
+        Self {
+            target,
+            routes,
+            settings,
+            outbound,
+            counters: Counters::default(),
+            commands: Commands::default(),
+            state: watch::Sender::new(ConnectionState::Closed),
+            live: Mutex::new(None),
+            subscriptions: Mutex::new(BTreeMap::new()),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn state(&self) -> ConnectionState {
+        *self.state.borrow()
+    }
+
+    pub(crate) fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
+    /// Moves to `state`, telling watchers and the callback when it changed.
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        let mut previous = state;
+        let changed = self.state.send_if_modified(|current| {
+            previous = *current;
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+        if changed {
+            tracing::debug!(target: "sente_lite", from = %previous, to = %state, "client state changed");
+            if let Some(callback) = &self.settings.on_state {
+                callback(state);
+            }
+        }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<Arc<ClientError>> {
+        lock(&self.last_error).clone()
+    }
+
+    pub(crate) fn set_last_error(&self, error: ClientError) {
+        *lock(&self.last_error) = Some(Arc::new(error));
+    }
+
+    pub(crate) fn live(&self) -> Option<Live> {
+        lock(&self.live).clone()
+    }
+
+    pub(crate) fn set_live(&self, live: Option<Live>) {
+        *lock(&self.live) = live;
+    }
+
+    /// Queues an encoded message on the client's queue (naming the open
+    /// connection in errors, when there is one).
+    pub(crate) fn send_message(&self, message: Message) -> Result<(), SendError> {
+        match self.live() {
+            Some(live) => live.ctx.send_message(message),
+            None => self.outbound.try_send(message),
+        }
+    }
+
+    /// The open connection, waiting for one until `deadline`. Fails with
+    /// `Closed` when the client stopped or gave up, `Timeout(total)` at the deadline.
+    pub(crate) async fn open_ctx(
+        &self,
+        deadline: Instant,
+        total: Duration,
+    ) -> Result<Ctx, RequestError> {
+        let mut changes = self.state.subscribe();
+        loop {
+            if let Some(live) = self.live() {
+                return Ok(live.ctx);
+            }
+            let state = *changes.borrow_and_update();
+            if matches!(state, ConnectionState::Closed | ConnectionState::Failed)
+                || self.commands.stopping()
+            {
+                return Err(RequestError::Closed);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Err(_) => return Err(RequestError::Timeout(total)),
+                Ok(Err(_)) => return Err(RequestError::Closed),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    pub(crate) fn subscriptions(&self) -> Vec<String> {
+        lock(&self.subscriptions).keys().cloned().collect()
+    }
+
+    pub(crate) fn position(&self, channel: &str) -> Option<StreamPosition> {
+        lock(&self.subscriptions).get(channel).cloned().flatten()
+    }
+
+    /// Subscribes to `channel` on the open connection (waiting for one up to
+    /// `timeout`) and keeps it subscribed across reconnects.
+    pub(crate) async fn subscribe(
+        &self,
+        channel: String,
+        timeout: Duration,
+    ) -> Result<SubscribeReply, RequestError> {
+        let deadline = Instant::now() + timeout;
+        let ctx = self.open_ctx(deadline, timeout).await?;
+        let (since, added) = {
+            let mut subscriptions = lock(&self.subscriptions);
+            match subscriptions.get(&channel) {
+                Some(since) => (since.clone(), false),
+                None => {
+                    subscriptions.insert(channel.clone(), None);
+                    (None, true)
+                }
+            }
+        };
+        let result = self
+            .ask_subscribe(&ctx, &channel, since.clone(), deadline, timeout)
+            .await;
+        match &result {
+            Ok(reply) => self.settle_position(&channel, since.as_ref(), reply),
+            // Refused: asking again on the next connection would be refused again.
+            Err(RequestError::Remote(_)) => {
+                lock(&self.subscriptions).remove(&channel);
+            }
+            // Never sent: a new channel is not kept.
+            Err(
+                RequestError::Send(_)
+                | RequestError::Encode(_)
+                | RequestError::TooManyInFlight { .. },
+            ) if added => {
+                lock(&self.subscriptions).remove(&channel);
+            }
+            // A timeout or a lost connection: it stays wanted, and is restored
+            // on the next connection.
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn ask_subscribe(
+        &self,
+        ctx: &Ctx,
+        channel: &str,
+        since: Option<StreamPosition>,
+        deadline: Instant,
+        total: Duration,
+    ) -> Result<SubscribeReply, RequestError> {
+        let (guard, reply) = ctx.pending().register::<SubscribeReply>()?;
+        let frame = ctx.codec().encode_control(&Control::Subscribe {
+            req_id: guard.req_id(),
+            channel: channel.to_owned(),
+            since,
+        });
+        ctx.send_message(frame)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        pending::wait_reply(guard, reply, left)
+            .await
+            .map_err(|e| match e {
+                RequestError::Timeout(_) => RequestError::Timeout(total),
+                other => other,
+            })
+    }
+
+    /// Stops keeping `channel` subscribed and tells the server, when connected.
+    pub(crate) async fn unsubscribe(
+        &self,
+        channel: String,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        lock(&self.subscriptions).remove(&channel);
+        // Not connected: the next connection simply does not restore it.
+        let Some(live) = self.live() else {
+            return Ok(());
+        };
+        let ctx = live.ctx;
+        let (guard, reply) = match ctx.pending().register::<()>() {
+            Ok(pair) => pair,
+            Err(RequestError::Closed) => return Ok(()),
+            Err(other) => return Err(other),
+        };
+        let frame = ctx.codec().encode_control(&Control::Unsubscribe {
+            req_id: guard.req_id(),
+            channel,
+        });
+        ctx.send_message(frame)?;
+        match pending::wait_reply(guard, reply, timeout).await {
+            // The connection went away: the server forgot the subscription with it.
+            Err(RequestError::Closed) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Records the position a server reported for a subscription, unless a
+    /// publication already moved it past what we sent.
+    fn settle_position(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        reply: &SubscribeReply,
+    ) {
+        if reply.recovered && since.is_some() {
+            return;
+        }
+        let mut subscriptions = lock(&self.subscriptions);
+        if let Some(position) = subscriptions.get_mut(channel)
+            && position.as_ref() == since
+        {
+            position.clone_from(&reply.position);
+        }
+    }
+
+    /// Remembers the position of a publication on a channel we keep.
+    fn note_position(&self, channel: &str, position: StreamPosition) {
+        if let Some(last) = lock(&self.subscriptions).get_mut(channel) {
+            *last = Some(position);
+        }
+    }
+
+    /// The `sl/sub` frames that restore every subscription on a new connection,
+    /// registered in its table of pending requests.
+    pub(crate) fn restore_frames(&self, ctx: &Ctx) -> (Vec<Message>, Vec<Restore>) {
+        let subscriptions = lock(&self.subscriptions).clone();
+        let mut frames = Vec::with_capacity(subscriptions.len());
+        let mut restores = Vec::with_capacity(subscriptions.len());
+        for (channel, since) in subscriptions {
+            let (guard, reply) = match ctx.pending().register::<SubscribeReply>() {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(target: "sente_lite", channel = %channel, error = %err, "cannot restore subscription");
+                    continue;
+                }
+            };
+            frames.push(ctx.codec().encode_control(&Control::Subscribe {
+                req_id: guard.req_id(),
+                channel: channel.clone(),
+                since: since.clone(),
+            }));
+            restores.push(Restore {
+                channel,
+                since,
+                guard,
+                reply,
+            });
+        }
+        (frames, restores)
+    }
+
+    /// Waits for the server's answers to restored subscriptions.
+    pub(crate) async fn settle_restores(self: Arc<Self>, restores: Vec<Restore>) {
+        let timeout = self.settings.request_timeout;
+        for restore in restores {
+            let Restore {
+                channel,
+                since,
+                guard,
+                reply,
+            } = restore;
+            let result = pending::wait_reply(guard, reply, timeout).await;
+            match &result {
+                Ok(reply) => {
+                    if since.is_some() && !reply.recovered {
+                        tracing::warn!(target: "sente_lite", channel = %channel, "resubscribed with a gap: publications were missed");
+                    } else {
+                        tracing::debug!(target: "sente_lite", channel = %channel, recovered = reply.recovered, "resubscribed");
+                    }
+                    self.settle_position(&channel, since.as_ref(), reply);
+                }
+                Err(RequestError::Remote(err)) => {
+                    tracing::warn!(target: "sente_lite", channel = %channel, code = %err.code, message = %err.message, "the server refused a restored subscription");
+                    lock(&self.subscriptions).remove(&channel);
+                }
+                // The connection is gone already: the next one restores it again.
+                Err(RequestError::Closed) => continue,
+                Err(err) => {
+                    tracing::warn!(target: "sente_lite", channel = %channel, error = %err, "restoring a subscription got no answer");
+                }
+            }
+            if let Some(callback) = &self.settings.on_resubscribe {
+                callback(&channel, &result);
+            }
+        }
+    }
+}
+
+/// What a client connection's [`Ctx::subscribe`] goes through: the client's
+/// subscriptions. Weak, so that contexts kept by handlers do not keep a
+/// stopped client alive.
+pub(crate) struct ClientHub(pub(crate) Weak<Shared>);
+
+impl Hub for ClientHub {
+    fn subscribe(&self, _ctx: &Ctx, channel: String) -> HubFuture<SubscribeReply> {
+        let shared = self.0.upgrade();
+        Box::pin(async move {
+            match shared {
+                Some(shared) => {
+                    let timeout = shared.settings.request_timeout;
+                    shared.subscribe(channel, timeout).await
+                }
+                None => Err(RequestError::Closed),
+            }
+        })
+    }
+
+    fn unsubscribe(&self, _ctx: &Ctx, channel: String) -> HubFuture<()> {
+        let shared = self.0.upgrade();
+        Box::pin(async move {
+            match shared {
+                Some(shared) => {
+                    let timeout = shared.settings.request_timeout;
+                    shared.unsubscribe(channel, timeout).await
+                }
+                None => Err(RequestError::Closed),
+            }
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The client's side of a connection: publications go to the router, the
+/// server's close reason sets a floor under the next reconnect delay, and
+/// frames only a client sends are refused.
+pub(crate) struct ClientSide {
+    shared: Arc<Shared>,
+    /// From the server's `sl/close`: wait at least this long before reconnecting.
+    pub(crate) reconnect_floor: Option<Duration>,
+    warned_unrouted: bool,
+}
+
+impl ClientSide {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            reconnect_floor: None,
+            warned_unrouted: false,
+        }
+    }
+}
+
+impl Side for ClientSide {
+    fn control(
+        &mut self,
+        ctx: &Ctx,
+        control: Control,
+    ) -> Result<Option<DispatchFuture>, ProtocolError> {
+        let frame = match control {
+            Control::Handshake(_) => "`sl/handshake` after the first frame",
+            Control::Subscribe { .. } => "`sl/sub`",
+            Control::Unsubscribe { .. } => "`sl/unsub`",
+            _ => "this control frame",
+        };
+        Err(ProtocolError::BadFrame {
+            encoding: ctx.codec().name(),
+            detail: format!("a client does not accept {frame}"),
+        })
+    }
+
+    fn publication(
+        &mut self,
+        ctx: &Ctx,
+        routes: &RouteTable,
+        channel: Cow<'_, str>,
+        event: EventRef<'_>,
+        position: Option<StreamPosition>,
+        payload: Payload<'_>,
+    ) -> Result<Option<DispatchFuture>, ProtocolError> {
+        if let Some(position) = position {
+            self.shared.note_position(&channel, position);
+        }
+        match routes.dispatch(ctx, &event, payload, None) {
+            Ok(task) => Ok(Some(task)),
+            // Not the server's fault, and not a reason to tell it: count and log.
+            Err(err) => {
+                self.shared.counters.protocol_error(&err);
+                if std::mem::replace(&mut self.warned_unrouted, true) {
+                    tracing::debug!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = %channel, event = %event, error = %err, "publication not handled");
+                } else {
+                    tracing::warn!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = %channel, event = %event, error = %err, "publication not handled (further ones are logged at debug level)");
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn close_reason(&mut self, reason: CloseReason) {
+        tracing::info!(
+            target: "sente_lite",
+            code = %reason.code,
+            message = %reason.message,
+            reconnect_after_ms = reason.reconnect_after_ms,
+            "the server is closing the connection"
+        );
+        self.reconnect_floor = reason
+            .reconnect_after_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)));
+    }
+}
