@@ -1,0 +1,72 @@
+//! A terminal chat client for the chat server.
+//!
+//! Start the server (`cargo run -p sente-lite-examples --example chat`), then run
+//! `cargo run -p sente-lite-examples --example chat_client -- --name ada --room lobby`
+//! in one terminal and the same with `--name bob` in another. Type a line and
+//! press Enter to say it; `/quit` leaves. Stop and restart the server: the client
+//! shows its connection state, reconnects by itself and rejoins the room.
+
+// The client uses only some of the shared events.
+#[allow(dead_code)]
+#[path = "chat_events.rs"]
+mod chat_events;
+
+use chat_events::{ChatMessage, Join, Members, Say};
+use clap::Parser;
+use sente_lite::{Client, ConnectionState, Ctx, ReconnectPolicy, Router};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Terminal chat client.
+#[derive(Parser)]
+struct Args {
+    /// The server's WebSocket endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
+    url: String,
+    /// Your name.
+    #[arg(long)]
+    name: String,
+    /// The room to join.
+    #[arg(long, default_value = "lobby")]
+    room: String,
+}
+
+#[sente_lite::handler]
+async fn on_message(_ctx: Ctx, msg: ChatMessage) {
+    println!("[{}] {}: {}", msg.room, msg.from, msg.text);
+}
+
+#[sente_lite::handler]
+async fn on_members(_ctx: Ctx, members: Members) {
+    println!("[{}] here: {}", members.room, members.members.join(", "));
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let url = format!("{}?name={}", args.url, args.name);
+    let client = Client::builder(url)
+        .router(Router::new().handler(on_message).handler(on_members))
+        .reconnect(ReconnectPolicy::default())
+        .on_state(|state| {
+            if state != ConnectionState::Open {
+                eprintln!("(connection: {state:?})");
+            }
+        })
+        .connect()
+        .await?;
+    let joined = client.request(&Join { room: args.room.clone() }).await?;
+    println!("joined {} with {}", joined.room, joined.members.join(", "));
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let text = line.trim();
+        if text == "/quit" {
+            break;
+        }
+        if !text.is_empty() {
+            client.send(&Say { room: args.room.clone(), text: text.to_owned() })?;
+        }
+    }
+    client.disconnect().await;
+    Ok(())
+}
