@@ -40,44 +40,83 @@ fn members(server: &Server, room: &str) -> Vec<String> {
 fn valid_room(room: &str) -> Result<(), ErrorReply> {
     let ok = !room.is_empty()
         && room.len() <= 64
-        && room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(ErrorReply::new("chat/bad-room", "a room name is 1 to 64 letters, digits, `-` or `_`"))
+        Err(ErrorReply::new(
+            "chat/bad-room",
+            "a room name is 1 to 64 letters, digits, `-` or `_`",
+        ))
     }
 }
 
 #[sente_lite::handler]
 async fn join(ctx: Ctx, req: Join) -> Result<Joined, ErrorReply> {
     valid_room(&req.room)?;
-    let server = ctx.server().ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
     ctx.subscribe(channel(&req.room))
         .await
         .map_err(|e| ErrorReply::new("chat/join-failed", e.to_string()))?;
     let members = members(&server, &req.room);
-    let _ = server.broadcast(&channel(&req.room), &Members { room: req.room.clone(), members: members.clone() });
-    Ok(Joined { room: req.room, members })
+    let _ = server.broadcast(
+        &channel(&req.room),
+        &Members {
+            room: req.room.clone(),
+            members: members.clone(),
+        },
+    );
+    Ok(Joined {
+        room: req.room,
+        members,
+    })
 }
 
 #[sente_lite::handler]
 async fn leave(ctx: Ctx, req: Leave) -> Result<(), ErrorReply> {
-    let server = ctx.server().ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
     server.unsubscribe(ctx.conn_id(), &channel(&req.room));
     let members = members(&server, &req.room);
-    let _ = server.broadcast(&channel(&req.room), &Members { room: req.room, members });
+    let _ = server.broadcast(
+        &channel(&req.room),
+        &Members {
+            room: req.room,
+            members,
+        },
+    );
     Ok(())
 }
 
 #[sente_lite::handler]
 async fn say(ctx: Ctx, msg: Say) -> Result<(), ErrorReply> {
-    let server = ctx.server().ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
-    let from = ctx.user_id().map(|u| u.0.clone()).unwrap_or_else(|| format!("guest-{}", ctx.conn_id()));
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
+    let from = ctx
+        .user_id()
+        .map(|u| u.0.clone())
+        .unwrap_or_else(|| format!("guest-{}", ctx.conn_id()));
     if msg.text.len() > 2000 {
-        return Err(ErrorReply::new("chat/too-long", "a message is at most 2000 bytes"));
+        return Err(ErrorReply::new(
+            "chat/too-long",
+            "a message is at most 2000 bytes",
+        ));
     }
-    let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let message = ChatMessage { room: msg.room.clone(), from, text: msg.text, at_ms };
+    let at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let message = ChatMessage {
+        room: msg.room.clone(),
+        from,
+        text: msg.text,
+        at_ms,
+    };
     server
         .broadcast(&channel(&msg.room), &message)
         .map_err(|e| ErrorReply::new("chat/failed", e.to_string()))?;
@@ -88,7 +127,8 @@ async fn say(ctx: Ctx, msg: Say) -> Result<(), ErrorReply> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sente_lite=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sente_lite=info".into()),
         )
         .init();
     let args = Args::parse();
@@ -116,7 +156,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for room_channel in watcher.channels() {
                 if let Some(room) = room_channel.strip_prefix("room/") {
                     let members = members(&watcher, room);
-                    let _ = watcher.broadcast(&room_channel, &Members { room: room.to_owned(), members });
+                    let _ = watcher.broadcast(
+                        &room_channel,
+                        &Members {
+                            room: room.to_owned(),
+                            members,
+                        },
+                    );
                 }
             }
         }

@@ -54,7 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .connect()
         .await?;
-    let joined = client.request(&Join { room: args.room.clone() }).await?;
+    let joined = client
+        .request(&Join {
+            room: args.room.clone(),
+        })
+        .await?;
     println!("joined {} with {}", joined.room, joined.members.join(", "));
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -64,7 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         if !text.is_empty() {
-            client.send(&Say { room: args.room.clone(), text: text.to_owned() })?;
+            client.send(&Say {
+                room: args.room.clone(),
+                text: text.to_owned(),
+            })?;
         }
     }
     client.disconnect().await;

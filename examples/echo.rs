@@ -12,9 +12,9 @@
 //! (The browser sends an `Origin` header: allow it with `--any-origin`.)
 
 use clap::Parser;
-use serde::{Deserialize, Serialize};
 use sente_lite::server::OriginPolicy;
 use sente_lite::{Router, Server};
+use serde::{Deserialize, Serialize};
 
 /// Echo server.
 #[derive(Parser)]
@@ -45,7 +45,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let server = Server::builder()
         .router(Router::new().handler(say))
-        .origins(if args.any_origin { OriginPolicy::Any } else { OriginPolicy::SameHost })
+        .origins(if args.any_origin {
+            OriginPolicy::Any
+        } else {
+            OriginPolicy::SameHost
+        })
         .bind(args.addr)
         .await?;
     tracing::info!("echo server at {}", server.ws_url());

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sente_lite::{Client, Codec, Ctx, ErrorReply, RequestError, Router, Server};
+use serde::{Deserialize, Serialize};
 
 /// Divide two numbers.
 #[sente_lite::event("math/divide", reply = f64)]
@@ -33,7 +33,10 @@ struct Version;
 #[sente_lite::handler]
 async fn divide(req: Divide) -> Result<f64, ErrorReply> {
     if req.b == 0.0 {
-        return Err(ErrorReply::new("math/divide-by-zero", "cannot divide by zero"));
+        return Err(ErrorReply::new(
+            "math/divide-by-zero",
+            "cannot divide by zero",
+        ));
     }
     Ok(req.a / req.b)
 }
@@ -41,7 +44,10 @@ async fn divide(req: Divide) -> Result<f64, ErrorReply> {
 #[sente_lite::handler]
 async fn ponder(ctx: Ctx, req: Ponder) -> String {
     // Ask the client something while we are at it.
-    let version = ctx.request(&Version).await.unwrap_or_else(|e| format!("unknown ({e})"));
+    let version = ctx
+        .request(&Version)
+        .await
+        .unwrap_or_else(|e| format!("unknown ({e})"));
     tokio::time::sleep(Duration::from_millis(req.ms)).await;
     format!("pondered {} ms for a client at version {version}", req.ms)
 }
@@ -73,7 +79,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("{}", client.request(&Ponder { ms: 50 }).await?);
 
-    match client.request_within(&Ponder { ms: 2_000 }, Duration::from_millis(200)).await {
+    match client
+        .request_within(&Ponder { ms: 2_000 }, Duration::from_millis(200))
+        .await
+    {
         Err(RequestError::Timeout(after)) => println!("a slow request gave up after {after:?}"),
         other => println!("unexpected: {other:?}"),
     }

@@ -5,8 +5,8 @@
 //! frames (good and bad ones) as a connection would, and prints every frame that
 //! goes back, so you can see the protocol of `docs/PROTOCOL.md` at work.
 
-use serde::{Deserialize, Serialize};
 use sente_lite::{Codec, ConnId, Ctx, ErrorReply, Inbound, Message, Outbound, Router, registry};
+use serde::{Deserialize, Serialize};
 
 /// Post a message to a room.
 #[sente_lite::event("chat/send")]
@@ -32,28 +32,43 @@ struct User {
 
 #[sente_lite::handler]
 async fn on_send(ctx: Ctx, msg: ChatSend) {
-    println!("  handler: conn {} posted {:?} to {}", ctx.conn_id(), msg.text, msg.room);
+    println!(
+        "  handler: conn {} posted {:?} to {}",
+        ctx.conn_id(),
+        msg.text,
+        msg.room
+    );
 }
 
 #[sente_lite::handler]
 async fn get_user(req: UserGet) -> Result<User, ErrorReply> {
     match req.id {
         0 => Err(ErrorReply::new("user/not-found", "there is no user 0")),
-        id => Ok(User { id, name: format!("user-{id}") }),
+        id => Ok(User {
+            id,
+            name: format!("user-{id}"),
+        }),
     }
 }
 
 fn show(message: &Message) -> String {
     match message {
         Message::Text(text) => text.to_string(),
-        Message::Binary(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+        Message::Binary(bytes) => bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
         other => format!("{other:?}"),
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    println!("registered events (schema hash {}):", registry::schema_hash_hex());
+    println!(
+        "registered events (schema hash {}):",
+        registry::schema_hash_hex()
+    );
     for rec in registry::events() {
         println!("  {:<10} key {}  {}", rec.id, rec.key, rec.qualified_name());
     }
@@ -68,9 +83,18 @@ async fn main() {
         let (outbound, _queue) = Outbound::channel(ConnId(1), 16);
         let ctx = Ctx::new(ConnId(1), Some("ada".into()), codec, outbound, 8);
         let inbound = [
-            codec.encode_event(&ChatSend { room: "lobby".into(), text: "hi".into() }).expect("encodes"),
-            codec.encode_request(1, Some(5000), &UserGet { id: 7 }).expect("encodes"),
-            codec.encode_request(2, None, &UserGet { id: 0 }).expect("encodes"),
+            codec
+                .encode_event(&ChatSend {
+                    room: "lobby".into(),
+                    text: "hi".into(),
+                })
+                .expect("encodes"),
+            codec
+                .encode_request(1, Some(5000), &UserGet { id: 7 })
+                .expect("encodes"),
+            codec
+                .encode_request(2, None, &UserGet { id: 0 })
+                .expect("encodes"),
             Message::text(r#"["chat/sned",{"room":"lobby","text":"typo"}]"#),
             Message::text(r#"["user/get",{"id":"seven"},3]"#),
             Message::text("not json"),
@@ -78,16 +102,25 @@ async fn main() {
         for frame in &inbound {
             println!("-> {}", show(frame));
             let answer = match Codec::decode(frame) {
-                Ok(Inbound::Event { event, payload }) => match routes.dispatch(&ctx, &event, payload, None) {
-                    Ok(running) => running.await.message,
-                    Err(err) => Some(sente_lite::RouteTable::error_message(codec, None, &err)),
-                },
-                Ok(Inbound::Request { event, req_id, payload, .. }) => {
-                    match routes.dispatch(&ctx, &event, payload, Some(req_id)) {
+                Ok(Inbound::Event { event, payload }) => {
+                    match routes.dispatch(&ctx, &event, payload, None) {
                         Ok(running) => running.await.message,
-                        Err(err) => Some(sente_lite::RouteTable::error_message(codec, Some(req_id), &err)),
+                        Err(err) => Some(sente_lite::RouteTable::error_message(codec, None, &err)),
                     }
                 }
+                Ok(Inbound::Request {
+                    event,
+                    req_id,
+                    payload,
+                    ..
+                }) => match routes.dispatch(&ctx, &event, payload, Some(req_id)) {
+                    Ok(running) => running.await.message,
+                    Err(err) => Some(sente_lite::RouteTable::error_message(
+                        codec,
+                        Some(req_id),
+                        &err,
+                    )),
+                },
                 Ok(other) => {
                     println!("   (not an event: {other:?})");
                     None

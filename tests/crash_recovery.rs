@@ -45,11 +45,16 @@ async fn spawn_server(addr: &str) -> ServerProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Where the clients' `crash/news` handler reports what it received.
-static NEWS: LazyLock<Mutex<Option<mpsc::UnboundedSender<(ConnId, String)>>>> = LazyLock::new(Default::default);
+static NEWS: LazyLock<Mutex<Option<mpsc::UnboundedSender<(ConnId, String)>>>> =
+    LazyLock::new(Default::default);
 
 #[sente_lite::handler]
 async fn on_news(ctx: sente_lite::Ctx, news: News) {
@@ -80,7 +85,10 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
         .with_initial_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_millis(400));
     let mut clients = Vec::new();
-    for (i, codec) in [Codec::Json, Codec::Postcard, Codec::Json].into_iter().enumerate() {
+    for (i, codec) in [Codec::Json, Codec::Postcard, Codec::Json]
+        .into_iter()
+        .enumerate()
+    {
         let client = Client::builder(format!("ws://{addr}/ws"))
             .router(Router::new().handler(on_news))
             .codec(codec)
@@ -91,7 +99,10 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
         client.subscribe("news/all").await.expect("subscribed");
         clients.push((format!("client-{i}"), client));
     }
-    let publish = Publish { channel: "news/all".into(), text: "before".into() };
+    let publish = Publish {
+        channel: "news/all".into(),
+        text: "before".into(),
+    };
     assert_eq!(clients[0].1.request(&publish).await.unwrap(), 3);
     expect_news(&mut news, 3, "before").await;
 
@@ -99,15 +110,23 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
     drop(server);
     for (_, client) in &clients {
         let mut changes = client.state_changes();
-        tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|s| *s != ConnectionState::Open))
-            .await
-            .expect("the client notices the crash")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|s| *s != ConnectionState::Open),
+        )
+        .await
+        .expect("the client notices the crash")
+        .unwrap();
     }
     // While the server is away, each client queues numbered notes.
     for (name, client) in &clients {
         for seq in 1..=5 {
-            client.send(&Note { client: name.clone(), seq }).expect("queued while away");
+            client
+                .send(&Note {
+                    client: name.clone(),
+                    seq,
+                })
+                .expect("queued while away");
         }
     }
 
@@ -123,7 +142,12 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
     for (name, client) in &clients {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let got = loop {
-            let got = client.request(&Received { client: name.clone() }).await.expect("answered");
+            let got = client
+                .request(&Received {
+                    client: name.clone(),
+                })
+                .await
+                .expect("answered");
             if got.len() >= 5 || tokio::time::Instant::now() > deadline {
                 break got;
             }
@@ -132,7 +156,10 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
         assert_eq!(got, vec![1, 2, 3, 4, 5], "{name}");
     }
     // Subscriptions were restored on the new server process.
-    let publish = Publish { channel: "news/all".into(), text: "after".into() };
+    let publish = Publish {
+        channel: "news/all".into(),
+        text: "after".into(),
+    };
     assert_eq!(clients[1].1.request(&publish).await.unwrap(), 3);
     expect_news(&mut news, 3, "after").await;
     for (_, client) in &clients {

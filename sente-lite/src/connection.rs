@@ -71,7 +71,10 @@ pub(crate) struct CloseSignal {
 impl CloseSignal {
     /// Requests a graceful close with `reason` (sent as `sl/close`, then 1001).
     pub(crate) fn close(&self, reason: CloseReason) {
-        *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
         self.requested.store(true, Ordering::Release);
         self.notify.notify_one();
     }
@@ -91,7 +94,10 @@ impl CloseSignal {
     }
 
     fn take_reason(&self) -> Option<CloseReason> {
-        self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -100,7 +106,11 @@ pub(crate) trait Side: Send {
     /// A control frame other than ping/pong/error/close. Returns a task whose
     /// result (a frame to send, if any) the engine awaits like a handler's, or an
     /// error when this side does not accept the frame.
-    fn control(&mut self, ctx: &Ctx, control: Control) -> Result<Option<DispatchFuture>, ProtocolError>;
+    fn control(
+        &mut self,
+        ctx: &Ctx,
+        control: Control,
+    ) -> Result<Option<DispatchFuture>, ProtocolError>;
 
     /// A publication on a channel.
     fn publication(
@@ -177,7 +187,9 @@ pub(crate) async fn run<S, Q>(
     first: Vec<Message>,
 ) -> Ended
 where
-    S: Stream<Item = Result<Message, tungstenite::Error>> + Sink<Message, Error = tungstenite::Error> + Unpin,
+    S: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
+        + Unpin,
     Q: std::borrow::BorrowMut<mpsc::Receiver<Message>>,
 {
     let queue: &mut mpsc::Receiver<Message> = queue.borrow_mut();
@@ -392,7 +404,10 @@ fn handle_frame(
 ) -> Result<Option<DispatchFuture>, (ProtocolError, Option<RequestId>)> {
     let inbound = Codec::decode(message).map_err(|e| (e, None))?;
     match inbound {
-        Inbound::Event { event, payload } => routes.dispatch(ctx, &event, payload, None).map(Some).map_err(|e| (e, None)),
+        Inbound::Event { event, payload } => routes
+            .dispatch(ctx, &event, payload, None)
+            .map(Some)
+            .map_err(|e| (e, None)),
         Inbound::Request {
             event,
             req_id,
@@ -403,7 +418,10 @@ fn handle_frame(
                 bump(&counters.deadlines_exceeded);
                 let reply = ctx.codec().encode_error_reply(
                     req_id,
-                    &ErrorReply::new(codes::DEADLINE_EXCEEDED, "the request's deadline had passed on arrival"),
+                    &ErrorReply::new(
+                        codes::DEADLINE_EXCEEDED,
+                        "the request's deadline had passed on arrival",
+                    ),
                 );
                 return Ok(Some(Box::pin(async move {
                     Dispatched {
@@ -412,19 +430,26 @@ fn handle_frame(
                     }
                 })));
             }
-            let running = routes.dispatch(ctx, &event, payload, Some(req_id)).map_err(|e| (e, Some(req_id)))?;
+            let running = routes
+                .dispatch(ctx, &event, payload, Some(req_id))
+                .map_err(|e| (e, Some(req_id)))?;
             bump(&counters.requests_handled);
             Ok(Some(match deadline_ms {
                 None => running,
                 Some(ms) => {
                     let codec = ctx.codec();
                     Box::pin(async move {
-                        match tokio::time::timeout(Duration::from_millis(u64::from(ms)), running).await {
+                        match tokio::time::timeout(Duration::from_millis(u64::from(ms)), running)
+                            .await
+                        {
                             Ok(done) => done,
                             Err(_) => Dispatched {
                                 message: Some(codec.encode_error_reply(
                                     req_id,
-                                    &ErrorReply::new(codes::DEADLINE_EXCEEDED, "the handler ran past the request's deadline"),
+                                    &ErrorReply::new(
+                                        codes::DEADLINE_EXCEEDED,
+                                        "the handler ran past the request's deadline",
+                                    ),
                                 )),
                                 outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
                             },

@@ -62,7 +62,15 @@ impl Ctx {
         outbound: Outbound,
         max_in_flight: usize,
     ) -> Self {
-        Self::with_hub(conn_id, user_id, codec, outbound, max_in_flight, DEFAULT_REQUEST_TIMEOUT, None)
+        Self::with_hub(
+            conn_id,
+            user_id,
+            codec,
+            outbound,
+            max_in_flight,
+            DEFAULT_REQUEST_TIMEOUT,
+            None,
+        )
     }
 
     pub(crate) fn with_hub(
@@ -119,24 +127,33 @@ impl Ctx {
     /// Dropping the returned future stops waiting; a reply that arrives later is
     /// ignored.
     pub async fn request<E: Request>(&self, request: &E) -> Result<E::Reply, RequestError> {
-        self.request_within(request, self.inner.request_timeout).await
+        self.request_within(request, self.inner.request_timeout)
+            .await
     }
 
     /// Sends a request to the peer and waits for its reply, at most `timeout`.
     /// The deadline travels with the request so the peer does not work past it.
-    pub async fn request_within<E: Request>(&self, request: &E, timeout: Duration) -> Result<E::Reply, RequestError> {
+    pub async fn request_within<E: Request>(
+        &self,
+        request: &E,
+        timeout: Duration,
+    ) -> Result<E::Reply, RequestError> {
         let (guard, reply) = self.inner.pending.register::<E::Reply>()?;
-        let message =
-            self.inner
-                .codec
-                .encode_request(guard.req_id(), Some(pending::deadline_ms(timeout)), request)?;
+        let message = self.inner.codec.encode_request(
+            guard.req_id(),
+            Some(pending::deadline_ms(timeout)),
+            request,
+        )?;
         self.inner.outbound.try_send(message)?;
         pending::wait_reply(guard, reply, timeout).await
     }
 
     /// Subscribes this connection to `channel` (on a server: directly, after the
     /// channel's authorisation; on a client: by asking the server).
-    pub async fn subscribe(&self, channel: impl Into<String>) -> Result<SubscribeReply, RequestError> {
+    pub async fn subscribe(
+        &self,
+        channel: impl Into<String>,
+    ) -> Result<SubscribeReply, RequestError> {
         match &self.inner.hub {
             Some(hub) => hub.subscribe(self, channel.into()).await,
             None => Err(RequestError::Closed),
@@ -155,7 +172,6 @@ impl Ctx {
     pub(crate) fn pending(&self) -> &PendingRequests {
         &self.inner.pending
     }
-
 
     pub(crate) fn hub(&self) -> Option<&dyn std::any::Any> {
         self.inner.hub.as_deref().map(Hub::as_any)
@@ -242,7 +258,9 @@ impl Outbound {
                     capacity: self.tx.max_capacity(),
                 }
             }
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed { conn_id: self.conn_id },
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed {
+                conn_id: self.conn_id,
+            },
         })
     }
 
@@ -271,7 +289,11 @@ impl InFlight {
         }
     }
 
-    fn begin(&self, owner: &Arc<CtxInner>, req_id: RequestId) -> Result<InFlightGuard, ProtocolError> {
+    fn begin(
+        &self,
+        owner: &Arc<CtxInner>,
+        req_id: RequestId,
+    ) -> Result<InFlightGuard, ProtocolError> {
         let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         if ids.len() >= self.max {
             return Err(ProtocolError::TooManyRequests { max: self.max });
@@ -294,7 +316,12 @@ pub(crate) struct InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let mut ids = self.owner.in_flight.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ids = self
+            .owner
+            .in_flight
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         ids.remove(&self.req_id);
     }
 }

@@ -165,7 +165,16 @@ mod tests {
     fn ids_are_validated() {
         assert!(validate_event_id("chat/send").is_ok());
         assert!(validate_event_id("a.b-c_d/e9").is_ok());
-        for bad in ["chat", "Chat/send", "chat/", "/send", "a/b/c", "chat/se nd", "sl/ping", "ch\u{e4}t/x"] {
+        for bad in [
+            "chat",
+            "Chat/send",
+            "chat/",
+            "/send",
+            "a/b/c",
+            "chat/se nd",
+            "sl/ping",
+            "ch\u{e4}t/x",
+        ] {
             assert!(validate_event_id(bad).is_err(), "{bad}");
         }
     }

@@ -19,19 +19,21 @@ mod router;
 pub mod server;
 mod stats;
 
-pub use client::{Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout};
+pub use client::{
+    Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout,
+};
 pub use codec::{Codec, EventRef, Inbound, Payload};
 pub use ctx::{Ctx, DEFAULT_REQUEST_TIMEOUT, Outbound};
 pub use error::{EncodeError, ProtocolError, SendError};
 pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
 pub use pending::RequestError;
+pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
+pub use router::{DispatchFuture, Dispatched, Outcome, RouteInfo, RouteTable, Router, RouterError};
 pub use server::Server;
 pub use stats::{ErrorCounts, StatsSnapshot};
-pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
 /// A WebSocket message, as the codecs produce and consume it.
 pub use tungstenite::Message;
-pub use router::{DispatchFuture, Dispatched, Outcome, RouteInfo, RouteTable, Router, RouterError};
 
 /// Makes a Rust type an event. See [`Event`].
 pub use sente_lite_macros::event;

@@ -104,12 +104,18 @@ impl PendingRequests {
             };
             let _ = tx.send(value);
         });
-        let mut waiting = self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiting = self
+            .inner
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(RequestError::Closed);
         }
         if waiting.len() >= self.inner.max {
-            return Err(RequestError::TooManyInFlight { max: self.inner.max });
+            return Err(RequestError::TooManyInFlight {
+                max: self.inner.max,
+            });
         }
         // Ids stay below 2^53 so JavaScript peers read them exactly; wrapping is
         // harmless because an id is only reused long after its request ended.
@@ -126,7 +132,11 @@ impl PendingRequests {
 
     /// Hands a reply to its waiter. Returns `false` when nobody waits for `req_id`
     /// (a late reply after a timeout, or a reply we never asked for).
-    pub(crate) fn complete(&self, req_id: RequestId, result: Result<Payload<'_>, ErrorReply>) -> bool {
+    pub(crate) fn complete(
+        &self,
+        req_id: RequestId,
+        result: Result<Payload<'_>, ErrorReply>,
+    ) -> bool {
         let waiter = self
             .inner
             .waiting
@@ -146,14 +156,17 @@ impl PendingRequests {
     /// registered afterwards fail at once with the same error.
     pub(crate) fn fail_all(&self) {
         let drained: Vec<Completer> = {
-            let mut waiting = self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waiting = self
+                .inner
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             self.inner.closed.store(true, Ordering::Relaxed);
             waiting.drain().map(|(_, c)| c).collect()
         };
         // Dropping a completer drops its sender: the waiter sees `Closed`.
         drop(drained);
     }
-
 }
 
 /// Removes its request from the table when dropped.

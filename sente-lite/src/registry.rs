@@ -26,21 +26,6 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
-    #[doc(hidden)]
-    pub const fn new<E: Event>(
-        type_name: &'static str,
-        reply_type: Option<&'static str>,
-        module_path: &'static str,
-    ) -> Self {
-        Self {
-            id: E::ID,
-            key: E::KEY,
-            type_name,
-            reply_type,
-            module_path,
-        }
-    }
-
     /// `module::path::TypeName`, as used in error messages.
     pub fn qualified_name(&self) -> String {
         format!("{}::{}", self.module_path, self.type_name)
@@ -117,7 +102,9 @@ pub fn events() -> &'static [EventRecord] {
     static EVENTS: OnceLock<Vec<EventRecord>> = OnceLock::new();
     EVENTS.get_or_init(|| {
         let mut all: Vec<EventRecord> = inventory::iter::<EventRecord>().copied().collect();
-        all.sort_by(|a, b| (a.id, a.module_path, a.type_name).cmp(&(b.id, b.module_path, b.type_name)));
+        all.sort_by(|a, b| {
+            (a.id, a.module_path, a.type_name).cmp(&(b.id, b.module_path, b.type_name))
+        });
         all.dedup();
         all
     })
@@ -140,7 +127,8 @@ pub fn check() -> Result<(), ClashError> {
 /// request, and its reply type's name (last path segment).
 ///
 /// Computed as 64-bit FNV-1a over the lines `id \t kind \t reply \n`, sorted by
-/// id, where kind is `event` or `request` and reply is empty for events. Two
+/// id, where kind is `event` or `request` and reply is the reply type as written,
+/// without paths or spaces (`Vec<crate::User>` is `Vec<User>`), empty for events. Two
 /// peers built from the same event definitions get the same hash, whatever the
 /// platform or build. It is sent in the handshake as 16 lowercase hex digits.
 pub fn schema_hash() -> u64 {
@@ -149,11 +137,15 @@ pub fn schema_hash() -> u64 {
 
 /// The [`schema_hash`] of a given set of records.
 pub fn schema_hash_of<'a>(records: impl IntoIterator<Item = &'a EventRecord>) -> u64 {
-    let mut lines: Vec<(&str, &str, &str)> = records
+    let mut lines: Vec<(&str, &str, String)> = records
         .into_iter()
         .map(|r| {
-            let reply = r.reply_type.map_or("", |t| t.rsplit("::").next().unwrap_or(t).trim());
-            let kind = if r.reply_type.is_some() { "request" } else { "event" };
+            let reply = r.reply_type.map_or_else(String::new, bare_type_name);
+            let kind = if r.reply_type.is_some() {
+                "request"
+            } else {
+                "event"
+            };
             (r.id, kind, reply)
         })
         .collect();
@@ -161,14 +153,52 @@ pub fn schema_hash_of<'a>(records: impl IntoIterator<Item = &'a EventRecord>) ->
     lines.dedup();
     let mut hash = FNV64_OFFSET;
     for (id, kind, reply) in lines {
-        for part in [id, "\t", kind, "\t", reply, "\n"] {
+        for part in [id, "\t", kind, "\t", &reply, "\n"] {
             hash = fnv1a_64(hash, part.as_bytes());
         }
     }
     hash
 }
 
+/// A type as written, without paths or spaces: `Vec<crate::api::User>` is `Vec<User>`.
+fn bare_type_name(written: &str) -> String {
+    let mut out = String::with_capacity(written.len());
+    let mut word = String::new();
+    let mut chars = written.chars().filter(|c| !c.is_whitespace()).peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            word.clear();
+        } else {
+            out.push_str(&word);
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&word);
+    out
+}
+
 /// [`schema_hash`] as the 16 lowercase hex digits sent in the handshake.
 pub fn schema_hash_hex() -> String {
     format!("{:016x}", schema_hash())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_type_name;
+
+    #[test]
+    fn reply_types_hash_without_their_paths() {
+        assert_eq!(bare_type_name("User"), "User");
+        assert_eq!(bare_type_name("crate::api::User"), "User");
+        assert_eq!(bare_type_name("Vec < crate::User >"), "Vec<User>");
+        assert_eq!(
+            bare_type_name("std::collections::HashMap<String, ::api::User>"),
+            "HashMap<String,User>"
+        );
+        assert_eq!(bare_type_name("()"), "()");
+    }
 }

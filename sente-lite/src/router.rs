@@ -44,7 +44,9 @@ impl RouteInfo {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouterError {
     /// Two handlers are routed for one event.
-    #[error("event `{id}` is routed twice: to `{first}` and to `{second}`; keep one handler per event")]
+    #[error(
+        "event `{id}` is routed twice: to `{first}` and to `{second}`; keep one handler per event"
+    )]
     DuplicateRoute {
         /// The event id.
         id: &'static str,
@@ -119,7 +121,9 @@ impl Router {
             id: info.id,
             key: info.key,
             type_name: short_name,
-            reply_type: info.is_request.then(type_name::<<H::Event as Event>::Reply>),
+            reply_type: info
+                .is_request
+                .then(type_name::<<H::Event as Event>::Reply>),
             module_path,
         };
         self.routes.push(Route {
@@ -236,12 +240,22 @@ impl RouteTable {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
     ) -> Result<DispatchFuture, ProtocolError> {
-        let route = self.lookup(event).ok_or_else(|| ProtocolError::UnknownEvent {
-            event: event.to_string(),
-        })?;
+        let route = self
+            .lookup(event)
+            .ok_or_else(|| ProtocolError::UnknownEvent {
+                event: event.to_string(),
+            })?;
         match (route.info.is_request, req_id) {
-            (true, None) => return Err(ProtocolError::ExpectedRequest { event: route.info.id }),
-            (false, Some(_)) => return Err(ProtocolError::NotARequest { event: route.info.id }),
+            (true, None) => {
+                return Err(ProtocolError::ExpectedRequest {
+                    event: route.info.id,
+                });
+            }
+            (false, Some(_)) => {
+                return Err(ProtocolError::NotARequest {
+                    event: route.info.id,
+                });
+            }
             _ => {}
         }
         route.call.dispatch(ctx, payload, req_id)
@@ -249,7 +263,11 @@ impl RouteTable {
 
     /// The frame that tells the peer about `error`: the request's error reply when
     /// `req_id` is given, an `sl/error` frame otherwise.
-    pub fn error_message(codec: Codec, req_id: Option<RequestId>, error: &ProtocolError) -> Message {
+    pub fn error_message(
+        codec: Codec,
+        req_id: Option<RequestId>,
+        error: &ProtocolError,
+    ) -> Message {
         let reply = ErrorReply::from(error);
         match req_id {
             Some(req_id) => codec.encode_error_reply(req_id, &reply),
@@ -265,8 +283,12 @@ impl std::fmt::Debug for RouteTable {
 }
 
 trait ErasedRoute: Send + Sync {
-    fn dispatch(&self, ctx: &Ctx, payload: Payload<'_>, req_id: Option<RequestId>)
-    -> Result<DispatchFuture, ProtocolError>;
+    fn dispatch(
+        &self,
+        ctx: &Ctx,
+        payload: Payload<'_>,
+        req_id: Option<RequestId>,
+    ) -> Result<DispatchFuture, ProtocolError>;
 }
 
 struct HandlerRoute<H>(H, PhantomData<fn() -> H>);
@@ -301,9 +323,14 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
                 (Err(e), _) => Outcome::Error(e.code.to_string()),
             };
             let message = match (req_id, result) {
-                (Some(req_id), Ok(Some(reply))) => Some(codec.encode_reply(req_id, &reply).unwrap_or_else(|e| {
-                    codec.encode_error_reply(req_id, &ErrorReply::new(codes::INTERNAL, e.to_string()))
-                })),
+                (Some(req_id), Ok(Some(reply))) => {
+                    Some(codec.encode_reply(req_id, &reply).unwrap_or_else(|e| {
+                        codec.encode_error_reply(
+                            req_id,
+                            &ErrorReply::new(codes::INTERNAL, e.to_string()),
+                        )
+                    }))
+                }
                 (Some(req_id), Ok(None)) => Some(codec.encode_error_reply(
                     req_id,
                     &ErrorReply::new(codes::INTERNAL, "the handler produced no reply"),

@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, LazyLock};
 
-use serde::{Deserialize, Serialize};
 use sente_lite::protocol::codes;
 use sente_lite::{
-    Codec, ConnId, Ctx, Dispatched, ErrorReply, EventKey, EventRef, Inbound, Message, Outbound, Outcome, Payload,
-    ProtocolError, RouteTable, Router, RouterError,
+    Codec, ConnId, Ctx, Dispatched, ErrorReply, EventKey, EventRef, Inbound, Message, Outbound,
+    Outcome, Payload, ProtocolError, RouteTable, Router, RouterError,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
 #[sente_lite::event("test/note")]
@@ -48,7 +48,8 @@ struct Fail;
 /// Echoes a note back to the sender through the connection's queue.
 #[sente_lite::handler]
 async fn on_note(ctx: Ctx, note: Note) {
-    ctx.send(&Echoed { text: note.text }).expect("queue has room");
+    ctx.send(&Echoed { text: note.text })
+        .expect("queue has room");
 }
 
 #[sente_lite::handler]
@@ -94,20 +95,42 @@ fn routes() -> RouteTable {
 
 fn conn(codec: Codec, max_in_flight: usize) -> (Ctx, mpsc::Receiver<Message>) {
     let (outbound, queue) = Outbound::channel(ConnId(9), 8);
-    (Ctx::new(ConnId(9), Some("ada".into()), codec, outbound, max_in_flight), queue)
+    (
+        Ctx::new(
+            ConnId(9),
+            Some("ada".into()),
+            codec,
+            outbound,
+            max_in_flight,
+        ),
+        queue,
+    )
 }
 
 /// Decodes `frame` and starts its handler.
-fn start(routes: &RouteTable, ctx: &Ctx, frame: &Message) -> Result<sente_lite::DispatchFuture, ProtocolError> {
+fn start(
+    routes: &RouteTable,
+    ctx: &Ctx,
+    frame: &Message,
+) -> Result<sente_lite::DispatchFuture, ProtocolError> {
     match Codec::decode(frame)? {
         Inbound::Event { event, payload } => routes.dispatch(ctx, &event, payload, None),
-        Inbound::Request { event, req_id, payload, .. } => routes.dispatch(ctx, &event, payload, Some(req_id)),
+        Inbound::Request {
+            event,
+            req_id,
+            payload,
+            ..
+        } => routes.dispatch(ctx, &event, payload, Some(req_id)),
         other => panic!("not an event: {other:?}"),
     }
 }
 
 /// Decodes `frame`, dispatches it and waits for the handler.
-async fn feed(routes: &RouteTable, ctx: &Ctx, frame: &Message) -> Result<Dispatched, ProtocolError> {
+async fn feed(
+    routes: &RouteTable,
+    ctx: &Ctx,
+    frame: &Message,
+) -> Result<Dispatched, ProtocolError> {
     Ok(start(routes, ctx, frame)?.await)
 }
 
@@ -143,13 +166,17 @@ async fn requests_get_their_reply_or_their_error_in_both_codecs() {
     let routes = routes();
     for codec in [Codec::Json, Codec::Postcard] {
         let (ctx, _queue) = conn(codec, 4);
-        let frame = codec.encode_request(5, Some(1000), &Add { a: 2, b: 3 }).unwrap();
+        let frame = codec
+            .encode_request(5, Some(1000), &Add { a: 2, b: 3 })
+            .unwrap();
         let message = feed(&routes, &ctx, &frame).await.unwrap().message.unwrap();
         let (req_id, result) = reply_of(&message);
         assert_eq!(req_id, 5);
         assert_eq!(result.unwrap().decode::<Sum>("reply").unwrap(), Sum(5));
 
-        let frame = codec.encode_request(6, None, &Add { a: i64::MAX, b: 1 }).unwrap();
+        let frame = codec
+            .encode_request(6, None, &Add { a: i64::MAX, b: 1 })
+            .unwrap();
         let err = feed(&routes, &ctx, &frame).await.unwrap();
         assert_eq!(err.outcome, Outcome::Error("math/overflow".into()));
         let message = err.message.unwrap();
@@ -163,11 +190,21 @@ async fn requests_get_their_reply_or_their_error_in_both_codecs() {
 async fn unknown_events_are_bad_events() {
     let routes = routes();
     let (ctx, _queue) = conn(Codec::Json, 4);
-    let err = feed(&routes, &ctx, &Message::text(r#"["test/nope",{}]"#)).await.unwrap_err();
-    assert_eq!(err, ProtocolError::UnknownEvent { event: "test/nope".into() });
+    let err = feed(&routes, &ctx, &Message::text(r#"["test/nope",{}]"#))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::UnknownEvent {
+            event: "test/nope".into()
+        }
+    );
     assert_eq!(err.code(), codes::BAD_EVENT);
     let unknown_key = EventRef::Key(EventKey::from_raw(42));
-    let err = routes.dispatch(&ctx, &unknown_key, Payload::Postcard(&[]), None).err().unwrap();
+    let err = routes
+        .dispatch(&ctx, &unknown_key, Payload::Postcard(&[]), None)
+        .err()
+        .unwrap();
     assert_eq!(err.code(), codes::BAD_EVENT);
     // The answer the peer gets names the event.
     let told = RouteTable::error_message(Codec::Json, None, &err);
@@ -181,9 +218,21 @@ async fn unknown_events_are_bad_events() {
 async fn requests_and_events_must_come_as_what_they_are() {
     let routes = routes();
     let (ctx, _queue) = conn(Codec::Json, 4);
-    let err = feed(&routes, &ctx, &Message::text(r#"["test/add",{"a":1,"b":2}]"#)).await.unwrap_err();
+    let err = feed(
+        &routes,
+        &ctx,
+        &Message::text(r#"["test/add",{"a":1,"b":2}]"#),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err, ProtocolError::ExpectedRequest { event: "test/add" });
-    let err = feed(&routes, &ctx, &Message::text(r#"["test/note",{"text":"x"},3]"#)).await.unwrap_err();
+    let err = feed(
+        &routes,
+        &ctx,
+        &Message::text(r#"["test/note",{"text":"x"},3]"#),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err, ProtocolError::NotARequest { event: "test/note" });
     assert_eq!(err.code(), codes::BAD_EVENT);
 }
@@ -192,14 +241,44 @@ async fn requests_and_events_must_come_as_what_they_are() {
 async fn a_payload_of_the_wrong_shape_is_a_bad_payload() {
     let routes = routes();
     let (ctx, _queue) = conn(Codec::Json, 4);
-    let err = feed(&routes, &ctx, &Message::text(r#"["test/add",{"a":"one","b":2},1]"#)).await.unwrap_err();
-    assert!(matches!(err, ProtocolError::BadPayload { event: "test/add", .. }), "{err:?}");
+    let err = feed(
+        &routes,
+        &ctx,
+        &Message::text(r#"["test/add",{"a":"one","b":2},1]"#),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::BadPayload {
+                event: "test/add",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.code(), codes::BAD_PAYLOAD);
     // Trailing bytes after a postcard payload are rejected too.
-    let mut bytes = Codec::Postcard.encode_event(&Note { text: "x".into() }).unwrap().into_data().to_vec();
+    let mut bytes = Codec::Postcard
+        .encode_event(&Note { text: "x".into() })
+        .unwrap()
+        .into_data()
+        .to_vec();
     bytes.push(0);
-    let err = feed(&routes, &ctx, &Message::binary(bytes)).await.unwrap_err();
-    assert!(matches!(err, ProtocolError::BadPayload { event: "test/note", .. }), "{err:?}");
+    let err = feed(&routes, &ctx, &Message::binary(bytes))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::BadPayload {
+                event: "test/note",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 /// Releases `GATE` until every task has finished.
@@ -242,7 +321,13 @@ async fn a_panicking_handler_answers_internal_and_the_connection_goes_on() {
     let routes = routes();
     for codec in [Codec::Json, Codec::Postcard] {
         let (ctx, _queue) = conn(codec, 4);
-        let done = feed(&routes, &ctx, &codec.encode_request(1, None, &Boom).unwrap()).await.unwrap();
+        let done = feed(
+            &routes,
+            &ctx,
+            &codec.encode_request(1, None, &Boom).unwrap(),
+        )
+        .await
+        .unwrap();
         assert_eq!(done.outcome, Outcome::Panicked);
         let message = done.message.unwrap();
         let (req_id, result) = reply_of(&message);
@@ -250,7 +335,10 @@ async fn a_panicking_handler_answers_internal_and_the_connection_goes_on() {
         assert_eq!(result.unwrap_err().code, codes::INTERNAL);
         // The same request id can be used again and other routes still work.
         let frame = codec.encode_request(1, None, &Add { a: 1, b: 1 }).unwrap();
-        assert_eq!(feed(&routes, &ctx, &frame).await.unwrap().outcome, Outcome::Ok);
+        assert_eq!(
+            feed(&routes, &ctx, &frame).await.unwrap().outcome,
+            Outcome::Ok
+        );
     }
 }
 
@@ -258,7 +346,9 @@ async fn a_panicking_handler_answers_internal_and_the_connection_goes_on() {
 async fn a_failing_one_way_handler_tells_the_peer_with_an_error_frame() {
     let routes = routes();
     let (ctx, _queue) = conn(Codec::Json, 4);
-    let done = feed(&routes, &ctx, &Message::text(r#"["test/fail",null]"#)).await.unwrap();
+    let done = feed(&routes, &ctx, &Message::text(r#"["test/fail",null]"#))
+        .await
+        .unwrap();
     assert_eq!(done.outcome, Outcome::Error("test/failed".into()));
     assert_eq!(
         done.message.unwrap().to_text().unwrap(),
@@ -268,7 +358,12 @@ async fn a_failing_one_way_handler_tells_the_peer_with_an_error_frame() {
 
 #[test]
 fn routing_an_event_twice_fails_at_build_naming_both_handlers() {
-    let err = Router::new().handler(on_add).handler(on_note).handler(on_add_again).build().unwrap_err();
+    let err = Router::new()
+        .handler(on_add)
+        .handler(on_note)
+        .handler(on_add_again)
+        .build()
+        .unwrap_err();
     assert_eq!(
         err,
         RouterError::DuplicateRoute {
@@ -284,7 +379,14 @@ fn routing_an_event_twice_fails_at_build_naming_both_handlers() {
 fn the_registry_lists_this_programs_events_with_a_stable_schema_hash() {
     use sente_lite::registry;
     let ids: Vec<&str> = registry::events().iter().map(|r| r.id).collect();
-    for id in ["test/add", "test/boom", "test/echo", "test/fail", "test/note", "test/wait"] {
+    for id in [
+        "test/add",
+        "test/boom",
+        "test/echo",
+        "test/fail",
+        "test/note",
+        "test/wait",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     let add = registry::by_id("test/add").unwrap();
@@ -298,6 +400,10 @@ fn the_registry_lists_this_programs_events_with_a_stable_schema_hash() {
     let hash = registry::schema_hash();
     assert_eq!(hash, registry::schema_hash_of(registry::events()));
     let mut changed = registry::events().to_vec();
-    changed.iter_mut().find(|r| r.id == "test/add").unwrap().reply_type = Some("Other");
+    changed
+        .iter_mut()
+        .find(|r| r.id == "test/add")
+        .unwrap()
+        .reply_type = Some("Other");
     assert_ne!(hash, registry::schema_hash_of(&changed));
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use sente_lite::protocol::{Control, Handshake, codes};
 use sente_lite::server::{OriginPolicy, Presence, Rejection, Shutdown};
 use sente_lite::{Codec, Ctx, ErrorReply, Inbound, Message, Router, Server};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -79,7 +79,11 @@ async fn note(ctx: Ctx, n: Note) {
 
 #[sente_lite::handler]
 async fn whoami(ctx: Ctx, _req: WhoAmI) -> String {
-    format!("{}:{}", ctx.user_id().map_or("anonymous", |u| u.0.as_str()), ctx.conn_id())
+    format!(
+        "{}:{}",
+        ctx.user_id().map_or("anonymous", |u| u.0.as_str()),
+        ctx.conn_id()
+    )
 }
 
 #[sente_lite::handler]
@@ -112,19 +116,25 @@ async fn start(change: impl FnOnce(&mut sente_lite::server::ServerConfig)) -> Se
             }
         })
         .channel("room/*", sente_lite::server::allow_all)
-        .channel("vip/*", |access: sente_lite::server::ChannelAccess| async move {
-            if access.user_id.as_ref().is_some_and(|u| u.0 == "ada") {
-                Ok(())
-            } else {
-                Err(ErrorReply::new(codes::FORBIDDEN, "vip only"))
-            }
-        })
+        .channel(
+            "vip/*",
+            |access: sente_lite::server::ChannelAccess| async move {
+                if access.user_id.as_ref().is_some_and(|u| u.0 == "ada") {
+                    Ok(())
+                } else {
+                    Err(ErrorReply::new(codes::FORBIDDEN, "vip only"))
+                }
+            },
+        )
         .bind("127.0.0.1:0")
         .await
         .expect("server binds")
 }
 
-async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+async fn connect_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut request = url.into_client_request()?;
     for (name, value) in headers {
         request.headers_mut().insert(
@@ -138,7 +148,9 @@ async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tokio_t
 /// Connects and reads the handshake.
 async fn connect(server: &Server, query: &str, codec: Codec) -> (Ws, Handshake) {
     let url = format!("{}{query}", server.ws_url());
-    let mut ws = connect_with(&url, &[("sec-websocket-protocol", codec.subprotocol())]).await.unwrap();
+    let mut ws = connect_with(&url, &[("sec-websocket-protocol", codec.subprotocol())])
+        .await
+        .unwrap();
     let first = next(&mut ws).await;
     let Inbound::Control(Control::Handshake(handshake)) = Codec::decode(&first).unwrap() else {
         panic!("first frame is not a handshake: {first:?}");
@@ -172,16 +184,30 @@ async fn handshake_and_requests_in_both_codecs() {
     assert_eq!(handshake.version, 1);
     assert_eq!(handshake.user_id, Some("ada".into()));
     assert_eq!(handshake.heartbeat.interval_ms, 25_000);
-    assert_eq!(handshake.schema_hash, sente_lite::registry::schema_hash_hex());
-    assert_eq!(json(&mut ws, r#"["srv/add",{"a":2,"b":40},1]"#).await, r#"["sl/ok",1,42]"#);
+    assert_eq!(
+        handshake.schema_hash,
+        sente_lite::registry::schema_hash_hex()
+    );
+    assert_eq!(
+        json(&mut ws, r#"["srv/add",{"a":2,"b":40},1]"#).await,
+        r#"["sl/ok",1,42]"#
+    );
 
     let (mut ws, _) = connect(&server, "", Codec::Postcard).await;
-    ws.send(Codec::Postcard.encode_request(7, Some(1000), &Add { a: 1, b: 2 }).unwrap())
-        .await
-        .unwrap();
+    ws.send(
+        Codec::Postcard
+            .encode_request(7, Some(1000), &Add { a: 1, b: 2 })
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let reply = next(&mut ws).await;
     assert!(reply.is_binary());
-    let Inbound::Reply { req_id: 7, result: Ok(payload) } = Codec::decode(&reply).unwrap() else {
+    let Inbound::Reply {
+        req_id: 7,
+        result: Ok(payload),
+    } = Codec::decode(&reply).unwrap()
+    else {
         panic!("{reply:?}")
     };
     assert_eq!(payload.decode::<i64>("reply").unwrap(), 3);
@@ -194,7 +220,9 @@ async fn handshake_and_requests_in_both_codecs() {
 #[tokio::test]
 async fn health_is_served_over_http_on_the_same_port() {
     let server = start(|_| {}).await;
-    let mut stream = TcpStream::connect(server.local_addr().unwrap()).await.unwrap();
+    let mut stream = TcpStream::connect(server.local_addr().unwrap())
+        .await
+        .unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -209,7 +237,9 @@ async fn health_is_served_over_http_on_the_same_port() {
 #[tokio::test]
 async fn auth_rejects_and_identifies() {
     let server = start(|_| {}).await;
-    let err = connect_with(&format!("{}?token=bad", server.ws_url()), &[]).await.unwrap_err();
+    let err = connect_with(&format!("{}?token=bad", server.ws_url()), &[])
+        .await
+        .unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
         other => panic!("expected an HTTP rejection, got {other}"),
@@ -224,18 +254,31 @@ async fn auth_rejects_and_identifies() {
 async fn cross_site_origins_are_refused_by_default() {
     let server = start(|_| {}).await;
     let addr = server.local_addr().unwrap();
-    let evil = connect_with(&server.ws_url(), &[("origin", "https://evil.example")]).await.unwrap_err();
-    assert!(matches!(evil, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 403), "{evil}");
+    let evil = connect_with(&server.ws_url(), &[("origin", "https://evil.example")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(evil, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 403),
+        "{evil}"
+    );
     let same = format!("http://{addr}");
-    connect_with(&server.ws_url(), &[("origin", &same)]).await.expect("same host is fine");
+    connect_with(&server.ws_url(), &[("origin", &same)])
+        .await
+        .expect("same host is fine");
 
     let listed = Server::builder()
         .origins(OriginPolicy::AllowList(vec!["https://app.example".into()]))
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    connect_with(&listed.ws_url(), &[("origin", "https://app.example")]).await.expect("listed");
-    assert!(connect_with(&listed.ws_url(), &[("origin", &same)]).await.is_err());
+    connect_with(&listed.ws_url(), &[("origin", "https://app.example")])
+        .await
+        .expect("listed");
+    assert!(
+        connect_with(&listed.ws_url(), &[("origin", &same)])
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -243,20 +286,45 @@ async fn bad_input_is_answered_and_the_connection_goes_on() {
     let server = start(|_| {}).await;
     let (mut ws, _) = connect(&server, "", Codec::Json).await;
     let answer = json(&mut ws, "{not json").await;
-    assert!(answer.starts_with(r#"["sl/error",{"code":"bad-frame""#), "{answer}");
+    assert!(
+        answer.starts_with(r#"["sl/error",{"code":"bad-frame""#),
+        "{answer}"
+    );
     let answer = json(&mut ws, r#"["srv/nope",{}]"#).await;
-    assert!(answer.starts_with(r#"["sl/error",{"code":"bad-event""#), "{answer}");
+    assert!(
+        answer.starts_with(r#"["sl/error",{"code":"bad-event""#),
+        "{answer}"
+    );
     let answer = json(&mut ws, r#"["srv/add",{"a":"x"},5]"#).await;
-    assert!(answer.starts_with(r#"["sl/err",5,{"code":"bad-payload""#), "{answer}");
+    assert!(
+        answer.starts_with(r#"["sl/err",5,{"code":"bad-payload""#),
+        "{answer}"
+    );
     let answer = json(&mut ws, r#"["srv/boom",null,6]"#).await;
-    assert!(answer.starts_with(r#"["sl/err",6,{"code":"internal""#), "{answer}");
-    ws.send(Message::binary(vec![0xff, 0x00, 0x13])).await.unwrap();
+    assert!(
+        answer.starts_with(r#"["sl/err",6,{"code":"internal""#),
+        "{answer}"
+    );
+    ws.send(Message::binary(vec![0xff, 0x00, 0x13]))
+        .await
+        .unwrap();
     let answer = next(&mut ws).await;
     assert!(answer.is_binary() || answer.is_text());
     // Still serving.
-    assert_eq!(json(&mut ws, r#"["srv/add",{"a":1,"b":1},7]"#).await, r#"["sl/ok",7,2]"#);
+    assert_eq!(
+        json(&mut ws, r#"["srv/add",{"a":1,"b":1},7]"#).await,
+        r#"["sl/ok",7,2]"#
+    );
     let errors = server.stats().errors;
-    assert_eq!((errors.bad_frame, errors.bad_event, errors.bad_payload, errors.handler_panic), (2, 1, 1, 1));
+    assert_eq!(
+        (
+            errors.bad_frame,
+            errors.bad_event,
+            errors.bad_payload,
+            errors.handler_panic
+        ),
+        (2, 1, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -264,9 +332,15 @@ async fn a_deadline_that_passes_is_answered_deadline_exceeded() {
     let server = start(|_| {}).await;
     let (mut ws, _) = connect(&server, "", Codec::Json).await;
     let answer = json(&mut ws, r#"["srv/slow",{"ms":2000},1,50]"#).await;
-    assert!(answer.starts_with(r#"["sl/err",1,{"code":"deadline-exceeded""#), "{answer}");
+    assert!(
+        answer.starts_with(r#"["sl/err",1,{"code":"deadline-exceeded""#),
+        "{answer}"
+    );
     let answer = json(&mut ws, r#"["srv/slow",{"ms":0},2,0]"#).await;
-    assert!(answer.starts_with(r#"["sl/err",2,{"code":"deadline-exceeded""#), "{answer}");
+    assert!(
+        answer.starts_with(r#"["sl/err",2,{"code":"deadline-exceeded""#),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -302,7 +376,8 @@ async fn an_oversize_message_closes_with_1009() {
     let big = format!(r#"["srv/note",{{"text":"{}"}}]"#, "x".repeat(4096));
     ws.send(Message::text(big)).await.unwrap();
     let mut code = None;
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+    {
         if let Message::Close(frame) = message {
             code = frame.map(|f| u16::from(f.code));
             break;
@@ -322,9 +397,12 @@ async fn a_flood_is_rate_limited() {
     .await;
     let (mut ws, _) = connect(&server, "", Codec::Json).await;
     for i in 0..20 {
-        ws.send(Message::text(format!(r#"["srv/add",{{"a":{i},"b":0}},{}]"#, i + 1)))
-            .await
-            .unwrap();
+        ws.send(Message::text(format!(
+            r#"["srv/add",{{"a":{i},"b":0}},{}]"#,
+            i + 1
+        )))
+        .await
+        .unwrap();
     }
     let mut limited = false;
     for _ in 0..6 {
@@ -364,8 +442,12 @@ async fn a_silent_peer_is_closed_after_the_heartbeat_timeout() {
     let (mut ws, _) = connect(&server, "", Codec::Json).await;
     for _ in 0..5 {
         let ping = next(&mut ws).await.to_text().unwrap().to_owned();
-        let n = ping.trim_start_matches(r#"["sl/ping","#).trim_end_matches(']');
-        ws.send(Message::text(format!(r#"["sl/pong",{n}]"#))).await.unwrap();
+        let n = ping
+            .trim_start_matches(r#"["sl/ping","#)
+            .trim_end_matches(']');
+        ws.send(Message::text(format!(r#"["sl/pong",{n}]"#)))
+            .await
+            .unwrap();
     }
     assert_eq!(server.stats().errors.heartbeat_timeout, 1);
 }
@@ -375,7 +457,11 @@ async fn channels_authorise_subscribe_and_broadcast_with_positions() {
     let server = start(|_| {}).await;
     let (mut ada, _) = connect(&server, "?token=user-ada", Codec::Json).await;
     let (mut bob, _) = connect(&server, "?token=user-bob", Codec::Postcard).await;
-    assert!(json(&mut ada, r#"["sl/sub",1,"nowhere/x"]"#).await.starts_with(r#"["sl/err",1,{"code":"forbidden""#));
+    assert!(
+        json(&mut ada, r#"["sl/sub",1,"nowhere/x"]"#)
+            .await
+            .starts_with(r#"["sl/err",1,{"code":"forbidden""#)
+    );
     let ok = json(&mut ada, r#"["sl/sub",2,"vip/lounge"]"#).await;
     assert!(ok.contains(r#""recovered":false"#), "{ok}");
     bob.send(Codec::Postcard.encode_control(&Control::Subscribe {
@@ -385,7 +471,12 @@ async fn channels_authorise_subscribe_and_broadcast_with_positions() {
     }))
     .await
     .unwrap();
-    let Inbound::Reply { result: Err(err), .. } = Codec::decode(&next(&mut bob).await).unwrap() else { panic!() };
+    let Inbound::Reply {
+        result: Err(err), ..
+    } = Codec::decode(&next(&mut bob).await).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(err.message, "vip only");
     bob.send(Codec::Postcard.encode_control(&Control::Subscribe {
         req_id: 2,
@@ -394,18 +485,48 @@ async fn channels_authorise_subscribe_and_broadcast_with_positions() {
     }))
     .await
     .unwrap();
-    assert!(matches!(Codec::decode(&next(&mut bob).await).unwrap(), Inbound::Reply { req_id: 2, result: Ok(_) }));
+    assert!(matches!(
+        Codec::decode(&next(&mut bob).await).unwrap(),
+        Inbound::Reply {
+            req_id: 2,
+            result: Ok(_)
+        }
+    ));
     // A handler can subscribe its connection too.
-    assert_eq!(json(&mut ada, r#"["srv/join",{"room":"lobby"},3]"#).await, r#"["sl/ok",3,null]"#);
-    assert_eq!(server.channels(), vec!["room/lobby".to_owned(), "vip/lounge".to_owned()]);
+    assert_eq!(
+        json(&mut ada, r#"["srv/join",{"room":"lobby"},3]"#).await,
+        r#"["sl/ok",3,null]"#
+    );
+    assert_eq!(
+        server.channels(),
+        vec!["room/lobby".to_owned(), "vip/lounge".to_owned()]
+    );
 
-    assert_eq!(server.broadcast("room/lobby", &Note { text: "hello".into() }).unwrap(), 2);
+    assert_eq!(
+        server
+            .broadcast(
+                "room/lobby",
+                &Note {
+                    text: "hello".into()
+                }
+            )
+            .unwrap(),
+        2
+    );
     let to_ada = next(&mut ada).await;
     let text = to_ada.to_text().unwrap();
-    assert!(text.starts_with(r#"["sl/pub","room/lobby","srv/note",{"text":"hello"},{"epoch":"#), "{text}");
+    assert!(
+        text.starts_with(r#"["sl/pub","room/lobby","srv/note",{"text":"hello"},{"epoch":"#),
+        "{text}"
+    );
     assert!(text.ends_with(r#","offset":1}]"#), "{text}");
     match Codec::decode(&next(&mut bob).await).unwrap() {
-        Inbound::Publication { channel, position, payload, .. } => {
+        Inbound::Publication {
+            channel,
+            position,
+            payload,
+            ..
+        } => {
             assert_eq!(channel, "room/lobby");
             assert_eq!(position.unwrap().offset, 1);
             assert_eq!(payload.decode::<Note>("srv/note").unwrap().text, "hello");
@@ -414,14 +535,42 @@ async fn channels_authorise_subscribe_and_broadcast_with_positions() {
     }
     // Resuming from the current position is a complete recovery; from an old one it is not.
     let (mut carol, _) = connect(&server, "", Codec::Json).await;
-    let epoch = text.split(r#""epoch":""#).nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let resumed = json(&mut carol, &format!(r#"["sl/sub",1,"room/lobby",{{"epoch":"{epoch}","offset":1}}]"#)).await;
+    let epoch = text
+        .split(r#""epoch":""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let resumed = json(
+        &mut carol,
+        &format!(r#"["sl/sub",1,"room/lobby",{{"epoch":"{epoch}","offset":1}}]"#),
+    )
+    .await;
     assert!(resumed.contains(r#""recovered":true"#), "{resumed}");
-    let gap = json(&mut carol, &format!(r#"["sl/sub",2,"room/lobby",{{"epoch":"{epoch}","offset":0}}]"#)).await;
+    let gap = json(
+        &mut carol,
+        &format!(r#"["sl/sub",2,"room/lobby",{{"epoch":"{epoch}","offset":0}}]"#),
+    )
+    .await;
     assert!(gap.contains(r#""recovered":false"#), "{gap}");
 
-    assert_eq!(json(&mut ada, r#"["sl/unsub",4,"room/lobby"]"#).await, r#"["sl/ok",4,null]"#);
-    assert_eq!(server.broadcast("room/lobby", &Note { text: "again".into() }).unwrap(), 2);
+    assert_eq!(
+        json(&mut ada, r#"["sl/unsub",4,"room/lobby"]"#).await,
+        r#"["sl/ok",4,null]"#
+    );
+    assert_eq!(
+        server
+            .broadcast(
+                "room/lobby",
+                &Note {
+                    text: "again".into()
+                }
+            )
+            .unwrap(),
+        2
+    );
     let stats = server.stats();
     assert_eq!((stats.channels, stats.subscriptions), (2, 3));
 }
@@ -434,15 +583,36 @@ async fn one_user_many_connections_and_presence_without_flapping() {
     let (mut tab2, h2) = connect(&server, "?token=user-ada", Codec::Postcard).await;
     let (mut other, _) = connect(&server, "?token=user-bob", Codec::Json).await;
     assert_eq!(server.connected_users(), vec!["ada".into(), "bob".into()]);
-    assert_eq!(server.user_connections(&"ada".into()), vec![h1.conn_id, h2.conn_id]);
-    assert_eq!(presence.recv().await.unwrap(), Presence::Online("ada".into()));
-    assert_eq!(presence.recv().await.unwrap(), Presence::Online("bob".into()));
+    assert_eq!(
+        server.user_connections(&"ada".into()),
+        vec![h1.conn_id, h2.conn_id]
+    );
+    assert_eq!(
+        presence.recv().await.unwrap(),
+        Presence::Online("ada".into())
+    );
+    assert_eq!(
+        presence.recv().await.unwrap(),
+        Presence::Online("bob".into())
+    );
 
     // An event from one tab reaches every tab of the same user, and nobody else.
-    tab1.send(Message::text(r#"["srv/note",{"text":"sync"}]"#)).await.unwrap();
-    assert_eq!(next(&mut tab1).await.to_text().unwrap(), r#"["srv/note",{"text":"sync"}]"#);
-    assert!(matches!(Codec::decode(&next(&mut tab2).await).unwrap(), Inbound::Event { .. }));
-    assert!(tokio::time::timeout(Duration::from_millis(200), other.next()).await.is_err());
+    tab1.send(Message::text(r#"["srv/note",{"text":"sync"}]"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut tab1).await.to_text().unwrap(),
+        r#"["srv/note",{"text":"sync"}]"#
+    );
+    assert!(matches!(
+        Codec::decode(&next(&mut tab2).await).unwrap(),
+        Inbound::Event { .. }
+    ));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), other.next())
+            .await
+            .is_err()
+    );
 
     // Closing both tabs and reopening one within the grace period: no offline.
     tab1.close(None).await.unwrap();
@@ -450,10 +620,16 @@ async fn one_user_many_connections_and_presence_without_flapping() {
     drop((tab1, tab2));
     let (_tab3, _) = connect(&server, "?token=user-ada", Codec::Json).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(presence.try_recv().is_err(), "no presence change while ada reconnected");
+    assert!(
+        presence.try_recv().is_err(),
+        "no presence change while ada reconnected"
+    );
     // Bob leaves for good: offline after the grace period.
     other.close(None).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(3), presence.recv()).await.unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(3), presence.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(event, Presence::Offline("bob".into()));
     assert_eq!(server.connected_users(), vec!["ada".into()]);
 }
@@ -464,12 +640,26 @@ async fn the_server_can_ask_a_client() {
     let (mut ws, handshake) = connect(&server, "", Codec::Json).await;
     let asking = tokio::spawn({
         let server = server.clone();
-        async move { server.request(handshake.conn_id, &Ask { question: "ready?".into() }).await }
+        async move {
+            server
+                .request(
+                    handshake.conn_id,
+                    &Ask {
+                        question: "ready?".into(),
+                    },
+                )
+                .await
+        }
     });
     let request = next(&mut ws).await.to_text().unwrap().to_owned();
-    assert!(request.starts_with(r#"["srv/ask",{"question":"ready?"},"#), "{request}");
+    assert!(
+        request.starts_with(r#"["srv/ask",{"question":"ready?"},"#),
+        "{request}"
+    );
     let req_id: u64 = request.split(',').nth(2).unwrap().parse().unwrap();
-    ws.send(Message::text(format!(r#"["sl/ok",{req_id},"yes"]"#))).await.unwrap();
+    ws.send(Message::text(format!(r#"["sl/ok",{req_id},"yes"]"#)))
+        .await
+        .unwrap();
     assert_eq!(asking.await.unwrap().unwrap(), "yes");
 }
 
@@ -477,7 +667,9 @@ async fn the_server_can_ask_a_client() {
 async fn graceful_shutdown_finishes_the_request_in_flight_then_closes_1001() {
     let server = start(|_| {}).await;
     let (mut ws, _) = connect(&server, "", Codec::Json).await;
-    ws.send(Message::text(r#"["srv/slow",{"ms":300},1]"#)).await.unwrap();
+    ws.send(Message::text(r#"["srv/slow",{"ms":300},1]"#))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let stopping = tokio::spawn({
         let server = server.clone();
@@ -491,16 +683,29 @@ async fn graceful_shutdown_finishes_the_request_in_flight_then_closes_1001() {
                 .await
         }
     });
-    assert_eq!(next(&mut ws).await.to_text().unwrap(), r#"["sl/ok",1,"slept 300 ms"]"#);
+    assert_eq!(
+        next(&mut ws).await.to_text().unwrap(),
+        r#"["sl/ok",1,"slept 300 ms"]"#
+    );
     let close_reason = next(&mut ws).await.to_text().unwrap().to_owned();
-    assert!(close_reason.starts_with(r#"["sl/close",{"code":"going-away""#), "{close_reason}");
-    let Message::Close(Some(frame)) = next(&mut ws).await else { panic!("no close frame") };
+    assert!(
+        close_reason.starts_with(r#"["sl/close",{"code":"going-away""#),
+        "{close_reason}"
+    );
+    let Message::Close(Some(frame)) = next(&mut ws).await else {
+        panic!("no close frame")
+    };
     assert_eq!(u16::from(frame.code), 1001);
     stopping.await.unwrap();
     assert!(server.is_draining());
     assert_eq!(server.stats().connections, 0);
     // New connections are refused.
-    assert!(TcpStream::connect(server.local_addr().unwrap()).await.is_err() || connect_with(&server.ws_url(), &[]).await.is_err());
+    assert!(
+        TcpStream::connect(server.local_addr().unwrap())
+            .await
+            .is_err()
+            || connect_with(&server.ws_url(), &[]).await.is_err()
+    );
 }
 
 #[tokio::test]
@@ -509,7 +714,9 @@ async fn a_peer_that_stops_reading_is_closed_as_a_slow_consumer() {
     let (_ws, handshake) = connect(&server, "", Codec::Json).await;
     // The peer never reads again: socket buffers fill, then the queue, then the
     // server gives up on the connection instead of buffering without bound.
-    let big = Note { text: "x".repeat(256 << 10) };
+    let big = Note {
+        text: "x".repeat(256 << 10),
+    };
     let mut refused = false;
     for _ in 0..2000 {
         if server.send_to(handshake.conn_id, &big).is_err() {

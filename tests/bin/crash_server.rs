@@ -26,7 +26,12 @@ static NOTES: LazyLock<Mutex<HashMap<String, Vec<u64>>>> = LazyLock::new(Default
 
 #[sente_lite::handler]
 async fn note(n: Note) {
-    NOTES.lock().unwrap_or_else(|e| e.into_inner()).entry(n.client).or_default().push(n.seq);
+    NOTES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(n.client)
+        .or_default()
+        .push(n.seq);
 }
 
 #[sente_lite::handler]
@@ -41,7 +46,9 @@ async fn received(req: Received) -> Vec<u64> {
 
 #[sente_lite::handler]
 async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
-    let server = ctx.server().ok_or_else(|| ErrorReply::new("crash/no-server", "no server"))?;
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new("crash/no-server", "no server"))?;
     server
         .broadcast(&req.channel, &News { text: req.text })
         .map_err(|e| ErrorReply::new("crash/encode", e.to_string()))
@@ -51,12 +58,18 @@ async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let server = Server::builder()
-        .router(Router::new().handler(note).handler(received).handler(publish))
+        .router(
+            Router::new()
+                .handler(note)
+                .handler(received)
+                .handler(publish),
+        )
         .channel("news/*", sente_lite::server::allow_all)
         .bind(args.addr)
         .await?;
     let mut out = tokio::io::stdout();
-    out.write_all(format!("listening {}\n", server.ws_url()).as_bytes()).await?;
+    out.write_all(format!("listening {}\n", server.ws_url()).as_bytes())
+        .await?;
     out.flush().await?;
     tokio::signal::ctrl_c().await?;
     server.shutdown(Default::default()).await;

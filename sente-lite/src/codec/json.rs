@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Serialize;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use tungstenite::Message;
 
@@ -32,7 +32,11 @@ fn text(buf: Vec<u8>) -> Message {
 }
 
 /// Writes `value` as JSON. Writing into a `Vec` cannot fail; serialization can.
-fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, what: &'static str, value: &T) -> Result<(), EncodeError> {
+fn put<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    what: &'static str,
+    value: &T,
+) -> Result<(), EncodeError> {
     serde_json::to_writer(&mut *buf, value).map_err(|e| encode_error(what, ENCODING, e))
 }
 
@@ -58,7 +62,10 @@ pub(super) fn event<T: Serialize>(
 }
 
 /// `["sl/ok",req_id,payload]`.
-pub(super) fn reply_ok<T: Serialize + ?Sized>(req_id: RequestId, payload: &T) -> Result<Message, EncodeError> {
+pub(super) fn reply_ok<T: Serialize + ?Sized>(
+    req_id: RequestId,
+    payload: &T,
+) -> Result<Message, EncodeError> {
     let mut buf = Vec::with_capacity(64);
     let _ = write!(buf, "[\"{OK}\",{req_id},");
     put(&mut buf, "reply", payload)?;
@@ -120,7 +127,11 @@ pub(super) fn control(control: &Control) -> Message {
             head(PONG);
             let _ = write!(buf, "{n}");
         }
-        Control::Subscribe { req_id, channel, since } => {
+        Control::Subscribe {
+            req_id,
+            channel,
+            since,
+        } => {
             head(SUB);
             let _ = write!(buf, "{req_id},");
             put_infallible(&mut buf, channel);
@@ -174,7 +185,10 @@ impl<'de> Deserialize<'de> for Frame<'de> {
 struct FrameVisitor;
 
 /// Reads the next required element, naming it in the error.
-fn need<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(seq: &mut A, what: &str) -> Result<T, A::Error> {
+fn need<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+    seq: &mut A,
+    what: &str,
+) -> Result<T, A::Error> {
     seq.next_element()?
         .ok_or_else(|| de::Error::custom(format_args!("missing {what}")))
 }
@@ -191,7 +205,10 @@ impl<'de> Visitor<'de> for FrameVisitor {
         let inbound = match head.as_ref() {
             OK => Inbound::Reply {
                 req_id: need(&mut seq, "request id")?,
-                result: Ok(Payload::Json(need::<_, &RawValue>(&mut seq, "reply payload")?)),
+                result: Ok(Payload::Json(need::<_, &RawValue>(
+                    &mut seq,
+                    "reply payload",
+                )?)),
             },
             ERR => Inbound::Reply {
                 req_id: need(&mut seq, "request id")?,
@@ -207,7 +224,10 @@ impl<'de> Visitor<'de> for FrameVisitor {
                     position: seq.next_element()?,
                 }
             }
-            HANDSHAKE => Inbound::Control(Control::Handshake(need::<_, Handshake>(&mut seq, "handshake")?)),
+            HANDSHAKE => Inbound::Control(Control::Handshake(need::<_, Handshake>(
+                &mut seq,
+                "handshake",
+            )?)),
             PING => Inbound::Control(Control::Ping(need(&mut seq, "ping number")?)),
             PONG => Inbound::Control(Control::Pong(need(&mut seq, "pong number")?)),
             SUB => Inbound::Control(Control::Subscribe {
@@ -220,7 +240,10 @@ impl<'de> Visitor<'de> for FrameVisitor {
                 channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
             }),
             ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
-            CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(&mut seq, "close reason")?)),
+            CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(
+                &mut seq,
+                "close reason",
+            )?)),
             name if name.starts_with("sl/") => {
                 return Err(de::Error::custom(format_args!("unknown frame `{name}`")));
             }

@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tungstenite::Message;
 
-use crate::protocol::{Control, ErrorReply, RequestId, StreamPosition, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD};
+use crate::protocol::{
+    Control, ErrorReply, RequestId, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD, StreamPosition,
+};
 use crate::{EncodeError, Event, EventKey, ProtocolError, Request};
 
 /// The encoding a connection sends with.
@@ -97,7 +99,11 @@ impl Codec {
     }
 
     /// Encodes the successful reply to request `req_id`.
-    pub fn encode_reply<R: Serialize + ?Sized>(self, req_id: RequestId, reply: &R) -> Result<Message, EncodeError> {
+    pub fn encode_reply<R: Serialize + ?Sized>(
+        self,
+        req_id: RequestId,
+        reply: &R,
+    ) -> Result<Message, EncodeError> {
         match self {
             Self::Json => json::reply_ok(req_id, reply),
             Self::Postcard => postcard::reply_ok(req_id, reply),
@@ -147,7 +153,10 @@ impl Codec {
             Message::Binary(bytes) => postcard::decode(bytes),
             other => Err(ProtocolError::BadFrame {
                 encoding: "websocket",
-                detail: format!("expected a text or binary message, got {}", message_kind(other)),
+                detail: format!(
+                    "expected a text or binary message, got {}",
+                    message_kind(other)
+                ),
             }),
         }
     }

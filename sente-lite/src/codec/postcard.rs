@@ -87,7 +87,9 @@ impl<'a> WireError<'a> {
     fn into_reply(self) -> Result<ErrorReply, String> {
         let data = match self.data {
             None => None,
-            Some(text) => Some(serde_json::from_str(&text).map_err(|e| format!("error data is not JSON: {e}"))?),
+            Some(text) => Some(
+                serde_json::from_str(&text).map_err(|e| format!("error data is not JSON: {e}"))?,
+            ),
         };
         Ok(ErrorReply {
             code: Cow::Owned(self.code.into_owned()),
@@ -125,12 +127,19 @@ pub(super) fn event<T: Serialize>(
 ) -> Result<Message, EncodeError> {
     let head = match request {
         None => Header::Event { key },
-        Some((req_id, deadline_ms)) => Header::Request { key, req_id, deadline_ms },
+        Some((req_id, deadline_ms)) => Header::Request {
+            key,
+            req_id,
+            deadline_ms,
+        },
     };
     with_payload(&head, "event", payload)
 }
 
-pub(super) fn reply_ok<T: Serialize + ?Sized>(req_id: RequestId, payload: &T) -> Result<Message, EncodeError> {
+pub(super) fn reply_ok<T: Serialize + ?Sized>(
+    req_id: RequestId,
+    payload: &T,
+) -> Result<Message, EncodeError> {
     with_payload(&Header::ReplyOk { req_id }, "reply", payload)
 }
 
@@ -160,7 +169,11 @@ pub(super) fn control(control: &Control) -> Message {
         Control::Handshake(h) => Header::Handshake(h.clone()),
         Control::Ping(n) => Header::Ping(*n),
         Control::Pong(n) => Header::Pong(*n),
-        Control::Subscribe { req_id, channel, since } => Header::Subscribe {
+        Control::Subscribe {
+            req_id,
+            channel,
+            since,
+        } => Header::Subscribe {
             req_id: *req_id,
             channel: Cow::Borrowed(channel),
             since: since.clone(),
@@ -180,13 +193,17 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
         encoding: ENCODING,
         detail,
     };
-    let (head, rest) = postcard::take_from_bytes::<Header<'_>>(bytes).map_err(|e| bad(e.to_string()))?;
+    let (head, rest) =
+        postcard::take_from_bytes::<Header<'_>>(bytes).map_err(|e| bad(e.to_string()))?;
     let payload = Payload::Postcard(rest);
     let no_rest = |inbound: Inbound<'static>| {
         if rest.is_empty() {
             Ok(inbound)
         } else {
-            Err(bad(format!("{} unexpected bytes after the frame", rest.len())))
+            Err(bad(format!(
+                "{} unexpected bytes after the frame",
+                rest.len()
+            )))
         }
     };
     match head {
@@ -194,7 +211,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
             event: EventRef::Key(key),
             payload,
         }),
-        Header::Request { key, req_id, deadline_ms } => Ok(Inbound::Request {
+        Header::Request {
+            key,
+            req_id,
+            deadline_ms,
+        } => Ok(Inbound::Request {
             event: EventRef::Key(key),
             req_id,
             deadline_ms,
@@ -204,7 +225,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
             req_id,
             result: Ok(payload),
         }),
-        Header::Publication { channel, key, position } => Ok(Inbound::Publication {
+        Header::Publication {
+            channel,
+            key,
+            position,
+        } => Ok(Inbound::Publication {
             channel,
             event: EventRef::Key(key),
             position,
@@ -217,16 +242,24 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
         Header::Handshake(h) => no_rest(Inbound::Control(Control::Handshake(h))),
         Header::Ping(n) => no_rest(Inbound::Control(Control::Ping(n))),
         Header::Pong(n) => no_rest(Inbound::Control(Control::Pong(n))),
-        Header::Subscribe { req_id, channel, since } => no_rest(Inbound::Control(Control::Subscribe {
+        Header::Subscribe {
+            req_id,
+            channel,
+            since,
+        } => no_rest(Inbound::Control(Control::Subscribe {
             req_id,
             channel: channel.into_owned(),
             since,
         })),
-        Header::Unsubscribe { req_id, channel } => no_rest(Inbound::Control(Control::Unsubscribe {
-            req_id,
-            channel: channel.into_owned(),
-        })),
-        Header::Error(e) => no_rest(Inbound::Control(Control::Error(e.into_reply().map_err(bad)?))),
+        Header::Unsubscribe { req_id, channel } => {
+            no_rest(Inbound::Control(Control::Unsubscribe {
+                req_id,
+                channel: channel.into_owned(),
+            }))
+        }
+        Header::Error(e) => no_rest(Inbound::Control(Control::Error(
+            e.into_reply().map_err(bad)?,
+        ))),
         Header::Close(c) => no_rest(Inbound::Control(Control::Close(c))),
     }
 }

@@ -38,7 +38,10 @@ impl Server {
                             .extensions()
                             .get::<ConnectInfo<SocketAddr>>()
                             .map(|info| info.0);
-                        let response: Response = server.handle_http(request, remote).await.map(axum::body::Body::new);
+                        let response: Response = server
+                            .handle_http(request, remote)
+                            .await
+                            .map(axum::body::Body::new);
                         response
                     }
                 }),

@@ -79,7 +79,11 @@ pub(crate) async fn handle<B: Send + 'static>(
             "connections": shared.conn_count(),
         });
         return Response::builder()
-            .status(if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+            .status(if draining {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            })
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.to_string())))
             .unwrap_or_default();
@@ -104,15 +108,24 @@ fn header_has_token(request: &Request<impl Sized>, name: header::HeaderName, tok
 }
 
 fn origin_allowed(policy: &OriginPolicy, request: &Request<impl Sized>) -> bool {
-    let Some(origin) = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true;
     };
     match policy {
         OriginPolicy::Any => true,
         OriginPolicy::AllowList(allowed) => allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)),
         OriginPolicy::SameHost => {
-            let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
-            let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok());
+            let origin_host = origin
+                .split_once("://")
+                .map(|(_, rest)| rest.trim_end_matches('/'));
             matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
         }
     }
@@ -133,16 +146,37 @@ async fn upgrade<B: Send + 'static>(
         || !header_has_token(&request, header::CONNECTION, "upgrade")
         || !header_has_token(&request, header::UPGRADE, "websocket")
     {
-        return refuse(&shared, StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket");
+        return refuse(
+            &shared,
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket",
+        );
     }
-    if request.headers().get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
-        return refuse(&shared, StatusCode::BAD_REQUEST, "unsupported Sec-WebSocket-Version (13 is required)");
+    if request
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return refuse(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "unsupported Sec-WebSocket-Version (13 is required)",
+        );
     }
     let Some(key) = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return refuse(&shared, StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+        return refuse(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "missing Sec-WebSocket-Key",
+        );
     };
     if shared.draining.load(Ordering::Acquire) {
-        return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down");
+        return refuse(
+            &shared,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
     }
     if !origin_allowed(&shared.config.origins, &request) {
         return refuse(&shared, StatusCode::FORBIDDEN, "origin not allowed");
@@ -184,21 +218,35 @@ async fn upgrade<B: Send + 'static>(
     if shared
         .counters
         .connections_open
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
         .is_err()
     {
-        return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        return refuse(
+            &shared,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections",
+        );
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = shared.config.limits.websocket_config();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
                 run_connection(ws, shared, codec, user_id, remote).await;
             }
             Err(err) => {
-                shared.counters.connections_open.fetch_sub(1, Ordering::AcqRel);
+                shared
+                    .counters
+                    .connections_open
+                    .fetch_sub(1, Ordering::AcqRel);
                 tracing::debug!(target: "sente_lite", error = %err, "upgrade failed");
             }
         }

@@ -182,7 +182,9 @@ impl Shared {
         if let Some(user) = ctx.user_id() {
             let generation = {
                 let mut users = lock(&self.users);
-                let Some(entry) = users.get_mut(user) else { return };
+                let Some(entry) = users.get_mut(user) else {
+                    return;
+                };
                 entry.conns.remove(&ctx.conn_id());
                 if !entry.conns.is_empty() {
                     return;
@@ -215,7 +217,10 @@ impl Shared {
     }
 
     pub(crate) fn signals(&self) -> Vec<Arc<CloseSignal>> {
-        lock(&self.conns).values().map(|e| Arc::clone(&e.signal)).collect()
+        lock(&self.conns)
+            .values()
+            .map(|e| Arc::clone(&e.signal))
+            .collect()
     }
 
     pub(crate) fn user_conns(&self, user: &UserId) -> Vec<Ctx> {
@@ -224,7 +229,9 @@ impl Shared {
             .map(|e| e.conns.iter().copied().collect())
             .unwrap_or_default();
         let conns = lock(&self.conns);
-        ids.iter().filter_map(|id| conns.get(id).map(|e| e.ctx.clone())).collect()
+        ids.iter()
+            .filter_map(|id| conns.get(id).map(|e| e.ctx.clone()))
+            .collect()
     }
 
     pub(crate) fn users_online(&self) -> Vec<UserId> {
@@ -252,18 +259,27 @@ impl Shared {
         if name.is_empty() || name.len() > limits.max_channel_name {
             return Err(crate::ErrorReply::new(
                 crate::protocol::codes::FORBIDDEN,
-                format!("a channel name is 1 to {} bytes long", limits.max_channel_name),
+                format!(
+                    "a channel name is 1 to {} bytes long",
+                    limits.max_channel_name
+                ),
             ));
         }
         {
             let mut conns = lock(&self.conns);
             let Some(entry) = conns.get_mut(&ctx.conn_id()) else {
-                return Err(crate::ErrorReply::new(crate::protocol::codes::FORBIDDEN, "the connection is closing"));
+                return Err(crate::ErrorReply::new(
+                    crate::protocol::codes::FORBIDDEN,
+                    "the connection is closing",
+                ));
             };
             if !entry.channels.contains(name) && entry.channels.len() >= limits.max_subscriptions {
                 return Err(crate::ErrorReply::new(
                     crate::protocol::codes::FORBIDDEN,
-                    format!("at most {} subscriptions per connection", limits.max_subscriptions),
+                    format!(
+                        "at most {} subscriptions per connection",
+                        limits.max_subscriptions
+                    ),
                 ));
             }
             entry.channels.insert(name.to_owned());
@@ -273,7 +289,10 @@ impl Shared {
             read.get(name).cloned()
         };
         let channel = channel.unwrap_or_else(|| {
-            let mut write = self.channels.write().unwrap_or_else(PoisonError::into_inner);
+            let mut write = self
+                .channels
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             Arc::clone(write.entry(name.to_owned()).or_insert_with(|| {
                 Arc::new(Channel {
                     name: name.to_owned(),
@@ -308,7 +327,10 @@ impl Shared {
             state.subscribers.is_empty()
         };
         if now_empty {
-            let mut write = self.channels.write().unwrap_or_else(PoisonError::into_inner);
+            let mut write = self
+                .channels
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some(current) = write.get(name)
                 && Arc::ptr_eq(current, &channel)
                 && lock(&channel.state).subscribers.is_empty()
@@ -352,7 +374,10 @@ impl Shared {
 
     pub(crate) fn channel_counts(&self) -> (u64, u64) {
         let channels = self.channels.read().unwrap_or_else(PoisonError::into_inner);
-        let subs: usize = channels.values().map(|c| lock(&c.state).subscribers.len()).sum();
+        let subs: usize = channels
+            .values()
+            .map(|c| lock(&c.state).subscribers.len())
+            .sum();
         (channels.len() as u64, subs as u64)
     }
 
@@ -373,7 +398,9 @@ impl Shared {
             let read = self.channels.read().unwrap_or_else(PoisonError::into_inner);
             read.get(name).cloned()
         };
-        let Some(channel) = channel else { return Vec::new() };
+        let Some(channel) = channel else {
+            return Vec::new();
+        };
         let mut subs: Vec<(ConnId, Option<UserId>)> = lock(&channel.state)
             .subscribers
             .values()
@@ -384,7 +411,10 @@ impl Shared {
     }
 
     pub(crate) fn user_count(&self) -> u64 {
-        lock(&self.users).values().filter(|e| !e.conns.is_empty()).count() as u64
+        lock(&self.users)
+            .values()
+            .filter(|e| !e.conns.is_empty())
+            .count() as u64
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {

@@ -36,12 +36,15 @@ pub use config::{Limits, OriginPolicy, ServerConfig};
 use crate::connection::{self, CloseSignal, EngineConfig, Side};
 use crate::ctx::{Hub, HubFuture};
 use crate::pending::RequestError;
-use crate::protocol::{CloseReason, ConnId, Control, Handshake, Heartbeat, StreamPosition, SubscribeReply, UserId, codes};
+use crate::protocol::{
+    CloseReason, ConnId, Control, Handshake, Heartbeat, StreamPosition, SubscribeReply, UserId,
+    codes,
+};
 use crate::router::DispatchFuture;
 use crate::stats::StatsSnapshot;
 use crate::{
-    Codec, Ctx, Dispatched, EncodeError, ErrorReply, Event, EventRef, NoReply, Outbound, Outcome, Payload,
-    ProtocolError, Request, RouteTable, Router, RouterError, SendError,
+    Codec, Ctx, Dispatched, EncodeError, ErrorReply, Event, EventRef, NoReply, Outbound, Outcome,
+    Payload, ProtocolError, Request, RouteTable, Router, RouterError, SendError,
 };
 use hub::{Fanout, Shared};
 
@@ -159,7 +162,8 @@ impl Rejection {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-pub(crate) type AuthHook = Arc<dyn Fn(HandshakeRequest) -> BoxFuture<Result<Option<UserId>, Rejection>> + Send + Sync>;
+pub(crate) type AuthHook =
+    Arc<dyn Fn(HandshakeRequest) -> BoxFuture<Result<Option<UserId>, Rejection>> + Send + Sync>;
 
 /// What a channel's authorisation hook sees.
 #[derive(Debug, Clone)]
@@ -172,7 +176,8 @@ pub struct ChannelAccess {
     pub channel: String,
 }
 
-pub(crate) type ChannelAuth = Arc<dyn Fn(ChannelAccess) -> BoxFuture<Result<(), ErrorReply>> + Send + Sync>;
+pub(crate) type ChannelAuth =
+    Arc<dyn Fn(ChannelAccess) -> BoxFuture<Result<(), ErrorReply>> + Send + Sync>;
 
 /// A channel authorisation that lets every connection in.
 pub async fn allow_all(_access: ChannelAccess) -> Result<(), ErrorReply> {
@@ -268,14 +273,22 @@ impl ServerBuilder {
         F: Fn(ChannelAccess) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ErrorReply>> + Send + 'static,
     {
-        self.channel_rules
-            .push((pattern.into(), Arc::new(move |access| Box::pin(authorize(access)))));
+        self.channel_rules.push((
+            pattern.into(),
+            Arc::new(move |access| Box::pin(authorize(access))),
+        ));
         self
     }
 
     /// Serves `body` with `content_type` at `path` over plain HTTP (a page, a script).
-    pub fn page(mut self, path: impl Into<String>, content_type: impl Into<String>, body: impl Into<bytes::Bytes>) -> Self {
-        self.pages.insert(path.into(), (content_type.into(), body.into()));
+    pub fn page(
+        mut self,
+        path: impl Into<String>,
+        content_type: impl Into<String>,
+        body: impl Into<bytes::Bytes>,
+    ) -> Self {
+        self.pages
+            .insert(path.into(), (content_type.into(), body.into()));
         self
     }
 
@@ -357,7 +370,11 @@ impl Server {
     }
 
     /// Sends a one-way event to one connection.
-    pub fn send_to<E: Event<Reply = NoReply>>(&self, conn_id: ConnId, event: &E) -> Result<(), SendError> {
+    pub fn send_to<E: Event<Reply = NoReply>>(
+        &self,
+        conn_id: ConnId,
+        event: &E,
+    ) -> Result<(), SendError> {
         match self.shared.ctx(conn_id) {
             Some(ctx) => ctx.send(event),
             None => Err(SendError::Closed { conn_id }),
@@ -367,7 +384,11 @@ impl Server {
     /// Sends a one-way event to every connection of `user` (every tab, every
     /// device), encoding once per codec. Returns how many connections it was
     /// queued for.
-    pub fn send_to_user<E: Event<Reply = NoReply>>(&self, user: &UserId, event: &E) -> Result<usize, EncodeError> {
+    pub fn send_to_user<E: Event<Reply = NoReply>>(
+        &self,
+        user: &UserId,
+        event: &E,
+    ) -> Result<usize, EncodeError> {
         fan_out(self.shared.user_conns(user), event)
     }
 
@@ -378,13 +399,21 @@ impl Server {
 
     /// Publishes a one-way event on `channel`: encoded once per codec, the bytes
     /// shared by every subscriber. Returns how many subscribers it was queued for.
-    pub fn broadcast<E: Event<Reply = NoReply>>(&self, channel: &str, event: &E) -> Result<usize, EncodeError> {
+    pub fn broadcast<E: Event<Reply = NoReply>>(
+        &self,
+        channel: &str,
+        event: &E,
+    ) -> Result<usize, EncodeError> {
         self.shared.publish(channel, event)
     }
 
     /// Sends a request to a client connection and waits for its reply (at most
     /// the configured request timeout).
-    pub async fn request<E: Request>(&self, conn_id: ConnId, request: &E) -> Result<E::Reply, RequestError> {
+    pub async fn request<E: Request>(
+        &self,
+        conn_id: ConnId,
+        request: &E,
+    ) -> Result<E::Reply, RequestError> {
         match self.shared.ctx(conn_id) {
             Some(ctx) => ctx.request(request).await,
             None => Err(RequestError::Closed),
@@ -413,7 +442,12 @@ impl Server {
 
     /// The open connections of `user`.
     pub fn user_connections(&self, user: &UserId) -> Vec<ConnId> {
-        let mut ids: Vec<ConnId> = self.shared.user_conns(user).iter().map(Ctx::conn_id).collect();
+        let mut ids: Vec<ConnId> = self
+            .shared
+            .user_conns(user)
+            .iter()
+            .map(Ctx::conn_id)
+            .collect();
         ids.sort();
         ids
     }
@@ -449,7 +483,9 @@ impl Server {
 
     /// Whether the server is draining (shutting down).
     pub fn is_draining(&self) -> bool {
-        self.shared.draining.load(std::sync::atomic::Ordering::Acquire)
+        self.shared
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Answers one HTTP request the way the standalone server does: the WebSocket
@@ -468,7 +504,9 @@ impl Server {
     /// running handlers finish up to the deadline, then drops what is left.
     pub async fn shutdown(&self, options: Shutdown) {
         let shared = &self.shared;
-        shared.draining.store(true, std::sync::atomic::Ordering::Release);
+        shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
         shared.stop_accepting.notify_waiters();
         let started = tokio::time::Instant::now();
         let signals = shared.signals();
@@ -481,7 +519,11 @@ impl Server {
                 signal.close(CloseReason {
                     code: "going-away".into(),
                     message: "server shutting down".into(),
-                    reconnect_after_ms: Some(if spread == 0 { 0 } else { fastrand::u32(0..=spread) }),
+                    reconnect_after_ms: Some(if spread == 0 {
+                        0
+                    } else {
+                        fastrand::u32(0..=spread)
+                    }),
                 });
             }
         }
@@ -535,7 +577,10 @@ impl Ctx {
 
 impl Hub for Server {
     fn subscribe(&self, ctx: &Ctx, channel: String) -> HubFuture<SubscribeReply> {
-        let result = self.shared.join_channel(ctx, &channel, None).map_err(RequestError::Remote);
+        let result = self
+            .shared
+            .join_channel(ctx, &channel, None)
+            .map_err(RequestError::Remote);
         Box::pin(async move { result })
     }
 
@@ -563,10 +608,18 @@ fn pattern_matches(pattern: &str, channel: &str) -> bool {
 }
 
 impl Side for ServerSide {
-    fn control(&mut self, ctx: &Ctx, control: Control) -> Result<Option<DispatchFuture>, ProtocolError> {
+    fn control(
+        &mut self,
+        ctx: &Ctx,
+        control: Control,
+    ) -> Result<Option<DispatchFuture>, ProtocolError> {
         let codec = ctx.codec();
         match control {
-            Control::Subscribe { req_id, channel, since } => {
+            Control::Subscribe {
+                req_id,
+                channel,
+                since,
+            } => {
                 let rule = self
                     .shared
                     .channel_rules
@@ -632,14 +685,16 @@ impl Side for ServerSide {
     }
 }
 
-fn reply_message<T: serde::Serialize>(codec: Codec, req_id: u64, result: Result<T, ErrorReply>) -> Dispatched {
+fn reply_message<T: serde::Serialize>(
+    codec: Codec,
+    req_id: u64,
+    result: Result<T, ErrorReply>,
+) -> Dispatched {
     match result {
         Ok(value) => Dispatched {
-            message: Some(
-                codec
-                    .encode_reply(req_id, &value)
-                    .unwrap_or_else(|e| codec.encode_error_reply(req_id, &ErrorReply::new(codes::INTERNAL, e.to_string()))),
-            ),
+            message: Some(codec.encode_reply(req_id, &value).unwrap_or_else(|e| {
+                codec.encode_error_reply(req_id, &ErrorReply::new(codes::INTERNAL, e.to_string()))
+            })),
             outcome: Outcome::Ok,
         },
         Err(err) => Dispatched {
@@ -676,7 +731,8 @@ pub(crate) async fn run_connection<S>(
         let config = &shared.config;
         let limits = &config.limits;
         let signal = Arc::new(CloseSignal::default());
-        let (outbound, queue) = Outbound::with_signal(conn_id, limits.outbound_queue, Arc::clone(&signal));
+        let (outbound, queue) =
+            Outbound::with_signal(conn_id, limits.outbound_queue, Arc::clone(&signal));
         let server = Server {
             shared: Arc::clone(&shared),
         };
@@ -733,7 +789,10 @@ pub(crate) async fn run_connection<S>(
         .await;
         tracing::debug!(target: "sente_lite", ?ended, "connection closed");
         shared.unregister(&ctx);
-        shared.counters.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .counters
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         shared.closed.notify_waiters();
     }
     .instrument(span)

@@ -1,0 +1,14 @@
+// A handler cannot be a `const fn`.
+use sente_lite::Ctx;
+use serde::{Deserialize, Serialize};
+
+#[sente_lite::event("chat/send")]
+#[derive(Serialize, Deserialize)]
+pub struct ChatSend {
+    pub text: String,
+}
+
+#[sente_lite::handler]
+pub const async fn on_send(_ctx: Ctx, _event: ChatSend) {}
+
+fn main() {}

@@ -1,0 +1,14 @@
+// A handler takes at most one context.
+use sente_lite::Ctx;
+use serde::{Deserialize, Serialize};
+
+#[sente_lite::event("chat/send")]
+#[derive(Serialize, Deserialize)]
+pub struct ChatSend {
+    pub text: String,
+}
+
+#[sente_lite::handler]
+pub async fn on_send(_ctx: Ctx, _other: sente_lite::Ctx) {}
+
+fn main() {}

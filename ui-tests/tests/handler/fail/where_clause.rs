@@ -1,0 +1,18 @@
+// A handler cannot have a `where` clause.
+use sente_lite::Ctx;
+use serde::{Deserialize, Serialize};
+
+#[sente_lite::event("chat/send")]
+#[derive(Serialize, Deserialize)]
+pub struct ChatSend {
+    pub text: String,
+}
+
+#[sente_lite::handler]
+pub async fn on_send(_ctx: Ctx, _event: ChatSend)
+where
+    ChatSend: Send,
+{
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+// `#[handler]` takes no arguments.
+use sente_lite::Ctx;
+use serde::{Deserialize, Serialize};
+
+#[sente_lite::event("chat/send")]
+#[derive(Serialize, Deserialize)]
+pub struct ChatSend {
+    pub text: String,
+}
+
+#[sente_lite::handler(ChatSend)]
+pub async fn on_send(_ctx: Ctx, _event: ChatSend) {}
+
+fn main() {}

@@ -1,0 +1,19 @@
+//! Runs the compile-pass and compile-fail cases of each macro.
+//!
+//! A failing case's expected compiler output sits beside it as a `.stderr` file;
+//! regenerate them with `TRYBUILD=overwrite cargo test -p sente-lite-ui-tests`
+//! and read the diff as a user would.
+
+#[test]
+fn event() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("tests/event/pass/*.rs");
+    cases.compile_fail("tests/event/fail/*.rs");
+}
+
+#[test]
+fn handler() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("tests/handler/pass/*.rs");
+    cases.compile_fail("tests/handler/fail/*.rs");
+}
