@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::EventKey;
 use crate::event::{FNV64_OFFSET, fnv1a_64};
-use crate::{Event, EventKey};
 
 /// One registered event, as `#[event]` recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
