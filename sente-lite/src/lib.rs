@@ -18,6 +18,7 @@ pub mod registry;
 mod router;
 pub mod server;
 mod stats;
+pub mod telemetry;
 
 pub use client::{
     Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout,

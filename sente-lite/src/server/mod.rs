@@ -218,9 +218,17 @@ pub struct ServerBuilder {
     auth: Option<AuthHook>,
     channel_rules: Vec<(String, ChannelAuth)>,
     pages: HashMap<String, (String, bytes::Bytes)>,
+    telemetry: bool,
 }
 
 impl ServerBuilder {
+    /// Whether the server routes client telemetry ([`crate::telemetry`]) into its
+    /// tracing output. Default on.
+    pub fn telemetry(mut self, enabled: bool) -> Self {
+        self.telemetry = enabled;
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -295,7 +303,12 @@ impl ServerBuilder {
     /// Builds the server without a listener, to mount it in another HTTP stack
     /// (see [`Server::handle_http`]).
     pub fn build(self) -> Result<Server, ServerError> {
-        let routes = self.router.build()?;
+        let router = if self.telemetry {
+            self.router.handler(crate::telemetry::record_telemetry)
+        } else {
+            self.router
+        };
+        let routes = router.build()?;
         Ok(Server {
             shared: Arc::new(Shared::new(
                 self.config,
@@ -348,6 +361,7 @@ impl Server {
             auth: None,
             channel_rules: Vec::new(),
             pages: HashMap::new(),
+            telemetry: true,
         }
     }
 
