@@ -307,7 +307,10 @@ where
             }
 
             Some(done) = tasks.next(), if !tasks.is_empty() => {
-                let Dispatched { message, outcome } = done;
+                let Dispatched { message, outcome, timing } = done;
+                if let Some(timing) = &timing {
+                    counters.events.handled(timing);
+                }
                 match outcome {
                     Outcome::Ok => {}
                     Outcome::Error(_) => bump(&counters.handler_errors),
@@ -402,7 +405,22 @@ fn handle_frame(
     side: &mut dyn Side,
     counters: &Counters,
 ) -> Result<Option<DispatchFuture>, (ProtocolError, Option<RequestId>)> {
-    let inbound = Codec::decode(message).map_err(|e| (e, None))?;
+    let inbound = match Codec::decode(message) {
+        Ok(inbound) => inbound,
+        Err(err) => {
+            counters.events.inbound("invalid", message.len());
+            return Err((err, None));
+        }
+    };
+    let label = match &inbound {
+        Inbound::Event { event, .. } | Inbound::Request { event, .. } => {
+            routes.route(event).map_or("unknown", |route| route.id)
+        }
+        Inbound::Reply { .. } => "sl/reply",
+        Inbound::Publication { .. } => "sl/pub",
+        Inbound::Control(_) => "sl/control",
+    };
+    counters.events.inbound(label, message.len());
     match inbound {
         Inbound::Event { event, payload } => routes
             .dispatch(ctx, &event, payload, None)
@@ -427,6 +445,7 @@ fn handle_frame(
                     Dispatched {
                         message: Some(reply),
                         outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
+                        timing: None,
                     }
                 })));
             }
@@ -452,6 +471,7 @@ fn handle_frame(
                                     ),
                                 )),
                                 outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
+                                timing: None,
                             },
                         }
                     })
@@ -478,6 +498,7 @@ fn handle_frame(
                 Dispatched {
                     message: Some(pong),
                     outcome: Outcome::Ok,
+                    timing: None,
                 }
             })))
         }

@@ -168,6 +168,11 @@ impl Ctx {
         }
     }
 
+    /// Messages waiting in the connection's outbound queue.
+    pub fn queued(&self) -> usize {
+        self.inner.outbound.len()
+    }
+
     /// Our requests to the peer still waiting for a reply.
     pub(crate) fn pending(&self) -> &PendingRequests {
         &self.inner.pending

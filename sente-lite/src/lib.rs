@@ -30,7 +30,9 @@ pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
 pub use pending::RequestError;
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
-pub use router::{DispatchFuture, Dispatched, Outcome, RouteInfo, RouteTable, Router, RouterError};
+pub use router::{
+    DispatchFuture, Dispatched, HandlerTiming, Outcome, RouteInfo, RouteTable, Router, RouterError,
+};
 pub use server::Server;
 pub use stats::{ErrorCounts, StatsSnapshot};
 /// A WebSocket message, as the codecs produce and consume it.

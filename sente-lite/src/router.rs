@@ -179,6 +179,17 @@ pub struct Dispatched {
     pub message: Option<Message>,
     /// How the handler ended.
     pub outcome: Outcome,
+    /// Which handler ran and for how long (`None` for frames the protocol answers itself).
+    pub timing: Option<HandlerTiming>,
+}
+
+/// Which event a handler ran for, and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerTiming {
+    /// The event id.
+    pub event: &'static str,
+    /// From dispatch until the handler's future finished.
+    pub elapsed: std::time::Duration,
 }
 
 /// How a handler ended, for metrics and logs.
@@ -304,6 +315,7 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
         let guard = req_id.map(|id| ctx.begin_request(id)).transpose()?;
         let codec = ctx.codec();
         let running = AssertUnwindSafe(self.0.call(ctx.clone(), event)).catch_unwind();
+        let started = std::time::Instant::now();
         Ok(Box::pin(async move {
             let result = running.await;
             drop(guard);
@@ -339,7 +351,14 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
                 (None, Ok(_)) => None,
                 (None, Err(e)) => Some(codec.encode_control(&Control::Error(e))),
             };
-            Dispatched { message, outcome }
+            Dispatched {
+                message,
+                outcome,
+                timing: Some(HandlerTiming {
+                    event: <H::Event as Event>::ID,
+                    elapsed: started.elapsed(),
+                }),
+            }
         }))
     }
 }

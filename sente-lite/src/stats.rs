@@ -2,13 +2,65 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
 
 use crate::ProtocolError;
 
+/// The label of per-event metrics: a routed event id, or `unknown`, or the kind
+/// of protocol frame (`sl/reply`, `sl/pub`, `sl/control`, `invalid`). Only ids
+/// known at build time appear, so the label set stays bounded.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct EventLabel {
+    pub(crate) event: &'static str,
+}
+
+fn handler_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+/// Per-event metrics, exported by a server at `/metrics`.
+#[derive(Debug, Clone)]
+pub(crate) struct EventMetrics {
+    pub(crate) messages_in: Family<EventLabel, Counter>,
+    pub(crate) bytes_in: Family<EventLabel, Counter>,
+    pub(crate) handler_seconds: Family<EventLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for EventMetrics {
+    fn default() -> Self {
+        Self {
+            messages_in: Family::default(),
+            bytes_in: Family::default(),
+            handler_seconds: Family::new_with_constructor(handler_histogram),
+        }
+    }
+}
+
+impl EventMetrics {
+    pub(crate) fn inbound(&self, event: &'static str, size: usize) {
+        let label = EventLabel { event };
+        self.messages_in.get_or_create(&label).inc();
+        self.bytes_in.get_or_create(&label).inc_by(size as u64);
+    }
+
+    pub(crate) fn handled(&self, timing: &crate::HandlerTiming) {
+        self.handler_seconds
+            .get_or_create(&EventLabel {
+                event: timing.event,
+            })
+            .observe(timing.elapsed.as_secs_f64());
+    }
+}
+
 /// Live counters, updated with relaxed atomics on the hot path.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) events: EventMetrics,
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,

@@ -73,19 +73,28 @@ pub(crate) async fn handle<B: Send + 'static>(
         return upgrade(request, shared, remote).await;
     }
     if path == "/health" {
-        let draining = shared.draining.load(Ordering::Acquire);
-        let body = serde_json::json!({
-            "status": if draining { "draining" } else { "ok" },
-            "connections": shared.conn_count(),
-        });
+        let health = super::Server {
+            shared: Arc::clone(&shared),
+        }
+        .health();
+        let body = serde_json::to_vec(&health).unwrap_or_default();
         return Response::builder()
-            .status(if draining {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
+            .status(if health.status == "ok" {
                 StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
             })
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default();
+    }
+    if path == "/metrics" {
+        let server = super::Server {
+            shared: Arc::clone(&shared),
+        };
+        return Response::builder()
+            .header(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)
+            .body(Full::new(Bytes::from(server.metrics_text())))
             .unwrap_or_default();
     }
     if let Some((content_type, body)) = shared.pages.get(path) {

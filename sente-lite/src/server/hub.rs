@@ -107,6 +107,7 @@ pub(crate) struct Shared {
     pub(crate) auth: Option<super::AuthHook>,
     pub(crate) channel_rules: Vec<(String, ChannelAuth)>,
     pub(crate) pages: HashMap<String, (String, bytes::Bytes)>,
+    pub(crate) health_checks: Vec<(String, super::HealthCheck)>,
     pub(crate) counters: Counters,
     pub(crate) next_conn: AtomicU64,
     pub(crate) draining: AtomicBool,
@@ -127,8 +128,10 @@ impl Shared {
         auth: Option<super::AuthHook>,
         channel_rules: Vec<(String, ChannelAuth)>,
         pages: HashMap<String, (String, bytes::Bytes)>,
+        health_checks: Vec<(String, super::HealthCheck)>,
     ) -> Self {
         Self {
+            health_checks,
             config,
             routes,
             auth,
@@ -408,6 +411,13 @@ impl Shared {
             .collect();
         subs.sort();
         subs
+    }
+
+    pub(crate) fn queued_messages(&self) -> u64 {
+        lock(&self.conns)
+            .values()
+            .map(|e| e.ctx.queued() as u64)
+            .sum()
     }
 
     pub(crate) fn user_count(&self) -> u64 {

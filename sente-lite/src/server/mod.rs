@@ -20,6 +20,7 @@ mod axum;
 mod config;
 mod http;
 mod hub;
+mod metrics;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -176,6 +177,19 @@ pub struct ChannelAccess {
     pub channel: String,
 }
 
+pub(crate) type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What `/health` answers: a status and the named checks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// `ok`, `failing` (a check failed) or `draining` (shutting down).
+    pub status: &'static str,
+    /// Connections open now.
+    pub connections: u64,
+    /// Each check by name: `ok`, or the failure's message.
+    pub checks: std::collections::BTreeMap<String, String>,
+}
+
 pub(crate) type ChannelAuth =
     Arc<dyn Fn(ChannelAccess) -> BoxFuture<Result<(), ErrorReply>> + Send + Sync>;
 
@@ -219,9 +233,21 @@ pub struct ServerBuilder {
     channel_rules: Vec<(String, ChannelAuth)>,
     pages: HashMap<String, (String, bytes::Bytes)>,
     telemetry: bool,
+    health_checks: Vec<(String, HealthCheck)>,
 }
 
 impl ServerBuilder {
+    /// Adds a named check to `/health`: `Ok(())` when healthy, or the reason it
+    /// is not. A failing check makes `/health` answer 503 with status `failing`.
+    /// Checks run on every request to `/health`: keep them cheap.
+    pub fn health_check<F>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.health_checks.push((name.into(), Arc::new(check)));
+        self
+    }
+
     /// Whether the server routes client telemetry ([`crate::telemetry`]) into its
     /// tracing output. Default on.
     pub fn telemetry(mut self, enabled: bool) -> Self {
@@ -316,6 +342,7 @@ impl ServerBuilder {
                 self.auth,
                 self.channel_rules,
                 self.pages,
+                self.health_checks,
             )),
         })
     }
@@ -362,6 +389,7 @@ impl Server {
             channel_rules: Vec::new(),
             pages: HashMap::new(),
             telemetry: true,
+            health_checks: Vec::new(),
         }
     }
 
@@ -493,6 +521,33 @@ impl Server {
         snapshot.requested_addr = hub::lock(&self.shared.requested_addr).clone();
         snapshot.local_addr = self.local_addr().map(|a| a.to_string());
         snapshot
+    }
+
+    /// The server's health, as served at `/health`.
+    pub fn health(&self) -> Health {
+        let checks: std::collections::BTreeMap<String, String> = self
+            .shared
+            .health_checks
+            .iter()
+            .map(|(name, check)| (name.clone(), check().err().unwrap_or_else(|| "ok".into())))
+            .collect();
+        let status = if self.is_draining() {
+            "draining"
+        } else if checks.values().any(|v| v != "ok") {
+            "failing"
+        } else {
+            "ok"
+        };
+        Health {
+            status,
+            connections: self.shared.conn_count() as u64,
+            checks,
+        }
+    }
+
+    /// Every metric in the OpenMetrics text format, as served at `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        metrics::render(&self.shared, self.stats())
     }
 
     /// Whether the server is draining (shutting down).
@@ -669,6 +724,7 @@ impl Side for ServerSide {
                     Dispatched {
                         message: reply.ok(),
                         outcome: Outcome::Ok,
+                        timing: None,
                     }
                 })))
             }
@@ -710,10 +766,12 @@ fn reply_message<T: serde::Serialize>(
                 codec.encode_error_reply(req_id, &ErrorReply::new(codes::INTERNAL, e.to_string()))
             })),
             outcome: Outcome::Ok,
+            timing: None,
         },
         Err(err) => Dispatched {
             outcome: Outcome::Error(err.code.to_string()),
             message: Some(codec.encode_error_reply(req_id, &err)),
+            timing: None,
         },
     }
 }
