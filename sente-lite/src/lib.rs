@@ -17,8 +17,11 @@ pub mod protocol;
 pub mod registry;
 mod router;
 pub mod server;
+pub mod settings;
 mod stats;
 pub mod telemetry;
+#[cfg(feature = "typescript")]
+pub mod typescript;
 
 pub use client::{
     Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout,
@@ -38,6 +41,16 @@ pub use stats::{ErrorCounts, StatsSnapshot};
 /// A WebSocket message, as the codecs produce and consume it.
 pub use tungstenite::Message;
 
+/// The JavaScript client: one ES module, no dependencies, for browsers and
+/// Node.js, speaking the JSON encoding. Serve it to pages with
+/// `ServerBuilder::page("/sente-lite.js", "text/javascript", sente_lite::JS_CLIENT)`;
+/// a page then imports it with `import { Client } from "/sente-lite.js"`.
+pub const JS_CLIENT: &str = include_str!("../../js/sente-lite.js");
+
+/// The TypeScript declarations of [`JS_CLIENT`] (`sente-lite.d.ts`), generic over
+/// an event map such as the one the `typescript` feature writes.
+pub const JS_CLIENT_TYPES: &str = include_str!("../../js/sente-lite.d.ts");
+
 /// Makes a Rust type an event. See [`Event`].
 pub use sente_lite_macros::event;
 /// Makes an `async fn` a route. See [`Handler`].
@@ -47,6 +60,8 @@ pub use sente_lite_macros::handler;
 pub mod __private {
     pub use crate::handler::IntoReply;
     pub use crate::registry::EventRecord;
+    #[cfg(feature = "typescript")]
+    pub use crate::typescript::probe as ts;
     pub use inventory;
     pub use serde;
     pub use std::boxed::Box;

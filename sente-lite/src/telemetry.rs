@@ -22,6 +22,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4096;
 /// A batch of log records from a client.
 #[crate::event("telemetry/batch")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct TelemetryBatch {
     /// The records, oldest first.
     pub records: Vec<TelemetryRecord>,
@@ -32,6 +33,7 @@ pub struct TelemetryBatch {
 
 /// One log record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct TelemetryRecord {
     /// Its level.
     pub level: TelemetryLevel,
@@ -51,6 +53,7 @@ pub struct TelemetryRecord {
 /// The level of a [`TelemetryRecord`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum TelemetryLevel {
     /// An error.
     Error,

@@ -29,6 +29,8 @@ pub(crate) struct Target {
     pub(crate) codec: Codec,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -45,6 +47,8 @@ impl Target {
         })?;
         match uri.scheme_str() {
             Some("ws") => {}
+            #[cfg(feature = "tls")]
+            Some("wss") => {}
             other => {
                 return Err(ClientError::UnsupportedScheme {
                     url: url.to_owned(),
@@ -57,7 +61,11 @@ impl Target {
                 url: url.to_owned(),
             });
         };
-        let display = format!("ws://{authority}{}", uri.path());
+        let display = format!(
+            "{}://{authority}{}",
+            uri.scheme_str().unwrap_or("ws"),
+            uri.path()
+        );
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             let invalid = || ClientError::InvalidHeader { name: name.clone() };
@@ -72,6 +80,8 @@ impl Target {
             codec,
             connect_timeout,
             handshake_timeout,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -88,6 +98,14 @@ impl Target {
         let requested = self.codec.subprotocol();
         headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(requested));
 
+        #[cfg(feature = "tls")]
+        let upgrade = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            true,
+            self.tls.clone().map(tokio_tungstenite::Connector::Rustls),
+        );
+        #[cfg(not(feature = "tls"))]
         let upgrade = tokio_tungstenite::connect_async_with_config(request, None, true);
         let (mut ws, response) = match tokio::time::timeout(self.connect_timeout, upgrade).await {
             Err(_) => {

@@ -30,8 +30,8 @@ pub enum ClientError {
         /// The url as given.
         url: String,
     },
-    /// The url's scheme is not `ws`.
-    #[error("url `{url}` has scheme `{scheme}`: this client speaks plain `ws://` only")]
+    /// The url's scheme is not `ws` (or `wss` with the `tls` feature).
+    #[error("url `{url}` has scheme `{scheme}`: use `ws://`, or `wss://` with the `tls` feature")]
     UnsupportedScheme {
         /// The url as given.
         url: String,

@@ -139,6 +139,8 @@ impl Client {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
             max_in_flight: 64,
             max_concurrent_handlers: 64,
             headers: Vec::new(),
@@ -455,6 +457,8 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ClientConfig>>,
     max_in_flight: usize,
     max_concurrent_handlers: usize,
     headers: Vec<(String, String)>,
@@ -582,16 +586,30 @@ impl ClientBuilder {
         self
     }
 
+    /// The rustls configuration for `wss://` urls (feature `tls`), for example
+    /// with your own root certificates. Without it, `wss://` trusts the public
+    /// web roots.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     fn build(
         self,
     ) -> Result<(Arc<Shared>, tokio::sync::mpsc::Receiver<crate::Message>), ClientError> {
-        let target = Target::new(
+        #[allow(unused_mut)]
+        let mut target = Target::new(
             &self.url,
             &self.headers,
             self.codec,
             self.connect_timeout,
             self.handshake_timeout,
         )?;
+        #[cfg(feature = "tls")]
+        {
+            target.tls = self.tls.clone();
+        }
         let routes = match self.routes {
             RoutesSource::Empty => Router::new().build()?,
             RoutesSource::Router(router) => router.build()?,

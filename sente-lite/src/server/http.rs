@@ -17,8 +17,41 @@ use super::hub::Shared;
 use super::{HandshakeRequest, run_connection};
 use crate::Codec;
 
+/// What wraps accepted sockets: nothing, or TLS.
+#[cfg(feature = "tls")]
+pub(crate) type Acceptor = Option<tokio_rustls::TlsAcceptor>;
+/// What wraps accepted sockets: nothing (TLS needs the `tls` feature).
+#[cfg(not(feature = "tls"))]
+pub(crate) type Acceptor = Option<std::convert::Infallible>;
+
+/// How long a TLS handshake may take before the socket is dropped.
+#[cfg(feature = "tls")]
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves HTTP (and upgrades) on one accepted socket.
+async fn serve<I>(io: I, shared: Arc<Shared>, remote: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(handle(req, shared, Some(remote)).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
+    if let Err(err) = served {
+        tracing::debug!(target: "sente_lite", error = %err, "http connection ended with an error");
+    }
+}
+
 /// Accepts TCP connections until the server starts draining.
-pub(crate) async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+pub(crate) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    acceptor: Acceptor,
+) {
     loop {
         let stop = shared.stop_accepting.notified();
         tokio::select! {
@@ -35,19 +68,24 @@ pub(crate) async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<S
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(handle(req, shared, Some(remote)).await) }
-                    });
-                    let served = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
-                    if let Err(err) = served {
-                        tracing::debug!(target: "sente_lite", error = %err, "http connection ended with an error");
+                match &acceptor {
+                    None => {
+                        tokio::spawn(serve(stream, shared, remote));
                     }
-                });
+                    #[cfg(feature = "tls")]
+                    Some(acceptor) => {
+                        let accepting = acceptor.accept(stream);
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accepting).await {
+                                Ok(Ok(tls)) => serve(tls, shared, remote).await,
+                                Ok(Err(err)) => tracing::debug!(target: "sente_lite", error = %err, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(target: "sente_lite", "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match *never {},
+                }
             }
         }
     }

@@ -119,6 +119,7 @@ pub(crate) struct Shared {
     pub(crate) stop_accepting: tokio::sync::Notify,
     pub(crate) local_addr: Mutex<Option<std::net::SocketAddr>>,
     pub(crate) requested_addr: Mutex<Option<String>>,
+    pub(crate) secure: Mutex<bool>,
 }
 
 impl Shared {
@@ -148,6 +149,7 @@ impl Shared {
             stop_accepting: tokio::sync::Notify::new(),
             local_addr: Mutex::new(None),
             requested_addr: Mutex::new(None),
+            secure: Mutex::new(false),
         }
     }
 

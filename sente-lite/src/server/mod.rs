@@ -55,6 +55,9 @@ pub enum ServerError {
     /// The router did not build (an event routed twice, a clash).
     #[error(transparent)]
     Router(#[from] RouterError),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -234,9 +237,44 @@ pub struct ServerBuilder {
     pages: HashMap<String, (String, bytes::Bytes)>,
     telemetry: bool,
     health_checks: Vec<(String, HealthCheck)>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerBuilder {
+    /// Serves `wss://` (and `https://` for `/health`, `/metrics` and pages) with
+    /// this rustls configuration (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Serves `wss://` with a certificate chain and private key read from PEM
+    /// files (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_pem_files(
+        self,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<Self, ServerError> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let tls_error = |what: String| ServerError::Tls(what);
+        let cert = cert.as_ref();
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| tls_error(format!("{}: {e}", cert.display())))?;
+        let key = key.as_ref();
+        let private = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| tls_error(format!("{}: {e}", key.display())))?;
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(|e| tls_error(e.to_string()))?;
+        Ok(self.tls(Arc::new(config)))
+    }
+
     /// Adds a named check to `/health`: `Ok(())` when healthy, or the reason it
     /// is not. A failing check makes `/health` answer 503 with status `failing`.
     /// Checks run on every request to `/health`: keep them cheap.
@@ -259,6 +297,22 @@ impl ServerBuilder {
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self
+    }
+
+    /// Applies loaded [settings](crate::settings::ServerSettings): the
+    /// configuration and, when given, the TLS files (which need the `tls`
+    /// feature). Bind to `settings.addr` afterwards.
+    pub fn settings(self, settings: &crate::settings::ServerSettings) -> Result<Self, ServerError> {
+        let builder = self.config(settings.config.clone());
+        match &settings.tls {
+            None => Ok(builder),
+            #[cfg(feature = "tls")]
+            Some(files) => builder.tls_pem_files(&files.cert, &files.key),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(ServerError::Tls(
+                "server.tls is set but this build has no `tls` feature".into(),
+            )),
+        }
     }
 
     /// Changes the configuration in place.
@@ -350,6 +404,8 @@ impl ServerBuilder {
     /// Builds the server and starts listening on `addr` (`"127.0.0.1:0"` picks a free port).
     pub async fn bind(self, addr: impl Into<String>) -> Result<Server, ServerError> {
         let addr = addr.into();
+        #[cfg(feature = "tls")]
+        let self_tls = self.tls.clone();
         let server = self.build()?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -359,7 +415,16 @@ impl ServerBuilder {
             })?;
         *hub::lock(&server.shared.requested_addr) = Some(addr);
         *hub::lock(&server.shared.local_addr) = listener.local_addr().ok();
-        tokio::spawn(http::accept_loop(listener, Arc::clone(&server.shared)));
+        #[cfg(feature = "tls")]
+        let acceptor = self_tls.map(tokio_rustls::TlsAcceptor::from);
+        #[cfg(not(feature = "tls"))]
+        let acceptor = None;
+        *hub::lock(&server.shared.secure) = acceptor.is_some();
+        tokio::spawn(http::accept_loop(
+            listener,
+            Arc::clone(&server.shared),
+            acceptor,
+        ));
         Ok(server)
     }
 }
@@ -390,6 +455,8 @@ impl Server {
             pages: HashMap::new(),
             telemetry: true,
             health_checks: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -398,12 +465,17 @@ impl Server {
         *hub::lock(&self.shared.local_addr)
     }
 
-    /// `ws://ADDR/PATH` of the bound server.
+    /// `ws://ADDR/PATH` of the bound server (`wss://` when it serves TLS).
     pub fn ws_url(&self) -> String {
         let addr = self
             .local_addr()
             .map_or_else(|| "unbound".to_owned(), |a| a.to_string());
-        format!("ws://{addr}{}", self.shared.config.path)
+        let scheme = if *hub::lock(&self.shared.secure) {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{addr}{}", self.shared.config.path)
     }
 
     /// The configuration in force.

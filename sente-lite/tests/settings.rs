@@ -1,0 +1,147 @@
+//! Configuration files: defaults, every section, environment overrides, and a
+//! clear error for each kind of bad value.
+
+use std::time::Duration;
+
+use sente_lite::Codec;
+use sente_lite::server::OriginPolicy;
+use sente_lite::settings::{Rotation, Settings};
+
+#[test]
+fn an_empty_file_gives_the_documented_defaults() {
+    let settings = Settings::from_toml("").unwrap();
+    assert_eq!(settings, Settings::default());
+    assert_eq!(settings.server.addr, "127.0.0.1:3000");
+    assert_eq!(settings.server.config.limits.max_message_size, 1 << 20);
+    assert_eq!(
+        settings.client.reconnect.initial_delay,
+        Duration::from_millis(250)
+    );
+}
+
+#[test]
+fn every_section_is_read() {
+    let settings = Settings::from_toml(
+        r#"
+        [server]
+        addr = "0.0.0.0:4000"
+        path = "/live"
+        default_codec = "postcard"
+        origins = ["https://app.example"]
+        ping_interval_ms = 1000
+        [server.limits]
+        max_message_size = 2048
+        warn_message_size = 1024
+        rate_per_sec = 0
+        [server.tls]
+        cert = "cert.pem"
+        key = "key.pem"
+        [client]
+        url = "wss://example.test/ws"
+        codec = "postcard"
+        [client.reconnect]
+        max_attempts = 3
+        multiplier = 1.5
+        [logging]
+        filter = "debug"
+        json_file = "logs/app.jsonl"
+        rotation = "hourly"
+        "#,
+    )
+    .unwrap();
+    let server = &settings.server;
+    assert_eq!(server.addr, "0.0.0.0:4000");
+    assert_eq!(server.config.path, "/live");
+    assert_eq!(server.config.default_codec, Codec::Postcard);
+    assert_eq!(
+        server.config.origins,
+        OriginPolicy::AllowList(vec!["https://app.example".into()])
+    );
+    assert_eq!(server.config.ping_interval, Duration::from_secs(1));
+    assert_eq!(server.config.limits.max_message_size, 2048);
+    assert_eq!(server.config.limits.rate_per_sec, None);
+    assert_eq!(server.tls.as_ref().unwrap().cert.to_str(), Some("cert.pem"));
+    assert_eq!(settings.client.codec, Codec::Postcard);
+    assert_eq!(settings.client.reconnect.max_attempts, Some(3));
+    assert_eq!(settings.logging.rotation, Rotation::Hourly);
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let env = [
+        (
+            "SENTE_LITE__SERVER__LIMITS__MAX_MESSAGE_SIZE".to_owned(),
+            "4096".to_owned(),
+        ),
+        (
+            "SENTE_LITE__SERVER__ADDR".to_owned(),
+            "127.0.0.1:5000".to_owned(),
+        ),
+        (
+            "SENTE_LITE__CLIENT__CODEC".to_owned(),
+            "postcard".to_owned(),
+        ),
+        ("UNRELATED".to_owned(), "x".to_owned()),
+    ];
+    let settings =
+        Settings::from_sources("[server.limits]\nmax_message_size = 2048\n", env).unwrap();
+    assert_eq!(settings.server.config.limits.max_message_size, 4096);
+    assert_eq!(settings.server.addr, "127.0.0.1:5000");
+    assert_eq!(settings.client.codec, Codec::Postcard);
+}
+
+fn error(text: &str) -> String {
+    Settings::from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn each_kind_of_bad_value_names_its_key_and_what_is_allowed() {
+    assert_eq!(
+        error("[server.limits]\nmax_message_size = 10"),
+        "configuration key `server.limits.max_message_size`: 10 is out of range: allowed 1024 to 67108864"
+    );
+    assert_eq!(
+        error("[server]\nping_interval_ms = \"soon\""),
+        "configuration key `server.ping_interval_ms`: invalid type: string \"soon\", expected u64"
+    );
+    assert!(
+        error("[server]\nport = 1").starts_with(
+            "configuration key `server.port`: unknown field `port`, expected one of `addr`"
+        ),
+        "{}",
+        error("[server]\nport = 1")
+    );
+    assert_eq!(
+        error("[server]\ndefault_codec = \"xml\""),
+        "configuration key `server.default_codec`: `xml` is not a codec: allowed \"json\" or \"postcard\""
+    );
+    assert_eq!(
+        error("[server]\norigins = \"everyone\""),
+        "configuration key `server.origins`: `everyone` is not allowed: \"same-host\", \"any\" or a list of origins"
+    );
+    assert_eq!(
+        error("[server]\npath = \"ws\""),
+        "configuration key `server.path`: `ws` must start with `/`"
+    );
+    assert_eq!(
+        error("[client.reconnect]\nmultiplier = 50.0"),
+        "configuration key `client.reconnect.multiplier`: 50 is out of range: allowed 1.0 to 10.0"
+    );
+    assert_eq!(
+        error("[client]\nurl = \"http://x\""),
+        "configuration key `client.url`: `http://x` must start with ws:// or wss://"
+    );
+    assert_eq!(
+        error("[server.limits]\nwarn_message_size = 4000000"),
+        "configuration key `server.limits.warn_message_size`: 4000000 is larger than max_message_size (1048576)"
+    );
+    assert!(error("[server").starts_with("configuration key `(file)`: not valid TOML"));
+    let env = [(
+        "SENTE_LITE__SERVER__LIMITS__OUTBOUND_QUEUE".to_owned(),
+        "0".to_owned(),
+    )];
+    assert_eq!(
+        Settings::from_sources("", env).unwrap_err().to_string(),
+        "configuration key `server.limits.outbound_queue`: 0 is out of range: allowed 1 to 1000000"
+    );
+}
