@@ -17,11 +17,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 /// Kills the server process when dropped, so a failing test leaves nothing behind.
-struct ServerProcess(Child);
+struct ServerProcess {
+    child: Child,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.0.start_kill();
+        let _ = self.child.start_kill();
     }
 }
 
@@ -41,7 +44,10 @@ async fn spawn_server(addr: &str) -> ServerProcess {
         .expect("stdout readable")
         .expect("a line");
     assert!(line.starts_with("listening ws://"), "{line}");
-    ServerProcess(child)
+    ServerProcess {
+        child,
+        stdout: lines,
+    }
 }
 
 fn free_port() -> u16 {
@@ -130,7 +136,7 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
         }
     }
 
-    let _server = spawn_server(&addr).await;
+    let _restarted = spawn_server(&addr).await;
     for (_, client) in &clients {
         client
             .wait_for(ConnectionState::Open, Duration::from_secs(15))
@@ -165,4 +171,75 @@ async fn clients_survive_a_server_killed_and_restarted_on_the_same_port() {
     for (_, client) in &clients {
         assert!(client.stats().reconnects >= 1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_server_and_tells_clients_to_go_away() {
+    use futures_util::StreamExt;
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = spawn_server(&addr).await;
+    let client = Client::builder(format!("ws://{addr}/ws"))
+        .reconnect(ReconnectPolicy::default().with_initial_delay(Duration::from_millis(50)))
+        .connect()
+        .await
+        .expect("client connects");
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let handshake = raw.next().await.unwrap().unwrap();
+    assert!(
+        handshake
+            .to_text()
+            .unwrap()
+            .starts_with(r#"["sl/handshake","#)
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // The raw peer is told why, then closed with 1001.
+    let reason = tokio::time::timeout(Duration::from_secs(10), raw.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reason = reason.to_text().unwrap().to_owned();
+    assert!(
+        reason.starts_with(r#"["sl/close",{"code":"going-away""#),
+        "{reason}"
+    );
+    assert!(reason.contains(r#""reconnect_after_ms":"#), "{reason}");
+    let close = tokio::time::timeout(Duration::from_secs(10), raw.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let sente_lite::Message::Close(Some(frame)) = close else {
+        panic!("{close:?}")
+    };
+    assert_eq!(u16::from(frame.code), 1001);
+
+    // The native client leaves open; the process drains and exits cleanly.
+    let mut changes = client.state_changes();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|s| *s != ConnectionState::Open),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let drained = tokio::time::timeout(Duration::from_secs(10), server.stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(drained.as_deref(), Some("drained"));
+    let exit = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
 }

@@ -310,6 +310,13 @@ where
                 let Dispatched { message, outcome, timing } = done;
                 if let Some(timing) = &timing {
                     counters.events.handled(timing);
+                    tracing::trace!(
+                        target: "sente_lite",
+                        event = timing.event,
+                        elapsed_us = u64::try_from(timing.elapsed.as_micros()).unwrap_or(u64::MAX),
+                        ?outcome,
+                        "handled"
+                    );
                 }
                 match outcome {
                     Outcome::Ok => {}
@@ -397,6 +404,22 @@ where
     }
 }
 
+/// Runs a handler inside a `handler` span (event id, request id), so that what
+/// the handler logs carries them; no wrapping at all when the span is disabled.
+fn traced(
+    running: DispatchFuture,
+    event: &'static str,
+    req_id: Option<RequestId>,
+) -> DispatchFuture {
+    use tracing::Instrument as _;
+    let span = tracing::debug_span!(target: "sente_lite", "handler", event, req_id);
+    if span.is_disabled() {
+        running
+    } else {
+        Box::pin(running.instrument(span))
+    }
+}
+
 /// Decodes one data frame and starts what it asks for.
 fn handle_frame(
     message: &Message,
@@ -424,7 +447,7 @@ fn handle_frame(
     match inbound {
         Inbound::Event { event, payload } => routes
             .dispatch(ctx, &event, payload, None)
-            .map(Some)
+            .map(|running| Some(traced(running, label, None)))
             .map_err(|e| (e, None)),
         Inbound::Request {
             event,
@@ -451,6 +474,7 @@ fn handle_frame(
             }
             let running = routes
                 .dispatch(ctx, &event, payload, Some(req_id))
+                .map(|running| traced(running, label, Some(req_id)))
                 .map_err(|e| (e, Some(req_id)))?;
             bump(&counters.requests_handled);
             Ok(Some(match deadline_ms {

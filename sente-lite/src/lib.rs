@@ -12,6 +12,8 @@ mod ctx;
 mod error;
 mod event;
 mod handler;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod pending;
 pub mod protocol;
 pub mod registry;

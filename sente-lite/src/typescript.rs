@@ -115,7 +115,7 @@ pub enum BindingError {
 }
 
 /// The TypeScript declarations of a set of events: see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Bindings {
     declarations: Declarations,
     events: Vec<EventBinding>,
@@ -253,7 +253,6 @@ struct Declaration {
 
 /// The declarations gathered so far: each type an event uses, and each type
 /// those use in turn.
-#[derive(Clone)]
 pub struct Declarations {
     config: ts_rs::Config,
     by_name: BTreeMap<String, Declaration>,

@@ -9,8 +9,11 @@ mod events;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
+use std::time::Duration;
+
 use clap::Parser;
 use events::{News, Note, Publish, Received};
+use sente_lite::server::Shutdown;
 use sente_lite::{Ctx, ErrorReply, Router, Server};
 use tokio::io::AsyncWriteExt;
 
@@ -71,7 +74,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     out.write_all(format!("listening {}\n", server.ws_url()).as_bytes())
         .await?;
     out.flush().await?;
-    tokio::signal::ctrl_c().await?;
-    server.shutdown(Default::default()).await;
+    server
+        .shutdown_on_signal(Shutdown {
+            deadline: Duration::from_secs(5),
+            reconnect_spread: Duration::from_millis(500),
+            ..Shutdown::default()
+        })
+        .await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(b"drained\n").await?;
+    out.flush().await?;
     Ok(())
 }

@@ -682,6 +682,27 @@ impl Server {
         tracing::info!(target: "sente_lite", remaining = shared.conn_count(), "server shut down");
     }
 
+    /// Waits for SIGTERM or Ctrl-C (SIGINT), then shuts down gracefully with
+    /// `options`. The usual last line of a server's `main`.
+    pub async fn shutdown_on_signal(&self, options: Shutdown) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = term.recv() => tracing::info!(target: "sente_lite", "SIGTERM: draining"),
+                result = tokio::signal::ctrl_c() => {
+                    result?;
+                    tracing::info!(target: "sente_lite", "interrupt: draining");
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        self.shutdown(options).await;
+        Ok(())
+    }
+
     /// Resolves when the server has shut down and every connection is closed.
     pub async fn closed(&self) {
         loop {
