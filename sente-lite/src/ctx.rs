@@ -14,6 +14,23 @@ use crate::pending::{self, PendingRequests, RequestError};
 use crate::protocol::{ConnId, RequestId, SubscribeReply, UserId};
 use crate::{Codec, Event, NoReply, ProtocolError, Request, SendError};
 
+/// Application values handlers reach through [`Ctx::state`]: one value per type,
+/// set on the server or client builder.
+#[derive(Clone, Default)]
+pub(crate) struct AppState(
+    Arc<std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
+);
+
+impl AppState {
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        Arc::make_mut(&mut self.0).insert(std::any::TypeId::of::<T>(), Arc::new(value));
+    }
+
+    fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&std::any::TypeId::of::<T>())?.downcast_ref()
+    }
+}
+
 /// The default time a request waits for its reply.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,6 +62,7 @@ struct CtxInner {
     pending: PendingRequests,
     request_timeout: Duration,
     hub: Option<Arc<dyn Hub>>,
+    state: AppState,
 }
 
 impl Ctx {
@@ -70,9 +88,11 @@ impl Ctx {
             max_in_flight,
             DEFAULT_REQUEST_TIMEOUT,
             None,
+            AppState::default(),
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn with_hub(
         conn_id: ConnId,
         user_id: Option<UserId>,
@@ -81,6 +101,7 @@ impl Ctx {
         max_in_flight: usize,
         request_timeout: Duration,
         hub: Option<Arc<dyn Hub>>,
+        state: AppState,
     ) -> Self {
         Self {
             inner: Arc::new(CtxInner {
@@ -92,8 +113,42 @@ impl Ctx {
                 pending: PendingRequests::new(max_in_flight),
                 request_timeout,
                 hub,
+                state,
             }),
         }
+    }
+
+    /// The application value of type `T` given to the server's (or client's)
+    /// builder with `.state(value)`, if any.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use serde::{Deserialize, Serialize};
+    /// use sente_lite::{Ctx, Router, Server};
+    ///
+    /// struct Visits(AtomicU64);
+    ///
+    /// #[sente_lite::event("state/visit", reply = u64)]
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Visit;
+    ///
+    /// #[sente_lite::handler]
+    /// async fn visit(ctx: Ctx, _req: Visit) -> u64 {
+    ///     let visits = ctx.state::<Visits>().expect("set on the builder");
+    ///     visits.0.fetch_add(1, Ordering::Relaxed) + 1
+    /// }
+    ///
+    /// # async fn run() -> Result<(), sente_lite::server::ServerError> {
+    /// let server = Server::builder()
+    ///     .router(Router::new().handler(visit))
+    ///     .state(Visits(AtomicU64::new(0)))
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.inner.state.get()
     }
 
     /// The connection's id.

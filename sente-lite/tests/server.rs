@@ -733,3 +733,42 @@ async fn a_peer_that_stops_reading_is_closed_as_a_slow_consumer() {
     assert_eq!(server.stats().connections, 0);
     assert_eq!(server.stats().errors.slow_consumer, 1);
 }
+
+struct Greeting(String);
+
+#[sente_lite::event("srv/greet", reply = String)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Greet;
+
+#[sente_lite::handler]
+async fn greet(ctx: Ctx, _req: Greet) -> Result<String, ErrorReply> {
+    ctx.state::<Greeting>()
+        .map(|g| g.0.clone())
+        .ok_or_else(|| ErrorReply::new("srv/no-state", "no greeting configured"))
+}
+
+#[tokio::test]
+async fn handlers_reach_application_state_given_to_the_builder() {
+    let server = Server::builder()
+        .router(Router::new().handler(greet))
+        .state(Greeting("hello from the state".into()))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let (mut ws, _) = connect(&server, "", Codec::Json).await;
+    assert_eq!(
+        json(&mut ws, r#"["srv/greet",null,1]"#).await,
+        r#"["sl/ok",1,"hello from the state"]"#
+    );
+    let bare = Server::builder()
+        .router(Router::new().handler(greet))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let (mut ws, _) = connect(&bare, "", Codec::Json).await;
+    assert!(
+        json(&mut ws, r#"["srv/greet",null,1]"#)
+            .await
+            .starts_with(r#"["sl/err",1,{"code":"srv/no-state""#)
+    );
+}

@@ -141,6 +141,7 @@ impl Client {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             #[cfg(feature = "tls")]
             tls: None,
+            state: crate::ctx::AppState::default(),
             max_in_flight: 64,
             max_concurrent_handlers: 64,
             headers: Vec::new(),
@@ -459,6 +460,7 @@ pub struct ClientBuilder {
     handshake_timeout: Duration,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ClientConfig>>,
+    state: crate::ctx::AppState,
     max_in_flight: usize,
     max_concurrent_handlers: usize,
     headers: Vec<(String, String)>,
@@ -586,6 +588,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Makes `value` available to the client's handlers as `ctx.state::<T>()`.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
     /// The rustls configuration for `wss://` urls (feature `tls`), for example
     /// with your own root certificates. Without it, `wss://` trusts the public
     /// web roots.
@@ -623,6 +631,7 @@ impl ClientBuilder {
             max_concurrent_handlers: self.max_concurrent_handlers.max(1),
             on_state: self.on_state,
             on_resubscribe: self.on_resubscribe,
+            state: self.state,
         };
         Ok((
             Arc::new(Shared::new(target, routes, settings, outbound)),

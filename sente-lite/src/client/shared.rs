@@ -39,6 +39,7 @@ pub(crate) struct Settings {
     pub(crate) max_concurrent_handlers: usize,
     pub(crate) on_state: Option<StateCallback>,
     pub(crate) on_resubscribe: Option<ResubscribeCallback>,
+    pub(crate) state: crate::ctx::AppState,
 }
 
 /// The open connection.

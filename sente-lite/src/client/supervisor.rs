@@ -209,6 +209,7 @@ async fn run_connection(
             settings.max_in_flight,
             settings.request_timeout,
             Some(Arc::new(ClientHub(Arc::downgrade(shared)))),
+            settings.state.clone(),
         );
         if let Some(previous) = previous.as_ref() {
             ctx.pending().continue_ids_from(previous.pending());

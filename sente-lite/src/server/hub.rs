@@ -108,6 +108,7 @@ pub(crate) struct Shared {
     pub(crate) channel_rules: Vec<(String, ChannelAuth)>,
     pub(crate) pages: HashMap<String, (String, bytes::Bytes)>,
     pub(crate) health_checks: Vec<(String, super::HealthCheck)>,
+    pub(crate) state: crate::ctx::AppState,
     pub(crate) counters: Counters,
     pub(crate) next_conn: AtomicU64,
     pub(crate) draining: AtomicBool,
@@ -130,9 +131,11 @@ impl Shared {
         channel_rules: Vec<(String, ChannelAuth)>,
         pages: HashMap<String, (String, bytes::Bytes)>,
         health_checks: Vec<(String, super::HealthCheck)>,
+        state: crate::ctx::AppState,
     ) -> Self {
         Self {
             health_checks,
+            state,
             config,
             routes,
             auth,

@@ -237,6 +237,7 @@ pub struct ServerBuilder {
     pages: HashMap<String, (String, bytes::Bytes)>,
     telemetry: bool,
     health_checks: Vec<(String, HealthCheck)>,
+    state: crate::ctx::AppState,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -273,6 +274,13 @@ impl ServerBuilder {
             .with_single_cert(chain, private)
             .map_err(|e| tls_error(e.to_string()))?;
         Ok(self.tls(Arc::new(config)))
+    }
+
+    /// Makes `value` available to every handler as `ctx.state::<T>()` (one value
+    /// per type; a second value of the same type replaces the first).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
     }
 
     /// Adds a named check to `/health`: `Ok(())` when healthy, or the reason it
@@ -397,6 +405,7 @@ impl ServerBuilder {
                 self.channel_rules,
                 self.pages,
                 self.health_checks,
+                self.state,
             )),
         })
     }
@@ -455,6 +464,7 @@ impl Server {
             pages: HashMap::new(),
             telemetry: true,
             health_checks: Vec::new(),
+            state: crate::ctx::AppState::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -909,6 +919,7 @@ pub(crate) async fn run_connection<S>(
             limits.max_in_flight_requests,
             config.request_timeout,
             Some(Arc::new(server)),
+            shared.state.clone(),
         );
         shared.register(&ctx, Arc::clone(&signal));
         crate::stats::bump(&shared.counters.connections_total);
