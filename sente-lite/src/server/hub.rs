@@ -315,6 +315,13 @@ impl Shared {
         let mut state = lock(&channel.state);
         state.subscribers.insert(ctx.conn_id(), ctx.clone());
         let position = Channel::position(&state, &channel.epoch);
+        drop(state);
+        // The connection may have closed meanwhile; its cleanup ran before this
+        // insert, so undo it here rather than keep a dead subscriber.
+        if !lock(&self.conns).contains_key(&ctx.conn_id()) {
+            self.leave_channel(name, ctx.conn_id());
+            return Err(crate::ErrorReply::new(crate::protocol::codes::FORBIDDEN, "the connection is closing"));
+        }
         // Nothing is replayed: a resume is complete only if nothing was missed.
         let recovered = since.is_some_and(|since| *since == position);
         Ok(SubscribeReply {
