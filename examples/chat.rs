@@ -2,7 +2,10 @@
 //!
 //! Run with `cargo run -p sente-lite-examples --example chat` (defaults:
 //! `127.0.0.1:3000`, endpoint `/ws`; `-- --addr 127.0.0.1:4000` to change).
-//! Then join from a terminal with
+//! Open `http://127.0.0.1:3000/` in a browser: pick a name, join a room, talk,
+//! and see who is online and the connection's state. The page (`chat_page/`)
+//! and the JavaScript client (`/sente-lite.js`) are served from the binary.
+//! Or join from a terminal with
 //! `cargo run -p sente-lite-examples --example chat_client -- --name ada --room lobby`,
 //! and from a second terminal as another user. Each line typed is said in the
 //! room; everyone in it sees it. `GET /health` tells how the server is doing.
@@ -17,6 +20,10 @@ use chat_events::{ChatMessage, Join, Joined, Leave, Members, Say, channel};
 use clap::Parser;
 use sente_lite::server::{OriginPolicy, Rejection, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
+
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
 
 /// The chat server.
 #[derive(Parser)]
@@ -143,9 +150,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .origins(OriginPolicy::SameHost)
         .channel("room/*", sente_lite::server::allow_all)
+        .page("/", HTML, include_str!("chat_page/index.html"))
+        .page("/chat.css", CSS, include_str!("chat_page/chat.css"))
+        .page("/chat.js", JS, include_str!("chat_page/chat.js"))
+        .page("/sente-lite.js", JS, sente_lite::JS_CLIENT)
         .bind(args.addr)
         .await?;
     tracing::info!("chat server listening at {}", server.ws_url());
+    if let Some(addr) = server.local_addr() {
+        tracing::info!("open http://{addr}/ in a browser");
+    }
 
     // Tell rooms when someone goes offline for good.
     let watcher = server.clone();

@@ -11,7 +11,7 @@
 #[path = "chat_events.rs"]
 mod chat_events;
 
-use chat_events::{ChatMessage, Join, Members, Say};
+use chat_events::{ChatMessage, Join, Members, Say, channel};
 use clap::Parser;
 use sente_lite::{Client, ConnectionState, Ctx, ReconnectPolicy, Router};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -54,6 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .connect()
         .await?;
+    // Subscribed from the client's side too, so the room is restored after a reconnect.
+    client.subscribe(channel(&args.room)).await?;
     let joined = client
         .request(&Join {
             room: args.room.clone(),

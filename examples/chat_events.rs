@@ -1,17 +1,19 @@
-//! The chat's events, shared by the chat server and the chat client.
+//! The chat's events, shared by the chat server, the chat client and the
+//! TypeScript export (`ts_export`).
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 /// Join a room: subscribe to its channel and get who is there.
 #[sente_lite::event("chat/join", reply = Joined)]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct Join {
     /// The room's name.
     pub(crate) room: String,
 }
 
 /// The answer to [`Join`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct Joined {
     /// The room's name.
     pub(crate) room: String,
@@ -21,7 +23,7 @@ pub(crate) struct Joined {
 
 /// Leave a room.
 #[sente_lite::event("chat/leave", reply = ())]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct Leave {
     /// The room's name.
     pub(crate) room: String,
@@ -29,7 +31,7 @@ pub(crate) struct Leave {
 
 /// Say something in a room.
 #[sente_lite::event("chat/say")]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct Say {
     /// The room's name.
     pub(crate) room: String,
@@ -39,7 +41,7 @@ pub(crate) struct Say {
 
 /// A message said in a room (published on the room's channel).
 #[sente_lite::event("chat/message")]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct ChatMessage {
     /// The room's name.
     pub(crate) room: String,
@@ -53,7 +55,7 @@ pub(crate) struct ChatMessage {
 
 /// Who is in a room now (published on the room's channel when it changes).
 #[sente_lite::event("chat/members")]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct Members {
     /// The room's name.
     pub(crate) room: String,

@@ -58,9 +58,11 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Sends what a client received: its connection and the news text.
+type NewsSender = mpsc::UnboundedSender<(ConnId, String)>;
+
 /// Where the clients' `crash/news` handler reports what it received.
-static NEWS: LazyLock<Mutex<Option<mpsc::UnboundedSender<(ConnId, String)>>>> =
-    LazyLock::new(Default::default);
+static NEWS: LazyLock<Mutex<Option<NewsSender>>> = LazyLock::new(Default::default);
 
 #[sente_lite::handler]
 async fn on_news(ctx: sente_lite::Ctx, news: News) {

@@ -199,6 +199,11 @@ impl EventDef {
             }
         };
 
+        #[cfg(feature = "typescript")]
+        let typescript = crate::typescript::record(id, ident, reply.as_ref());
+        #[cfg(not(feature = "typescript"))]
+        let typescript = TokenStream::new();
+
         quote! {
             #item
 
@@ -218,6 +223,8 @@ impl EventDef {
             #bounds_check
 
             #registration
+
+            #typescript
         }
     }
 }

@@ -9,6 +9,8 @@ use proc_macro::TokenStream;
 mod errors;
 mod event;
 mod handler;
+#[cfg(feature = "typescript")]
+mod typescript;
 
 /// Makes a struct or an enum a sente-lite event, or a request when it names a reply.
 ///
@@ -75,7 +77,10 @@ mod handler;
 /// - a registration in the process-wide registry (`sente_lite::registry`), with the
 ///   type's name, the reply type as written and the module path;
 /// - hidden checks that report a missing `Serialize`, `Deserialize`, `Send` or `Sync`
-///   on the type's name.
+///   on the type's name;
+/// - with sente-lite's `typescript` feature, a registration of the payload's and
+///   reply's TypeScript declarations, for types that implement `ts_rs::TS` (see
+///   `sente_lite::typescript`).
 ///
 /// Everything generated compiles in a crate with `#![deny(missing_docs)]` and
 /// `#![forbid(unsafe_code)]`.

@@ -24,6 +24,8 @@ mod stats;
 pub mod telemetry;
 #[cfg(feature = "typescript")]
 pub mod typescript;
+#[doc(hidden)]
+pub mod typescript_probe;
 
 pub use client::{
     Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout,
@@ -62,8 +64,7 @@ pub use sente_lite_macros::handler;
 pub mod __private {
     pub use crate::handler::IntoReply;
     pub use crate::registry::EventRecord;
-    #[cfg(feature = "typescript")]
-    pub use crate::typescript::probe as ts;
+    pub use crate::typescript_probe as ts;
     pub use inventory;
     pub use serde;
     pub use std::boxed::Box;

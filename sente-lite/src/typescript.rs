@@ -46,6 +46,8 @@ use std::path::{Path, PathBuf};
 
 use ts_rs::{TS, TypeVisitor};
 
+use crate::typescript_probe::{self as probe, Described, Probe, TsType};
+
 /// The file [`Bindings::write_to`] writes into its directory.
 pub const FILE_NAME: &str = "events.d.ts";
 
@@ -317,70 +319,9 @@ impl TypeVisitor for Declarations {
     }
 }
 
-/// What `#[event]` generates code against. Not a public API.
-#[doc(hidden)]
-pub mod probe {
-    use std::marker::PhantomData;
-
-    pub use super::Declarations;
-
-    /// A TypeScript type expression, such as `User` or `Array<string>`.
-    pub type TsType = String;
-
-    /// Describes an event type or reply type, when it implements `TS`.
-    pub type Describe = fn(&mut Declarations) -> Option<TsType>;
-
-    /// The TypeScript side of one `#[event]`.
-    #[derive(Debug)]
-    pub struct TypeRecord {
-        /// The event id.
-        pub id: &'static str,
-        /// The Rust type's name.
-        pub type_name: &'static str,
-        /// `module_path!()` where the type is defined.
-        pub module_path: &'static str,
-        /// Describes the payload type.
-        pub payload: Describe,
-        /// Describes the reply type of a request.
-        pub reply: Option<Describe>,
-    }
-
-    inventory::collect!(TypeRecord);
-
-    /// Autoref dispatch on a concrete type: `(&&Probe::<T>::new()).describe(out)`
-    /// uses [`Described`] when `T: TS` and [`Undescribed`] otherwise.
-    pub struct Probe<T: ?Sized>(PhantomData<*const T>);
-
-    impl<T: ?Sized> Probe<T> {
-        /// A probe of `T`.
-        #[allow(clippy::new_without_default)]
-        pub const fn new() -> Self {
-            Self(PhantomData)
-        }
-    }
-
-    /// The description of a type that implements `TS`.
-    pub trait Described {
-        /// Declares the type and returns its TypeScript name.
-        fn describe(&self, out: &mut Declarations) -> Option<TsType>;
-    }
-
-    impl<T: ts_rs::TS + 'static + ?Sized> Described for &Probe<T> {
-        fn describe(&self, out: &mut Declarations) -> Option<TsType> {
-            Some(out.describe::<T>())
-        }
-    }
-
-    /// The fallback for a type that does not implement `TS`.
-    pub trait Undescribed {
-        /// Nothing to declare.
-        fn describe(&self, out: &mut Declarations) -> Option<TsType>;
-    }
-
-    impl<T: ?Sized> Undescribed for Probe<T> {
-        fn describe(&self, _out: &mut Declarations) -> Option<TsType> {
-            None
-        }
+impl<T: TS + 'static + ?Sized> Described for &Probe<T> {
+    fn describe(&self, out: &mut Declarations) -> Option<TsType> {
+        Some(out.describe::<T>())
     }
 }
 

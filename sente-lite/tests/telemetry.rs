@@ -9,7 +9,10 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 
 /// Collects the events of target `sente_lite::telemetry` as `field=value` lists.
 #[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>);
+struct Collect(Arc<Mutex<Vec<Seen>>>);
+
+/// One event: its level and its fields as `(name, value)`.
+type Seen = (tracing::Level, Vec<(String, String)>);
 
 struct Fields(Vec<(String, String)>);
 

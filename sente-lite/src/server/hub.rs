@@ -320,7 +320,10 @@ impl Shared {
         // insert, so undo it here rather than keep a dead subscriber.
         if !lock(&self.conns).contains_key(&ctx.conn_id()) {
             self.leave_channel(name, ctx.conn_id());
-            return Err(crate::ErrorReply::new(crate::protocol::codes::FORBIDDEN, "the connection is closing"));
+            return Err(crate::ErrorReply::new(
+                crate::protocol::codes::FORBIDDEN,
+                "the connection is closing",
+            ));
         }
         // Nothing is replayed: a resume is complete only if nothing was missed.
         let recovered = since.is_some_and(|since| *since == position);

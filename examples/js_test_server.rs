@@ -1,0 +1,246 @@
+//! The server the JavaScript client's tests run against: echo, errors, slow
+//! requests, numbered notes, channels, and requests from the server to the client.
+//!
+//! Run with `cargo run -p sente-lite-examples --example js_test_server -- --addr 127.0.0.1:4200`;
+//! it prints `listening ws://...` once it accepts connections, and drains on
+//! SIGINT or SIGTERM, asking clients to come back after `--reconnect-spread-ms`
+//! at most. Users come from the `?name=` query; the name `intruder` is refused
+//! with HTTP 401. Channels `news/*` are open to
+//! all; `secret/*` are refused.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use sente_lite::server::{ChannelAccess, Rejection, Shutdown};
+use sente_lite::{Ctx, ErrorReply, Router, Server};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+/// The JavaScript client's test server.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4200")]
+    addr: String,
+    /// Milliseconds between the server's pings.
+    #[arg(long, default_value_t = 25_000)]
+    ping_interval_ms: u64,
+    /// Milliseconds a client may stay silent past a ping.
+    #[arg(long, default_value_t = 10_000)]
+    ping_timeout_ms: u64,
+    /// On shutdown, clients are asked to wait up to this long before reconnecting.
+    #[arg(long, default_value_t = 1_000)]
+    reconnect_spread_ms: u64,
+}
+
+/// Echo `text` back, with who asked.
+#[sente_lite::event("test/echo", reply = Echoed)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Echo {
+    text: String,
+}
+
+/// The answer to [`Echo`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Echoed {
+    text: String,
+    conn_id: u64,
+    user_id: Option<String>,
+}
+
+/// Always answered with the error `test/refused`, with `data`.
+#[sente_lite::event("test/fail", reply = ())]
+#[derive(Debug, Serialize, Deserialize)]
+struct Fail {
+    reason: String,
+}
+
+/// Answered after `ms` milliseconds.
+#[sente_lite::event("test/slow", reply = u64)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+/// A numbered note from a client; the server records it.
+#[sente_lite::event("test/note")]
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    client: String,
+    seq: u64,
+}
+
+/// The notes recorded from `client`, in arrival order.
+#[sente_lite::event("test/notes", reply = Vec<u64>)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Notes {
+    client: String,
+}
+
+/// Publish `text` on `channel` as [`News`]; the reply is how many subscribers it reached.
+#[sente_lite::event("test/publish", reply = usize)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Publish {
+    channel: String,
+    text: String,
+}
+
+/// What [`Publish`] publishes, and what [`Push`] sends.
+#[sente_lite::event("test/news")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct News {
+    text: String,
+}
+
+/// Ask the server to send [`News`] to this connection directly.
+#[sente_lite::event("test/push")]
+#[derive(Debug, Serialize, Deserialize)]
+struct Push {
+    text: String,
+}
+
+/// Ask the server to ask this client a [`Question`] and return the client's answer.
+#[sente_lite::event("test/ask", reply = String)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Ask {
+    text: String,
+}
+
+/// A request from the server to the client.
+#[sente_lite::event("test/question", reply = String)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Question {
+    text: String,
+}
+
+static NOTES: LazyLock<Mutex<HashMap<String, Vec<u64>>>> = LazyLock::new(Default::default);
+
+fn notes() -> std::sync::MutexGuard<'static, HashMap<String, Vec<u64>>> {
+    NOTES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn server_of(ctx: &Ctx) -> Result<Server, ErrorReply> {
+    ctx.server()
+        .ok_or_else(|| ErrorReply::new("test/no-server", "not on a server"))
+}
+
+#[sente_lite::handler]
+async fn echo(ctx: Ctx, req: Echo) -> Echoed {
+    Echoed {
+        text: req.text,
+        conn_id: ctx.conn_id().0,
+        user_id: ctx.user_id().map(|u| u.0.clone()),
+    }
+}
+
+#[sente_lite::handler]
+async fn fail(req: Fail) -> Result<(), ErrorReply> {
+    Err(
+        ErrorReply::new("test/refused", format!("refused: {}", req.reason))
+            .with_data(serde_json::json!({ "reason": req.reason })),
+    )
+}
+
+#[sente_lite::handler]
+async fn slow(req: Slow) -> u64 {
+    tokio::time::sleep(Duration::from_millis(req.ms)).await;
+    req.ms
+}
+
+#[sente_lite::handler]
+async fn note(n: Note) {
+    notes().entry(n.client).or_default().push(n.seq);
+}
+
+#[sente_lite::handler]
+async fn list_notes(req: Notes) -> Vec<u64> {
+    notes().get(&req.client).cloned().unwrap_or_default()
+}
+
+#[sente_lite::handler]
+async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
+    server_of(&ctx)?
+        .broadcast(&req.channel, &News { text: req.text })
+        .map_err(|e| ErrorReply::new("test/encode", e.to_string()))
+}
+
+#[sente_lite::handler]
+async fn push(ctx: Ctx, req: Push) -> Result<(), ErrorReply> {
+    let _ = ctx.send(&News { text: req.text });
+    Ok(())
+}
+
+#[sente_lite::handler]
+async fn ask(ctx: Ctx, req: Ask) -> Result<String, ErrorReply> {
+    server_of(&ctx)?
+        .request(ctx.conn_id(), &Question { text: req.text })
+        .await
+        .map_err(|e| ErrorReply::new("test/ask-failed", e.to_string()))
+}
+
+async fn news_or_secret(access: ChannelAccess) -> Result<(), ErrorReply> {
+    if access.channel.starts_with("secret/") {
+        Err(ErrorReply::new("forbidden", "secret channels are closed"))
+    } else {
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
+        .init();
+    let args = Args::parse();
+    let server = Server::builder()
+        .router(
+            Router::new()
+                .handler(echo)
+                .handler(fail)
+                .handler(slow)
+                .handler(note)
+                .handler(list_notes)
+                .handler(publish)
+                .handler(push)
+                .handler(ask),
+        )
+        .configure(|config| {
+            config.ping_interval = Duration::from_millis(args.ping_interval_ms);
+            config.ping_timeout = Duration::from_millis(args.ping_timeout_ms);
+        })
+        .auth(|req| async move {
+            match req.query("name") {
+                Some(name) if name == "intruder" => Err(Rejection::unauthorized("not you")),
+                name => Ok(name.map(Into::into)),
+            }
+        })
+        .channel("news/*", news_or_secret)
+        .channel("secret/*", news_or_secret)
+        .page("/sente-lite.js", "text/javascript", sente_lite::JS_CLIENT)
+        .bind(args.addr)
+        .await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("listening {}\n", server.ws_url()).as_bytes())
+        .await?;
+    out.flush().await?;
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("draining");
+    server
+        .shutdown(Shutdown {
+            deadline: Duration::from_secs(2),
+            reconnect_spread: Duration::from_millis(args.reconnect_spread_ms),
+            ..Shutdown::default()
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Writes the TypeScript declarations of the chat's events for the JavaScript client.
+//!
+//! Run with `cargo run -p sente-lite-examples --example ts_export -- out/`: it
+//! writes `out/events.d.ts`, with a type per payload and reply and the `Events`
+//! map keyed by event id (the chat's events and sente-lite's own
+//! `telemetry/batch`). A page then types its client with it:
+//!
+//! ```ts
+//! import { Client } from "./sente-lite.js";
+//! import type { Events } from "./out/events.js";
+//! const client = new Client<Events>("/ws?name=ada");
+//! const joined = await client.request("chat/join", { room: "lobby" }); // Joined
+//! ```
+//!
+//! It fails, naming them, when an event's types do not implement `ts_rs::TS`.
+
+// Only the types are used here.
+#[allow(dead_code)]
+#[path = "chat_events.rs"]
+mod chat_events;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Writes `events.d.ts` for the chat's events.
+#[derive(Parser)]
+struct Args {
+    /// The directory to write `events.d.ts` into (created when missing).
+    out_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let bindings = sente_lite::typescript::bindings();
+    if !bindings.errors().is_empty() {
+        for error in bindings.errors() {
+            eprintln!("error: {error}");
+        }
+        return ExitCode::FAILURE;
+    }
+    match bindings.write_to(&args.out_dir) {
+        Ok(path) => {
+            println!(
+                "wrote {} ({} events, {} types)",
+                path.display(),
+                bindings.events().len(),
+                bindings.type_names().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!(
+                "error: cannot write into {}: {error}",
+                args.out_dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

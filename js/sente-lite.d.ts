@@ -1,0 +1,231 @@
+// Types of the sente-lite JavaScript client (sente-lite.js).
+//
+// The client is generic over an event map: the `Events` type that sente-lite's
+// `typescript` feature writes from the Rust event types (`events.d.ts`):
+//
+//   import { Client } from "./sente-lite.js";
+//   import type { Events } from "./events.js";
+//   const client = new Client<Events>("/ws");
+//   const joined = await client.request("chat/join", { room: "lobby" }); // Joined
+//
+// Without a map every id and payload is accepted (`AnyEvents`).
+
+/** Whether an event is one-way or a request. */
+export type EventKind = "event" | "request";
+
+/** One entry of an event map. */
+export interface EventShape {
+  kind: EventKind;
+  payload: unknown;
+  reply?: unknown;
+}
+
+/** An event map that accepts every id and payload. */
+export type AnyEvents = { [id: string]: { kind: any; payload: any; reply: any } };
+
+/** The ids of the map's requests. */
+export type RequestId<M> = {
+  [K in keyof M]: M[K] extends { kind: "request" } ? K : never;
+}[keyof M] &
+  string;
+
+/** The ids of the map's one-way events. */
+export type OneWayId<M> = {
+  [K in keyof M]: M[K] extends { kind: "event" } ? K : never;
+}[keyof M] &
+  string;
+
+/** Every id of the map. */
+export type EventId<M> = keyof M & string;
+
+/** The payload type of event `K`. */
+export type PayloadOf<M, K extends keyof M> = M[K] extends { payload: infer P } ? P : never;
+
+/** The reply type of request `K`. */
+export type ReplyOf<M, K extends keyof M> = M[K] extends { reply: infer R } ? R : never;
+
+/** The six connection states. */
+export type ConnectionState = "closed" | "connecting" | "open" | "closing" | "reconnecting" | "failed";
+
+export const STATES: readonly ConnectionState[];
+export const SUBPROTOCOL: "sente-lite.json.v1";
+export const PROTOCOL_VERSION: 1;
+
+/** How the client reconnects: capped exponential backoff with full jitter. */
+export interface ReconnectPolicy {
+  /** The ceiling of the first delay. Default 250. */
+  initialDelayMs?: number;
+  /** How much the ceiling grows per attempt. Default 2. */
+  multiplier?: number;
+  /** The largest ceiling. Default 30 000. */
+  maxDelayMs?: number;
+  /** Attempts in a row before entering `failed`; `null` (default) tries forever. */
+  maxAttempts?: number | null;
+}
+
+export const DEFAULTS: Readonly<{
+  requestTimeoutMs: number;
+  connectTimeoutMs: number;
+  queueCapacity: number;
+  maxInFlight: number;
+  maxPeerRequests: number;
+  reconnect: Readonly<Required<ReconnectPolicy>>;
+}>;
+
+/** `min(maxDelayMs, initialDelayMs × multiplier^attempt)`. */
+export function backoffCeiling(policy: ReconnectPolicy, attempt: number): number;
+/** A delay drawn uniformly from `[0, backoffCeiling(policy, attempt))`. */
+export function backoffDelay(policy: ReconnectPolicy, attempt: number, random?: () => number): number;
+
+/** The server's handshake. */
+export interface Handshake {
+  version: number;
+  conn_id: number;
+  user_id: string | null;
+  heartbeat: { interval_ms: number; timeout_ms: number };
+  schema_hash: string;
+  max_message_size: number;
+  extensions: string[];
+}
+
+/** A channel's stream position. */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** The server's answer to a subscription. */
+export interface SubscribeReply {
+  position: StreamPosition | null;
+  recovered: boolean;
+}
+
+/** The server's `sl/close` reason. */
+export interface CloseReason {
+  code: string;
+  message: string;
+  reconnect_after_ms: number | null;
+}
+
+/** Where an incoming event came from. */
+export interface EventInfo {
+  /** The channel of a publication, `null` for an event sent to this connection. */
+  channel: string | null;
+  /** The publication's stream position, when the channel keeps one. */
+  position: StreamPosition | null;
+  /** The request id, for a request from the server. */
+  reqId?: number;
+}
+
+/** The outcome of a subscription restored after a reconnect. */
+export type ResubscribeResult =
+  | { reply: SubscribeReply; gap: boolean; error?: undefined }
+  | { error: SenteError; reply?: undefined; gap?: undefined };
+
+export type TelemetryLevel = "error" | "warn" | "info" | "debug" | "trace";
+
+export interface TelemetryOptions {
+  /** Forward `console.error` calls. Default true. */
+  console?: boolean;
+  /** Forward uncaught errors and unhandled rejections (browsers). Default true. */
+  errors?: boolean;
+  /** Records per batch (at most 100). Default 20. */
+  maxBatch?: number;
+  /** A batch is sent at most this long after its first record. Default 1000. */
+  flushMs?: number;
+  /** Records kept while no connection is open; older ones are dropped and counted. Default 500. */
+  capacity?: number;
+  /** Once the client is closed or failed, write records to the console. Default true. */
+  fallbackToConsole?: boolean;
+}
+
+export interface ClientOptions {
+  /** The WebSocket constructor; default `globalThis.WebSocket` (pass `ws`'s in Node.js 20). */
+  WebSocket?: unknown;
+  reconnect?: ReconnectPolicy;
+  /** Default timeout of requests and subscriptions. Default 10 000. */
+  requestTimeoutMs?: number;
+  /** Time to open the socket and receive the handshake. Default 10 000. */
+  connectTimeoutMs?: number;
+  /** Events kept while reconnecting. Default 1024. */
+  queueCapacity?: number;
+  /** Requests in flight at once. Default 64. */
+  maxInFlight?: number;
+  /** Requests from the server handled at once. Default 64. */
+  maxPeerRequests?: number;
+  /** Called on every state change. */
+  onState?: (state: ConnectionState, previous: ConnectionState) => void;
+  /** Called with the server's answer to each subscription restored after a reconnect. */
+  onResubscribe?: (channel: string, result: ResubscribeResult) => void;
+  /** Called with each `sl/error` the server sends. */
+  onProtocolError?: (error: RemoteError) => void;
+  /** Starts capturing telemetry at once. */
+  telemetry?: TelemetryOptions;
+  /** The random source of the backoff jitter, in `[0, 1)`. */
+  random?: () => number;
+}
+
+export class SenteError extends Error {
+  readonly code: string;
+}
+export class TimeoutError extends SenteError {
+  readonly code: "timeout";
+  readonly timeoutMs: number;
+}
+export class ClosedError extends SenteError {
+  readonly code: "closed";
+}
+export class RemoteError extends SenteError {
+  readonly data: unknown;
+}
+export class QueueFullError extends SenteError {
+  readonly code: "queue-full" | "too-many-in-flight";
+}
+export class ConnectError extends SenteError {
+  readonly retryable: boolean;
+  readonly status?: number;
+  readonly closeCode?: number;
+}
+
+/** What a handler returns: nothing for an event, the reply for a request. */
+export type HandlerResult<M, K extends keyof M> = M[K] extends { kind: "request"; reply: infer R }
+  ? R | Promise<R>
+  : void | Promise<void>;
+
+export class Client<M extends { [K in keyof M]: EventShape } = AnyEvents> {
+  constructor(url: string | (() => string), options?: ClientOptions);
+
+  readonly state: ConnectionState;
+  readonly handshake: Handshake | null;
+  readonly connId: number | null;
+  readonly userId: string | null;
+  readonly lastError: SenteError | null;
+  readonly lastClose: CloseReason | null;
+  readonly queued: number;
+
+  onState(listener: (state: ConnectionState, previous: ConnectionState) => void): () => void;
+  waitFor(state: ConnectionState, timeoutMs?: number): Promise<void>;
+
+  connect(): Promise<void>;
+  reconnect(): void;
+  disconnect(): Promise<void>;
+
+  on<K extends EventId<M>>(
+    id: K,
+    handler: (payload: PayloadOf<M, K>, info: EventInfo) => HandlerResult<M, K>,
+  ): () => void;
+  send<K extends OneWayId<M>>(id: K, payload: PayloadOf<M, K>): void;
+  request<K extends RequestId<M>>(
+    id: K,
+    payload: PayloadOf<M, K>,
+    options?: { timeoutMs?: number },
+  ): Promise<ReplyOf<M, K>>;
+
+  subscribe(channel: string): Promise<SubscribeReply>;
+  unsubscribe(channel: string): Promise<void>;
+  subscriptions(): string[];
+  position(channel: string): StreamPosition | null;
+
+  log(level: TelemetryLevel, message: string, fields?: Record<string, unknown>, source?: string): void;
+  captureTelemetry(options?: TelemetryOptions): () => void;
+}

@@ -1,0 +1,1159 @@
+// sente-lite JavaScript client: typed realtime events and requests over one
+// WebSocket, speaking the sente-lite protocol v1 in its JSON encoding.
+//
+// One ES module without dependencies. In browsers it uses the native
+// WebSocket; in Node.js 20+ pass a WebSocket constructor, such as the `ws`
+// package's: `new Client(url, { WebSocket })`.
+//
+//   import { Client } from "/sente-lite.js";
+//   const client = new Client("/ws?name=ada", { onState: (s) => console.log(s) });
+//   client.on("chat/message", (msg) => console.log(msg.from, msg.text));
+//   await client.connect();
+//   await client.subscribe("room/lobby");
+//   client.send("chat/say", { room: "lobby", text: "hi" });
+//   const joined = await client.request("chat/join", { room: "lobby" });
+//
+// It behaves as the native Rust client does: six connection states, capped
+// exponential backoff with full jitter, subscriptions restored after a
+// reconnect from the last position seen, a bounded queue of events sent while
+// away (written in order after the handshake and the restored subscriptions),
+// `sl/ping` answered, a silent server taken for dead, and a server's
+// `reconnect_after_ms` honoured. The wire format is described in the
+// repository's docs/PROTOCOL.md.
+
+/** The subprotocol of the JSON encoding, version 1. */
+export const SUBPROTOCOL = "sente-lite.json.v1";
+
+/** The protocol version this client speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** The six connection states. */
+export const STATES = Object.freeze([
+  "closed",
+  "connecting",
+  "open",
+  "closing",
+  "reconnecting",
+  "failed",
+]);
+
+/** Default settings; every one can be changed in the `Client` options. */
+export const DEFAULTS = Object.freeze({
+  requestTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+  queueCapacity: 1024,
+  maxInFlight: 64,
+  maxPeerRequests: 64,
+  reconnect: Object.freeze({
+    initialDelayMs: 250,
+    multiplier: 2,
+    maxDelayMs: 30_000,
+    maxAttempts: null,
+  }),
+});
+
+const MIN_SILENCE_LIMIT_MS = 100;
+const CLOSE_GRACE_MS = 3_000;
+const MAX_SAFE_REQ_ID = Number.MAX_SAFE_INTEGER;
+const EVENT_ID = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
+const TELEMETRY_EVENT = "telemetry/batch";
+const TELEMETRY_MAX_RECORDS = 100;
+const TELEMETRY_MAX_MESSAGE = 4096;
+const LEVELS = ["error", "warn", "info", "debug", "trace"];
+
+// ---------------------------------------------------------------- errors
+
+/** Every error this client raises; `code` says which. */
+export class SenteError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = "SenteError";
+    /** A short machine-readable code (`timeout`, `closed`, a server's code...). */
+    this.code = code;
+  }
+}
+
+/** No reply (or no connection) came within the request's timeout. */
+export class TimeoutError extends SenteError {
+  constructor(timeoutMs, what = "the reply") {
+    super("timeout", `${what} did not come within ${timeoutMs} ms`);
+    this.name = "TimeoutError";
+    /** How long the caller waited. */
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * The connection was lost before the reply came (the server may or may not
+ * have handled the request), or the client was disconnected or gave up.
+ */
+export class ClosedError extends SenteError {
+  constructor(message = "the connection closed before the reply came") {
+    super("closed", message);
+    this.name = "ClosedError";
+  }
+}
+
+/** The server answered with an error: its `code`, `message` and optional `data`. */
+export class RemoteError extends SenteError {
+  constructor(error) {
+    const code = typeof error?.code === "string" ? error.code : "internal";
+    const message = typeof error?.message === "string" ? error.message : String(error);
+    super(code, message);
+    this.name = "RemoteError";
+    /** Details the server attached, if any. */
+    this.data = error?.data;
+  }
+}
+
+/** The send queue is full (the event was dropped), or too many requests are in flight. */
+export class QueueFullError extends SenteError {
+  constructor(code, message) {
+    super(code, message);
+    this.name = "QueueFullError";
+  }
+}
+
+/** The connection could not be opened; `retryable` tells whether trying again may help. */
+export class ConnectError extends SenteError {
+  constructor(code, message, retryable, details = {}) {
+    super(code, message);
+    this.name = "ConnectError";
+    this.retryable = retryable;
+    Object.assign(this, details);
+  }
+}
+
+// ---------------------------------------------------------------- backoff
+
+/**
+ * The upper bound of the delay before reconnection attempt `attempt` (0-based):
+ * `min(maxDelayMs, initialDelayMs × multiplier^attempt)`.
+ */
+export function backoffCeiling(policy, attempt) {
+  const p = { ...DEFAULTS.reconnect, ...policy };
+  const multiplier = Number.isFinite(p.multiplier) && p.multiplier >= 1 ? p.multiplier : 1;
+  const ms = p.initialDelayMs * multiplier ** attempt;
+  return ms < p.maxDelayMs ? ms : p.maxDelayMs;
+}
+
+/** The delay before attempt `attempt`: full jitter, uniform in `[0, ceiling)`. */
+export function backoffDelay(policy, attempt, random = Math.random) {
+  return backoffCeiling(policy, attempt) * random();
+}
+
+// ---------------------------------------------------------------- helpers
+
+function checkEventId(id) {
+  if (typeof id !== "string" || id.length > 128 || !EVENT_ID.test(id) || id.startsWith("sl/")) {
+    throw new TypeError(
+      `invalid event id ${JSON.stringify(id)}: an id is \`namespace/name\` using lowercase ASCII letters, digits, \`_\`, \`-\` and \`.\``,
+    );
+  }
+}
+
+function now() {
+  return globalThis.performance?.now ? performance.now() : Date.now();
+}
+
+function samePosition(a, b) {
+  if (a == null || b == null) return a == b;
+  return a.epoch === b.epoch && a.offset === b.offset;
+}
+
+/** A relative url (`/ws?name=ada`) is resolved against the page's location. */
+function resolveUrl(url) {
+  if (/^wss?:\/\//i.test(url)) return url;
+  const location = globalThis.location;
+  if (!location) {
+    throw new TypeError(`url ${JSON.stringify(url)} is not absolute (ws://host:port/path)`);
+  }
+  const resolved = new URL(url, location.href);
+  resolved.protocol = resolved.protocol === "https:" ? "wss:" : "ws:";
+  return resolved.href;
+}
+
+/** The url without its query (which may carry a token), for messages. */
+function displayUrl(url) {
+  const q = url.indexOf("?");
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function describeValue(value) {
+  if (value instanceof Error) return value.stack || `${value.name}: ${value.message}`;
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+function timer(ms, fn) {
+  const handle = setTimeout(fn, ms);
+  return handle;
+}
+
+// ---------------------------------------------------------------- client
+
+/**
+ * A connection to a sente-lite server that reconnects by itself.
+ *
+ * `url` is `ws://host:port/path?query`, a path relative to the page
+ * (`/ws?name=ada`) in a browser, or a function returning either, called before
+ * every attempt (to refresh a token). Nothing happens until `connect()`.
+ */
+export class Client {
+  constructor(url, options = {}) {
+    this._url = url;
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new TypeError(
+        "no WebSocket: pass a constructor, such as the `ws` package's, as `options.WebSocket`",
+      );
+    }
+    this._policy = { ...DEFAULTS.reconnect, ...options.reconnect };
+    this._requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+    this._connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    this._queueCapacity = options.queueCapacity ?? DEFAULTS.queueCapacity;
+    this._maxInFlight = options.maxInFlight ?? DEFAULTS.maxInFlight;
+    this._maxPeerRequests = options.maxPeerRequests ?? DEFAULTS.maxPeerRequests;
+    this._onResubscribe = options.onResubscribe ?? null;
+    this._onProtocolError = options.onProtocolError ?? null;
+    this._random = options.random ?? Math.random;
+
+    this._state = "closed";
+    this._stateListeners = new Set();
+    if (options.onState) this._stateListeners.add(options.onState);
+    this._handlers = new Map();
+    this._queue = [];
+    this._subscriptions = new Map();
+    this._nextReqId = 1;
+    this._conn = null;
+    this._attemptSocket = null;
+    this._attempt = 0;
+    this._waitTimer = null;
+    this._wakeWait = null;
+    this._lastError = null;
+    this._lastClose = null;
+    this._stopped = true;
+    this._disconnected = false;
+    this._waiters = new Set();
+    this._telemetry = new Telemetry(this, options.telemetry);
+    this._onOnline = null;
+  }
+
+  // ------------------------------------------------------------ state
+
+  /** The connection's state: one of `STATES`. */
+  get state() {
+    return this._state;
+  }
+
+  /** The open connection's handshake (`conn_id`, `user_id`, `heartbeat`, ...), or `null`. */
+  get handshake() {
+    return this._conn?.handshake ?? null;
+  }
+
+  /** The open connection's id on the server, or `null`. */
+  get connId() {
+    return this._conn?.handshake.conn_id ?? null;
+  }
+
+  /** The user the server authenticated this connection as, or `null`. */
+  get userId() {
+    return this._conn?.handshake.user_id ?? null;
+  }
+
+  /** The error of the last failed connection attempt, or `null`. */
+  get lastError() {
+    return this._lastError;
+  }
+
+  /** The last `sl/close` the server sent (`code`, `message`, `reconnect_after_ms`), or `null`. */
+  get lastClose() {
+    return this._lastClose;
+  }
+
+  /** Events waiting in the send queue. */
+  get queued() {
+    return this._queue.length;
+  }
+
+  /** Calls `listener(state, previous)` on every state change; returns a function that stops it. */
+  onState(listener) {
+    this._stateListeners.add(listener);
+    return () => this._stateListeners.delete(listener);
+  }
+
+  /**
+   * Resolves once the client is in `state`; rejects with a `TimeoutError`
+   * after `timeoutMs` (default: the request timeout).
+   */
+  waitFor(state, timeoutMs = this._requestTimeoutMs) {
+    if (this._state === state) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = timer(timeoutMs, () => {
+        off();
+        reject(new TimeoutError(timeoutMs, `state \`${state}\` (it is \`${this._state}\`)`));
+      });
+      const off = this.onState((s) => {
+        if (s === state) {
+          clearTimeout(t);
+          off();
+          resolve();
+        }
+      });
+    });
+  }
+
+  _setState(state) {
+    if (this._state === state) return;
+    const previous = this._state;
+    this._state = state;
+    for (const listener of [...this._stateListeners]) {
+      try {
+        listener(state, previous);
+      } catch (err) {
+        console.error("sente-lite: a state listener threw", err);
+      }
+    }
+    for (const waiter of [...this._waiters]) waiter(state);
+    this._telemetry.stateChanged();
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /**
+   * Starts connecting (and reconnecting whenever the connection is lost).
+   * Resolves when the connection is open; rejects when the client enters
+   * `failed` or `closed` first. Every attempt, the first included, follows the
+   * reconnection policy. In `failed`, starts over with a fresh backoff.
+   */
+  connect() {
+    const opened = this._untilOpen();
+    if (this._state === "failed") {
+      this.reconnect();
+    } else if (this._stopped) {
+      this._stopped = false;
+      this._disconnected = false;
+      this._attempt = 0;
+      this._watchOnline(true);
+      this._setState("connecting");
+      this._open();
+    }
+    return opened;
+  }
+
+  _untilOpen() {
+    if (this._state === "open") return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = (state) => {
+        if (state === "open") {
+          this._waiters.delete(waiter);
+          resolve();
+        } else if (state === "failed" || state === "closed") {
+          this._waiters.delete(waiter);
+          reject(this._lastError ?? new ClosedError("the client stopped before connecting"));
+        }
+      };
+      this._waiters.add(waiter);
+    });
+  }
+
+  /**
+   * Drops the current connection and connects again at once; while waiting
+   * between attempts, skips the wait; in `failed`, starts trying again with a
+   * fresh backoff. Does nothing on a disconnected client.
+   */
+  reconnect() {
+    if (this._stopped) return;
+    if (this._conn) {
+      this._endConnection(this._conn, { forced: true, reason: "client reconnecting" });
+    } else if (this._state === "failed") {
+      this._attempt = 0;
+      this._open();
+    } else if (this._wakeWait) {
+      this._wakeWait();
+    } else if (this._attemptSocket) {
+      this._abandonAttempt();
+      this._open();
+    }
+  }
+
+  /**
+   * Closes the connection gracefully (`closing`, then `closed`) and stops
+   * reconnecting. Queued events are written before the close when a
+   * connection is open; otherwise they are dropped. Resolves when closed.
+   */
+  async disconnect() {
+    if (this._stopped && this._state === "closed") return;
+    this._stopped = true;
+    this._disconnected = true;
+    this._watchOnline(false);
+    this._setState("closing");
+    this._telemetry.flush();
+    this._clearWait();
+    this._abandonAttempt();
+    const conn = this._conn;
+    if (conn) {
+      this._flushQueue(conn);
+      this._sendRaw(conn, ["sl/close", { code: "going-away", message: "client disconnecting", reconnect_after_ms: null }]);
+      const closed = new Promise((resolve) => {
+        conn.onGone = resolve;
+        timer(CLOSE_GRACE_MS, resolve);
+      });
+      try {
+        conn.ws.close(1000, "client disconnecting");
+      } catch {
+        /* already closing */
+      }
+      await closed;
+      this._dropConnection(conn);
+    }
+    this._queue.length = 0;
+    this._setState("closed");
+  }
+
+  // In a browser, coming back online skips the backoff wait.
+  _watchOnline(on) {
+    const target = globalThis.window;
+    if (!target?.addEventListener) return;
+    if (on && !this._onOnline) {
+      this._onOnline = () => {
+        if (this._state === "reconnecting") this.reconnect();
+      };
+      target.addEventListener("online", this._onOnline);
+    } else if (!on && this._onOnline) {
+      target.removeEventListener("online", this._onOnline);
+      this._onOnline = null;
+    }
+  }
+
+  // ------------------------------------------------------------ attempts
+
+  _open() {
+    if (this._stopped) return;
+    if (this._attempt > 0 || this._state !== "connecting") this._setState("reconnecting");
+    let url;
+    try {
+      url = resolveUrl(typeof this._url === "function" ? this._url() : this._url);
+    } catch (err) {
+      this._attemptFailed(new ConnectError("invalid-url", err.message, false));
+      return;
+    }
+    let ws;
+    try {
+      ws = new this._WebSocket(url, [SUBPROTOCOL]);
+    } catch (err) {
+      this._attemptFailed(new ConnectError("invalid-url", `cannot open ${displayUrl(url)}: ${err.message}`, false));
+      return;
+    }
+    const attempt = { ws, url, done: false, closeFloorMs: null };
+    this._attemptSocket = attempt;
+    const fail = (error) => {
+      if (attempt.done) return;
+      attempt.done = true;
+      clearTimeout(attempt.timer);
+      detach(ws);
+      closeQuietly(ws);
+      this._attemptSocket = null;
+      this._attemptFailed(error, attempt.closeFloorMs);
+    };
+    attempt.timer = timer(this._connectTimeoutMs, () =>
+      fail(new ConnectError("connect-timeout", `no handshake from ${displayUrl(url)} within ${this._connectTimeoutMs} ms`, true)),
+    );
+    ws.onopen = () => {
+      if (ws.protocol !== SUBPROTOCOL) {
+        fail(new ConnectError("subprotocol-refused", `the server did not accept subprotocol ${SUBPROTOCOL} (it answered ${JSON.stringify(ws.protocol)})`, false));
+      }
+    };
+    ws.onerror = (event) => {
+      // Node's `ws` says why an upgrade was refused; browsers never do.
+      const status = /Unexpected server response: (\d+)/.exec(event?.message ?? event?.error?.message ?? "");
+      if (status) {
+        const code = Number(status[1]);
+        const retryable = code >= 500 || code === 408 || code === 429;
+        fail(new ConnectError("rejected", `the server refused the WebSocket upgrade with HTTP ${code}`, retryable, { status: code }));
+      }
+    };
+    ws.onclose = (event) => {
+      fail(new ConnectError("closed-before-handshake", `the connection to ${displayUrl(url)} ended before the server's handshake (close code ${event?.code})`, true, { closeCode: event?.code }));
+    };
+    ws.onmessage = (event) => {
+      if (attempt.done) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        fail(new ConnectError("invalid-handshake", "the server's first frame is not JSON", false));
+        return;
+      }
+      if (Array.isArray(frame) && frame[0] === "sl/close") {
+        attempt.closeFloorMs = frame[1]?.reconnect_after_ms ?? null;
+        this._lastClose = frame[1] ?? null;
+        fail(new ConnectError("closed-before-handshake", `the server is closing: ${frame[1]?.message}`, true));
+        return;
+      }
+      if (!Array.isArray(frame) || frame[0] !== "sl/handshake" || typeof frame[1] !== "object" || frame[1] === null) {
+        fail(new ConnectError("not-a-handshake", "the server's first frame is not `sl/handshake`", false));
+        return;
+      }
+      const handshake = frame[1];
+      if (handshake.version !== PROTOCOL_VERSION) {
+        fail(new ConnectError("unsupported-version", `the server speaks protocol version ${handshake.version}; this client speaks ${PROTOCOL_VERSION}`, false));
+        return;
+      }
+      attempt.done = true;
+      clearTimeout(attempt.timer);
+      this._attemptSocket = null;
+      this._opened(ws, handshake);
+    };
+  }
+
+  _abandonAttempt() {
+    const attempt = this._attemptSocket;
+    if (!attempt) return;
+    attempt.done = true;
+    clearTimeout(attempt.timer);
+    detach(attempt.ws);
+    closeQuietly(attempt.ws);
+    this._attemptSocket = null;
+  }
+
+  _attemptFailed(error, floorMs = null) {
+    this._lastError = error;
+    if (this._stopped) return;
+    if (!error.retryable) {
+      this._setState("failed");
+      return;
+    }
+    this._pause(floorMs);
+  }
+
+  /** Waits before the next attempt, or gives up when the policy allows no more. */
+  _pause(floorMs) {
+    const max = this._policy.maxAttempts;
+    if (max != null && this._attempt >= max) {
+      this._setState("failed");
+      return;
+    }
+    const jittered = backoffDelay(this._policy, this._attempt, this._random);
+    this._attempt += 1;
+    const delay = floorMs != null ? Math.max(jittered, floorMs) : jittered;
+    this._setState("reconnecting");
+    this._waitTimer = timer(delay, () => {
+      this._waitTimer = null;
+      this._wakeWait = null;
+      this._open();
+    });
+    this._wakeWait = () => {
+      this._clearWait();
+      this._open();
+    };
+  }
+
+  _clearWait() {
+    clearTimeout(this._waitTimer);
+    this._waitTimer = null;
+    this._wakeWait = null;
+  }
+
+  // ------------------------------------------------------------ connection
+
+  _opened(ws, handshake) {
+    this._attempt = 0;
+    this._lastError = null;
+    const heartbeat = handshake.heartbeat ?? {};
+    const silenceLimit = Math.max(
+      MIN_SILENCE_LIMIT_MS,
+      (heartbeat.interval_ms ?? 25_000) + (heartbeat.timeout_ms ?? 10_000),
+    );
+    const conn = {
+      ws,
+      handshake,
+      pending: new Map(),
+      peerRequests: 0,
+      lastFrameAt: now(),
+      silenceLimit,
+      closeFloorMs: null,
+      ended: false,
+      onGone: null,
+      ticker: null,
+    };
+    this._conn = conn;
+    ws.onmessage = (event) => {
+      conn.lastFrameAt = now();
+      this._onFrame(conn, event.data);
+    };
+    ws.onclose = (event) => {
+      if (conn.onGone) conn.onGone();
+      if (!this._stopped) {
+        this._endConnection(conn, { reason: `the connection closed (${event?.code} ${event?.reason ?? ""})`.trim() });
+      }
+    };
+    ws.onerror = () => {};
+    const tick = Math.min(1000, Math.max(25, silenceLimit / 4));
+    conn.ticker = setInterval(() => {
+      if (now() - conn.lastFrameAt > silenceLimit) {
+        this._endConnection(conn, { reason: `the server was silent for more than ${silenceLimit} ms`, code: 4000 });
+      }
+    }, tick);
+
+    // Subscriptions are restored before anything queued goes out.
+    for (const [channel, since] of this._subscriptions) {
+      this._restore(conn, channel, since);
+    }
+    this._flushQueue(conn);
+    this._setState("open");
+    this._telemetry.flush();
+  }
+
+  /** Ends a live connection: fails its requests, then reconnects (unless stopped). */
+  _endConnection(conn, { reason, forced = false, code = 1000 }) {
+    if (conn.ended) return;
+    this._dropConnection(conn);
+    if (code === 4000 && typeof conn.ws.terminate === "function") {
+      conn.ws.terminate();
+    } else {
+      this._sendRaw(conn, ["sl/close", { code: "going-away", message: reason, reconnect_after_ms: null }]);
+      closeQuietly(conn.ws, code, code === 4000 ? "heartbeat timeout" : "client reconnecting");
+    }
+    if (this._stopped) return;
+    if (forced) {
+      this._setState("reconnecting");
+      this._open();
+    } else {
+      this._pause(conn.closeFloorMs);
+    }
+  }
+
+  _dropConnection(conn) {
+    if (conn.ended) return;
+    conn.ended = true;
+    clearInterval(conn.ticker);
+    detach(conn.ws);
+    if (this._conn === conn) this._conn = null;
+    for (const entry of conn.pending.values()) entry.fail(new ClosedError());
+    conn.pending.clear();
+  }
+
+  _sendRaw(conn, frame) {
+    if (conn.ended && frame[0] !== "sl/close") return false;
+    try {
+      conn.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _flushQueue(conn) {
+    while (this._queue.length > 0 && !conn.ended) {
+      conn.ws.send(this._queue.shift());
+    }
+  }
+
+  // ------------------------------------------------------------ frames
+
+  _onFrame(conn, data) {
+    if (typeof data !== "string") {
+      this._protocolError(conn, { code: "bad-frame", message: "this client speaks the JSON encoding: binary frames are not expected" });
+      return;
+    }
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      this._protocolError(conn, { code: "bad-frame", message: "not valid JSON" });
+      return;
+    }
+    if (!Array.isArray(frame) || typeof frame[0] !== "string") {
+      this._protocolError(conn, { code: "bad-frame", message: "a frame is a JSON array starting with a string" });
+      return;
+    }
+    const [kind] = frame;
+    switch (kind) {
+      case "sl/ping":
+        this._sendRaw(conn, ["sl/pong", frame[1]]);
+        return;
+      case "sl/pong":
+        return;
+      case "sl/ok":
+      case "sl/err": {
+        const entry = conn.pending.get(frame[1]);
+        if (!entry) return; // a late reply: its request timed out
+        conn.pending.delete(frame[1]);
+        if (kind === "sl/ok") entry.settle(frame[2] ?? null);
+        else entry.fail(new RemoteError(frame[2]));
+        return;
+      }
+      case "sl/pub": {
+        const [, channel, id, payload, position] = frame;
+        if (position != null && this._subscriptions.has(channel)) {
+          this._subscriptions.set(channel, position);
+        }
+        this._dispatch(conn, id, payload, { channel, position: position ?? null });
+        return;
+      }
+      case "sl/close":
+        this._lastClose = frame[1] ?? null;
+        conn.closeFloorMs = frame[1]?.reconnect_after_ms ?? null;
+        return;
+      case "sl/error":
+        if (this._onProtocolError) this._onProtocolError(new RemoteError(frame[1]));
+        return;
+      default:
+        if (kind.startsWith("sl/")) {
+          this._protocolError(conn, { code: "bad-frame", message: `a client does not accept \`${kind}\`` });
+        } else if (frame.length >= 3) {
+          this._onPeerRequest(conn, kind, frame[1], frame[2]);
+        } else {
+          this._dispatch(conn, kind, frame[1], { channel: null, position: null });
+        }
+    }
+  }
+
+  _protocolError(conn, error) {
+    this._sendRaw(conn, ["sl/error", error]);
+  }
+
+  _dispatch(conn, id, payload, info) {
+    const handlers = this._handlers.get(id);
+    if (!handlers || handlers.size === 0) return;
+    for (const handler of [...handlers]) {
+      try {
+        const result = handler(payload ?? null, info);
+        if (result && typeof result.then === "function") {
+          result.then(undefined, (err) => console.error(`sente-lite: handler of \`${id}\` failed`, err));
+        }
+      } catch (err) {
+        console.error(`sente-lite: handler of \`${id}\` threw`, err);
+      }
+    }
+  }
+
+  async _onPeerRequest(conn, id, payload, reqId) {
+    const handler = this._handlers.get(id)?.values().next().value;
+    const reply = (frame) => {
+      if (!conn.ended) this._sendRaw(conn, frame);
+    };
+    if (!handler) {
+      reply(["sl/err", reqId, { code: "bad-event", message: `unknown event \`${id}\`: no handler is registered for it` }]);
+      return;
+    }
+    if (conn.peerRequests >= this._maxPeerRequests) {
+      reply(["sl/err", reqId, { code: "too-many-requests", message: "too many requests in flight" }]);
+      return;
+    }
+    conn.peerRequests += 1;
+    try {
+      const value = await handler(payload ?? null, { channel: null, position: null, reqId });
+      reply(["sl/ok", reqId, value === undefined ? null : value]);
+    } catch (err) {
+      const code = typeof err?.code === "string" && EVENT_ID.test(err.code) ? err.code : "internal";
+      const error = { code, message: err?.message ?? String(err) };
+      if (err?.data !== undefined) error.data = err.data;
+      reply(["sl/err", reqId, error]);
+    } finally {
+      conn.peerRequests -= 1;
+    }
+  }
+
+  // ------------------------------------------------------------ events
+
+  /**
+   * Calls `handler(payload, info)` for every `id` event the server sends or
+   * publishes on a channel this client joined (`info.channel`,
+   * `info.position`). For a request from the server, the first handler's
+   * return value (or promise) is the reply, and an error it throws is sent as
+   * the error reply (its `code` when namespaced, else `internal`). Returns a
+   * function that removes the handler.
+   */
+  on(id, handler) {
+    checkEventId(id);
+    let handlers = this._handlers.get(id);
+    if (!handlers) {
+      handlers = new Set();
+      this._handlers.set(id, handlers);
+    }
+    handlers.add(handler);
+    return () => handlers.delete(handler);
+  }
+
+  /**
+   * Sends a one-way event. When the connection is open it goes out at once;
+   * otherwise it waits in the send queue and goes out, in order, after the
+   * next handshake and restored subscriptions. Throws a `QueueFullError` when
+   * the queue holds `queueCapacity` events (the event is dropped), and a
+   * `ClosedError` when the client is not connecting (never connected, or
+   * disconnected).
+   */
+  send(id, payload) {
+    checkEventId(id);
+    const text = JSON.stringify([id, payload ?? null]);
+    this._enqueue(text);
+  }
+
+  _enqueue(text) {
+    if (this._stopped) {
+      throw new ClosedError("the client is not connected: call connect() first");
+    }
+    const conn = this._conn;
+    if (conn && this._queue.length === 0) {
+      conn.ws.send(text);
+      return;
+    }
+    if (this._queue.length >= this._queueCapacity) {
+      throw new QueueFullError("queue-full", `the send queue is full (${this._queueCapacity} events): the event was dropped`);
+    }
+    this._queue.push(text);
+  }
+
+  /**
+   * Sends a request and resolves with its reply. While the client is
+   * reconnecting it waits for the next connection, within the same timeout
+   * (`options.timeoutMs`, default `requestTimeoutMs`), which also travels as
+   * the request's deadline. Rejects with a `RemoteError` (the server's code,
+   * message and data), a `TimeoutError`, a `ClosedError` (connection lost
+   * before the reply: the server may have handled it), or a `QueueFullError`
+   * with code `too-many-in-flight`.
+   */
+  request(id, payload, options = {}) {
+    try {
+      checkEventId(id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const timeoutMs = options.timeoutMs ?? this._requestTimeoutMs;
+    return this._call((reqId, leftMs) => [id, payload ?? null, reqId, leftMs], timeoutMs);
+  }
+
+  /** Registers a request on the open connection (waiting for one) and sends `build(reqId, leftMs)`. */
+  async _call(build, timeoutMs) {
+    const deadline = now() + timeoutMs;
+    const conn = await this._openConnection(deadline, timeoutMs);
+    if (conn.pending.size >= this._maxInFlight) {
+      throw new QueueFullError("too-many-in-flight", `${this._maxInFlight} requests are already in flight`);
+    }
+    const reqId = this._nextRequestId();
+    const leftMs = Math.max(1, Math.ceil(deadline - now()));
+    const frame = build(reqId, leftMs);
+    const text = JSON.stringify(frame);
+    return new Promise((resolve, reject) => {
+      const t = timer(leftMs, () => {
+        conn.pending.delete(reqId);
+        reject(new TimeoutError(timeoutMs));
+      });
+      conn.pending.set(reqId, {
+        settle: (value) => {
+          clearTimeout(t);
+          resolve(value);
+        },
+        fail: (err) => {
+          clearTimeout(t);
+          // The server enforces the same deadline and may say so first.
+          reject(err.code === "deadline-exceeded" ? new TimeoutError(timeoutMs) : err);
+        },
+      });
+      conn.ws.send(text);
+    });
+  }
+
+  _nextRequestId() {
+    const id = this._nextReqId;
+    this._nextReqId = id >= MAX_SAFE_REQ_ID ? 1 : id + 1;
+    return id;
+  }
+
+  /** The open connection, waiting for one until `deadline`. */
+  _openConnection(deadline, timeoutMs) {
+    if (this._conn) return Promise.resolve(this._conn);
+    if (this._stopped || this._state === "failed") {
+      return Promise.reject(new ClosedError(this._stopped ? "the client is not connected: call connect() first" : "the client gave up reconnecting"));
+    }
+    return new Promise((resolve, reject) => {
+      const t = timer(Math.max(0, deadline - now()), () => {
+        this._waiters.delete(waiter);
+        reject(new TimeoutError(timeoutMs, "a connection"));
+      });
+      const waiter = (state) => {
+        if (state === "open" && this._conn) {
+          clearTimeout(t);
+          this._waiters.delete(waiter);
+          resolve(this._conn);
+        } else if (state === "failed" || state === "closing" || state === "closed") {
+          clearTimeout(t);
+          this._waiters.delete(waiter);
+          reject(new ClosedError(state === "failed" ? "the client gave up reconnecting" : "the client disconnected"));
+        }
+      };
+      this._waiters.add(waiter);
+    });
+  }
+
+  // ------------------------------------------------------------ channels
+
+  /**
+   * Subscribes to `channel` and keeps it subscribed: after every reconnect the
+   * subscription is restored from the last position seen (`since`). Resolves
+   * with the server's answer `{ position, recovered }`. If no connection opens
+   * in time nothing changes; if the server refuses (`RemoteError`, such as
+   * `forbidden`) the channel is forgotten; if the answer does not come or the
+   * connection is lost, the channel stays wanted and is asked for again on the
+   * next connection.
+   */
+  async subscribe(channel) {
+    if (typeof channel !== "string" || channel.length === 0) {
+      throw new TypeError("a channel is a non-empty string");
+    }
+    const timeoutMs = this._requestTimeoutMs;
+    const deadline = now() + timeoutMs;
+    await this._openConnection(deadline, timeoutMs);
+    if (!this._subscriptions.has(channel)) this._subscriptions.set(channel, null);
+    const since = this._subscriptions.get(channel);
+    try {
+      const reply = await this._call(
+        (reqId) => (since ? ["sl/sub", reqId, channel, since] : ["sl/sub", reqId, channel]),
+        Math.max(1, deadline - now()),
+      );
+      this._settlePosition(channel, since, reply);
+      return reply;
+    } catch (err) {
+      if (err instanceof RemoteError) this._subscriptions.delete(channel);
+      throw err;
+    }
+  }
+
+  /** Leaves `channel`: it is no longer restored, and the server is told when a connection is open. */
+  async unsubscribe(channel) {
+    this._subscriptions.delete(channel);
+    if (!this._conn) return;
+    try {
+      await this._call((reqId) => ["sl/unsub", reqId, channel], this._requestTimeoutMs);
+    } catch (err) {
+      // The connection went away: the server forgot the subscription with it.
+      if (!(err instanceof ClosedError)) throw err;
+    }
+  }
+
+  /** The channels this client keeps subscribed, sorted. */
+  subscriptions() {
+    return [...this._subscriptions.keys()].sort();
+  }
+
+  /** The last stream position seen on `channel` (`{ epoch, offset }`), or `null`. */
+  position(channel) {
+    return this._subscriptions.get(channel) ?? null;
+  }
+
+  _settlePosition(channel, since, reply) {
+    if (reply?.recovered && since) return;
+    if (this._subscriptions.has(channel) && samePosition(this._subscriptions.get(channel), since)) {
+      this._subscriptions.set(channel, reply?.position ?? null);
+    }
+  }
+
+  _restore(conn, channel, since) {
+    const reqId = this._nextRequestId();
+    const timeoutMs = this._requestTimeoutMs;
+    const report = (result) => {
+      if (!this._onResubscribe) return;
+      try {
+        this._onResubscribe(channel, result);
+      } catch (err) {
+        console.error("sente-lite: onResubscribe threw", err);
+      }
+    };
+    const t = timer(timeoutMs, () => {
+      conn.pending.delete(reqId);
+      report({ error: new TimeoutError(timeoutMs) });
+    });
+    conn.pending.set(reqId, {
+      settle: (reply) => {
+        clearTimeout(t);
+        this._settlePosition(channel, since, reply);
+        report({ reply, gap: Boolean(since) && !reply?.recovered });
+      },
+      fail: (err) => {
+        clearTimeout(t);
+        // Lost with the connection: the next one restores it again.
+        if (err instanceof ClosedError) return;
+        if (err instanceof RemoteError) this._subscriptions.delete(channel);
+        report({ error: err });
+      },
+    });
+    this._sendRaw(conn, since ? ["sl/sub", reqId, channel, since] : ["sl/sub", reqId, channel]);
+  }
+
+  // ------------------------------------------------------------ telemetry
+
+  /** Whether no connection is coming: failed, or disconnected after having connected. */
+  _gaveUp() {
+    return this._state === "failed" || (this._state === "closed" && this._disconnected);
+  }
+
+  /**
+   * Records a log line for the server (`telemetry/batch`): `level` is
+   * `error`, `warn`, `info`, `debug` or `trace`; `fields` a flat object of
+   * details. Records are batched; see `captureTelemetry`.
+   */
+  log(level, message, fields = {}, source = "app") {
+    this._telemetry.record(level, message, fields, source);
+  }
+
+  /**
+   * Forwards the page's errors to the server as telemetry: `console.error`
+   * calls (`console: true`), uncaught errors and unhandled rejections
+   * (`errors: true`, in browsers). Batches of at most `maxBatch` records are
+   * sent when full or `flushMs` after their first record. While no connection
+   * is open, at most `capacity` records are kept (older ones are dropped and
+   * counted); once the client is closed or failed, records go to the console
+   * instead (`fallbackToConsole`). Returns a function that stops capturing.
+   */
+  captureTelemetry(options = {}) {
+    return this._telemetry.capture(options);
+  }
+}
+
+// ---------------------------------------------------------------- telemetry
+
+class Telemetry {
+  constructor(client, options) {
+    this._client = client;
+    this._records = [];
+    this._dropped = 0;
+    this._timer = null;
+    this._recording = false;
+    this._restore = [];
+    this._configure(options ?? {});
+    if (options && (options.console || options.errors)) this.capture(options);
+  }
+
+  _configure(options) {
+    this._maxBatch = Math.min(TELEMETRY_MAX_RECORDS, options.maxBatch ?? this._maxBatch ?? 20);
+    this._flushMs = options.flushMs ?? this._flushMs ?? 1000;
+    this._capacity = options.capacity ?? this._capacity ?? 500;
+    this._fallback = options.fallbackToConsole ?? this._fallback ?? true;
+    this._console = this._console ?? globalThis.console;
+  }
+
+  capture(options) {
+    this._configure(options);
+    const stops = [];
+    const console = globalThis.console;
+    if (options.console !== false && console && !this._originalError) {
+      const original = console.error;
+      this._originalError = original;
+      console.error = (...args) => {
+        original.apply(console, args);
+        this.record("error", args.map(describeValue).join(" "), {}, "console");
+      };
+      stops.push(() => {
+        console.error = original;
+        this._originalError = null;
+      });
+    }
+    const target = globalThis.window;
+    if (options.errors !== false && target?.addEventListener) {
+      const onError = (event) => {
+        const fields = {};
+        if (event.filename) fields.file = `${event.filename}:${event.lineno}:${event.colno}`;
+        if (event.error?.stack) fields.stack = String(event.error.stack);
+        this.record("error", event.message || describeValue(event.error), fields, "window.onerror");
+      };
+      const onRejection = (event) => {
+        const reason = event.reason;
+        const fields = reason?.stack ? { stack: String(reason.stack) } : {};
+        this.record("error", `unhandled rejection: ${reason?.message ?? describeValue(reason)}`, fields, "unhandledrejection");
+      };
+      target.addEventListener("error", onError);
+      target.addEventListener("unhandledrejection", onRejection);
+      stops.push(() => {
+        target.removeEventListener("error", onError);
+        target.removeEventListener("unhandledrejection", onRejection);
+      });
+    }
+    return () => stops.forEach((stop) => stop());
+  }
+
+  record(level, message, fields, source) {
+    if (this._recording) return;
+    this._recording = true;
+    try {
+      const record = {
+        level: LEVELS.includes(level) ? level : "info",
+        message: String(message).slice(0, TELEMETRY_MAX_MESSAGE),
+        source: String(source ?? ""),
+        at_ms: Date.now(),
+        fields: {},
+      };
+      for (const [key, value] of Object.entries(fields ?? {})) {
+        record.fields[key] = typeof value === "string" ? value : describeValue(value);
+      }
+      if (this._client._gaveUp()) {
+        if (this._fallback) this._toConsole(record);
+        else this._dropped += 1;
+        return;
+      }
+      if (this._records.length >= this._capacity) {
+        this._records.shift();
+        this._dropped += 1;
+      }
+      this._records.push(record);
+      if (this._records.length >= this._maxBatch) this.flush();
+      else if (!this._timer) this._timer = setTimeout(() => this.flush(), this._flushMs);
+    } finally {
+      this._recording = false;
+    }
+  }
+
+  stateChanged() {
+    if (this._client._gaveUp() && this._records.length > 0) {
+      if (this._fallback) for (const record of this._records) this._toConsole(record);
+      this._records = [];
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+  }
+
+  /** Sends what is buffered, in batches, when a connection is open. */
+  flush() {
+    clearTimeout(this._timer);
+    this._timer = null;
+    const conn = this._client._conn;
+    if (!conn) return;
+    while (this._records.length > 0 || this._dropped > 0) {
+      const records = this._records.splice(0, this._maxBatch);
+      const batch = { records, dropped: this._dropped };
+      if (!this._client._sendRaw(conn, [TELEMETRY_EVENT, batch])) {
+        this._records.unshift(...records);
+        return;
+      }
+      this._dropped = 0;
+    }
+  }
+
+  _toConsole(record) {
+    const write = this._originalError ?? this._console?.error;
+    if (!write) return;
+    write.call(this._console, `[${record.level}] ${record.source}: ${record.message}`, record.fields);
+  }
+}
+
+// ---------------------------------------------------------------- sockets
+
+function detach(ws) {
+  ws.onopen = null;
+  ws.onmessage = null;
+  ws.onerror = null;
+  ws.onclose = null;
+}
+
+function closeQuietly(ws, code = 1000, reason = "") {
+  try {
+    ws.close(code, reason);
+  } catch {
+    /* not open yet, or already closed */
+  }
+}

@@ -1,0 +1,156 @@
+// The chat page in headless Chromium, against the real chat server
+// (examples/chat.rs) run as a process: two pages chat, the server is killed
+// and restarted under them, and a browser error reaches the server's log.
+//
+// Chromium comes from the system (`/usr/bin/chromium`, or $CHROMIUM), driven
+// by playwright-core. A screenshot of the chat page is saved under the
+// repository's `target/js-tests/`.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+import { ROOT, ServerProcess, buildExamples, freePort } from "./support/server.js";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+export const SCREENSHOT = join(ROOT, "target", "js-tests", "chat.png");
+
+let server;
+let context;
+let profile;
+
+before(async () => {
+  const { chat } = buildExamples("chat");
+  server = await new ServerProcess(chat, { port: await freePort() }).start();
+  profile = mkdtempSync(join(tmpdir(), "sente-lite-chromium-"));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 900, height: 640 },
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await server?.kill();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+/** Opens the chat page and joins `room` as `name`. */
+async function joinAs(name, room) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (err) => problems.push(err.message));
+  await page.goto(server.httpUrl);
+  await page.getByLabel("Your name").fill(name);
+  await page.getByLabel("Room").fill(room);
+  await page.getByRole("button", { name: "Join" }).click();
+  await page.locator("#chat").waitFor({ state: "visible" });
+  await waitForState(page, "open");
+  page.problems = problems;
+  return page;
+}
+
+function waitForState(page, state, timeout = 10_000) {
+  return page.waitForFunction((s) => document.getElementById("state").dataset.state === s, state, { timeout });
+}
+
+async function say(page, text) {
+  await page.getByRole("textbox", { name: "Message", exact: true }).fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
+}
+
+function message(page, text) {
+  return page.locator("#messages li p", { hasText: text });
+}
+
+test("chat in the browser: two pages, a request, a server restart, telemetry", { timeout: 90_000 }, async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}`);
+  const ada = await joinAs("ada", "lobby");
+  const bob = await joinAs("bob", "lobby");
+
+  await t.test("both see who is online", async () => {
+    await ada.locator("#members li", { hasText: "bob" }).waitFor();
+    await bob.locator("#members li", { hasText: "ada" }).waitFor();
+    await bob.locator("#members li", { hasText: "bob (you)" }).waitFor();
+    assert.equal(await ada.locator("#state-text").textContent(), "connected");
+  });
+
+  await t.test("a message goes from one page to the other", async () => {
+    await say(ada, "hello from ada");
+    await message(bob, "hello from ada").waitFor();
+    await say(bob, "hi ada, bob here");
+    await message(ada, "hi ada, bob here").waitFor();
+  });
+
+  await t.test("a request gets its reply", async () => {
+    const reply = await bob.evaluate(() => window.chat.client.request("chat/join", { room: "lobby" }));
+    assert.deepEqual(reply, { room: "lobby", members: ["ada", "bob"] });
+    const handshake = await bob.evaluate(() => window.chat.client.handshake);
+    assert.equal(handshake.user_id, "bob");
+  });
+
+  await t.test("a screenshot of the chat page", async () => {
+    mkdirSync(join(ROOT, "target", "js-tests"), { recursive: true });
+    await ada.screenshot({ path: SCREENSHOT, fullPage: true });
+    assert.ok(existsSync(SCREENSHOT));
+  });
+
+  await t.test("a browser error reaches the server's log", async () => {
+    await ada.evaluate(() => {
+      setTimeout(() => {
+        throw new Error("boom-from-the-browser");
+      });
+      Promise.reject(new Error("rejected-in-the-browser"));
+      console.error("console-error-from-the-browser", { detail: 1 });
+    });
+    await server.waitForOutput(/boom-from-the-browser/);
+    await server.waitForOutput(/rejected-in-the-browser/);
+    await server.waitForOutput(/console-error-from-the-browser/);
+    const line = server.output.split("\n").find((l) => l.includes("boom-from-the-browser"));
+    assert.match(line, /ERROR/);
+    assert.match(line, /user_id="?ada/);
+    assert.match(line, /window\.onerror/);
+  });
+
+  await t.test("the server is killed and restarted: both pages come back, in their room", async () => {
+    await server.kill();
+    await waitForState(ada, "reconnecting");
+    await waitForState(bob, "reconnecting");
+    await ada.locator("#notice", { hasText: "reconnecting" }).waitFor();
+    await ada.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-reconnecting.png") });
+    await say(ada, "ada, sent while away");
+    await say(bob, "bob, sent while away");
+    await server.start();
+    await waitForState(ada, "open", 15_000);
+    await waitForState(bob, "open", 15_000);
+    // Queued messages go out after the restored subscription: each page sees its own.
+    await message(ada, "ada, sent while away").waitFor();
+    await message(bob, "bob, sent while away").waitFor();
+    await ada.locator("#members li", { hasText: "bob" }).waitFor();
+    await bob.locator("#members li", { hasText: "ada" }).waitFor();
+    await say(ada, "still here?");
+    await message(bob, "still here?").waitFor();
+    await say(bob, "yes");
+    await message(ada, "yes").waitFor();
+  });
+
+  assert.deepEqual([...ada.problems, ...bob.problems], [
+    "boom-from-the-browser",
+    "rejected-in-the-browser",
+  ]);
+});

@@ -1,0 +1,49 @@
+// Typed use of the client with the chat's generated event map: this file must
+// compile with `tsc --strict`. Each `@ts-expect-error` marks a mistake that
+// must be a type error (an unused directive is itself an error).
+import { Client, RemoteError, TimeoutError } from "sente-lite";
+import type { ChatMessage, Events, Joined } from "./events.js";
+
+const client = new Client<Events>("ws://127.0.0.1:3000/ws?name=ada");
+
+export async function chat(): Promise<string[]> {
+  const joined: Joined = await client.request("chat/join", { room: "lobby" });
+  const left: null = await client.request("chat/leave", { room: "lobby" }, { timeoutMs: 500 });
+  client.send("chat/say", { room: "lobby", text: "hi" });
+  const off = client.on("chat/message", (msg: ChatMessage, info) => {
+    console.log(msg.from, msg.text, msg.at_ms.toFixed(0), info.channel);
+  });
+  off();
+  client.send("telemetry/batch", {
+    records: [{ level: "warn", message: "m", source: "s", at_ms: 0, fields: {} }],
+    dropped: 0,
+  });
+  client.log("error", "something broke", { code: 7 });
+
+  // @ts-expect-error: `Join` has a `room`, not an `id`.
+  await client.request("chat/join", { id: 1 });
+  // @ts-expect-error: `chat/say` is one-way: there is no reply to wait for.
+  await client.request("chat/say", { room: "lobby", text: "hi" });
+  // @ts-expect-error: `chat/join` is a request, not a one-way event.
+  client.send("chat/join", { room: "lobby" });
+  // @ts-expect-error: there is no event `chat/shout`.
+  client.send("chat/shout", { room: "lobby" });
+  // @ts-expect-error: the reply is a `Joined`, which has no `name`.
+  console.log((await client.request("chat/join", { room: "lobby" })).name);
+  // @ts-expect-error: a telemetry level is one of five words.
+  client.log("fatal", "no such level");
+
+  try {
+    await client.request("chat/join", { room: "x" });
+  } catch (err) {
+    if (err instanceof RemoteError) console.log(err.code, err.data);
+    if (err instanceof TimeoutError) console.log(err.timeoutMs);
+  }
+  console.log(left, client.state === "open", client.handshake?.conn_id);
+  return joined.members;
+}
+
+// Without a map every id and payload is accepted.
+const loose = new Client("ws://127.0.0.1:3000/ws");
+loose.send("any/thing", { whatever: true });
+export const reply: Promise<unknown> = loose.request("any/request", 1);
