@@ -8,8 +8,8 @@
 //! Or join from a terminal with
 //! `cargo run -p sente-lite-examples --example chat_client -- --name ada --room lobby`,
 //! and from a second terminal as another user. Each line typed is said in the
-//! room; everyone in it sees it. `GET /health` tells how the server is doing.
-//! Ctrl-C drains the server gracefully.
+//! room; everyone in it sees it. `GET /health` tells how the server is doing,
+//! `GET /metrics` gives its metrics. Ctrl-C or SIGTERM drains it gracefully.
 
 #[path = "chat_events.rs"]
 mod chat_events;
@@ -182,13 +182,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("draining");
+    // SIGTERM or Ctrl-C: tell clients to go away (spread over 5 s), finish
+    // running handlers, then exit.
     server
-        .shutdown(Shutdown {
+        .shutdown_on_signal(Shutdown {
             deadline: Duration::from_secs(5),
             ..Shutdown::default()
         })
-        .await;
+        .await?;
     Ok(())
 }
