@@ -15,11 +15,16 @@
 //!
 //! Sizes are the payload's JSON size: `small` is `{"text":"hello world"}` (22 bytes),
 //! `16KiB` a vector of small records, `16KiB-text` one 16 KiB string.
+//!
+//! `cargo bench -p sente-lite --bench codec -- --paired` measures the envelope's
+//! overhead instead, alternating short batches of the envelope and bare paths so
+//! that load from other processes weighs on both alike (see [`paired`]).
 
 use std::borrow::Cow;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use sente_lite::{Codec, Event, EventRef, Inbound, RouteTable, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -57,14 +62,16 @@ fn small() -> Note {
 
 /// Records until their JSON reaches 16 KiB.
 fn records_16k() -> Records {
-    let mut records = Records { records: Vec::new() };
+    let mut records = Records {
+        records: Vec::new(),
+    };
     let mut n = 0u64;
     while json_len(&records) < KIB_16 {
         records.records.push(Record {
             id: 10_000 + n * 7919,
             name: format!("user-{n:04}"),
             score: (n % 1024) as f64 / 1024.0,
-            active: n % 3 != 0,
+            active: !n.is_multiple_of(3),
             tags: ["admin", "beta", "eu"][..(n % 4) as usize]
                 .iter()
                 .map(|tag| (*tag).to_owned())
@@ -78,7 +85,11 @@ fn records_16k() -> Records {
 /// One 16 KiB string of plain words.
 fn text_16k() -> Note {
     let words = "the quick brown fox jumps over the lazy dog ";
-    let text: String = words.chars().cycle().take(KIB_16 - r#"{"text":""}"#.len()).collect();
+    let text: String = words
+        .chars()
+        .cycle()
+        .take(KIB_16 - r#"{"text":""}"#.len())
+        .collect();
     Note { text }
 }
 
@@ -201,5 +212,82 @@ fn dispatch(c: &mut Criterion) {
     group.finish();
 }
 
+/// The envelope's overhead, measured in alternation with its baseline.
+///
+/// Criterion runs `envelope/...` and `bare/...` one after the other, each for
+/// seconds; on a machine shared with other work their ratio then says more about
+/// the load at the time than about the code. Here each case runs 2000 rounds of
+/// one batch of each path (about 100 µs a batch, the order swapped every round),
+/// and the medians of the per-event batch times are compared.
+mod paired {
+    use super::*;
+
+    const ROUNDS: usize = 2000;
+    const BATCH: Duration = Duration::from_micros(100);
+
+    /// Per-event time of `iters` calls.
+    fn time_batch<T>(iters: u32, run: &mut impl FnMut() -> T) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(run());
+        }
+        start.elapsed() / iters
+    }
+
+    fn median(mut times: Vec<Duration>) -> Duration {
+        times.sort_unstable();
+        times[times.len() / 2]
+    }
+
+    /// Prints one table row: codec, size, envelope, bare, overhead.
+    fn compare<E: Event>(codec: Codec, size: &str, event: &E) {
+        let mut envelope = || through_envelope(codec, black_box(event));
+        let mut baseline = || bare(codec, black_box(event));
+        let once = time_batch(100, &mut envelope).max(Duration::from_nanos(1));
+        let iters = u32::try_from(BATCH.as_nanos() / once.as_nanos())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        for _ in 0..ROUNDS / 100 {
+            time_batch(iters, &mut envelope);
+            time_batch(iters, &mut baseline);
+        }
+        let (mut with, mut without) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+        for round in 0..ROUNDS {
+            if round % 2 == 0 {
+                with.push(time_batch(iters, &mut envelope));
+                without.push(time_batch(iters, &mut baseline));
+            } else {
+                without.push(time_batch(iters, &mut baseline));
+                with.push(time_batch(iters, &mut envelope));
+            }
+        }
+        let (with, without) = (median(with), median(without));
+        let overhead = with.as_secs_f64() / without.as_secs_f64() - 1.0;
+        println!(
+            "| {} | {size} | {with:.2?} | {without:.2?} | {:+.0}% |",
+            codec.name(),
+            overhead * 100.0
+        );
+    }
+
+    pub(crate) fn run() {
+        println!("| codec | size | envelope | bare | overhead |");
+        println!("|---|---|---|---|---|");
+        for codec in [Codec::Json, Codec::Postcard] {
+            compare(codec, "small", &small());
+            compare(codec, "16KiB", &records_16k());
+            compare(codec, "16KiB-text", &text_16k());
+        }
+    }
+}
+
 criterion_group!(benches, codec, dispatch);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--paired") {
+        paired::run();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
