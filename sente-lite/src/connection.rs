@@ -410,9 +410,10 @@ fn traced(
     running: DispatchFuture,
     event: &'static str,
     req_id: Option<RequestId>,
+    size: usize,
 ) -> DispatchFuture {
     use tracing::Instrument as _;
-    let span = tracing::debug_span!(target: "sente_lite", "handler", event, req_id);
+    let span = tracing::debug_span!(target: "sente_lite", "handler", event, req_id, size);
     if span.is_disabled() {
         running
     } else {
@@ -447,7 +448,7 @@ fn handle_frame(
     match inbound {
         Inbound::Event { event, payload } => routes
             .dispatch(ctx, &event, payload, None)
-            .map(|running| Some(traced(running, label, None)))
+            .map(|running| Some(traced(running, label, None, message.len())))
             .map_err(|e| (e, None)),
         Inbound::Request {
             event,
@@ -474,7 +475,7 @@ fn handle_frame(
             }
             let running = routes
                 .dispatch(ctx, &event, payload, Some(req_id))
-                .map(|running| traced(running, label, Some(req_id)))
+                .map(|running| traced(running, label, Some(req_id), message.len()))
                 .map_err(|e| (e, Some(req_id)))?;
             bump(&counters.requests_handled);
             Ok(Some(match deadline_ms {

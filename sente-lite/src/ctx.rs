@@ -193,14 +193,32 @@ impl Ctx {
         request: &E,
         timeout: Duration,
     ) -> Result<E::Reply, RequestError> {
-        let (guard, reply) = self.inner.pending.register::<E::Reply>()?;
-        let message = self.inner.codec.encode_request(
-            guard.req_id(),
-            Some(pending::deadline_ms(timeout)),
-            request,
-        )?;
-        self.inner.outbound.try_send(message)?;
-        pending::wait_reply(guard, reply, timeout).await
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!(
+            target: "sente_lite",
+            "request",
+            event = E::ID,
+            conn_id = self.inner.conn_id.0,
+            deadline_ms = pending::deadline_ms(timeout),
+            outcome = tracing::field::Empty,
+        );
+        async {
+            let (guard, reply) = self.inner.pending.register::<E::Reply>()?;
+            let message = self.inner.codec.encode_request(
+                guard.req_id(),
+                Some(pending::deadline_ms(timeout)),
+                request,
+            )?;
+            self.inner.outbound.try_send(message)?;
+            let result = pending::wait_reply(guard, reply, timeout).await;
+            tracing::Span::current().record(
+                "outcome",
+                result.as_ref().map_or_else(RequestError::code, |_| "ok"),
+            );
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// Subscribes this connection to `channel` (on a server: directly, after the

@@ -772,3 +772,56 @@ async fn handlers_reach_application_state_given_to_the_builder() {
             .starts_with(r#"["sl/err",1,{"code":"srv/no-state""#)
     );
 }
+
+#[tokio::test]
+async fn shutdown_drains_in_batches() {
+    let server = start(|_| {}).await;
+    let mut peers = Vec::new();
+    for _ in 0..4 {
+        peers.push(connect(&server, "", Codec::Json).await.0);
+    }
+    let started = tokio::time::Instant::now();
+    let stopping = tokio::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .shutdown(Shutdown {
+                    batch_size: 2,
+                    batch_interval: Duration::from_millis(1500),
+                    reconnect_spread: Duration::from_millis(1000),
+                    ..Shutdown::default()
+                })
+                .await
+        }
+    });
+    let mut told_after = Vec::new();
+    for ws in &mut peers {
+        let reason = next(ws).await.to_text().unwrap().to_owned();
+        assert!(
+            reason.starts_with(r#"["sl/close",{"code":"going-away""#),
+            "{reason}"
+        );
+        let after: u32 = reason
+            .split(r#""reconnect_after_ms":"#)
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("}]")
+            .parse()
+            .unwrap();
+        assert!(after <= 1000, "{after}");
+        told_after.push(started.elapsed());
+    }
+    told_after.sort();
+    // Two are told at once, the other two no sooner than a batch interval later
+    // (a lower bound that holds however slow the machine; the first batch is
+    // told well before it).
+    assert!(
+        told_after[2] >= Duration::from_millis(1500),
+        "{told_after:?}"
+    );
+    assert!(
+        told_after[1] + Duration::from_millis(500) < told_after[2],
+        "{told_after:?}"
+    );
+    stopping.await.unwrap();
+}
