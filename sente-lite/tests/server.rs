@@ -794,9 +794,19 @@ async fn shutdown_drains_in_batches() {
                 .await
         }
     });
+    // Each peer reads on its own, so that each receipt time is its own.
+    let readers: Vec<_> = peers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let reason = next(&mut ws).await.to_text().unwrap().to_owned();
+                (started.elapsed(), reason)
+            })
+        })
+        .collect();
     let mut told_after = Vec::new();
-    for ws in &mut peers {
-        let reason = next(ws).await.to_text().unwrap().to_owned();
+    for reader in readers {
+        let (at, reason) = reader.await.unwrap();
         assert!(
             reason.starts_with(r#"["sl/close",{"code":"going-away""#),
             "{reason}"
@@ -809,7 +819,7 @@ async fn shutdown_drains_in_batches() {
             .parse()
             .unwrap();
         assert!(after <= 1000, "{after}");
-        told_after.push(started.elapsed());
+        told_after.push(at);
     }
     told_after.sort();
     // Two are told at once, the other two no sooner than a batch interval later
