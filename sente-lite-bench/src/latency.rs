@@ -1,0 +1,91 @@
+//! Latency recording (`hdrhistogram`, nanoseconds) and the summary a load
+//! generator process hands back to the run.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// The percentiles kept in a [`LatencySummary`], for the tables and the chart.
+pub(crate) const PERCENTILES: [f64; 9] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0];
+
+/// A latency histogram: 1 ns to 100 s at three significant digits.
+#[derive(Debug, Clone)]
+pub(crate) struct Latencies(Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self(Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds"))
+    }
+}
+
+impl Latencies {
+    /// Records one latency (saturating at the histogram's bounds).
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.0.saturating_record(nanos.max(1));
+    }
+
+    /// Adds another histogram's counts.
+    pub(crate) fn merge(&mut self, other: &Latencies) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Percentiles in microseconds.
+    pub(crate) fn summary(&self) -> LatencySummary {
+        let us = |nanos: u64| nanos as f64 / 1_000.0;
+        LatencySummary {
+            count: self.0.len(),
+            mean_us: self.0.mean() / 1_000.0,
+            percentiles_us: PERCENTILES
+                .iter()
+                .map(|p| (*p, us(self.0.value_at_percentile(*p))))
+                .collect(),
+        }
+    }
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct LatencySummary {
+    /// How many latencies were recorded.
+    pub(crate) count: u64,
+    /// Their mean.
+    pub(crate) mean_us: f64,
+    /// `(percentile, value)` for each of [`PERCENTILES`].
+    pub(crate) percentiles_us: Vec<(f64, f64)>,
+}
+
+impl LatencySummary {
+    /// The value at percentile `p` (one of [`PERCENTILES`]), if recorded.
+    pub(crate) fn at(&self, p: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        self.percentiles_us
+            .iter()
+            .find(|(q, _)| (q - p).abs() < 1e-9)
+            .map(|(_, v)| *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_out_in_microseconds() {
+        let mut latencies = Latencies::default();
+        for us in 1..=1000u64 {
+            latencies.record(Duration::from_micros(us));
+        }
+        let summary = latencies.summary();
+        assert_eq!(summary.count, 1000);
+        let p50 = summary.at(50.0).expect("p50");
+        assert!((p50 - 500.0).abs() < 1.0, "{p50}");
+        let max = summary.at(100.0).expect("max");
+        assert!((max - 1000.0).abs() < 1.0, "{max}");
+        assert_eq!(LatencySummary::default().at(50.0), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! Idle connections: opened, then held (answering keep-alive pings) until `stop`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+
+use super::reqrep::open_all;
+use super::{Commands, JobResult, Target, say, say_result};
+use crate::wire::{BoxError, Protocol, Ws};
+
+async fn hold_one(mut ws: Ws, protocol: Protocol, closed: Arc<AtomicU64>) {
+    while let Some(Ok(message)) = ws.next().await {
+        if let Some(answer) = protocol.keepalive(&message)
+            && ws.send(answer).await.is_err()
+        {
+            break;
+        }
+    }
+    closed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Opens `conns` connections from `source`, says `ready`, holds them until `stop`.
+pub(super) async fn hold(
+    target: &Target,
+    conns: usize,
+    source: Option<IpAddr>,
+    commands: &mut Commands,
+) -> Result<(), BoxError> {
+    let (sockets, failures) = open_all(target, conns, source, false).await;
+    if !failures.is_empty() {
+        return Err(format!(
+            "{} of {conns} connections failed; first: {}",
+            failures.len(),
+            failures[0]
+        )
+        .into());
+    }
+    let closed = Arc::new(AtomicU64::new(0));
+    let opened = sockets.len() as u64;
+    for ws in sockets {
+        tokio::spawn(hold_one(ws, target.protocol, Arc::clone(&closed)));
+    }
+    say("ready");
+    while commands.next().await != "stop" {}
+    let closed = closed.load(Ordering::Relaxed);
+    say_result(&JobResult {
+        completed: opened,
+        errors: closed,
+        open: opened.saturating_sub(closed),
+        ..JobResult::default()
+    });
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! `load`: one load-generator process, started by `run` with a [`Job`].
+//!
+//! The process talks to `run` in lines. On standard output: `ready` once its
+//! connections are open (or `failed MESSAGE`), then, for fan-out, `got SEQ NS`
+//! each time every one of its subscribers has message `SEQ` (NS: wall-clock
+//! nanoseconds of the last arrival), and finally `result JSON`. On standard
+//! input: `go` starts the measured part, `stop` ends a job that runs until told.
+
+mod fanout;
+mod idle;
+mod precise_sleep;
+mod reqrep;
+mod storm;
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::latency::LatencySummary;
+use crate::wire::{BoxError, Protocol};
+
+/// Connections opened at once by one load generator.
+const OPEN_CONCURRENCY: usize = 64;
+
+/// Where and how to connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Target {
+    /// The protocol to speak.
+    pub(crate) protocol: Protocol,
+    /// The server's address.
+    pub(crate) addr: SocketAddr,
+}
+
+/// What one load-generator process does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub(crate) enum Job {
+    /// Closed loop: each connection keeps one echo request in flight.
+    Closed {
+        target: Target,
+        conns: usize,
+        payload: usize,
+        warmup_ms: u64,
+        duration_ms: u64,
+    },
+    /// Open loop: `rate` requests a second over all connections, sent on a
+    /// schedule; latency counts from each request's scheduled time.
+    Open {
+        target: Target,
+        conns: usize,
+        payload: usize,
+        rate: f64,
+        warmup_ms: u64,
+        duration_ms: u64,
+    },
+    /// Fan-out subscribers: join the room and report each message once all have it.
+    Subscribe {
+        target: Target,
+        conns: usize,
+        source: Option<IpAddr>,
+    },
+    /// Idle connections held open until `stop`.
+    Idle {
+        target: Target,
+        conns: usize,
+        source: Option<IpAddr>,
+    },
+    /// Reconnection storm: `clients` subscribed clients; after each `go`,
+    /// report when every one of them is back and subscribed again.
+    Storm {
+        target: Target,
+        clients: usize,
+        deadline_ms: u64,
+    },
+}
+
+/// What a load generator reports at the end of a job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct JobResult {
+    /// Requests answered (request/reply) or messages delivered (fan-out).
+    pub(crate) completed: u64,
+    /// Error replies, connections that failed, replies shorter than the payload.
+    pub(crate) errors: u64,
+    /// Open loop: requests still unanswered at the end of the drain time.
+    pub(crate) lost: u64,
+    /// Seconds of the measured part.
+    pub(crate) elapsed_s: f64,
+    /// Latencies of the measured part.
+    pub(crate) latency: LatencySummary,
+    /// Connections (clients) that were open at the end.
+    pub(crate) open: u64,
+    /// Storm: clients that were back and subscribed again.
+    pub(crate) resubscribed: u64,
+    /// Storm: wall-clock nanoseconds when the first and the last came back.
+    pub(crate) first_back_ns: u64,
+    /// See `first_back_ns`.
+    pub(crate) last_back_ns: u64,
+    /// This process's CPU seconds during the measured part.
+    pub(crate) cpu_s: f64,
+}
+
+/// Writes one line to `run` and flushes it.
+pub(crate) fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn say_result(result: &JobResult) {
+    say(&format!(
+        "result {}",
+        serde_json::to_string(result).unwrap_or_else(|_| "{}".into())
+    ));
+}
+
+/// Commands from `run` on standard input.
+pub(crate) struct Commands {
+    lines: tokio::io::Lines<BufReader<tokio::io::Stdin>>,
+}
+
+impl Commands {
+    fn new() -> Self {
+        Self {
+            lines: BufReader::new(tokio::io::stdin()).lines(),
+        }
+    }
+
+    /// The next command; `stop` when standard input closed (the run is gone).
+    pub(crate) async fn next(&mut self) -> String {
+        match self.lines.next_line().await {
+            Ok(Some(line)) => line.trim().to_owned(),
+            _ => "stop".to_owned(),
+        }
+    }
+
+    /// Waits for `go`; `false` when told to stop instead.
+    pub(crate) async fn go(&mut self) -> bool {
+        loop {
+            match self.next().await.as_str() {
+                "go" => return true,
+                "stop" => return false,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// This process's CPU time.
+fn own_cpu() -> Duration {
+    crate::machine::cpu_time(std::process::id(), crate::machine::clock_ticks()).unwrap_or_default()
+}
+
+/// Runs `job` to its end on a single-threaded runtime.
+pub(crate) fn run(job: Job) -> Result<(), BoxError> {
+    crate::machine::raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(async move {
+        let mut commands = Commands::new();
+        match job {
+            Job::Closed {
+                target,
+                conns,
+                payload,
+                warmup_ms,
+                duration_ms,
+            } => {
+                reqrep::closed(
+                    &target,
+                    conns,
+                    payload,
+                    Duration::from_millis(warmup_ms),
+                    Duration::from_millis(duration_ms),
+                    &mut commands,
+                )
+                .await
+            }
+            Job::Open {
+                target,
+                conns,
+                payload,
+                rate,
+                warmup_ms,
+                duration_ms,
+            } => {
+                reqrep::open(
+                    &target,
+                    conns,
+                    payload,
+                    rate,
+                    Duration::from_millis(warmup_ms),
+                    Duration::from_millis(duration_ms),
+                    &mut commands,
+                )
+                .await
+            }
+            Job::Subscribe {
+                target,
+                conns,
+                source,
+            } => fanout::subscribe(&target, conns, source, &mut commands).await,
+            Job::Idle {
+                target,
+                conns,
+                source,
+            } => idle::hold(&target, conns, source, &mut commands).await,
+            Job::Storm {
+                target,
+                clients,
+                deadline_ms,
+            } => {
+                storm::watch(
+                    &target,
+                    clients,
+                    Duration::from_millis(deadline_ms),
+                    &mut commands,
+                )
+                .await
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            say(&format!("failed {}", err.to_string().replace('\n', " ")));
+            Err(err)
+        }
+    }
+}

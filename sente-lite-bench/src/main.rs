@@ -1,0 +1,83 @@
+//! `sente-lite-bench`: measures sente-lite against a bare tokio-tungstenite
+//! server and two socket.io servers (socketioxide, socket.io on Node.js).
+//!
+//! ```text
+//! cargo run --release -p sente-lite-bench -- run --quick          # smoke run, seconds
+//! cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg
+//! ```
+//!
+//! `run` starts every server and load generator as a process of its own (the
+//! same binary's `serve` and `load` subcommands), pinned with `taskset` to
+//! separate CPUs when it can, and prints the tables. Scenarios: request/reply
+//! throughput and latency, broadcast fan-out, idle connections' memory, and a
+//! reconnection storm. See `BENCHMARKS.md` for the figures and how they are made.
+
+mod chart;
+mod events;
+mod latency;
+mod load;
+mod machine;
+mod report;
+mod run;
+mod serve;
+mod wire;
+
+use clap::{Parser, Subcommand};
+
+/// Load benchmarks of sente-lite.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the scenarios and prints (or writes) the report.
+    Run(run::RunArgs),
+    /// Writes the report again from figures saved with `run --results`.
+    Render(run::RenderArgs),
+    /// Runs one server under test (started by `run`).
+    Serve {
+        /// Which server.
+        #[arg(long, value_enum)]
+        kind: serve::ServerKind,
+        /// Where to listen; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: String,
+        /// Tokio runtime workers.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Runs one load generator (started by `run`): a JSON job.
+    #[command(hide = true)]
+    Load {
+        /// The job, as JSON.
+        #[arg(long)]
+        job: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Render(args) => run::render(args),
+        Command::Serve {
+            kind,
+            addr,
+            threads,
+        } => serve::run(kind, &addr, threads).map_err(Into::into),
+        Command::Load { job } => serde_json::from_str(&job)
+            .map_err(Into::into)
+            .and_then(load::run),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sente-lite-bench: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,987 @@
+//! The figures of a run and their Markdown: tables with ratios to the bare
+//! baseline, the targets with hit or miss, and the section of `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::latency::LatencySummary;
+use crate::machine::{Machine, Pinning};
+use crate::run::{Plan, System};
+use crate::wire::BoxError;
+
+/// Marks the start of this tool's section in `BENCHMARKS.md`.
+const BEGIN: &str = "<!-- sente-lite-bench:begin -->";
+/// Marks its end. Text outside the two marks is never touched.
+const END: &str = "<!-- sente-lite-bench:end -->";
+
+/// Scenario 1, closed loop: one system, client count and payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ClosedCell {
+    pub(crate) system: System,
+    pub(crate) clients: usize,
+    pub(crate) payload: usize,
+    pub(crate) requests_per_s: f64,
+    pub(crate) server_cpu_us_per_request: f64,
+    /// Server CPU seconds per second of the measurement (1.0 = one core busy).
+    pub(crate) server_cpu_share: f64,
+    /// The same for the load generator.
+    pub(crate) load_cpu_share: f64,
+    /// The same for every other process on the machine (other work sharing it).
+    #[serde(default)]
+    pub(crate) others_cpu_share: f64,
+    pub(crate) errors: u64,
+    pub(crate) latency: LatencySummary,
+}
+
+/// Scenario 1, open loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OpenCell {
+    pub(crate) system: System,
+    pub(crate) clients: usize,
+    pub(crate) payload: usize,
+    pub(crate) offered_per_s: f64,
+    /// This system's closed-loop requests/s in the same cell.
+    pub(crate) own_saturation_per_s: f64,
+    pub(crate) completed: u64,
+    pub(crate) errors: u64,
+    pub(crate) lost: u64,
+    pub(crate) latency: LatencySummary,
+}
+
+/// Scenario 2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FanoutCell {
+    pub(crate) system: System,
+    pub(crate) subscribers: usize,
+    pub(crate) processes: usize,
+    /// Per single message: ms from publishing until the last subscriber has it.
+    pub(crate) all_have_it_ms: Vec<f64>,
+    pub(crate) messages_per_s: f64,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) server_cpu_us_per_delivery: f64,
+    pub(crate) server_cpu_share: f64,
+    pub(crate) lost_connections: u64,
+}
+
+/// Scenario 3.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct IdleCell {
+    pub(crate) system: System,
+    pub(crate) connections: usize,
+    pub(crate) open: u64,
+    pub(crate) processes: usize,
+    pub(crate) rss_before: u64,
+    pub(crate) rss_after: u64,
+}
+
+impl IdleCell {
+    /// Server memory per connection, KiB.
+    pub(crate) fn per_connection_kib(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64
+            / 1024.0
+            / self.connections.max(1) as f64
+    }
+}
+
+/// Scenario 4: one kill and restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StormRound {
+    /// From the kill until the new server listens.
+    pub(crate) restart_s: f64,
+    /// From listening until the first client is back.
+    pub(crate) first_back_s: f64,
+    /// From listening until the last client is back and subscribed.
+    pub(crate) all_back_s: f64,
+    pub(crate) back: u64,
+    pub(crate) open: u64,
+    /// CPU time of the restarted server until the last client was back.
+    #[serde(default)]
+    pub(crate) server_cpu_s: f64,
+}
+
+/// Scenario 4.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StormCell {
+    pub(crate) system: System,
+    pub(crate) clients: usize,
+    pub(crate) processes: usize,
+    pub(crate) rounds: Vec<StormRound>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) machine: Machine,
+    pub(crate) server_cpus: Option<String>,
+    pub(crate) load_cpus: Option<String>,
+    pub(crate) unpinned_because: Option<String>,
+    pub(crate) command: String,
+    pub(crate) plan: Plan,
+    pub(crate) closed: Vec<ClosedCell>,
+    pub(crate) open: Vec<OpenCell>,
+    pub(crate) fanout: Vec<FanoutCell>,
+    pub(crate) idle: Vec<IdleCell>,
+    pub(crate) storm: Vec<StormCell>,
+    pub(crate) notes: Vec<String>,
+}
+
+/// The median of `values` (0 when empty).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(0.0, f64::max)
+}
+
+/// `12,345`.
+fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A latency in µs, or ms from 10 ms up.
+fn duration_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.0} ms", us / 1000.0)
+    } else if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(base) if base > 0.0 && value.is_finite() => format!("{:.2}×", value / base),
+        _ => "–".to_owned(),
+    }
+}
+
+fn payload_label(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// Hit or miss against a target, with the margin.
+struct Verdict {
+    target: String,
+    measured: String,
+    outcome: String,
+}
+
+impl Report {
+    /// An empty report of a run about to start.
+    pub(crate) fn new(machine: Machine, pinning: &Pinning, command: String, plan: Plan) -> Self {
+        Self {
+            machine,
+            server_cpus: pinning.server.clone(),
+            load_cpus: pinning.load.clone(),
+            unpinned_because: pinning.unpinned_because.clone(),
+            command,
+            plan,
+            closed: Vec::new(),
+            open: Vec::new(),
+            fanout: Vec::new(),
+            idle: Vec::new(),
+            storm: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Records something the reader must know (a failure, a cap).
+    pub(crate) fn note(&mut self, note: String) {
+        eprintln!("sente-lite-bench: note: {note}");
+        self.notes.push(note);
+    }
+
+    fn systems_in<'a>(&self, cells: impl Iterator<Item = &'a System>) -> Vec<System> {
+        let present: Vec<System> = cells.copied().collect();
+        System::ALL
+            .into_iter()
+            .filter(|s| present.contains(s))
+            .collect()
+    }
+
+    fn closed_cell(&self, system: System, clients: usize, payload: usize) -> Option<&ClosedCell> {
+        self.closed
+            .iter()
+            .find(|c| c.system == system && c.clients == clients && c.payload == payload)
+    }
+
+    fn open_cell(&self, system: System, clients: usize, payload: usize) -> Option<&OpenCell> {
+        self.open
+            .iter()
+            .find(|c| c.system == system && c.clients == clients && c.payload == payload)
+    }
+
+    fn cells(&self) -> Vec<(usize, usize)> {
+        let mut cells: Vec<(usize, usize)> = Vec::new();
+        for cell in &self.closed {
+            if !cells.contains(&(cell.clients, cell.payload)) {
+                cells.push((cell.clients, cell.payload));
+            }
+        }
+        cells
+    }
+
+    fn setup(&self, out: &mut String, chart_link: Option<&str>) {
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "Measured on {} with {} cores (`nproc`), {:.0} GiB of memory, CPU model `{}`, \
+             Linux {}, {} open files per process at most{}. Command:\n\n```sh\n{}\n```\n",
+            m.date,
+            m.cores,
+            m.memory_gib,
+            m.cpu_model,
+            m.kernel,
+            m.open_files,
+            m.node
+                .as_ref()
+                .map(|v| format!(", Node.js {v}"))
+                .unwrap_or_default(),
+            self.command
+        );
+        match (&self.server_cpus, &self.load_cpus, &self.unpinned_because) {
+            (Some(server), Some(load), _) => {
+                let _ = writeln!(
+                    out,
+                    "Each server runs as its own process pinned with `taskset -c {server}` \
+                     (a Tokio runtime with as many workers as it has CPUs there); the load \
+                     generators and the run itself are separate processes pinned with \
+                     `taskset -c {load}`. With one core a side, the load generator (which \
+                     does as much WebSocket work per message as the server, plus masking) is \
+                     usually the first to saturate: the closed-loop requests/s are therefore \
+                     a floor for every system, and the server's CPU time per request (from \
+                     `/proc/PID/stat`, utime + stime) is the fairer comparison of cost.\n"
+                );
+            }
+            (_, _, why) => {
+                let _ = writeln!(
+                    out,
+                    "Servers and load generators run unpinned ({}): they share every CPU, so \
+                     the server's CPU time per request is the figure to compare.\n",
+                    why.as_deref().unwrap_or("no pinning")
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "Servers: **bare** is tokio-tungstenite with no framework, built like sente-lite's \
+             connection engine (one task per connection, 1024-message outbound queue, batched \
+             flushes) and with the same 4 KiB read and write buffers: the limit to compare \
+             against. **sente-lite** serves a `bench/echo` request (reply = payload) and a \
+             `bench/publish` event that broadcasts on a channel, with `ServerConfig::default()` \
+             except:\n"
+        );
+        let _ = writeln!(out, "| limit | default | in the bench |\n|---|---|---|");
+        for (name, default, raised) in crate::serve::RAISED_LIMITS {
+            let _ = writeln!(out, "| `Limits::{name}` | {default} | {raised} |");
+        }
+        let _ = writeln!(
+            out,
+            "\n**socketioxide** (Rust, on axum) and **socket.io 4 on Node.js** \
+             (`sente-lite-bench/node`) serve the same echo (an event acknowledged with its \
+             payload) and room broadcast, with their default settings (WebSocket transport only). \
+             The load generator speaks each protocol over the same raw tokio-tungstenite \
+             client: sente-lite frames as in `docs/PROTOCOL.md`, engine.io v4 / socket.io v5 \
+             packets (`0`, `40`, `42`, `43`, `2`/`3`) for both socket.io servers. Every ratio \
+             (`×`) is to the bare server measured in the same run; for costs and latencies \
+             lower is better.\n"
+        );
+        if let Some(link) = chart_link {
+            let _ = writeln!(
+                out,
+                "![Latency percentiles per system, open loop]({link})\n"
+            );
+        }
+    }
+
+    fn reqrep(&self, out: &mut String) {
+        if self.closed.is_empty() {
+            return;
+        }
+        let systems = self.systems_in(self.closed.iter().map(|c| &c.system));
+        let header = |out: &mut String, first: &str| {
+            let _ = write!(out, "| clients | payload |{first}");
+            for s in &systems {
+                let _ = write!(out, " {} |", s.label());
+            }
+            let _ = write!(
+                out,
+                "\n|---|---|{}",
+                if first.is_empty() { "" } else { "---|" }
+            );
+            for _ in &systems {
+                let _ = write!(out, "---|");
+            }
+            out.push('\n');
+        };
+        let _ = writeln!(
+            out,
+            "### 1. Request/reply\n\n\
+             **Throughput at saturation** (closed loop: every client keeps one request in \
+             flight for {:.1} s after {:.1} s of warm-up), requests/s (× bare):\n",
+            self.plan.duration_ms as f64 / 1000.0,
+            self.plan.warmup_ms as f64 / 1000.0
+        );
+        header(out, "");
+        for (clients, payload) in self.cells() {
+            let base = self
+                .closed_cell(System::Bare, clients, payload)
+                .map(|c| c.requests_per_s);
+            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+            for s in &systems {
+                match self.closed_cell(*s, clients, payload) {
+                    Some(c) => {
+                        let errors = if c.errors > 0 {
+                            format!(" ({} errors)", c.errors)
+                        } else {
+                            String::new()
+                        };
+                        let _ = write!(
+                            out,
+                            " {} ({}){errors} |",
+                            grouped(c.requests_per_s),
+                            ratio(c.requests_per_s, base)
+                        );
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "\n**Server CPU time per request**, µs (× bare):\n");
+        header(out, "");
+        for (clients, payload) in self.cells() {
+            let base = self
+                .closed_cell(System::Bare, clients, payload)
+                .map(|c| c.server_cpu_us_per_request);
+            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+            for s in &systems {
+                match self.closed_cell(*s, clients, payload) {
+                    Some(c) => {
+                        let _ = write!(
+                            out,
+                            " {:.1} ({}) |",
+                            c.server_cpu_us_per_request,
+                            ratio(c.server_cpu_us_per_request, base),
+                        );
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "\n**Who was busy** during each closed-loop measurement, in cores (1.00 = one \
+             core all the time): server / load generator / every other process on the \
+             machine. A side near its CPU count is the bottleneck; other processes' share \
+             is work that shared the machine with the run:\n"
+        );
+        header(out, "");
+        for (clients, payload) in self.cells() {
+            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+            for s in &systems {
+                match self.closed_cell(*s, clients, payload) {
+                    Some(c) => {
+                        let _ = write!(
+                            out,
+                            " {:.2} / {:.2} / {:.2} |",
+                            c.server_cpu_share, c.load_cpu_share, c.others_cpu_share
+                        );
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        if self.open.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n**Latency at a fixed offered rate** (open loop: requests are sent on a clock \
+             at {:.0}% of sente-lite json's saturation in the same cell, the same rate for \
+             every system, and each latency counts from the request's scheduled send time, \
+             so a stall is not hidden by the requests it delays; recorded with `hdrhistogram`). \
+             p50 / p99 / p99.9, and the p99 × bare. A system offered more than its own \
+             saturation is marked ⚠; lost requests (unanswered 2 s after the last send) count \
+             in the tail at their age then:\n",
+            self.plan.open_fraction * 100.0
+        );
+        header(out, " offered req/s |");
+        for (clients, payload) in self.cells() {
+            let base = self
+                .open_cell(System::Bare, clients, payload)
+                .and_then(|c| c.latency.at(99.0));
+            let offered = systems
+                .iter()
+                .find_map(|s| self.open_cell(*s, clients, payload))
+                .map_or(0.0, |c| c.offered_per_s);
+            let _ = write!(
+                out,
+                "| {clients} | {} | {} |",
+                payload_label(payload),
+                grouped(offered)
+            );
+            for s in &systems {
+                match self.open_cell(*s, clients, payload) {
+                    Some(c) => {
+                        let p = |q| c.latency.at(q).map_or("–".to_owned(), duration_us);
+                        let warn = if c.own_saturation_per_s > 0.0
+                            && c.offered_per_s > c.own_saturation_per_s
+                        {
+                            " ⚠"
+                        } else {
+                            ""
+                        };
+                        let lost = if c.lost + c.errors > 0 {
+                            format!(", {} lost/errors", c.lost + c.errors)
+                        } else {
+                            String::new()
+                        };
+                        let _ = write!(
+                            out,
+                            " {} / {} / {} ({}){warn}{lost} |",
+                            p(50.0),
+                            p(99.0),
+                            p(99.9),
+                            ratio(c.latency.at(99.0).unwrap_or(0.0), base)
+                        );
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+
+    fn fanout(&self, out: &mut String) {
+        if self.fanout.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "### 2. Broadcast fan-out\n\n\
+             All subscribers join one channel (room); the subscribers live in load-generator \
+             processes of at most {} connections each, the publisher in the run's process. \
+             *All have it*: {} single messages, each timed from the moment it is published \
+             until the last subscriber has it (median / max). *Sustained*: {:.1} s of \
+             publishing with at most {} messages on their way, deliveries/s = messages \
+             that reached every subscriber × subscribers / s. Server CPU per delivery from \
+             `/proc/PID/stat`.\n",
+            self.plan.conns_per_process,
+            self.plan.fanout_samples,
+            self.plan.fanout_duration_ms as f64 / 1000.0,
+            self.plan.fanout_window
+        );
+        let _ = writeln!(
+            out,
+            "| subscribers | system | all have it, median / max | × bare (median) | deliveries/s | × bare | server CPU per delivery | × bare |\n|---|---|---|---|---|---|---|---|"
+        );
+        let mut counts: Vec<usize> = self.fanout.iter().map(|c| c.subscribers).collect();
+        counts.dedup();
+        for subscribers in counts {
+            let base = self
+                .fanout
+                .iter()
+                .find(|c| c.system == System::Bare && c.subscribers == subscribers);
+            for c in self.fanout.iter().filter(|c| c.subscribers == subscribers) {
+                let lost = if c.lost_connections > 0 {
+                    format!(" ({} connections lost)", c.lost_connections)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {}{lost} | {:.1} / {:.1} ms | {} | {} | {} | {:.0} ns | {} |",
+                    grouped(subscribers as f64),
+                    c.system.label(),
+                    median(&c.all_have_it_ms),
+                    max(&c.all_have_it_ms),
+                    ratio(
+                        median(&c.all_have_it_ms),
+                        base.map(|b| median(&b.all_have_it_ms))
+                    ),
+                    grouped(c.deliveries_per_s),
+                    ratio(c.deliveries_per_s, base.map(|b| b.deliveries_per_s)),
+                    c.server_cpu_us_per_delivery * 1000.0,
+                    ratio(
+                        c.server_cpu_us_per_delivery,
+                        base.map(|b| b.server_cpu_us_per_delivery)
+                    ),
+                );
+            }
+        }
+        out.push('\n');
+    }
+
+    fn idle(&self, out: &mut String) {
+        if self.idle.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "### 3. Idle connections\n\n\
+             The server's resident memory (`VmRSS` in `/proc/PID/status`) {:.1} s after it \
+             started and {:.1} s after the last connection opened; the clients come from several \
+             load-generator processes bound to several `127.0.0.x` source addresses. One \
+             process may hold at most {} open files, so one server cannot hold 50,000 \
+             connections here: the largest count is what one server process can hold.\n",
+            self.plan.idle_settle_ms as f64 / 1000.0,
+            self.plan.idle_settle_ms as f64 / 1000.0,
+            grouped(self.machine.open_files as f64)
+        );
+        let _ = writeln!(
+            out,
+            "| connections | system | RSS before → after | per connection | × bare |\n|---|---|---|---|---|"
+        );
+        let mut counts: Vec<usize> = self.idle.iter().map(|c| c.connections).collect();
+        counts.dedup();
+        for connections in counts {
+            let base = self
+                .idle
+                .iter()
+                .find(|c| c.system == System::Bare && c.connections == connections)
+                .map(IdleCell::per_connection_kib);
+            for c in self.idle.iter().filter(|c| c.connections == connections) {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} → {:.1} MiB | {:.2} KiB | {} |",
+                    grouped(connections as f64),
+                    c.system.label(),
+                    c.rss_before as f64 / (1 << 20) as f64,
+                    c.rss_after as f64 / (1 << 20) as f64,
+                    c.per_connection_kib(),
+                    ratio(c.per_connection_kib(), base)
+                );
+            }
+        }
+        out.push('\n');
+    }
+
+    fn storm(&self, out: &mut String) {
+        if self.storm.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "### 4. Reconnection storm\n\n\
+             Clients with one subscription each, spread over load-generator processes of at \
+             most {} clients; the server is killed with SIGKILL and started again on the same \
+             port, {} times. sente-lite: native `sente_lite::Client`s with the default \
+             `ReconnectPolicy` (250 ms doubling to 30 s, full jitter). bare: hand-written \
+             clients that follow the same policy (wait, connect, subscribe). Times from the \
+             moment the new server listens until the first and the last client is open and \
+             subscribed again (the restart itself, kill to listening, is shown apart).\n",
+            self.plan.clients_per_process, self.plan.storm_rounds
+        );
+        let _ = writeln!(
+            out,
+            "| system | clients | restart | first back | all back (each round) | worst × bare | server CPU until all back (median) | × bare |\n|---|---|---|---|---|---|---|---|"
+        );
+        let worst = |c: &StormCell| c.rounds.iter().map(|r| r.all_back_s).fold(0.0, f64::max);
+        let cpu =
+            |c: &StormCell| median(&c.rounds.iter().map(|r| r.server_cpu_s).collect::<Vec<_>>());
+        let base = self
+            .storm
+            .iter()
+            .find(|c| c.system == System::Bare)
+            .map(worst);
+        let base_cpu = self
+            .storm
+            .iter()
+            .find(|c| c.system == System::Bare)
+            .map(cpu);
+        for c in &self.storm {
+            let rounds: Vec<String> = c
+                .rounds
+                .iter()
+                .map(|r| {
+                    if r.back as usize == c.clients {
+                        format!("{:.2} s", r.all_back_s)
+                    } else {
+                        format!("{} of {} back", r.back, c.clients)
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.system.label(),
+                grouped(c.clients as f64),
+                c.rounds
+                    .iter()
+                    .map(|r| format!("{:.0} ms", r.restart_s * 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                c.rounds
+                    .iter()
+                    .map(|r| format!("{:.0} ms", r.first_back_s * 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rounds.join(", "),
+                ratio(worst(c), base),
+                if cpu(c) > 0.0 {
+                    format!("{:.2} s", cpu(c))
+                } else {
+                    "–".to_owned()
+                },
+                ratio(cpu(c), base_cpu)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn verdicts(&self) -> Vec<Verdict> {
+        let mut verdicts = Vec::new();
+        let sente = System::SenteJson;
+        // Throughput: >= 80% of bare and ahead of both peers, in every cell.
+        let cells = self.cells();
+        if !cells.is_empty() {
+            let mut worst: Option<(f64, usize, usize)> = None;
+            let mut behind_peers = Vec::new();
+            for &(clients, payload) in &cells {
+                let (Some(s), Some(b)) = (
+                    self.closed_cell(sente, clients, payload),
+                    self.closed_cell(System::Bare, clients, payload),
+                ) else {
+                    continue;
+                };
+                let r = s.requests_per_s / b.requests_per_s.max(1e-9);
+                if worst.is_none_or(|(w, _, _)| r < w) {
+                    worst = Some((r, clients, payload));
+                }
+                for peer in [System::Socketioxide, System::SocketIoNode] {
+                    if let Some(p) = self.closed_cell(peer, clients, payload)
+                        && p.requests_per_s >= s.requests_per_s
+                    {
+                        behind_peers.push(format!(
+                            "{} at {clients} clients / {}",
+                            peer.label(),
+                            payload_label(payload)
+                        ));
+                    }
+                }
+            }
+            if let Some((r, clients, payload)) = worst {
+                let hit = r >= 0.8 && behind_peers.is_empty();
+                verdicts.push(Verdict {
+                    target: "request/reply throughput ≥ 80% of bare and ahead of both peers".into(),
+                    measured: format!(
+                        "sente-lite json: worst cell {:.0}% of bare ({clients} clients, {}){}",
+                        r * 100.0,
+                        payload_label(payload),
+                        if behind_peers.is_empty() {
+                            "; ahead of both peers in every cell".to_owned()
+                        } else {
+                            format!("; not ahead of {}", behind_peers.join(", "))
+                        }
+                    ),
+                    outcome: if hit {
+                        format!("hit (by {:.0} points)", (r - 0.8) * 100.0)
+                    } else if r < 0.8 {
+                        format!("**miss** by {:.0} points", (0.8 - r) * 100.0)
+                    } else {
+                        "**miss** (behind a peer)".into()
+                    },
+                });
+            }
+        }
+        // p99 < 1 ms at half of saturation.
+        let p99s: Vec<(f64, usize, usize)> = self
+            .open
+            .iter()
+            .filter(|c| c.system == sente)
+            .filter_map(|c| c.latency.at(99.0).map(|p| (p, c.clients, c.payload)))
+            .collect();
+        if let Some(&(p, clients, payload)) = p99s.iter().max_by(|a, b| a.0.total_cmp(&b.0)) {
+            let under = p99s.iter().filter(|(p, _, _)| *p < 1000.0).count();
+            verdicts.push(Verdict {
+                target: format!(
+                    "p99 < 1 ms at {:.0}% of saturation",
+                    self.plan.open_fraction * 100.0
+                ),
+                measured: format!(
+                    "sente-lite json: {under} of {} cells under 1 ms; worst p99 {} ({clients} clients, {})",
+                    p99s.len(),
+                    duration_us(p),
+                    payload_label(payload)
+                ),
+                outcome: if p < 1000.0 {
+                    format!("hit (by {})", duration_us(1000.0 - p))
+                } else {
+                    format!("**miss** by {}", duration_us(p - 1000.0))
+                },
+            });
+        }
+        // Broadcast to 10,000 within 50 ms.
+        if let Some(c) = self
+            .fanout
+            .iter()
+            .filter(|c| c.system == sente)
+            .max_by_key(|c| c.subscribers)
+        {
+            let m = median(&c.all_have_it_ms);
+            let worst = max(&c.all_have_it_ms);
+            let server_ms = c.server_cpu_us_per_delivery * c.subscribers as f64 / 1000.0;
+            let bare = self
+                .fanout
+                .iter()
+                .find(|b| b.system == System::Bare && b.subscribers == c.subscribers)
+                .map(|b| {
+                    format!(
+                        "; bare, the floor of this setup: median {:.1} ms",
+                        median(&b.all_have_it_ms)
+                    )
+                })
+                .unwrap_or_default();
+            verdicts.push(Verdict {
+                target: "broadcast to 10,000 subscribers within 50 ms".into(),
+                measured: format!(
+                    "{} subscribers: median {m:.1} ms, max {worst:.1} ms{bare}; the server's \
+                     own CPU time per message to all of them (sustained phase): {server_ms:.1} ms",
+                    grouped(c.subscribers as f64)
+                ),
+                outcome: if c.subscribers < 10_000 {
+                    "not measured at 10,000".into()
+                } else if worst <= 50.0 {
+                    format!("hit (max, by {:.1} ms)", 50.0 - worst)
+                } else if m <= 50.0 {
+                    format!(
+                        "hit at the median (by {:.1} ms); **miss** at the max by {:.1} ms",
+                        50.0 - m,
+                        worst - 50.0
+                    )
+                } else {
+                    format!("**miss** by {:.1} ms (median)", m - 50.0)
+                },
+            });
+        }
+        // Idle <= 8 KiB per connection.
+        if let Some(c) = self
+            .idle
+            .iter()
+            .filter(|c| c.system == sente)
+            .max_by_key(|c| c.connections)
+        {
+            let kib = c.per_connection_kib();
+            verdicts.push(Verdict {
+                target: "idle ≤ 8 KiB per connection".into(),
+                measured: format!(
+                    "{kib:.2} KiB at {} connections",
+                    grouped(c.connections as f64)
+                ),
+                outcome: if kib <= 8.0 {
+                    format!("hit (by {:.2} KiB)", 8.0 - kib)
+                } else {
+                    format!("**miss** by {:.2} KiB", kib - 8.0)
+                },
+            });
+        }
+        // Storm of 10,000 back within 5 s.
+        if let Some(c) = self.storm.iter().find(|c| c.system == sente) {
+            let all = c.rounds.iter().all(|r| r.back as usize == c.clients);
+            let worst = c.rounds.iter().map(|r| r.all_back_s).fold(0.0, f64::max);
+            let from_kill = c
+                .rounds
+                .iter()
+                .map(|r| r.all_back_s + r.restart_s)
+                .fold(0.0, f64::max);
+            verdicts.push(Verdict {
+                target: "storm of 10,000 back within 5 s".into(),
+                measured: format!(
+                    "{} clients: worst round {worst:.2} s after the restart ({from_kill:.2} s after the kill){}",
+                    grouped(c.clients as f64),
+                    if all { "" } else { "; not every client came back" }
+                ),
+                outcome: if c.clients < 10_000 {
+                    "not measured at 10,000".into()
+                } else if all && worst <= 5.0 {
+                    format!("hit (by {:.2} s)", 5.0 - worst)
+                } else if all {
+                    format!("**miss** by {:.2} s", worst - 5.0)
+                } else {
+                    "**miss** (clients missing)".into()
+                },
+            });
+        }
+        verdicts
+    }
+
+    /// The Markdown section: setup, targets, one table per scenario, notes.
+    pub(crate) fn markdown(&self, chart_link: Option<&str>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "## Load benchmarks: sente-lite against a bare server and socket.io\n\n\
+             Made by `sente-lite-bench` (its own crate). To rebuild and rerun everything and \
+             write this section and its chart again (about half an hour on two cores):\n\n\
+             ```sh\n\
+             (cd sente-lite-bench/node && npm ci)   # socket.io on Node.js; left out if missing\n\
+             cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
+             ```\n\n\
+             `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
+             also run by `cargo test -p sente-lite-bench`); `--only reqrep,fanout,idle,storm` \
+             and `--systems bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
+             figures and `render --results FILE ...` writes the tables again. On a machine \
+             shared with other work, `--nice -10` gives the measured processes the CPUs first \
+             and `--quiet-wait SECS` waits (bounded) for the machine to be idle before each \
+             measurement; what other processes used anyway is shown with the figures.\n"
+        );
+        if self.plan.quick {
+            let _ = writeln!(
+                out,
+                "**This is a quick (smoke) run: its figures are too small to mean anything.**\n"
+            );
+        }
+        self.setup(&mut out, chart_link);
+        let verdicts = self.verdicts();
+        if !verdicts.is_empty() {
+            let _ = writeln!(
+                out,
+                "### Targets\n\n| target | measured | verdict |\n|---|---|---|"
+            );
+            for v in verdicts {
+                let _ = writeln!(out, "| {} | {} | {} |", v.target, v.measured, v.outcome);
+            }
+            out.push('\n');
+        }
+        self.reqrep(&mut out);
+        self.fanout(&mut out);
+        self.idle(&mut out);
+        self.storm(&mut out);
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "### Notes of this run\n");
+            for note in &self.notes {
+                let _ = writeln!(out, "- {note}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Prints the tables, and writes the report section and the chart when asked.
+    pub(crate) fn render_outputs(
+        &self,
+        write: Option<&Path>,
+        chart: Option<&Path>,
+    ) -> Result<(), BoxError> {
+        if let Some(chart) = chart {
+            crate::chart::latency_chart(self, chart)?;
+        }
+        let link = chart.map(|chart| relative_link(write, chart));
+        let markdown = self.markdown(link.as_deref());
+        println!("{markdown}");
+        if let Some(path) = write {
+            write_section(path, &markdown)?;
+        }
+        Ok(())
+    }
+}
+
+/// The chart's path as a link from the report's folder.
+fn relative_link(report: Option<&Path>, chart: &Path) -> String {
+    let folder = report
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty());
+    let relative = match folder {
+        Some(folder) => chart.strip_prefix(folder).unwrap_or(chart),
+        None => chart,
+    };
+    relative.to_string_lossy().replace('\\', "/")
+}
+
+/// Replaces this tool's section of the Markdown file at `path` (between the
+/// marks), or appends it; everything else in the file stays as it is.
+pub(crate) fn write_section(path: &Path, section: &str) -> Result<(), BoxError> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err.into()),
+    };
+    let block = format!(
+        "{BEGIN}\n<!-- Written by `sente-lite-bench run --write`: edits between these marks are replaced. -->\n\n{}\n{END}\n",
+        section.trim_end()
+    );
+    let updated = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(start), Some(end)) if end > start => format!(
+            "{}{block}{}",
+            &existing[..start],
+            existing[end + END.len()..].trim_start_matches('\n')
+        ),
+        _ if existing.trim().is_empty() => format!("# Benchmarks\n\n{block}"),
+        _ => format!("{}\n\n{block}", existing.trim_end()),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(grouped(1234567.4), "1,234,567");
+        assert_eq!(grouped(999.0), "999");
+        assert_eq!(duration_us(512.3), "512 µs");
+        assert_eq!(duration_us(2500.0), "2.50 ms");
+        assert_eq!(ratio(8.0, Some(10.0)), "0.80×");
+        assert_eq!(ratio(8.0, None), "–");
+        assert_eq!(payload_label(16384), "16 KiB");
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    }
+
+    #[test]
+    fn the_section_replaces_only_itself() {
+        let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("BENCHMARKS.md");
+        std::fs::write(&path, "# Benchmarks\n\n## Codec\n\nfigures\n").expect("write");
+        write_section(&path, "## Load\n\nfirst").expect("first write");
+        write_section(&path, "## Load\n\nsecond").expect("second write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("# Benchmarks\n\n## Codec\n\nfigures\n"));
+        assert!(text.contains("second") && !text.contains("first"));
+        assert_eq!(text.matches(BEGIN).count(), 1);
+        std::fs::write(&path, format!("{text}\n## After\n")).expect("append");
+        write_section(&path, "## Load\n\nthird").expect("third write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("third") && text.contains("## After") && text.contains("## Codec"));
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(
+            relative_link(Some(Path::new("BENCHMARKS.md")), Path::new("docs/a.svg")),
+            "docs/a.svg"
+        );
+        assert_eq!(
+            relative_link(
+                Some(Path::new("x/BENCHMARKS.md")),
+                Path::new("x/docs/a.svg")
+            ),
+            "docs/a.svg"
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! `run`: starts the servers and load generators of every scenario, collects
+//! the figures, prints the tables, and writes the report and chart on request.
+
+mod fanout;
+mod idle;
+mod processes;
+mod reqrep;
+mod storm;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{Machine, Pinning};
+use crate::report::Report;
+use crate::wire::{BoxError, Protocol};
+pub(crate) use processes::NodePeer;
+use processes::ServerProcess;
+
+/// A system under comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub(crate) enum System {
+    /// The bare tokio-tungstenite server: the limit to compare against.
+    Bare,
+    /// sente-lite, JSON.
+    SenteJson,
+    /// sente-lite, postcard.
+    SentePostcard,
+    /// socketioxide (Rust, socket.io protocol).
+    Socketioxide,
+    /// socket.io 4 on Node.js.
+    SocketIoNode,
+}
+
+impl System {
+    /// Every system, in table order.
+    pub(crate) const ALL: [System; 5] = [
+        Self::Bare,
+        Self::SenteJson,
+        Self::SentePostcard,
+        Self::Socketioxide,
+        Self::SocketIoNode,
+    ];
+
+    /// The name in tables.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::SenteJson => "sente-lite json",
+            Self::SentePostcard => "sente-lite postcard",
+            Self::Socketioxide => "socketioxide",
+            Self::SocketIoNode => "socket.io (Node.js)",
+        }
+    }
+
+    /// What the load generator speaks to it.
+    pub(crate) fn protocol(self) -> Protocol {
+        match self {
+            Self::Bare => Protocol::Bare,
+            Self::SenteJson => Protocol::SenteJson,
+            Self::SentePostcard => Protocol::SentePostcard,
+            Self::Socketioxide | Self::SocketIoNode => Protocol::SocketIo,
+        }
+    }
+}
+
+/// What a run measures and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Plan {
+    /// Quick (smoke) or full.
+    pub(crate) quick: bool,
+    /// Systems compared in every scenario that has them.
+    pub(crate) systems: Vec<System>,
+    /// Scenarios to run.
+    pub(crate) scenarios: Vec<Scenario>,
+    /// Request/reply: concurrent clients.
+    pub(crate) clients: Vec<usize>,
+    /// Request/reply: payload sizes, bytes.
+    pub(crate) payloads: Vec<usize>,
+    /// Request/reply: warm-up before each measurement, ms.
+    pub(crate) warmup_ms: u64,
+    /// Request/reply: each measurement, ms.
+    pub(crate) duration_ms: u64,
+    /// Open loop: offered rate as a fraction of sente-lite json's saturation.
+    pub(crate) open_fraction: f64,
+    /// Fan-out: subscriber counts.
+    pub(crate) subscribers: Vec<usize>,
+    /// Fan-out: single messages timed until every subscriber has them.
+    pub(crate) fanout_samples: usize,
+    /// Fan-out: sustained publishing, ms.
+    pub(crate) fanout_duration_ms: u64,
+    /// Fan-out: messages published but not yet everywhere, at most.
+    pub(crate) fanout_window: u64,
+    /// Fan-out: payload filler, bytes.
+    pub(crate) fanout_pad: usize,
+    /// Idle: connection counts.
+    pub(crate) idle: Vec<usize>,
+    /// Idle: how long the server is left alone before each memory reading, ms.
+    pub(crate) idle_settle_ms: u64,
+    /// Storm: clients.
+    pub(crate) storm_clients: usize,
+    /// Storm: kills and restarts.
+    pub(crate) storm_rounds: usize,
+    /// Storm: how long to wait for every client, ms.
+    pub(crate) storm_deadline_ms: u64,
+    /// Connections per load-generator process (the open-files limit is per process).
+    pub(crate) conns_per_process: usize,
+    /// Storm: native clients per load-generator process.
+    pub(crate) clients_per_process: usize,
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub(crate) enum Scenario {
+    /// 1: request/reply throughput and latency.
+    Reqrep,
+    /// 2: broadcast fan-out.
+    Fanout,
+    /// 3: idle connections' memory.
+    Idle,
+    /// 4: reconnection storm.
+    Storm,
+}
+
+impl Plan {
+    /// The figures of the report.
+    pub(crate) fn full() -> Self {
+        Self {
+            quick: false,
+            systems: System::ALL.to_vec(),
+            scenarios: vec![
+                Scenario::Reqrep,
+                Scenario::Fanout,
+                Scenario::Idle,
+                Scenario::Storm,
+            ],
+            clients: vec![1, 100, 1000],
+            payloads: vec![20, 16 << 10],
+            warmup_ms: 1_000,
+            duration_ms: 5_000,
+            open_fraction: 0.5,
+            subscribers: vec![1_000, 10_000],
+            fanout_samples: 20,
+            fanout_duration_ms: 5_000,
+            fanout_window: 16,
+            fanout_pad: 20,
+            idle: vec![10_000, 19_000],
+            idle_settle_ms: 2_000,
+            storm_clients: 10_000,
+            storm_rounds: 3,
+            storm_deadline_ms: 60_000,
+            conns_per_process: 5_000,
+            clients_per_process: 2_500,
+        }
+    }
+
+    /// A smoke run: every scenario with tiny counts, a few seconds in all.
+    pub(crate) fn quick() -> Self {
+        Self {
+            quick: true,
+            clients: vec![2],
+            payloads: vec![20, 16 << 10],
+            warmup_ms: 100,
+            duration_ms: 300,
+            subscribers: vec![20],
+            fanout_samples: 3,
+            fanout_duration_ms: 300,
+            idle: vec![50],
+            idle_settle_ms: 100,
+            storm_clients: 20,
+            storm_rounds: 1,
+            storm_deadline_ms: 10_000,
+            conns_per_process: 30,
+            clients_per_process: 10,
+            ..Self::full()
+        }
+    }
+}
+
+/// Settings of `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Smoke run: every scenario completes, tiny counts, a few seconds.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Only these scenarios (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<Scenario>,
+    /// Only these systems (default: all that are installed).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) systems: Vec<System>,
+    /// Leave out socket.io on Node.js even when it is installed.
+    #[arg(long)]
+    pub(crate) no_node: bool,
+    /// Seconds of each request/reply measurement (full run default 5).
+    #[arg(long)]
+    pub(crate) duration: Option<f64>,
+    /// Write the report into this Markdown file (its own section is replaced,
+    /// the rest of the file is kept).
+    #[arg(long)]
+    pub(crate) write: Option<PathBuf>,
+    /// Write the latency chart (SVG) here.
+    #[arg(long)]
+    pub(crate) chart: Option<PathBuf>,
+    /// Run the servers and load generators at this niceness (`-10` gives them
+    /// the CPU before other work on a shared machine; needs the right to).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) nice: Option<i32>,
+    /// Before each measurement, wait up to this many seconds for the machine
+    /// to be nearly idle (other work below a quarter of a core). Default: 10
+    /// for a full run, 0 for a quick one.
+    #[arg(long)]
+    pub(crate) quiet_wait: Option<f64>,
+    /// Save the raw figures (JSON), to render again with `render`.
+    #[arg(long)]
+    pub(crate) results: Option<PathBuf>,
+    /// The folder of the socket.io (Node.js) server (`server.js` with its
+    /// `node_modules` installed by `npm ci`). Default: this crate's `node/`.
+    #[arg(long)]
+    pub(crate) node_dir: Option<PathBuf>,
+}
+
+fn node_peer(args: &RunArgs) -> Option<NodePeer> {
+    if args.no_node {
+        return None;
+    }
+    let dir = args
+        .node_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node")));
+    let installed = dir.join("node_modules/socket.io/package.json").is_file()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    installed.then_some(NodePeer { dir })
+}
+
+/// What every scenario needs.
+pub(crate) struct Context {
+    pub(crate) plan: Plan,
+    pub(crate) pinning: Pinning,
+    pub(crate) node: Option<NodePeer>,
+    pub(crate) ticks: f64,
+    /// See [`RunArgs::quiet_wait`].
+    pub(crate) quiet_wait: Duration,
+}
+
+impl Context {
+    /// Waits (bounded) for the machine to be quiet before a measurement.
+    pub(crate) async fn quiet(&self) {
+        if !self.quiet_wait.is_zero() {
+            crate::machine::wait_for_quiet(self.ticks, self.quiet_wait).await;
+        }
+    }
+
+    /// Starts the server of `system` on any free port.
+    pub(crate) async fn server(&self, system: System) -> Result<ServerProcess, BoxError> {
+        self.server_on(system, "127.0.0.1:0").await
+    }
+
+    /// Starts the server of `system` on `addr`.
+    pub(crate) async fn server_on(
+        &self,
+        system: System,
+        addr: &str,
+    ) -> Result<ServerProcess, BoxError> {
+        ServerProcess::start(system, addr, &self.pinning, self.node.as_ref(), self.ticks).await
+    }
+
+    /// How many load-generator processes `conns` connections need.
+    pub(crate) fn processes_for(&self, conns: usize) -> usize {
+        conns.div_ceil(self.plan.conns_per_process.max(1)).max(1)
+    }
+}
+
+/// Splits `total` into `parts` nearly equal shares.
+pub(crate) fn shares(total: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.max(1);
+    (0..parts)
+        .map(|i| total / parts + usize::from(i < total % parts))
+        .collect()
+}
+
+/// The command line that reproduces this run, as a user types it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "cargo run --release -p sente-lite-bench -- {}",
+        args.join(" ")
+    )
+}
+
+/// Runs `run`.
+pub(crate) fn run(args: RunArgs) -> Result<(), BoxError> {
+    crate::machine::raise_open_files_limit();
+    // Described before pinning, which narrows what this process sees.
+    let machine = Machine::describe();
+    if let Some(n) = args.nice
+        && !crate::machine::renice_self(n)
+    {
+        return Err(format!("cannot set the niceness to {n}").into());
+    }
+    let pinning = Pinning::detect();
+    pinning.pin_self_to_load();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args, machine, pinning))
+}
+
+async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<(), BoxError> {
+    let mut plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    if let Some(secs) = args.duration {
+        plan.duration_ms = (secs * 1000.0) as u64;
+    }
+    if !args.only.is_empty() {
+        plan.scenarios = args.only.clone();
+    }
+    if !args.systems.is_empty() {
+        plan.systems = args.systems.clone();
+    }
+    let node = node_peer(&args);
+    let mut report = Report::new(machine, &pinning, command_line(), plan.clone());
+    if node.is_none() && plan.systems.contains(&System::SocketIoNode) {
+        plan.systems.retain(|s| *s != System::SocketIoNode);
+        report.note(if args.no_node {
+            "socket.io (Node.js) left out (`--no-node`).".to_owned()
+        } else {
+            "socket.io (Node.js) left out: `node` or its `node_modules` is not installed \
+             (run `npm ci` in `sente-lite-bench/node`)."
+                .to_owned()
+        });
+    }
+    let context = Context {
+        plan: plan.clone(),
+        pinning,
+        node,
+        ticks: crate::machine::clock_ticks(),
+        quiet_wait: Duration::from_secs_f64(
+            args.quiet_wait
+                .unwrap_or(if plan.quick { 0.0 } else { 10.0 })
+                .max(0.0),
+        ),
+    };
+    eprintln!(
+        "sente-lite-bench: {} run, systems: {}",
+        if plan.quick { "quick" } else { "full" },
+        plan.systems
+            .iter()
+            .map(|s| s.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for scenario in &plan.scenarios {
+        let started = std::time::Instant::now();
+        match scenario {
+            Scenario::Reqrep => reqrep::run(&context, &mut report).await,
+            Scenario::Fanout => fanout::run(&context, &mut report).await,
+            Scenario::Idle => idle::run(&context, &mut report).await,
+            Scenario::Storm => storm::run(&context, &mut report).await,
+        }
+        eprintln!(
+            "sente-lite-bench: {scenario:?} done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    finish(&report, &args)
+}
+
+fn finish(report: &Report, args: &RunArgs) -> Result<(), BoxError> {
+    if let Some(path) = &args.results {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)?;
+    }
+    report.render_outputs(args.write.as_deref(), args.chart.as_deref())
+}
+
+/// Settings of `render`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RenderArgs {
+    /// Raw figures saved by `run --results`.
+    #[arg(long)]
+    pub(crate) results: PathBuf,
+    /// See `run --write`.
+    #[arg(long)]
+    pub(crate) write: Option<PathBuf>,
+    /// See `run --chart`.
+    #[arg(long)]
+    pub(crate) chart: Option<PathBuf>,
+}
+
+/// Renders saved figures again (tables, report section, chart).
+pub(crate) fn render(args: RenderArgs) -> Result<(), BoxError> {
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&args.results)?)?;
+    report.render_outputs(args.write.as_deref(), args.chart.as_deref())
+}
+
+/// Sleeps a little between phases so that one phase's stragglers do not count
+/// in the next.
+pub(crate) async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!(shares(10, 3), vec![4, 3, 3]);
+        assert_eq!(shares(19_000, 4).iter().sum::<usize>(), 19_000);
+        assert_eq!(shares(5, 0), vec![5]);
+    }
+}

@@ -1,0 +1,489 @@
+//! What the load generator says on the wire to each system: how to open a
+//! connection, frame an echo request, recognise its reply, subscribe, publish,
+//! read a publication, and answer the server's keep-alive pings.
+//!
+//! Every system is driven over the same raw tokio-tungstenite client, so the
+//! load generator spends about the same effort on each. The sente-lite frames
+//! follow `docs/PROTOCOL.md`; the socket.io frames are engine.io v4 packets
+//! (`0` open, `2`/`3` ping/pong, `4` message) carrying socket.io packets
+//! (`0` connect, `2` event, `3` ack) with the default (JSON) parser.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sente_lite::protocol::Control;
+use sente_lite::{Codec, EventKey, Inbound};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+use tungstenite::client::IntoClientRequest as _;
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::events::{Publish, ROOM, Tick};
+
+/// A load generator's connection.
+pub(crate) type Ws = WebSocketStream<TcpStream>;
+
+/// Errors of the load generator and the run: they end the scenario with a message.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long opening a connection (TCP, upgrade, the protocol's own handshake) may take.
+pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The protocols the load generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Protocol {
+    /// The bare server's echo and broadcast.
+    Bare,
+    /// sente-lite, JSON text frames.
+    SenteJson,
+    /// sente-lite, postcard binary frames.
+    SentePostcard,
+    /// socket.io 4 (engine.io v4) over WebSocket.
+    SocketIo,
+}
+
+/// The load generator's own tungstenite settings, the same for every system.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 << 10)
+        .write_buffer_size(4 << 10)
+        .max_message_size(Some(16 << 20))
+}
+
+fn bad(what: impl Into<String>) -> BoxError {
+    what.into().into()
+}
+
+/// What a received frame is, for the request/reply scenario.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// The reply to request `id`, `len` bytes long on the wire.
+    Ok { id: u64, len: usize },
+    /// An error answered to request `id` (or to no request in particular).
+    Err { id: Option<u64> },
+    /// A keep-alive ping that must be answered with this frame.
+    Answer(Message),
+    /// Something else (a pong, a handshake, a close reason...).
+    Other,
+}
+
+/// Precomputed parts of an echo request, so that framing costs a copy.
+#[derive(Debug, Clone)]
+pub(crate) struct EchoFrames {
+    protocol: Protocol,
+    payload: String,
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+fn leading_number(text: &str) -> Option<u64> {
+    let end = text
+        .as_bytes()
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    text[..end].parse().ok()
+}
+
+/// A payload of `len` ASCII bytes (no JSON escaping needed).
+pub(crate) fn payload_of(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|i| char::from(ALPHABET[i % ALPHABET.len()]))
+        .collect()
+}
+
+impl EchoFrames {
+    /// Frames for echo requests carrying `payload` (ASCII letters and digits).
+    pub(crate) fn new(protocol: Protocol, payload: String) -> Self {
+        Self { protocol, payload }
+    }
+
+    /// The payload's length in bytes.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// The request frame with id `id`.
+    pub(crate) fn request(&self, id: u64) -> Message {
+        let payload = &self.payload;
+        match self.protocol {
+            Protocol::Bare => {
+                let mut out = Vec::with_capacity(8 + payload.len());
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(payload.as_bytes());
+                Message::binary(out)
+            }
+            Protocol::SenteJson => {
+                let mut out = String::with_capacity(payload.len() + 40);
+                out.push_str("[\"bench/echo\",\"");
+                out.push_str(payload);
+                out.push_str("\",");
+                out.push_str(&id.to_string());
+                out.push(']');
+                Message::text(out)
+            }
+            Protocol::SentePostcard => {
+                let mut out = Vec::with_capacity(payload.len() + 24);
+                out.push(1);
+                push_varint(&mut out, u64::from(EventKey::of("bench/echo").get()));
+                push_varint(&mut out, id);
+                out.push(0);
+                push_varint(&mut out, payload.len() as u64);
+                out.extend_from_slice(payload.as_bytes());
+                Message::binary(out)
+            }
+            Protocol::SocketIo => {
+                let mut out = String::with_capacity(payload.len() + 32);
+                out.push_str("42");
+                out.push_str(&id.to_string());
+                out.push_str("[\"echo\",\"");
+                out.push_str(payload);
+                out.push_str("\"]");
+                Message::text(out)
+            }
+        }
+    }
+}
+
+impl Protocol {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Bare => "/",
+            Self::SenteJson | Self::SentePostcard => "/ws",
+            Self::SocketIo => "/socket.io/?EIO=4&transport=websocket",
+        }
+    }
+
+    fn codec(self) -> Option<Codec> {
+        match self {
+            Self::SenteJson => Some(Codec::Json),
+            Self::SentePostcard => Some(Codec::Postcard),
+            Self::Bare | Self::SocketIo => None,
+        }
+    }
+
+    /// Opens a connection to `addr`, from `source` when given (bound before
+    /// connecting, to spread many connections over several source addresses),
+    /// and completes the protocol's own handshake.
+    pub(crate) async fn open(
+        self,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<Ws, BoxError> {
+        tokio::time::timeout(OPEN_TIMEOUT, self.open_now(addr, source))
+            .await
+            .map_err(|_| bad(format!("opening a connection took over {OPEN_TIMEOUT:?}")))?
+    }
+
+    async fn open_now(self, addr: SocketAddr, source: Option<IpAddr>) -> Result<Ws, BoxError> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(ip) = source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut request = format!("ws://{addr}{}", self.path()).into_client_request()?;
+        if let Some(codec) = self.codec() {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", codec.subprotocol().parse()?);
+        }
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(client_config()))
+                .await?;
+        match self {
+            Self::Bare => {}
+            Self::SenteJson | Self::SentePostcard => {
+                let first = next_data(&mut ws).await?;
+                match Codec::decode(&first) {
+                    Ok(Inbound::Control(Control::Handshake(_))) => {}
+                    other => return Err(bad(format!("expected sl/handshake, got {other:?}"))),
+                }
+            }
+            Self::SocketIo => {
+                let open = next_data(&mut ws).await?;
+                if !open.to_text().is_ok_and(|t| t.starts_with('0')) {
+                    return Err(bad(format!(
+                        "expected an engine.io open packet, got {open:?}"
+                    )));
+                }
+                ws.send(Message::text("40")).await?;
+                loop {
+                    let message = next_data(&mut ws).await?;
+                    let text = message.to_text().unwrap_or_default();
+                    if text.starts_with("40") {
+                        break;
+                    }
+                    if text.starts_with("44") {
+                        return Err(bad(format!("socket.io refused to connect: {text}")));
+                    }
+                }
+            }
+        }
+        Ok(ws)
+    }
+
+    /// Classifies a received frame of the request/reply scenario.
+    pub(crate) fn reply(self, message: &Message) -> Reply {
+        match (self, message) {
+            (Self::Bare, Message::Binary(bytes)) if bytes.len() >= 8 => {
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&bytes[..8]);
+                Reply::Ok {
+                    id: u64::from_le_bytes(id),
+                    len: bytes.len(),
+                }
+            }
+            (Self::SenteJson, Message::Text(text)) => {
+                let text = text.as_str();
+                if let Some(rest) = text.strip_prefix("[\"sl/ok\",") {
+                    return leading_number(rest).map_or(Reply::Err { id: None }, |id| Reply::Ok {
+                        id,
+                        len: text.len(),
+                    });
+                }
+                if let Some(rest) = text.strip_prefix("[\"sl/err\",") {
+                    return Reply::Err {
+                        id: leading_number(rest),
+                    };
+                }
+                if let Some(rest) = text.strip_prefix("[\"sl/ping\",") {
+                    let n = leading_number(rest).unwrap_or(0);
+                    return Reply::Answer(Codec::Json.encode_control(&Control::Pong(n)));
+                }
+                if text.starts_with("[\"sl/error\",") {
+                    return Reply::Err { id: None };
+                }
+                Reply::Other
+            }
+            (Self::SentePostcard, Message::Binary(bytes)) => match bytes.first() {
+                Some(2) => {
+                    read_varint(&bytes[1..]).map_or(Reply::Err { id: None }, |(id, _)| Reply::Ok {
+                        id,
+                        len: bytes.len(),
+                    })
+                }
+                Some(3) => Reply::Err {
+                    id: read_varint(&bytes[1..]).map(|(id, _)| id),
+                },
+                Some(10) => Reply::Err { id: None },
+                Some(6) => {
+                    let n = read_varint(&bytes[1..]).map_or(0, |(n, _)| n);
+                    Reply::Answer(Codec::Postcard.encode_control(&Control::Pong(n)))
+                }
+                _ => Reply::Other,
+            },
+            (Self::SocketIo, Message::Text(text)) => {
+                let text = text.as_str();
+                if let Some(rest) = text.strip_prefix("43") {
+                    return leading_number(rest).map_or(Reply::Err { id: None }, |id| Reply::Ok {
+                        id,
+                        len: text.len(),
+                    });
+                }
+                if text == "2" {
+                    return Reply::Answer(Message::text("3"));
+                }
+                if text.starts_with("44") {
+                    return Reply::Err { id: None };
+                }
+                Reply::Other
+            }
+            _ => Reply::Other,
+        }
+    }
+
+    /// The answer to a keep-alive ping, if `message` is one.
+    pub(crate) fn keepalive(self, message: &Message) -> Option<Message> {
+        match self.reply(message) {
+            Reply::Answer(answer) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Joins the bench channel (room) and waits for the server's answer.
+    pub(crate) async fn subscribe(self, ws: &mut Ws) -> Result<(), BoxError> {
+        let request = match self {
+            Self::Bare => Message::text("sub"),
+            Self::SenteJson | Self::SentePostcard => {
+                let codec = self.codec().unwrap_or_default();
+                codec.encode_control(&Control::Subscribe {
+                    req_id: 1,
+                    channel: ROOM.into(),
+                    since: None,
+                })
+            }
+            Self::SocketIo => Message::text("421[\"join\"]"),
+        };
+        ws.send(request).await?;
+        loop {
+            let message = next_data(ws).await?;
+            if let Some(answer) = self.keepalive(&message) {
+                ws.send(answer).await?;
+                continue;
+            }
+            let joined = match self {
+                Self::Bare => message.to_text().is_ok_and(|t| t == "subbed"),
+                Self::SenteJson | Self::SentePostcard => match Codec::decode(&message) {
+                    Ok(Inbound::Reply { req_id: 1, result }) => {
+                        result.map_err(|e| bad(format!("subscribe refused: {e:?}")))?;
+                        true
+                    }
+                    _ => false,
+                },
+                Self::SocketIo => message.to_text().is_ok_and(|t| t.starts_with("431")),
+            };
+            if joined {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The frame that asks the server to publish message `seq` with `pad` to the room.
+    pub(crate) fn publish(self, seq: u64, pad: &str) -> Result<Message, BoxError> {
+        let tick = Tick {
+            seq,
+            pad: pad.to_owned(),
+        };
+        Ok(match self {
+            Self::Bare => Message::text(format!("pub {}", serde_json::to_string(&tick)?)),
+            Self::SenteJson | Self::SentePostcard => {
+                self.codec().unwrap_or_default().encode_event(&Publish {
+                    seq,
+                    pad: pad.to_owned(),
+                })?
+            }
+            Self::SocketIo => {
+                Message::text(format!("42[\"publish\",{}]", serde_json::to_string(&tick)?))
+            }
+        })
+    }
+
+    /// The number of the published message `message` carries, if it is one.
+    pub(crate) fn publication_seq(self, message: &Message) -> Option<u64> {
+        match (self, message) {
+            (Self::SentePostcard, Message::Binary(_)) => match Codec::decode(message) {
+                Ok(Inbound::Publication { payload, .. }) => {
+                    payload.decode::<Tick>("bench/tick").ok().map(|t| t.seq)
+                }
+                _ => None,
+            },
+            (Self::Bare | Self::SenteJson | Self::SocketIo, Message::Text(text)) => {
+                let text = text.as_str();
+                // Object keys may come in any order (a map sorted by key, say).
+                let at = text.find("\"seq\":")?;
+                leading_number(&text[at + 6..])
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The next text or binary frame (WebSocket pings are answered by tungstenite).
+pub(crate) async fn next_data(ws: &mut Ws) -> Result<Message, BoxError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => return Ok(message),
+            Some(Ok(Message::Close(frame))) => {
+                return Err(bad(format!("the server closed the connection: {frame:?}")));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(err.into()),
+            None => return Err(bad("the connection ended")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Echo;
+
+    #[test]
+    fn sente_frames_decode_with_the_library_codec() {
+        for protocol in [Protocol::SenteJson, Protocol::SentePostcard] {
+            let frames = EchoFrames::new(protocol, payload_of(20));
+            let request = frames.request(300);
+            match Codec::decode(&request).expect("decodes") {
+                Inbound::Request {
+                    event,
+                    req_id,
+                    payload,
+                    ..
+                } => {
+                    assert_eq!(req_id, 300);
+                    assert_eq!(event.key(), EventKey::of("bench/echo"));
+                    let echo: Echo = payload.decode("bench/echo").expect("payload");
+                    assert_eq!(echo.0, payload_of(20));
+                }
+                other => panic!("not a request: {other:?}"),
+            }
+            let codec = protocol.codec().expect("sente codec");
+            let reply = codec.encode_reply(300, &payload_of(20)).expect("reply");
+            assert!(matches!(protocol.reply(&reply), Reply::Ok { id: 300, .. }));
+            let ping = codec.encode_control(&Control::Ping(9));
+            assert_eq!(
+                protocol.keepalive(&ping),
+                Some(codec.encode_control(&Control::Pong(9)))
+            );
+        }
+    }
+
+    #[test]
+    fn publications_carry_their_number() {
+        for protocol in [Protocol::SenteJson, Protocol::SentePostcard] {
+            let codec = protocol.codec().expect("sente codec");
+            let tick = Tick {
+                seq: 77,
+                pad: "xy".into(),
+            };
+            let message = codec
+                .encode_publication(ROOM, None, &tick)
+                .expect("encodes");
+            assert_eq!(protocol.publication_seq(&message), Some(77));
+        }
+        let io = Message::text("42[\"tick\",{\"pad\":\"\",\"seq\":5}]");
+        assert_eq!(Protocol::SocketIo.publication_seq(&io), Some(5));
+        assert_eq!(
+            Protocol::SocketIo.reply(&Message::text("4312[\"abc\"]")),
+            Reply::Ok { id: 12, len: 11 }
+        );
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for value in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            push_varint(&mut out, value);
+            assert_eq!(read_varint(&out), Some((value, out.len())));
+        }
+    }
+}
