@@ -94,8 +94,6 @@ impl fmt::Display for EventKey {
     }
 }
 
-impl nohash_hasher::IsEnabled for EventKey {}
-
 const fn fnv1a_32(bytes: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     let mut i = 0;

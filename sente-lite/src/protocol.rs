@@ -134,7 +134,8 @@ pub struct ErrorReply {
     pub code: Cow<'static, str>,
     /// A sentence for people.
     pub message: String,
-    /// Optional structured details.
+    /// Optional structured details. `null` counts as no data: it travels as an
+    /// absent field, and comes back as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
 }

@@ -10,12 +10,33 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
-use nohash_hasher::NoHashHasher;
 use tungstenite::Message;
 
 use crate::protocol::{Control, ErrorReply, RequestId, codes};
 use crate::registry::{self, ClashError, EventRecord};
 use crate::{Codec, Ctx, Event, EventKey, EventRef, Handler, Payload, ProtocolError};
+
+/// Hashes an [`EventKey`] (already an FNV-1a hash) by spreading it over 64 bits
+/// with one multiplication, so that the table's probe tags (the top bits) differ
+/// between keys and a miss is found without comparing keys.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u32(&mut self, key: u32) {
+        self.0 = u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// What is known of one route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +160,7 @@ impl Router {
     /// Fails when an event is routed twice, when two routed events share an id
     /// or a key, or when the program's [registry](crate::registry) has a clash.
     pub fn build(self) -> Result<RouteTable, RouterError> {
-        let mut table: HashMap<EventKey, Route, BuildHasherDefault<NoHashHasher<EventKey>>> =
+        let mut table: HashMap<EventKey, Route, BuildHasherDefault<KeyHasher>> =
             HashMap::with_capacity_and_hasher(self.routes.len(), BuildHasherDefault::default());
         for route in self.routes {
             if let Some(prev) = table.get(&route.info.key) {
@@ -206,7 +227,7 @@ pub enum Outcome {
 /// The built dispatch table: O(1) lookup of a route by event key. Cheap to clone.
 #[derive(Clone)]
 pub struct RouteTable {
-    routes: Arc<HashMap<EventKey, Route, BuildHasherDefault<NoHashHasher<EventKey>>>>,
+    routes: Arc<HashMap<EventKey, Route, BuildHasherDefault<KeyHasher>>>,
 }
 
 impl RouteTable {

@@ -1320,3 +1320,19 @@ fn unknown_object_fields_are_ignored() {
         }))
     );
 }
+
+/// `null` error data is no data in both encodings.
+#[test]
+fn null_error_data_is_no_data_in_both_codecs() {
+    let error = ErrorReply::new("app/x", "y").with_data(serde_json::Value::Null);
+    for codec in [Codec::Json, Codec::Postcard] {
+        let message = codec.encode_error_reply(3, &error);
+        match Codec::decode(&message).unwrap() {
+            Inbound::Reply {
+                req_id: 3,
+                result: Err(got),
+            } => assert_eq!(got.data, None, "{codec}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -80,7 +80,12 @@ impl<'a> WireError<'a> {
         Self {
             code: Cow::Borrowed(&e.code),
             message: Cow::Borrowed(&e.message),
-            data: e.data.as_ref().map(|d| Cow::Owned(d.to_string())),
+            // `null` data is no data, as in JSON frames.
+            data: e
+                .data
+                .as_ref()
+                .filter(|d| !d.is_null())
+                .map(|d| Cow::Owned(d.to_string())),
         }
     }
 
@@ -115,8 +120,11 @@ fn with_payload<T: Serialize + ?Sized>(
     what: &'static str,
     payload: &T,
 ) -> Result<Message, EncodeError> {
-    let buf = header(head);
-    let buf = postcard::to_extend(payload, buf).map_err(|e| encode_error(what, ENCODING, e))?;
+    // postcard writes a tuple as its elements one after the other: the header,
+    // then the payload. One pass into one buffer (appending the payload through
+    // `Extend<u8>` went byte by byte).
+    let buf =
+        postcard::to_allocvec(&(head, payload)).map_err(|e| encode_error(what, ENCODING, e))?;
     Ok(to_message(buf))
 }
 
