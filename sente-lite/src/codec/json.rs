@@ -31,13 +31,12 @@ fn text(buf: Vec<u8>) -> Message {
     Message::Text(String::from_utf8(buf).unwrap_or_default().into())
 }
 
-/// Writes `value` as JSON. Writing into a `Vec` cannot fail; serialization can.
-fn put<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    what: &'static str,
-    value: &T,
-) -> Result<(), EncodeError> {
-    serde_json::to_writer(&mut *buf, value).map_err(|e| encode_error(what, ENCODING, e))
+/// Serializes a frame (a tuple is a JSON array) straight into a `String`, so the
+/// payload is written once and no UTF-8 check follows.
+fn frame<T: Serialize>(what: &'static str, value: &T) -> Result<Message, EncodeError> {
+    serde_json::to_string(value)
+        .map(|text| Message::Text(text.into()))
+        .map_err(|e| encode_error(what, ENCODING, e))
 }
 
 /// `["id",payload]`, `["id",payload,req_id]` or `["id",payload,req_id,deadline_ms]`.
@@ -46,19 +45,11 @@ pub(super) fn event<T: Serialize>(
     request: Option<(RequestId, Option<u32>)>,
     payload: &T,
 ) -> Result<Message, EncodeError> {
-    let mut buf = Vec::with_capacity(64);
-    buf.extend_from_slice(b"[\"");
-    buf.extend_from_slice(id.as_bytes());
-    buf.extend_from_slice(b"\",");
-    put(&mut buf, id, payload)?;
-    if let Some((req_id, deadline)) = request {
-        let _ = write!(buf, ",{req_id}");
-        if let Some(ms) = deadline {
-            let _ = write!(buf, ",{ms}");
-        }
+    match request {
+        None => frame(id, &(id, payload)),
+        Some((req_id, None)) => frame(id, &(id, payload, req_id)),
+        Some((req_id, Some(ms))) => frame(id, &(id, payload, req_id, ms)),
     }
-    buf.push(b']');
-    Ok(text(buf))
 }
 
 /// `["sl/ok",req_id,payload]`.
@@ -66,11 +57,7 @@ pub(super) fn reply_ok<T: Serialize + ?Sized>(
     req_id: RequestId,
     payload: &T,
 ) -> Result<Message, EncodeError> {
-    let mut buf = Vec::with_capacity(64);
-    let _ = write!(buf, "[\"{OK}\",{req_id},");
-    put(&mut buf, "reply", payload)?;
-    buf.push(b']');
-    Ok(text(buf))
+    frame("reply", &(OK, req_id, payload))
 }
 
 /// `["sl/err",req_id,{"code":...,"message":...}]`.
@@ -89,17 +76,10 @@ pub(super) fn publication<T: Serialize>(
     position: Option<&StreamPosition>,
     payload: &T,
 ) -> Result<Message, EncodeError> {
-    let mut buf = Vec::with_capacity(64);
-    let _ = write!(buf, "[\"{PUB}\",");
-    put_infallible(&mut buf, channel);
-    let _ = write!(buf, ",\"{id}\",");
-    put(&mut buf, id, payload)?;
-    if let Some(position) = position {
-        buf.push(b',');
-        put_infallible(&mut buf, position);
+    match position {
+        None => frame(id, &(PUB, channel, id, payload)),
+        Some(position) => frame(id, &(PUB, channel, id, payload, position)),
     }
-    buf.push(b']');
-    Ok(text(buf))
 }
 
 /// Protocol types serialize infallibly: strings, numbers, options and a JSON value.
