@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -17,7 +17,9 @@ use crate::codec::{EventRef, Payload};
 use crate::protocol::{CloseReason, Control, ErrorReply, RequestId, StreamPosition, codes};
 use crate::router::DispatchFuture;
 use crate::stats::{Counters, add, bump};
-use crate::{Codec, Ctx, Dispatched, Inbound, Outcome, ProtocolError, RouteTable};
+use crate::{
+    Codec, Ctx, Dispatched, Inbound, OutboundReceiver, Outcome, ProtocolError, RouteTable,
+};
 
 /// Close code sent when the peer stayed silent past the heartbeat timeout.
 pub(crate) const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
@@ -190,9 +192,9 @@ where
     S: Stream<Item = Result<Message, tungstenite::Error>>
         + Sink<Message, Error = tungstenite::Error>
         + Unpin,
-    Q: std::borrow::BorrowMut<mpsc::Receiver<Message>>,
+    Q: std::borrow::BorrowMut<OutboundReceiver>,
 {
-    let queue: &mut mpsc::Receiver<Message> = queue.borrow_mut();
+    let queue: &mut OutboundReceiver = queue.borrow_mut();
     let codec = ctx.codec();
     let mut tasks: FuturesUnordered<DispatchFuture> = FuturesUnordered::new();
     let mut last_heard = Instant::now();
@@ -214,13 +216,18 @@ where
     );
     let mut rate_told = Instant::now() - Duration::from_secs(2);
 
+    // The two signals are waited on across every round of the loop below, so
+    // each registers with its `Notify` once, not once per round.
+    let mut slow = std::pin::pin!(signal.slow());
+    let mut close_requested = std::pin::pin!(signal.notify.notified());
+
     // Every write races the slow-consumer signal: a peer that stops reading
     // blocks the write, and only dropping the connection frees it.
     macro_rules! io {
         ($op:expr) => {{
             tokio::select! {
                 biased;
-                () = signal.slow() => {
+                () = &mut slow => {
                     bump(&counters.slow_consumers);
                     return Ended::WeClosed { code: CLOSE_SLOW_CONSUMER, reason: "slow consumer: the outbound queue stayed full".into() };
                 }
@@ -238,19 +245,13 @@ where
             io!(ws.send(msg));
         }};
     }
+    // Closing is rare: its futures live in their own allocation, not in every
+    // idle connection's task.
     macro_rules! close {
         ($code:expr, $reason:expr) => {{
             let code: u16 = $code;
             let reason: String = $reason;
-            let _ = ws.send(close_frame(code, &reason)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_close() {
-                        break;
-                    }
-                }
-            })
-            .await;
+            Box::pin(close_with(&mut ws, code, &reason)).await;
             return Ended::WeClosed { code, reason };
         }};
     }
@@ -263,32 +264,16 @@ where
         tokio::select! {
             biased;
 
-            () = signal.slow() => {
+            () = &mut slow => {
                 bump(&counters.slow_consumers);
                 close!(CLOSE_SLOW_CONSUMER, "slow consumer: the outbound queue stayed full".into());
             }
 
-            () = signal.notify.notified() => {
+            () = &mut close_requested => {
+                close_requested.set(signal.notify.notified());
                 if signal.requested.load(Ordering::Acquire) {
-                    // Graceful: let running handlers finish (bounded), flush, then close.
-                    let _ = tokio::time::timeout(config.drain_timeout, async {
-                        while let Some(done) = tasks.next().await {
-                            if let Some(message) = done.message {
-                                let _ = ws.feed(message).await;
-                            }
-                        }
-                    })
-                    .await;
-                    while let Ok(message) = queue.try_recv() {
-                        let _ = ws.feed(message).await;
-                    }
-                    let reason = signal.take_reason().unwrap_or_else(|| CloseReason {
-                        code: Cow::Borrowed("going-away"),
-                        message: "closing".into(),
-                        reconnect_after_ms: None,
-                    });
-                    let _ = ws.feed(codec.encode_control(&Control::Close(reason.clone()))).await;
-                    close!(1001, reason.message);
+                    let reason = Box::pin(drain(&mut ws, &mut tasks, queue, codec, signal, config.drain_timeout)).await;
+                    close!(1001, reason);
                 }
             }
 
@@ -298,7 +283,7 @@ where
                 io!(ws.feed(message));
                 // Batch what is already queued into one flush.
                 for _ in 0..64 {
-                    let Ok(message) = queue.try_recv() else { break };
+                    let Some(message) = queue.try_recv() else { break };
                     add(&counters.bytes_out, message.len());
                     bump(&counters.messages_out);
                     io!(ws.feed(message));
@@ -404,6 +389,59 @@ where
     }
 }
 
+/// Sends a close frame, then waits (bounded) for the peer's.
+async fn close_with<S>(ws: &mut S, code: u16, reason: &str)
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
+        + Unpin,
+{
+    let _ = ws.send(close_frame(code, reason)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// A graceful close: lets running handlers finish (bounded), sends what they
+/// and the queue hold, then `sl/close`. Returns the close reason's message.
+async fn drain<S>(
+    ws: &mut S,
+    tasks: &mut FuturesUnordered<DispatchFuture>,
+    queue: &mut OutboundReceiver,
+    codec: Codec,
+    signal: &CloseSignal,
+    drain_timeout: Duration,
+) -> String
+where
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let _ = tokio::time::timeout(drain_timeout, async {
+        while let Some(done) = tasks.next().await {
+            if let Some(message) = done.message {
+                let _ = ws.feed(message).await;
+            }
+        }
+    })
+    .await;
+    while let Some(message) = queue.try_recv() {
+        let _ = ws.feed(message).await;
+    }
+    let reason = signal.take_reason().unwrap_or_else(|| CloseReason {
+        code: Cow::Borrowed("going-away"),
+        message: "closing".into(),
+        reconnect_after_ms: None,
+    });
+    let _ = ws
+        .feed(codec.encode_control(&Control::Close(reason.clone())))
+        .await;
+    reason.message
+}
+
 /// Runs a handler inside a `handler` span (event id, request id), so that what
 /// the handler logs carries them; no wrapping at all when the span is disabled.
 fn traced(
@@ -421,6 +459,44 @@ fn traced(
     }
 }
 
+/// Wraps a started handler: its span, and for a request its count and deadline
+/// (`deadline_ms` is never 0 here: such a request is answered without running).
+fn started(
+    running: DispatchFuture,
+    ctx: &Ctx,
+    counters: &Counters,
+    event: &'static str,
+    req_id: Option<RequestId>,
+    deadline_ms: Option<u32>,
+    size: usize,
+) -> DispatchFuture {
+    let running = traced(running, event, req_id, size);
+    let Some(req_id) = req_id else {
+        return running;
+    };
+    bump(&counters.requests_handled);
+    let Some(ms) = deadline_ms else {
+        return running;
+    };
+    let codec = ctx.codec();
+    Box::pin(async move {
+        match tokio::time::timeout(Duration::from_millis(u64::from(ms)), running).await {
+            Ok(done) => done,
+            Err(_) => Dispatched {
+                message: Some(codec.encode_error_reply(
+                    req_id,
+                    &ErrorReply::new(
+                        codes::DEADLINE_EXCEEDED,
+                        "the handler ran past the request's deadline",
+                    ),
+                )),
+                outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
+                timing: None,
+            },
+        }
+    })
+}
+
 /// Decodes one data frame and starts what it asks for.
 fn handle_frame(
     message: &Message,
@@ -429,6 +505,27 @@ fn handle_frame(
     side: &mut dyn Side,
     counters: &Counters,
 ) -> Result<Option<DispatchFuture>, (ProtocolError, Option<RequestId>)> {
+    // Routed JSON events and requests decode in one pass; everything else, and
+    // anything wrong with them, takes the general path below.
+    if let Message::Text(text) = message
+        && let Some(fast) = routes.dispatch_json(ctx, text.as_str())
+    {
+        counters.events.inbound(fast.id, message.len());
+        return fast
+            .started
+            .map(|running| {
+                Some(started(
+                    running,
+                    ctx,
+                    counters,
+                    fast.id,
+                    fast.req_id,
+                    fast.deadline_ms,
+                    message.len(),
+                ))
+            })
+            .map_err(|e| (e, fast.req_id));
+    }
     let inbound = match Codec::decode(message) {
         Ok(inbound) => inbound,
         Err(err) => {
@@ -445,11 +542,18 @@ fn handle_frame(
         Inbound::Control(_) => "sl/control",
     };
     counters.events.inbound(label, message.len());
+    let size = message.len();
+    let route = |event: EventRef<'_>, payload, req_id, deadline_ms| {
+        routes
+            .dispatch(ctx, &event, payload, req_id)
+            .map(|running| {
+                let running = started(running, ctx, counters, label, req_id, deadline_ms, size);
+                Some(running)
+            })
+            .map_err(|e| (e, req_id))
+    };
     match inbound {
-        Inbound::Event { event, payload } => routes
-            .dispatch(ctx, &event, payload, None)
-            .map(|running| Some(traced(running, label, None, message.len())))
-            .map_err(|e| (e, None)),
+        Inbound::Event { event, payload } => route(event, payload, None, None),
         Inbound::Request {
             event,
             req_id,
@@ -473,35 +577,7 @@ fn handle_frame(
                     }
                 })));
             }
-            let running = routes
-                .dispatch(ctx, &event, payload, Some(req_id))
-                .map(|running| traced(running, label, Some(req_id), message.len()))
-                .map_err(|e| (e, Some(req_id)))?;
-            bump(&counters.requests_handled);
-            Ok(Some(match deadline_ms {
-                None => running,
-                Some(ms) => {
-                    let codec = ctx.codec();
-                    Box::pin(async move {
-                        match tokio::time::timeout(Duration::from_millis(u64::from(ms)), running)
-                            .await
-                        {
-                            Ok(done) => done,
-                            Err(_) => Dispatched {
-                                message: Some(codec.encode_error_reply(
-                                    req_id,
-                                    &ErrorReply::new(
-                                        codes::DEADLINE_EXCEEDED,
-                                        "the handler ran past the request's deadline",
-                                    ),
-                                )),
-                                outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
-                                timing: None,
-                            },
-                        }
-                    })
-                }
-            }))
+            route(event, payload, Some(req_id), deadline_ms)
         }
         Inbound::Reply { req_id, result } => {
             if !ctx.pending().complete(req_id, result) {

@@ -7,11 +7,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tungstenite::Message;
 
 use crate::pending::{self, PendingRequests, RequestError};
 use crate::protocol::{ConnId, RequestId, SubscribeReply, UserId};
+use crate::queue::{OutboundReceiver, PushError, Queue};
 use crate::{Codec, Event, NoReply, ProtocolError, Request, SendError};
 
 /// Application values handlers reach through [`Ctx::state`]: one value per type,
@@ -283,24 +283,27 @@ impl fmt::Debug for Ctx {
 /// is full the message is refused ([`SendError::QueueFull`]), never buffered
 /// elsewhere: the caller decides, and the server's slow-consumer policy closes
 /// connections that stay full.
-#[derive(Clone)]
 pub struct Outbound {
     conn_id: ConnId,
-    tx: mpsc::Sender<Message>,
+    queue: Arc<Queue>,
     signal: Option<Arc<crate::connection::CloseSignal>>,
 }
 
 impl Outbound {
     /// A queue of `capacity` messages (at least 1) for connection `conn_id`.
-    pub fn channel(conn_id: ConnId, capacity: usize) -> (Self, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    ///
+    /// The queue allocates as messages arrive and gives the room back once
+    /// emptied, so an idle connection's queue holds no memory.
+    pub fn channel(conn_id: ConnId, capacity: usize) -> (Self, OutboundReceiver) {
+        let queue = Queue::new(capacity);
+        let receiver = OutboundReceiver::new(Arc::clone(&queue));
         (
             Self {
                 conn_id,
-                tx,
+                queue,
                 signal: None,
             },
-            rx,
+            receiver,
         )
     }
 
@@ -309,7 +312,7 @@ impl Outbound {
         conn_id: ConnId,
         capacity: usize,
         signal: Arc<crate::connection::CloseSignal>,
-    ) -> (Self, mpsc::Receiver<Message>) {
+    ) -> (Self, OutboundReceiver) {
         let (mut outbound, rx) = Self::channel(conn_id, capacity);
         outbound.signal = Some(signal);
         (outbound, rx)
@@ -318,25 +321,24 @@ impl Outbound {
     /// The same queue, naming connection `conn_id` in its errors (a client hands
     /// its one queue to each of its connections in turn).
     pub(crate) fn for_conn(&self, conn_id: ConnId) -> Self {
-        Self {
-            conn_id,
-            ..self.clone()
-        }
+        let mut outbound = self.clone();
+        outbound.conn_id = conn_id;
+        outbound
     }
 
     /// Queues `message` without waiting.
     pub fn try_send(&self, message: Message) -> Result<(), SendError> {
-        self.tx.try_send(message).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
+        self.queue.push(message).map_err(|e| match e {
+            PushError::Full => {
                 if let Some(signal) = &self.signal {
                     signal.slow_consumer();
                 }
                 SendError::QueueFull {
                     conn_id: self.conn_id,
-                    capacity: self.tx.max_capacity(),
+                    capacity: self.queue.capacity(),
                 }
             }
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed {
+            PushError::Closed => SendError::Closed {
                 conn_id: self.conn_id,
             },
         })
@@ -344,12 +346,29 @@ impl Outbound {
 
     /// Messages queued and not yet taken by the connection's task.
     pub fn len(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.queue.len()
     }
 
     /// Whether no message is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Clone for Outbound {
+    fn clone(&self) -> Self {
+        self.queue.add_sender();
+        Self {
+            conn_id: self.conn_id,
+            queue: Arc::clone(&self.queue),
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        self.queue.drop_sender();
     }
 }
 

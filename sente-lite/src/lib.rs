@@ -16,6 +16,7 @@ mod handler;
 pub mod logging;
 mod pending;
 pub mod protocol;
+mod queue;
 pub mod registry;
 mod router;
 pub mod server;
@@ -37,6 +38,7 @@ pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
 pub use pending::RequestError;
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
+pub use queue::OutboundReceiver;
 pub use router::{
     DispatchFuture, Dispatched, HandlerTiming, Outcome, RouteInfo, RouteTable, Router, RouterError,
 };

@@ -20,7 +20,7 @@ use crate::{Codec, Ctx, Event, EventKey, EventRef, Handler, Payload, ProtocolErr
 /// with one multiplication, so that the table's probe tags (the top bits) differ
 /// between keys and a miss is found without comparing keys.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -293,6 +293,28 @@ impl RouteTable {
         route.call.dispatch(ctx, payload, req_id)
     }
 
+    /// The one-pass path for a JSON event or request frame: the route is found
+    /// from the frame's head and the payload is decoded straight into the
+    /// handler's type, then the handler starts as in [`RouteTable::dispatch`].
+    ///
+    /// `None` when the frame is anything else, or anything about it is wrong
+    /// (an unknown event, a payload that does not fit, a request sent as an
+    /// event, a deadline already passed): the caller decodes it the general way,
+    /// which names the problem. A `Some` holds what that way would have done.
+    pub(crate) fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastDispatch> {
+        let id = crate::codec::json_event_head(text)?;
+        let route = self.lookup(&EventRef::Id(std::borrow::Cow::Borrowed(id)))?;
+        route
+            .call
+            .dispatch_json(ctx, text)
+            .map(|(req_id, deadline_ms, started)| FastDispatch {
+                id: route.info.id,
+                req_id,
+                deadline_ms,
+                started,
+            })
+    }
+
     /// The frame that tells the peer about `error`: the request's error reply when
     /// `req_id` is given, an `sl/error` frame otherwise.
     pub fn error_message(
@@ -314,6 +336,25 @@ impl std::fmt::Debug for RouteTable {
     }
 }
 
+/// A JSON event or request started by [`RouteTable::dispatch_json`].
+pub(crate) struct FastDispatch {
+    /// The event id.
+    pub(crate) id: &'static str,
+    /// The request id, for a request.
+    pub(crate) req_id: Option<RequestId>,
+    /// The request's deadline in milliseconds (never 0: those take the general path).
+    pub(crate) deadline_ms: Option<u32>,
+    /// The running handler, or why it could not start (a request id already in
+    /// flight, too many in flight).
+    pub(crate) started: Result<DispatchFuture, ProtocolError>,
+}
+
+type FastStart = (
+    Option<RequestId>,
+    Option<u32>,
+    Result<DispatchFuture, ProtocolError>,
+);
+
 trait ErasedRoute: Send + Sync {
     fn dispatch(
         &self,
@@ -321,6 +362,8 @@ trait ErasedRoute: Send + Sync {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
     ) -> Result<DispatchFuture, ProtocolError>;
+
+    fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastStart>;
 }
 
 struct HandlerRoute<H>(H, PhantomData<fn() -> H>);
@@ -333,6 +376,28 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
         req_id: Option<RequestId>,
     ) -> Result<DispatchFuture, ProtocolError> {
         let event: H::Event = payload.decode(<H::Event as Event>::ID)?;
+        self.start(ctx, event, req_id)
+    }
+
+    fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastStart> {
+        let frame = crate::codec::decode_json_event::<H::Event>(text)?;
+        let kind_fits = frame.req_id.is_some() == <H::Event as Event>::IS_REQUEST;
+        if !kind_fits || frame.deadline_ms == Some(0) {
+            return None;
+        }
+        let started = self.start(ctx, frame.payload, frame.req_id);
+        Some((frame.req_id, frame.deadline_ms, started))
+    }
+}
+
+impl<H: Handler> HandlerRoute<H> {
+    /// Starts the handler on a decoded event.
+    fn start(
+        &self,
+        ctx: &Ctx,
+        event: H::Event,
+        req_id: Option<RequestId>,
+    ) -> Result<DispatchFuture, ProtocolError> {
         let guard = req_id.map(|id| ctx.begin_request(id)).transpose()?;
         let codec = ctx.codec();
         let running = AssertUnwindSafe(self.0.call(ctx.clone(), event)).catch_unwind();

@@ -1,5 +1,8 @@
 //! Counters kept by servers and clients, and their [`StatsSnapshot`].
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,31 +32,87 @@ pub(crate) struct EventMetrics {
     pub(crate) messages_in: Family<EventLabel, Counter>,
     pub(crate) bytes_in: Family<EventLabel, Counter>,
     pub(crate) handler_seconds: Family<EventLabel, Histogram, fn() -> Histogram>,
+    /// The handles of every label known when the metrics were made (the routed
+    /// ids and the frame kinds), so the hot path skips the families' locked maps.
+    known: Arc<HashMap<&'static str, EventHandles, BuildHasherDefault<crate::router::KeyHasher>>>,
 }
+
+/// One label's metrics (clones share the values with the families).
+#[derive(Debug)]
+struct EventHandles {
+    messages_in: Counter,
+    bytes_in: Counter,
+    handler_seconds: Option<Histogram>,
+}
+
+/// Labels of frames that are not routed events.
+const FRAME_KINDS: [&str; 5] = ["unknown", "invalid", "sl/reply", "sl/pub", "sl/control"];
 
 impl Default for EventMetrics {
     fn default() -> Self {
-        Self {
-            messages_in: Family::default(),
-            bytes_in: Family::default(),
-            handler_seconds: Family::new_with_constructor(handler_histogram),
-        }
+        Self::new([])
     }
 }
 
 impl EventMetrics {
+    /// Metrics whose series for `routed` ids (and for the frame kinds) exist
+    /// from the start, at zero.
+    pub(crate) fn new(routed: impl IntoIterator<Item = &'static str>) -> Self {
+        let messages_in = Family::<EventLabel, Counter>::default();
+        let bytes_in = Family::<EventLabel, Counter>::default();
+        let handler_seconds: Family<EventLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(handler_histogram);
+        let mut known = HashMap::default();
+        let labels = routed
+            .into_iter()
+            .map(|id| (id, true))
+            .chain(FRAME_KINDS.map(|kind| (kind, false)));
+        for (event, is_routed) in labels {
+            let label = EventLabel { event };
+            known.insert(
+                event,
+                EventHandles {
+                    messages_in: messages_in.get_or_create(&label).clone(),
+                    bytes_in: bytes_in.get_or_create(&label).clone(),
+                    handler_seconds: is_routed
+                        .then(|| handler_seconds.get_or_create(&label).clone()),
+                },
+            );
+        }
+        Self {
+            messages_in,
+            bytes_in,
+            handler_seconds,
+            known: Arc::new(known),
+        }
+    }
+
     pub(crate) fn inbound(&self, event: &'static str, size: usize) {
+        if let Some(known) = self.known.get(event) {
+            known.messages_in.inc();
+            known.bytes_in.inc_by(size as u64);
+            return;
+        }
         let label = EventLabel { event };
         self.messages_in.get_or_create(&label).inc();
         self.bytes_in.get_or_create(&label).inc_by(size as u64);
     }
 
     pub(crate) fn handled(&self, timing: &crate::HandlerTiming) {
+        let seconds = timing.elapsed.as_secs_f64();
+        if let Some(histogram) = self
+            .known
+            .get(timing.event)
+            .and_then(|known| known.handler_seconds.as_ref())
+        {
+            histogram.observe(seconds);
+            return;
+        }
         self.handler_seconds
             .get_or_create(&EventLabel {
                 event: timing.event,
             })
-            .observe(timing.elapsed.as_secs_f64());
+            .observe(seconds);
     }
 }
 

@@ -6,10 +6,10 @@ use std::sync::{Arc, LazyLock};
 use sente_lite::protocol::codes;
 use sente_lite::{
     Codec, ConnId, Ctx, Dispatched, ErrorReply, EventKey, EventRef, Inbound, Message, Outbound,
-    Outcome, Payload, ProtocolError, RouteTable, Router, RouterError,
+    OutboundReceiver, Outcome, Payload, ProtocolError, RouteTable, Router, RouterError,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 #[sente_lite::event("test/note")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ fn routes() -> RouteTable {
         .expect("routes build")
 }
 
-fn conn(codec: Codec, max_in_flight: usize) -> (Ctx, mpsc::Receiver<Message>) {
+fn conn(codec: Codec, max_in_flight: usize) -> (Ctx, OutboundReceiver) {
     let (outbound, queue) = Outbound::channel(ConnId(9), 8);
     (
         Ctx::new(

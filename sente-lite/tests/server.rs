@@ -328,6 +328,51 @@ async fn bad_input_is_answered_and_the_connection_goes_on() {
 }
 
 #[tokio::test]
+async fn requests_are_checked_in_every_spelling_of_a_frame() {
+    let server = start(|_| {}).await;
+    let (mut ws, _) = connect(&server, "", Codec::Json).await;
+    // The compact spelling and a spaced one mean the same.
+    assert_eq!(
+        json(&mut ws, r#"["srv/add",{"a":1,"b":2},1]"#).await,
+        r#"["sl/ok",1,3]"#
+    );
+    assert_eq!(
+        json(&mut ws, " [ \"srv/add\" , {\"b\":2, \"a\":5} , 2 ] ").await,
+        r#"["sl/ok",2,7]"#
+    );
+    // An escaped id names the same event.
+    assert_eq!(
+        json(&mut ws, r#"["srv\/add",{"a":2,"b":2},3]"#).await,
+        r#"["sl/ok",3,4]"#
+    );
+    // A request sent without its id, and an event sent with one.
+    let answer = json(&mut ws, r#"["srv/add",{"a":1,"b":1}]"#).await;
+    assert!(
+        answer.starts_with(r#"["sl/error",{"code":"bad-event""#),
+        "{answer}"
+    );
+    let answer = json(&mut ws, r#"["srv/note",{"text":"x"},4]"#).await;
+    assert!(
+        answer.starts_with(r#"["sl/err",4,{"code":"bad-event""#),
+        "{answer}"
+    );
+    // A request id still in flight is refused, and the first request still ends.
+    ws.send(Message::text(r#"["srv/slow",{"ms":300},9]"#))
+        .await
+        .unwrap();
+    let answer = json(&mut ws, r#"["srv/slow",{"ms":0},9]"#).await;
+    assert!(
+        answer.starts_with(r#"["sl/err",9,{"code":"duplicate-request""#),
+        "{answer}"
+    );
+    let answer = next(&mut ws).await.into_text().unwrap().to_string();
+    assert!(answer.starts_with(r#"["sl/ok",9,"#), "{answer}");
+    let errors = server.stats().errors;
+    assert_eq!((errors.bad_event, errors.duplicate_request), (2, 1));
+    assert_eq!(server.stats().requests_handled, 4);
+}
+
+#[tokio::test]
 async fn a_deadline_that_passes_is_answered_deadline_exceeded() {
     let server = start(|_| {}).await;
     let (mut ws, _) = connect(&server, "", Codec::Json).await;

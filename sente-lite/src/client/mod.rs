@@ -603,9 +603,7 @@ impl ClientBuilder {
         self
     }
 
-    fn build(
-        self,
-    ) -> Result<(Arc<Shared>, tokio::sync::mpsc::Receiver<crate::Message>), ClientError> {
+    fn build(self) -> Result<(Arc<Shared>, crate::OutboundReceiver), ClientError> {
         #[allow(unused_mut)]
         let mut target = Target::new(
             &self.url,
@@ -691,7 +689,7 @@ impl ClientBuilder {
 
     fn spawn(
         shared: Arc<Shared>,
-        queue: tokio::sync::mpsc::Receiver<crate::Message>,
+        queue: crate::OutboundReceiver,
         opened: Option<(dial::Socket, Handshake)>,
     ) -> Client {
         let task = tokio::spawn(supervisor::supervise(Arc::clone(&shared), queue, opened));

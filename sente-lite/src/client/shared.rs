@@ -131,12 +131,16 @@ impl Shared {
         settings: Settings,
         outbound: Outbound,
     ) -> Self {
+        let counters = Counters {
+            events: crate::stats::EventMetrics::new(routes.routes().map(|route| route.id)),
+            ..Counters::default()
+        };
         Self {
             target,
             routes,
             settings,
             outbound,
-            counters: Counters::default(),
+            counters,
             commands: Commands::default(),
             state: watch::Sender::new(ConnectionState::Closed),
             live: Mutex::new(None),

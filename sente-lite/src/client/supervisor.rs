@@ -5,10 +5,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use crate::OutboundReceiver;
 use tokio::time::Instant;
 use tracing::Instrument as _;
-use tungstenite::Message;
 
 use super::ConnectionState;
 use super::backoff::Backoff;
@@ -50,7 +49,7 @@ struct ConnectionEnd {
 /// `ClientBuilder::connect` already opened, if any.
 pub(crate) async fn supervise(
     shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: OutboundReceiver,
     mut opened: Option<(Socket, Handshake)>,
 ) {
     let span = tracing::info_span!(
@@ -185,7 +184,7 @@ async fn run_connection(
     shared: &Arc<Shared>,
     ws: Socket,
     handshake: Handshake,
-    queue: &mut mpsc::Receiver<Message>,
+    queue: &mut OutboundReceiver,
     previous: &mut Option<Ctx>,
 ) -> ConnectionEnd {
     let conn_id = handshake.conn_id;

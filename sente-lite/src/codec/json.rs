@@ -247,3 +247,192 @@ impl<'de> Visitor<'de> for FrameVisitor {
         Ok(inbound)
     }
 }
+
+/// The event id of a frame written in the compact form `["id",...` with no
+/// escapes in the id, or `None` for any other frame (controls, replies and
+/// publications included, as their names start with `sl/`).
+///
+/// This only picks frames for [`decode_event`]; what it refuses still goes
+/// through [`decode`], which accepts every valid spelling.
+pub(crate) fn event_head(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("[\"")?;
+    let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+    let id = &rest[..end];
+    let follows = rest.as_bytes().get(end..end + 2);
+    (follows == Some(b"\",") && !id.starts_with("sl/")).then_some(id)
+}
+
+/// An event or request frame decoded in one pass, its payload typed.
+#[derive(Debug, PartialEq)]
+pub(crate) struct EventFrame<T> {
+    pub(crate) payload: T,
+    pub(crate) req_id: Option<RequestId>,
+    pub(crate) deadline_ms: Option<u32>,
+}
+
+/// Decodes `["id",payload]`, `["id",payload,req_id]` or
+/// `["id",payload,req_id,deadline_ms]` with the payload read straight into `T`,
+/// so its bytes are scanned once (the general [`decode`] first finds the
+/// payload's end, then [`Payload::decode`] parses it again).
+///
+/// `None` when the frame is not such a frame or the payload does not fit `T`:
+/// the caller then decodes it with [`decode`], which names what is wrong. Every
+/// frame this accepts, [`decode`] accepts with the same meaning.
+pub(crate) fn decode_event<T: de::DeserializeOwned>(text: &str) -> Option<EventFrame<T>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let frame = de
+        .deserialize_seq(EventFrameVisitor(std::marker::PhantomData))
+        .ok()?;
+    de.end().ok()?;
+    Some(frame)
+}
+
+struct EventFrameVisitor<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<'de, T: de::DeserializeOwned> Visitor<'de> for EventFrameVisitor<T> {
+    type Value = EventFrame<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event frame")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let IgnoredAny = need(&mut seq, "event id")?;
+        let payload = need(&mut seq, "payload")?;
+        let (req_id, deadline_ms) = match seq.next_element::<RequestId>()? {
+            None => (None, None),
+            Some(req_id) => (Some(req_id), seq.next_element::<u32>()?),
+        };
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("unexpected extra elements"));
+        }
+        Ok(EventFrame {
+            payload,
+            req_id,
+            deadline_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    use super::{EventFrame, decode, decode_event, event_head};
+    use crate::codec::{EventRef, Inbound};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Item {
+        text: String,
+        n: i64,
+        xs: Vec<f64>,
+    }
+
+    #[test]
+    fn event_head_takes_only_compact_event_frames() {
+        assert_eq!(event_head(r#"["chat/send",{"a":1}]"#), Some("chat/send"));
+        assert_eq!(event_head(r#"["x",1,7,100]"#), Some("x"));
+        assert_eq!(event_head(r#"["x","#), Some("x"));
+        assert_eq!(event_head(r#"["sl/ok",1,2]"#), None);
+        assert_eq!(event_head(r#"["sl/ping",1]"#), None);
+        assert_eq!(event_head(r#"[ "x",1]"#), None);
+        assert_eq!(event_head(r#"["x" ,1]"#), None);
+        assert_eq!(event_head(r#"["x\"y",1]"#), None);
+        assert_eq!(event_head(r#"["x\u0041",1]"#), None);
+        assert_eq!(event_head(r#"["x"]"#), None);
+        assert_eq!(event_head(r#"{"x":1}"#), None);
+        assert_eq!(event_head(""), None);
+    }
+
+    /// What the general decoder makes of `text`, with the payload typed.
+    fn general(text: &str) -> Option<EventFrame<Item>> {
+        let (payload, req_id, deadline_ms) = match decode(text).ok()? {
+            Inbound::Event {
+                event: EventRef::Id(_),
+                payload,
+            } => (payload, None, None),
+            Inbound::Request {
+                event: EventRef::Id(_),
+                req_id,
+                deadline_ms,
+                payload,
+            } => (payload, Some(req_id), deadline_ms),
+            _ => return None,
+        };
+        Some(EventFrame {
+            payload: payload.decode("t").ok()?,
+            req_id,
+            deadline_ms,
+        })
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        (
+            ".{0,12}",
+            any::<i64>(),
+            proptest::collection::vec(proptest::num::f64::NORMAL, 0..4),
+        )
+            .prop_map(|(text, n, xs)| Item { text, n, xs })
+    }
+
+    /// One element of a frame's tail: the usual ones, and ones that are wrong.
+    fn extra() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<u32>().prop_map(|n| n.to_string()),
+            1 => any::<u64>().prop_map(|n| n.to_string()),
+            1 => Just("-1".to_owned()),
+            1 => Just("null".to_owned()),
+            1 => Just("\"7\"".to_owned()),
+            1 => Just("1.5".to_owned()),
+            1 => Just("{}".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the one-pass decoder accepts, the general decoder accepts
+        /// with the same meaning; well-formed frames are accepted by both.
+        #[test]
+        fn one_pass_agrees_with_the_general_decoder(
+            id in "[a-z]{1,6}(/[a-z]{1,6})?",
+            value in item(),
+            tail in proptest::collection::vec(extra(), 0..4),
+            mangle in 0usize..6,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let payload = serde_json::to_string(&value).unwrap();
+            let mut text = format!("[\"{id}\",{payload}");
+            for element in &tail {
+                text.push(',');
+                text.push_str(element);
+            }
+            text.push(']');
+            let text = match mangle {
+                // Spaces where the one-pass head check refuses them.
+                1 => text.replacen(',', " , ", 1),
+                // A payload of the wrong shape.
+                2 => format!("[\"{id}\",{{\"text\":1}}]"),
+                // Cut anywhere (at a char boundary).
+                3 => {
+                    let mut at = cut.index(text.len() + 1);
+                    while !text.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    text[..at].to_owned()
+                }
+                // Trailing garbage after the array.
+                4 => format!("{text}x"),
+                _ => text,
+            };
+            let fast = event_head(&text).and_then(|_| decode_event::<Item>(&text));
+            let slow = general(&text);
+            match (&fast, &slow) {
+                (Some(f), Some(s)) => prop_assert_eq!(f, s),
+                (Some(f), None) => prop_assert!(false, "only the one-pass decoder took {text:?}: {f:?}"),
+                // The head check refuses spaced frames the general decoder takes.
+                (None, Some(_)) => prop_assert_eq!(mangle, 1, "{}", text),
+                (None, None) => {}
+            }
+        }
+    }
+}

@@ -9,6 +9,8 @@
 mod json;
 mod postcard;
 
+pub(crate) use json::{decode_event as decode_json_event, event_head as json_event_head};
+
 use std::borrow::Cow;
 use std::fmt;
 

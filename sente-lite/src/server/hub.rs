@@ -133,6 +133,10 @@ impl Shared {
         health_checks: Vec<(String, super::HealthCheck)>,
         state: crate::ctx::AppState,
     ) -> Self {
+        let counters = Counters {
+            events: crate::stats::EventMetrics::new(routes.routes().map(|route| route.id)),
+            ..Counters::default()
+        };
         Self {
             health_checks,
             state,
@@ -141,7 +145,7 @@ impl Shared {
             auth,
             channel_rules,
             pages,
-            counters: Counters::default(),
+            counters,
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),

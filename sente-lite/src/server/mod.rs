@@ -880,16 +880,23 @@ fn reply_message<T: serde::Serialize>(
 }
 
 /// Runs an upgraded connection until it closes, then forgets it.
-pub(crate) async fn run_connection<S>(
+///
+/// The setup runs now, synchronously; the returned future holds only what the
+/// connection needs while it is open (it is the bulk of an idle connection's
+/// memory, so nothing is kept in it twice).
+pub(crate) fn run_connection<S>(
     ws: S,
     shared: Arc<Shared>,
     codec: Codec,
     user_id: Option<UserId>,
     remote_addr: Option<SocketAddr>,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     S: futures_util::Stream<Item = Result<tungstenite::Message, tungstenite::Error>>
         + futures_util::Sink<tungstenite::Message, Error = tungstenite::Error>
-        + Unpin,
+        + Unpin
+        + Send
+        + 'static,
 {
     use tracing::Instrument as _;
 
@@ -902,55 +909,55 @@ pub(crate) async fn run_connection<S>(
         remote = remote_addr.map(tracing::field::display),
         codec = codec.name(),
     );
+    let config = &shared.config;
+    let limits = &config.limits;
+    let signal = Arc::new(CloseSignal::default());
+    let (outbound, queue) =
+        Outbound::with_signal(conn_id, limits.outbound_queue, Arc::clone(&signal));
+    let server = Server {
+        shared: Arc::clone(&shared),
+    };
+    let ctx = Ctx::with_hub(
+        conn_id,
+        user_id.clone(),
+        codec,
+        outbound,
+        limits.max_in_flight_requests,
+        config.request_timeout,
+        Some(Arc::new(server)),
+        shared.state.clone(),
+    );
+    shared.register(&ctx, Arc::clone(&signal));
+    crate::stats::bump(&shared.counters.connections_total);
+    span.in_scope(|| tracing::debug!(target: "sente_lite", "connection open"));
+    let handshake = codec.encode_control(&Control::Handshake(Handshake {
+        version: crate::protocol::PROTOCOL_VERSION,
+        conn_id,
+        user_id,
+        heartbeat: Heartbeat {
+            interval_ms: millis(config.ping_interval),
+            timeout_ms: millis(config.ping_timeout),
+        },
+        schema_hash: crate::registry::schema_hash_hex(),
+        max_message_size: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
+        extensions: Vec::new(),
+    }));
+    let engine = EngineConfig {
+        max_concurrent_handlers: limits.max_concurrent_handlers,
+        ping_interval: Some(config.ping_interval),
+        silence_limit: config.ping_interval + config.ping_timeout,
+        rate_per_sec: limits.rate_per_sec,
+        rate_burst: limits.rate_burst,
+        max_violations: limits.max_violations,
+        violation_refill: limits.violation_refill,
+        warn_message_size: limits.warn_message_size,
+        drain_timeout: limits.drain_timeout,
+    };
+    let routes = shared.routes.clone();
+    let mut side = ServerSide {
+        shared: Arc::clone(&shared),
+    };
     async move {
-        let config = &shared.config;
-        let limits = &config.limits;
-        let signal = Arc::new(CloseSignal::default());
-        let (outbound, queue) =
-            Outbound::with_signal(conn_id, limits.outbound_queue, Arc::clone(&signal));
-        let server = Server {
-            shared: Arc::clone(&shared),
-        };
-        let ctx = Ctx::with_hub(
-            conn_id,
-            user_id.clone(),
-            codec,
-            outbound,
-            limits.max_in_flight_requests,
-            config.request_timeout,
-            Some(Arc::new(server)),
-            shared.state.clone(),
-        );
-        shared.register(&ctx, Arc::clone(&signal));
-        crate::stats::bump(&shared.counters.connections_total);
-        tracing::debug!(target: "sente_lite", "connection open");
-        let handshake = codec.encode_control(&Control::Handshake(Handshake {
-            version: crate::protocol::PROTOCOL_VERSION,
-            conn_id,
-            user_id,
-            heartbeat: Heartbeat {
-                interval_ms: millis(config.ping_interval),
-                timeout_ms: millis(config.ping_timeout),
-            },
-            schema_hash: crate::registry::schema_hash_hex(),
-            max_message_size: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
-            extensions: Vec::new(),
-        }));
-        let engine = EngineConfig {
-            max_concurrent_handlers: limits.max_concurrent_handlers,
-            ping_interval: Some(config.ping_interval),
-            silence_limit: config.ping_interval + config.ping_timeout,
-            rate_per_sec: limits.rate_per_sec,
-            rate_burst: limits.rate_burst,
-            max_violations: limits.max_violations,
-            violation_refill: limits.violation_refill,
-            warn_message_size: limits.warn_message_size,
-            drain_timeout: limits.drain_timeout,
-        };
-        let mut side = ServerSide {
-            shared: Arc::clone(&shared),
-        };
-        let routes = shared.routes.clone();
         let ended = connection::run(
             ws,
             ctx.clone(),
@@ -972,7 +979,6 @@ pub(crate) async fn run_connection<S>(
         shared.closed.notify_waiters();
     }
     .instrument(span)
-    .await;
 }
 
 fn millis(d: Duration) -> u32 {

@@ -1,0 +1,233 @@
+//! The storage of a connection's bounded outbound queue.
+//!
+//! Many senders ([`Outbound`](crate::Outbound) handles), one receiver (the
+//! connection's task). Unlike a channel that allocates its storage up front, the
+//! queue holds no memory while it is empty and idle: most connections of a busy
+//! server are idle at any moment, and a queue's first block would otherwise be a
+//! fifth of each one's memory.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+use tungstenite::Message;
+
+/// A queue emptied with more room than this gives the room back.
+const KEEP_CAPACITY: usize = 64;
+
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    receiver: AtomicWaker,
+    capacity: usize,
+}
+
+struct State {
+    items: VecDeque<Message>,
+    senders: usize,
+    receiver_alive: bool,
+}
+
+/// Why a message was not queued.
+pub(crate) enum PushError {
+    /// The queue holds `capacity` messages.
+    Full,
+    /// The receiver is gone.
+    Closed,
+}
+
+impl Queue {
+    /// A queue of `capacity` messages (at least 1) with one sender counted.
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                senders: 1,
+                receiver_alive: true,
+            }),
+            receiver: AtomicWaker::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub(crate) fn push(&self, message: Message) -> Result<(), PushError> {
+        {
+            let mut state = self.lock();
+            if !state.receiver_alive {
+                return Err(PushError::Closed);
+            }
+            if state.items.len() >= self.capacity {
+                return Err(PushError::Full);
+            }
+            state.items.push_back(message);
+        }
+        self.receiver.wake();
+        Ok(())
+    }
+
+    /// Counts one more sender.
+    pub(crate) fn add_sender(&self) {
+        self.lock().senders += 1;
+    }
+
+    /// Counts one sender less; the receiver learns when none is left.
+    pub(crate) fn drop_sender(&self) {
+        let last = {
+            let mut state = self.lock();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            self.receiver.wake();
+        }
+    }
+
+    fn pop(state: &mut State) -> Option<Message> {
+        let message = state.items.pop_front();
+        if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
+            state.items = VecDeque::new();
+        }
+        message
+    }
+}
+
+/// The receiving half of a connection's outbound queue (see
+/// [`Outbound::channel`](crate::Outbound::channel)): the connection's task takes
+/// the messages to send from it. Dropping it makes every send fail with
+/// [`SendError::Closed`](crate::SendError::Closed).
+pub struct OutboundReceiver {
+    queue: Arc<Queue>,
+}
+
+impl OutboundReceiver {
+    pub(crate) fn new(queue: Arc<Queue>) -> Self {
+        Self { queue }
+    }
+
+    /// Waits for the next message; `None` once the queue is empty and every
+    /// sender is gone.
+    pub async fn recv(&mut self) -> Option<Message> {
+        poll_fn(|cx| {
+            if let Some(message) = self.try_recv() {
+                return Poll::Ready(Some(message));
+            }
+            self.queue.receiver.register(cx.waker());
+            // Checked again after registering, so a message queued in between
+            // is not missed.
+            let mut state = self.queue.lock();
+            match Queue::pop(&mut state) {
+                Some(message) => Poll::Ready(Some(message)),
+                None if state.senders == 0 => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        Queue::pop(&mut self.queue.lock())
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for OutboundReceiver {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.receiver_alive = false;
+        state.items = VecDeque::new();
+    }
+}
+
+impl fmt::Debug for OutboundReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundReceiver")
+            .field("len", &self.len())
+            .field("capacity", &self.queue.capacity)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tungstenite::Message;
+
+    use crate::protocol::ConnId;
+    use crate::{Outbound, SendError};
+
+    #[tokio::test]
+    async fn bounded_woken_and_closed_both_ways() {
+        let (tx, mut rx) = Outbound::channel(ConnId(1), 2);
+        assert!(rx.try_recv().is_none());
+        tx.try_send(Message::text("a")).unwrap();
+        tx.clone().try_send(Message::text("b")).unwrap();
+        assert!(matches!(
+            tx.try_send(Message::text("c")),
+            Err(SendError::QueueFull { capacity: 2, .. })
+        ));
+        assert_eq!((tx.len(), rx.len()), (2, 2));
+        assert_eq!(rx.recv().await, Some(Message::text("a")));
+        assert_eq!(rx.try_recv(), Some(Message::text("b")));
+
+        // A waiting receiver is woken by a send from another task.
+        let sender = tx.clone();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sender.try_send(Message::text("d")).unwrap();
+        });
+        assert_eq!(rx.recv().await, Some(Message::text("d")));
+        later.await.unwrap();
+
+        // Every sender gone: what is queued is still delivered, then `None`.
+        tx.try_send(Message::text("e")).unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().await, Some(Message::text("e")));
+        assert_eq!(rx.recv().await, None);
+
+        // The receiver gone: sends fail as closed.
+        let (tx, rx) = Outbound::channel(ConnId(2), 2);
+        drop(rx);
+        assert!(matches!(
+            tx.try_send(Message::text("x")),
+            Err(SendError::Closed { conn_id: ConnId(2) })
+        ));
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_its_room_back() {
+        let (tx, mut rx) = Outbound::channel(ConnId(1), 1000);
+        for n in 0..500 {
+            tx.try_send(Message::text(n.to_string())).unwrap();
+        }
+        while rx.try_recv().is_some() {}
+        assert_eq!(rx.queue.lock().items.capacity(), 0);
+        tx.try_send(Message::text("small")).unwrap();
+        rx.try_recv().unwrap();
+        assert!(rx.queue.lock().items.capacity() <= super::KEEP_CAPACITY);
+    }
+}
