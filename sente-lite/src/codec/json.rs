@@ -32,9 +32,10 @@ fn text(buf: Vec<u8>) -> Message {
 }
 
 /// Serializes a frame (a tuple is a JSON array) straight into a `String`, so the
-/// payload is written once and no UTF-8 check follows.
+/// payload is written once and no UTF-8 check follows; long strings in it are
+/// escaped with SIMD (see `json_str`).
 fn frame<T: Serialize>(what: &'static str, value: &T) -> Result<Message, EncodeError> {
-    serde_json::to_string(value)
+    super::json_str::to_string(value)
         .map(|text| Message::Text(text.into()))
         .map_err(|e| encode_error(what, ENCODING, e))
 }

@@ -7,6 +7,7 @@
 //! [`Inbound`] or a [`ProtocolError`].
 
 mod json;
+mod json_str;
 mod postcard;
 
 pub(crate) use json::{decode_event as decode_json_event, event_head as json_event_head};
