@@ -305,6 +305,11 @@ where
                 }
                 match outcome {
                     Outcome::Ok => {}
+                    // A request answered `deadline-exceeded`, on arrival or
+                    // when its handler ran past the deadline.
+                    Outcome::Error(code) if code == codes::DEADLINE_EXCEEDED => {
+                        bump(&counters.deadlines_exceeded);
+                    }
                     Outcome::Error(_) => bump(&counters.handler_errors),
                     Outcome::Panicked => bump(&counters.handler_panics),
                 }
@@ -561,7 +566,6 @@ fn handle_frame(
             payload,
         } => {
             if deadline_ms == Some(0) {
-                bump(&counters.deadlines_exceeded);
                 let reply = ctx.codec().encode_error_reply(
                     req_id,
                     &ErrorReply::new(

@@ -386,6 +386,8 @@ async fn a_deadline_that_passes_is_answered_deadline_exceeded() {
         answer.starts_with(r#"["sl/err",2,{"code":"deadline-exceeded""#),
         "{answer}"
     );
+    let errors = server.stats().errors;
+    assert_eq!((errors.deadline_exceeded, errors.handler_error), (2, 0));
 }
 
 #[tokio::test]
