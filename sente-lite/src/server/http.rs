@@ -287,7 +287,10 @@ async fn upgrade<B: Send + 'static>(
                     Some(ws_config),
                 )
                 .await;
-                run_connection(ws, shared, codec, user_id, remote).await;
+                // Boxed: the stream is moved through several futures, and a
+                // pointer is all each of them then keeps (an idle connection's
+                // task is most of its memory).
+                run_connection(Box::pin(ws), shared, codec, user_id, remote).await;
             }
             Err(err) => {
                 shared
