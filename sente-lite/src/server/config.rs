@@ -101,10 +101,10 @@ pub struct Limits {
     /// tungstenite's read buffer per connection, allocated eagerly. Default 4 KiB
     /// (tungstenite's own default is 128 KiB).
     ///
-    /// It is about half of an idle connection's memory (8.6 KiB in all with
-    /// 4 KiB, 6.6 KiB with 2 KiB, in `BENCHMARKS.md`), and the most read from
-    /// the socket in one system call: smaller saves memory on servers holding
-    /// many quiet connections, at the cost of more reads per large message.
+    /// It is half of an idle connection's memory (7.9 KiB in all with 4 KiB,
+    /// in `BENCHMARKS.md`), and the most read from the socket in one system
+    /// call: smaller saves memory on servers holding many quiet connections,
+    /// at the cost of more reads per large message.
     pub read_buffer_size: usize,
     /// Bytes buffered before a write reaches the socket. Default 4 KiB.
     pub write_buffer_size: usize,
