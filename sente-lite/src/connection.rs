@@ -487,19 +487,22 @@ fn started(
     Box::pin(async move {
         match tokio::time::timeout(Duration::from_millis(u64::from(ms)), running).await {
             Ok(done) => done,
-            Err(_) => Dispatched {
-                message: Some(codec.encode_error_reply(
-                    req_id,
-                    &ErrorReply::new(
-                        codes::DEADLINE_EXCEEDED,
-                        "the handler ran past the request's deadline",
-                    ),
-                )),
-                outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
-                timing: None,
-            },
+            Err(_) => {
+                deadline_exceeded(codec, req_id, "the handler ran past the request's deadline")
+            }
         }
     })
+}
+
+/// The `deadline-exceeded` answer to request `req_id`.
+fn deadline_exceeded(codec: Codec, req_id: RequestId, why: &'static str) -> Dispatched {
+    Dispatched {
+        message: Some(
+            codec.encode_error_reply(req_id, &ErrorReply::new(codes::DEADLINE_EXCEEDED, why)),
+        ),
+        outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
+        timing: None,
+    }
 }
 
 /// Decodes one data frame and starts what it asks for.
@@ -566,20 +569,12 @@ fn handle_frame(
             payload,
         } => {
             if deadline_ms == Some(0) {
-                let reply = ctx.codec().encode_error_reply(
+                let answer = deadline_exceeded(
+                    ctx.codec(),
                     req_id,
-                    &ErrorReply::new(
-                        codes::DEADLINE_EXCEEDED,
-                        "the request's deadline had passed on arrival",
-                    ),
+                    "the request's deadline had passed on arrival",
                 );
-                return Ok(Some(Box::pin(async move {
-                    Dispatched {
-                        message: Some(reply),
-                        outcome: Outcome::Error(codes::DEADLINE_EXCEEDED.into()),
-                        timing: None,
-                    }
-                })));
+                return Ok(Some(Box::pin(std::future::ready(answer))));
             }
             route(event, payload, Some(req_id), deadline_ms)
         }

@@ -173,12 +173,25 @@ impl fmt::Debug for OutboundReceiver {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
 
     use tungstenite::Message;
 
     use crate::protocol::ConnId;
     use crate::{Outbound, SendError};
+
+    /// A waker that records being woken.
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 
     #[tokio::test]
     async fn bounded_woken_and_closed_both_ways() {
@@ -194,14 +207,21 @@ mod tests {
         assert_eq!(rx.recv().await, Some(Message::text("a")));
         assert_eq!(rx.try_recv(), Some(Message::text("b")));
 
-        // A waiting receiver is woken by a send from another task.
-        let sender = tx.clone();
-        let later = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            sender.try_send(Message::text("d")).unwrap();
-        });
-        assert_eq!(rx.recv().await, Some(Message::text("d")));
-        later.await.unwrap();
+        // A waiting receiver is woken by a send, then takes the message.
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        {
+            let mut waiting = std::pin::pin!(rx.recv());
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+            assert!(!woken.0.load(Ordering::SeqCst));
+            tx.clone().try_send(Message::text("d")).unwrap();
+            assert!(woken.0.load(Ordering::SeqCst), "the send woke the receiver");
+            assert_eq!(
+                waiting.as_mut().poll(&mut cx),
+                Poll::Ready(Some(Message::text("d")))
+            );
+        }
 
         // Every sender gone: what is queued is still delivered, then `None`.
         tx.try_send(Message::text("e")).unwrap();

@@ -154,6 +154,14 @@ pub(crate) fn add(counter: &AtomicU64, n: usize) {
 }
 
 impl Counters {
+    /// Counters whose per-event metrics know `routes` from the start.
+    pub(crate) fn for_routes(routes: &crate::RouteTable) -> Self {
+        Self {
+            events: EventMetrics::new(routes.routes().map(|route| route.id)),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn protocol_error(&self, err: &ProtocolError) {
         bump(match err {
             ProtocolError::BadFrame { .. } => &self.bad_frames,

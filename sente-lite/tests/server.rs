@@ -717,7 +717,11 @@ async fn graceful_shutdown_finishes_the_request_in_flight_then_closes_1001() {
     ws.send(Message::text(r#"["srv/slow",{"ms":300},1]"#))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Shut down once the request's handler is running.
+    let started = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.stats().requests_handled == 0 && tokio::time::Instant::now() < started {
+        tokio::task::yield_now().await;
+    }
     let stopping = tokio::spawn({
         let server = server.clone();
         async move {

@@ -131,10 +131,7 @@ impl Shared {
         settings: Settings,
         outbound: Outbound,
     ) -> Self {
-        let counters = Counters {
-            events: crate::stats::EventMetrics::new(routes.routes().map(|route| route.id)),
-            ..Counters::default()
-        };
+        let counters = Counters::for_routes(&routes);
         Self {
             target,
             routes,

@@ -133,10 +133,7 @@ impl Shared {
         health_checks: Vec<(String, super::HealthCheck)>,
         state: crate::ctx::AppState,
     ) -> Self {
-        let counters = Counters {
-            events: crate::stats::EventMetrics::new(routes.routes().map(|route| route.id)),
-            ..Counters::default()
-        };
+        let counters = Counters::for_routes(&routes);
         Self {
             health_checks,
             state,
