@@ -290,12 +290,21 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// A queue of `capacity` messages (at least 1) for connection `conn_id`.
+    /// A queue of `capacity` messages (at least 1) for connection `conn_id`,
+    /// without a bound in bytes (see [`Outbound::bounded`]).
     ///
     /// The queue allocates as messages arrive and gives the room back once
     /// emptied, so an idle connection's queue holds no memory.
     pub fn channel(conn_id: ConnId, capacity: usize) -> (Self, OutboundReceiver) {
-        let queue = Queue::new(capacity);
+        Self::bounded(conn_id, capacity, usize::MAX)
+    }
+
+    /// A queue of at most `capacity` messages (at least 1) and `max_bytes`
+    /// bytes for connection `conn_id`. A message that would take the queue past
+    /// either bound is refused ([`SendError::QueueFull`]); one message is always
+    /// taken into an empty queue, however large.
+    pub fn bounded(conn_id: ConnId, capacity: usize, max_bytes: usize) -> (Self, OutboundReceiver) {
+        let queue = Queue::new(capacity, max_bytes);
         let receiver = OutboundReceiver::new(Arc::clone(&queue));
         (
             Self {
@@ -311,9 +320,10 @@ impl Outbound {
     pub(crate) fn with_signal(
         conn_id: ConnId,
         capacity: usize,
+        max_bytes: usize,
         signal: Arc<crate::connection::CloseSignal>,
     ) -> (Self, OutboundReceiver) {
-        let (mut outbound, rx) = Self::channel(conn_id, capacity);
+        let (mut outbound, rx) = Self::bounded(conn_id, capacity, max_bytes);
         outbound.signal = Some(signal);
         (outbound, rx)
     }
@@ -336,6 +346,7 @@ impl Outbound {
                 SendError::QueueFull {
                     conn_id: self.conn_id,
                     capacity: self.queue.capacity(),
+                    max_bytes: self.queue.max_bytes(),
                 }
             }
             PushError::Closed => SendError::Closed {

@@ -101,12 +101,16 @@ pub enum SendError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The peer's outbound queue is full: it reads slower than it is sent to.
-    #[error("the outbound queue of connection {conn_id} is full ({capacity} messages)")]
+    #[error(
+        "the outbound queue of connection {conn_id} is full (at most {capacity} messages and {max_bytes} bytes)"
+    )]
     QueueFull {
         /// The slow connection.
         conn_id: crate::ConnId,
-        /// The queue's capacity.
+        /// The queue's capacity in messages.
         capacity: usize,
+        /// The queue's capacity in bytes (`usize::MAX` when unbounded).
+        max_bytes: usize,
     },
     /// The connection is closed.
     #[error("connection {conn_id} is closed")]

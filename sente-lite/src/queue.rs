@@ -22,33 +22,41 @@ pub(crate) struct Queue {
     state: Mutex<State>,
     receiver: AtomicWaker,
     capacity: usize,
+    max_bytes: usize,
 }
 
 struct State {
     items: VecDeque<Message>,
+    /// The bytes of the messages in `items`.
+    bytes: usize,
     senders: usize,
     receiver_alive: bool,
 }
 
 /// Why a message was not queued.
 pub(crate) enum PushError {
-    /// The queue holds `capacity` messages.
+    /// The queue holds `capacity` messages, or the message would take it past
+    /// `max_bytes`.
     Full,
     /// The receiver is gone.
     Closed,
 }
 
 impl Queue {
-    /// A queue of `capacity` messages (at least 1) with one sender counted.
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+    /// A queue of `capacity` messages (at least 1) and `max_bytes` bytes, with
+    /// one sender counted. A message is always taken into an empty queue, however
+    /// large, so that one message never blocks a queue for good.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                bytes: 0,
                 senders: 1,
                 receiver_alive: true,
             }),
             receiver: AtomicWaker::new(),
             capacity: capacity.max(1),
+            max_bytes,
         })
     }
 
@@ -58,6 +66,10 @@ impl Queue {
 
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -70,9 +82,13 @@ impl Queue {
             if !state.receiver_alive {
                 return Err(PushError::Closed);
             }
-            if state.items.len() >= self.capacity {
+            let size = message.len();
+            let over_bytes =
+                !state.items.is_empty() && state.bytes.saturating_add(size) > self.max_bytes;
+            if state.items.len() >= self.capacity || over_bytes {
                 return Err(PushError::Full);
             }
+            state.bytes += size;
             state.items.push_back(message);
         }
         self.receiver.wake();
@@ -97,11 +113,12 @@ impl Queue {
     }
 
     fn pop(state: &mut State) -> Option<Message> {
-        let message = state.items.pop_front();
+        let message = state.items.pop_front()?;
+        state.bytes -= message.len();
         if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
             state.items = VecDeque::new();
         }
-        message
+        Some(message)
     }
 }
 
@@ -159,6 +176,7 @@ impl Drop for OutboundReceiver {
         let mut state = self.queue.lock();
         state.receiver_alive = false;
         state.items = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
@@ -167,6 +185,7 @@ impl fmt::Debug for OutboundReceiver {
         f.debug_struct("OutboundReceiver")
             .field("len", &self.len())
             .field("capacity", &self.queue.capacity)
+            .field("max_bytes", &self.queue.max_bytes)
             .finish()
     }
 }

@@ -249,8 +249,11 @@ struct RawLimits {
     warn_message_size: Option<u64>,
     max_connections: Option<u64>,
     outbound_queue: Option<u64>,
+    outbound_queue_bytes: Option<u64>,
     max_in_flight_requests: Option<u64>,
     max_concurrent_handlers: Option<u64>,
+    max_waiting: Option<u64>,
+    max_waiting_bytes: Option<u64>,
     rate_per_sec: Option<u64>,
     rate_burst: Option<u64>,
     max_violations: Option<u64>,
@@ -481,6 +484,14 @@ impl Settings {
             size
         );
         set!(
+            l.outbound_queue_bytes,
+            "server.limits.outbound_queue_bytes",
+            r.outbound_queue_bytes,
+            1024,
+            1 << 40,
+            size
+        );
+        set!(
             l.max_in_flight_requests,
             "server.limits.max_in_flight_requests",
             r.max_in_flight_requests,
@@ -494,6 +505,22 @@ impl Settings {
             r.max_concurrent_handlers,
             1,
             65_536,
+            size
+        );
+        set!(
+            l.max_waiting,
+            "server.limits.max_waiting",
+            r.max_waiting,
+            0,
+            1_000_000,
+            size
+        );
+        set!(
+            l.max_waiting_bytes,
+            "server.limits.max_waiting_bytes",
+            r.max_waiting_bytes,
+            0,
+            1 << 40,
             size
         );
         set!(

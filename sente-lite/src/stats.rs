@@ -141,6 +141,8 @@ pub(crate) struct Counters {
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) policy_closes: AtomicU64,
+    pub(crate) protocol_closes: AtomicU64,
+    pub(crate) refused_draining: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) reconnects: AtomicU64,
 }
@@ -204,6 +206,8 @@ impl Counters {
                 slow_consumer: get(&self.slow_consumers),
                 heartbeat_timeout: get(&self.heartbeat_timeouts),
                 policy_close: get(&self.policy_closes),
+                protocol_close: get(&self.protocol_closes),
+                shutting_down: get(&self.refused_draining),
             },
             requested_addr: None,
             local_addr: None,
@@ -277,4 +281,10 @@ pub struct ErrorCounts {
     pub heartbeat_timeout: u64,
     /// Connections closed for repeated protocol violations.
     pub policy_close: u64,
+    /// Connections closed for a WebSocket protocol error (1002) or a text
+    /// message that is not UTF-8 (1007).
+    pub protocol_close: u64,
+    /// Events, requests and subscriptions refused with `shutting-down` while
+    /// the connection drained.
+    pub shutting_down: u64,
 }

@@ -24,6 +24,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// The shortest silence taken for a dead server, whatever the handshake says.
 const MIN_SILENCE_LIMIT: Duration = Duration::from_millis(100);
+/// Frames from the server waiting for a handler slot before reading pauses.
+const MAX_WAITING: usize = 256;
+/// Bytes of frames from the server waiting for a handler slot before reading pauses.
+const MAX_WAITING_BYTES: usize = 1 << 20;
 /// Inbound messages larger than this are logged.
 const WARN_MESSAGE_SIZE: usize = 1 << 20;
 
@@ -220,6 +224,8 @@ async fn run_connection(
         .max(MIN_SILENCE_LIMIT);
         let config = EngineConfig {
             max_concurrent_handlers: settings.max_concurrent_handlers,
+            max_waiting: MAX_WAITING,
+            max_waiting_bytes: MAX_WAITING_BYTES,
             // The server pings; the engine answers, and any frame is a sign of life.
             ping_interval: None,
             silence_limit,

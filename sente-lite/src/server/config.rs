@@ -75,21 +75,41 @@ pub struct Limits {
     /// that finds the queue full fails with `SendError::QueueFull` and the
     /// connection is closed with 4001 (slow consumer); the client reconnects.
     pub outbound_queue: usize,
-    /// Requests from one peer being handled at once. Default 64. Past it, a
-    /// request is answered `too-many-requests`.
+    /// Bytes waiting to be written to one connection. Default 4 MiB. Counted
+    /// like [`Limits::outbound_queue`] and with the same answer when a send
+    /// would pass it; one message is always taken into an empty queue, however
+    /// large. With the WebSocket write buffer (at most
+    /// [`Limits::write_buffer_size`] + [`Limits::max_message_size`] + 64 KiB),
+    /// this bounds what one slow reader can hold of the server's memory.
+    pub outbound_queue_bytes: usize,
+    /// Requests from one peer accepted and not yet answered (running, or
+    /// waiting for a handler slot). Default 64. Past it, a request is answered
+    /// `too-many-requests` at once.
     pub max_in_flight_requests: usize,
-    /// Handlers running at once for one connection. Default 64. At the bound the
-    /// server stops reading that connection until one finishes (backpressure).
+    /// Handlers running at once for one connection. Default 64. What arrives
+    /// past the bound waits in line (see [`Limits::max_waiting`]); a waiting
+    /// request keeps its deadline and is answered `deadline-exceeded` when it
+    /// passes.
     pub max_concurrent_handlers: usize,
+    /// Frames waiting for a handler slot, per connection. Default 256. At this
+    /// bound, or at [`Limits::max_waiting_bytes`], the server stops reading the
+    /// connection until a handler finishes (TCP backpressure). The time it does
+    /// not read never counts as the peer's silence.
+    pub max_waiting: usize,
+    /// Bytes (as received) of the frames waiting for a handler slot, per
+    /// connection. Default 1 MiB; one frame always fits in an empty line.
+    pub max_waiting_bytes: usize,
     /// Sustained inbound messages per second per connection. Default 200; `None`
     /// disables the limit. A message over the limit is dropped, the peer is told
     /// `rate-limited` (at most once a second) and it counts as a violation.
     pub rate_per_sec: Option<u32>,
     /// Burst above the sustained rate. Default 400.
     pub rate_burst: u32,
-    /// Protocol violations (bad frames, unknown events, bad payloads, rate limit)
-    /// tolerated in a burst. Default 20; the allowance grows back by one every
-    /// [`Limits::violation_refill`]. One more closes the connection with 1008.
+    /// Protocol violations (bad frames, events of the wrong kind, bad payloads,
+    /// reused request ids, rate limit) tolerated in a burst. Default 20; the
+    /// allowance grows back by one every [`Limits::violation_refill`]. One more
+    /// closes the connection with 1008. An unknown event is answered
+    /// `bad-event` but is not a violation: a newer peer may know more events.
     pub max_violations: u32,
     /// How fast the violation allowance grows back. Default 5 s.
     pub violation_refill: Duration,
@@ -119,8 +139,11 @@ impl Default for Limits {
             warn_message_size: 512 << 10,
             max_connections: 50_000,
             outbound_queue: 1024,
+            outbound_queue_bytes: 4 << 20,
             max_in_flight_requests: 64,
             max_concurrent_handlers: 64,
+            max_waiting: 256,
+            max_waiting_bytes: 1 << 20,
             rate_per_sec: Some(200),
             rate_burst: 400,
             max_violations: 20,

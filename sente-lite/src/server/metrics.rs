@@ -47,7 +47,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 21] = [
+        let counters: [(&str, &str, u64); 23] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -130,6 +130,16 @@ impl Collector for Snapshot {
                 "closed_policy",
                 "Connections closed for repeated violations",
                 e.policy_close,
+            ),
+            (
+                "closed_protocol_error",
+                "Connections closed for a WebSocket protocol error or invalid UTF-8",
+                e.protocol_close,
+            ),
+            (
+                "errors_shutting_down",
+                "Frames refused with shutting-down during a drain",
+                e.shutting_down,
             ),
             ("messages_in", "Data frames received", s.messages_in),
             ("bytes_in", "Bytes of data frames received", s.bytes_in),

@@ -892,11 +892,7 @@ pub(crate) fn run_connection<S>(
     remote_addr: Option<SocketAddr>,
 ) -> impl Future<Output = ()> + Send + 'static
 where
-    S: futures_util::Stream<Item = Result<tungstenite::Message, tungstenite::Error>>
-        + futures_util::Sink<tungstenite::Message, Error = tungstenite::Error>
-        + Unpin
-        + Send
-        + 'static,
+    S: connection::Transport + 'static,
 {
     use tracing::Instrument as _;
 
@@ -912,8 +908,12 @@ where
     let config = &shared.config;
     let limits = &config.limits;
     let signal = Arc::new(CloseSignal::default());
-    let (outbound, queue) =
-        Outbound::with_signal(conn_id, limits.outbound_queue, Arc::clone(&signal));
+    let (outbound, queue) = Outbound::with_signal(
+        conn_id,
+        limits.outbound_queue,
+        limits.outbound_queue_bytes,
+        Arc::clone(&signal),
+    );
     let server = Server {
         shared: Arc::clone(&shared),
     };
@@ -944,6 +944,8 @@ where
     }));
     let engine = EngineConfig {
         max_concurrent_handlers: limits.max_concurrent_handlers,
+        max_waiting: limits.max_waiting,
+        max_waiting_bytes: limits.max_waiting_bytes,
         ping_interval: Some(config.ping_interval),
         silence_limit: config.ping_interval + config.ping_timeout,
         rate_per_sec: limits.rate_per_sec,

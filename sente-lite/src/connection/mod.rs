@@ -1,0 +1,626 @@
+//! The connection engine shared by servers and clients: one task owns the socket,
+//! writes what the bounded outbound queue and the engine itself have to send,
+//! reads and dispatches frames, answers pings, watches for silence and for
+//! writes that do not progress, and enforces the per-connection limits.
+//!
+//! Reading, writing and the timers run side by side: a write the peer does not
+//! take never stops the engine from reading its frames or noticing its silence,
+//! and a backlog of the engine's own (every handler slot taken) never stops it
+//! from answering pings and reading the peer's pongs until the waiting line is
+//! full. While the engine does not read, the peer's silence is not counted.
+
+mod close;
+mod frame;
+mod line;
+mod writer;
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tungstenite::Message;
+
+use crate::codec::{EventRef, Payload};
+use crate::protocol::{CloseReason, Control, ErrorReply, StreamPosition, codes};
+use crate::router::DispatchFuture;
+use crate::stats::{Counters, add, bump};
+use crate::{Codec, Ctx, Dispatched, OutboundReceiver, Outcome, ProtocolError, RouteTable};
+
+pub(crate) use close::Transport;
+use close::{CLOSE_LINGER, acknowledge_close, close_with};
+use frame::{Action, handle_frame};
+use line::Line;
+use writer::Writer;
+
+/// Close code sent when the peer stayed silent past the heartbeat timeout.
+pub(crate) const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
+/// Close code sent when the peer read too slowly: its outbound queue filled, or
+/// a write to it made no progress for the silence limit (slow consumer).
+pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 4001;
+/// Close code for a frame that breaks the WebSocket protocol (RFC 6455).
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a text message that is not UTF-8.
+const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code for too many protocol violations.
+const CLOSE_POLICY: u16 = 1008;
+/// Close code for a message over the size limit.
+const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code of a graceful close (drain).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// The per-connection limits and timings the engine enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    /// Handlers (and control tasks) running at once; what arrives past the
+    /// bound waits in line.
+    pub(crate) max_concurrent_handlers: usize,
+    /// Frames waiting for a handler slot; reading pauses at the bound.
+    pub(crate) max_waiting: usize,
+    /// Bytes (on the wire) of the frames waiting; reading pauses at the bound.
+    pub(crate) max_waiting_bytes: usize,
+    /// Send `sl/ping` this often (servers); `None` never pings (clients).
+    pub(crate) ping_interval: Option<Duration>,
+    /// Close (or, for a client, give up on) a peer silent for this long, or
+    /// one that took none of a write for this long.
+    pub(crate) silence_limit: Duration,
+    /// Inbound data frames per second allowed (sustained), `None` for no limit.
+    pub(crate) rate_per_sec: Option<u32>,
+    /// Burst above the sustained rate.
+    pub(crate) rate_burst: u32,
+    /// Violations (bad frames, events of the wrong kind, bad payloads, rate limit) allowed in a burst
+    /// before the connection is closed with 1008; one more is allowed every
+    /// `violation_refill`.
+    pub(crate) max_violations: u32,
+    /// How fast the violation allowance comes back.
+    pub(crate) violation_refill: Duration,
+    /// Log a warning for inbound messages larger than this.
+    pub(crate) warn_message_size: usize,
+    /// How long a graceful close waits for running handlers.
+    pub(crate) drain_timeout: Duration,
+}
+
+/// Why the engine stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ended {
+    /// The peer closed (or the socket failed): `code` and `reason` of its close frame, if any.
+    PeerClosed { code: Option<u16>, reason: String },
+    /// We closed: our code and reason.
+    WeClosed { code: u16, reason: String },
+}
+
+/// A decision to close, made in the loop and carried out after it.
+struct Closing {
+    code: u16,
+    reason: String,
+    /// Whether the WebSocket layer can still read the peer's frames.
+    readable: bool,
+}
+
+impl Closing {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            readable: true,
+        }
+    }
+
+    fn unreadable(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            readable: false,
+            ..Self::new(code, reason)
+        }
+    }
+}
+
+/// A graceful close in progress.
+struct Drain {
+    /// Running and waiting handlers are given up at this instant.
+    deadline: Instant,
+    /// The `sl/close` frame is queued; its message.
+    close_queued: Option<String>,
+}
+
+/// Asks a running engine to close gracefully.
+#[derive(Debug, Default)]
+pub(crate) struct CloseSignal {
+    requested: AtomicBool,
+    slow: AtomicBool,
+    notify: Notify,
+    slow_notify: Notify,
+    reason: std::sync::Mutex<Option<CloseReason>>,
+}
+
+impl CloseSignal {
+    /// Requests a graceful close with `reason` (sent as `sl/close`, then 1001).
+    pub(crate) fn close(&self, reason: CloseReason) {
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+        self.requested.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Marks the connection as a slow consumer: the engine closes it with 4001.
+    pub(crate) fn slow_consumer(&self) {
+        if !self.slow.swap(true, Ordering::AcqRel) {
+            self.slow_notify.notify_one();
+        }
+    }
+
+    /// Resolves once the connection is marked a slow consumer.
+    async fn slow(&self) {
+        while !self.slow.load(Ordering::Acquire) {
+            self.slow_notify.notified().await;
+        }
+    }
+
+    fn take_reason(&self) -> Option<CloseReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// What differs between the server's and the client's side of a connection.
+pub(crate) trait Side: Send {
+    /// A control frame other than ping/pong/error/close. Returns a task whose
+    /// result (a frame to send, if any) the engine awaits like a handler's, or an
+    /// error when this side does not accept the frame.
+    fn control(
+        &mut self,
+        ctx: &Ctx,
+        control: Control,
+    ) -> Result<Option<DispatchFuture>, ProtocolError>;
+
+    /// A publication on a channel.
+    fn publication(
+        &mut self,
+        ctx: &Ctx,
+        routes: &RouteTable,
+        channel: Cow<'_, str>,
+        event: EventRef<'_>,
+        position: Option<StreamPosition>,
+        payload: Payload<'_>,
+    ) -> Result<Option<DispatchFuture>, ProtocolError>;
+
+    /// The peer's `sl/close` reason arrived.
+    fn close_reason(&mut self, _reason: CloseReason) {}
+}
+
+struct Bucket {
+    capacity: f64,
+    tokens: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(capacity: u32, per_sec: f64) -> Self {
+        Self {
+            capacity: f64::from(capacity),
+            tokens: f64::from(capacity),
+            per_sec,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Slack added to timer deadlines so a check made at the deadline sees it passed.
+const SLACK: Duration = Duration::from_millis(1);
+/// How long the timer sleeps when nothing is due.
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
+/// What the socket did: a write finished (or failed), a frame arrived, or both.
+struct IoReady {
+    wrote: Option<Result<(), tungstenite::Error>>,
+    read: Option<Option<Result<Message, tungstenite::Error>>>,
+}
+
+/// Drives the write in progress and, when `reading`, the read side, together.
+fn poll_io<S: Transport>(
+    ws: &mut S,
+    writer: &mut Writer,
+    reading: bool,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<IoReady> {
+    use std::task::Poll;
+    let wrote = match writer.busy() {
+        true => match writer.poll_write(ws, cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        },
+        false => None,
+    };
+    let read = match reading {
+        true => match ws.poll_next_unpin(cx) {
+            Poll::Ready(frame) => Some(frame),
+            Poll::Pending => None,
+        },
+        false => None,
+    };
+    if wrote.is_none() && read.is_none() {
+        Poll::Pending
+    } else {
+        Poll::Ready(IoReady { wrote, read })
+    }
+}
+
+/// What a failed read means: a close of ours that says why (the peer broke the
+/// WebSocket protocol, sent invalid UTF-8 or too large a message), or the
+/// connection is simply gone.
+fn read_failure(
+    err: tungstenite::Error,
+    codec: Codec,
+    writer: &mut Writer,
+    counters: &Counters,
+) -> Result<Closing, Ended> {
+    use tungstenite::error::ProtocolError as WsProtocol;
+    match err {
+        tungstenite::Error::Capacity(err) => {
+            bump(&counters.too_large);
+            writer.push_now(codec.encode_control(&Control::Error(ErrorReply::new(
+                codes::TOO_LARGE,
+                err.to_string(),
+            ))));
+            Ok(Closing::unreadable(
+                CLOSE_TOO_BIG,
+                format!("message too big: {err}"),
+            ))
+        }
+        tungstenite::Error::Protocol(WsProtocol::ResetWithoutClosingHandshake) => {
+            Err(Ended::PeerClosed {
+                code: None,
+                reason: "connection lost".into(),
+            })
+        }
+        tungstenite::Error::Protocol(err) => {
+            bump(&counters.protocol_closes);
+            Ok(Closing::unreadable(
+                CLOSE_PROTOCOL_ERROR,
+                format!("WebSocket protocol error: {err}"),
+            ))
+        }
+        tungstenite::Error::Utf8(_) => {
+            bump(&counters.protocol_closes);
+            Ok(Closing::unreadable(
+                CLOSE_INVALID_DATA,
+                "a text message is not valid UTF-8",
+            ))
+        }
+        other => Err(Ended::PeerClosed {
+            code: None,
+            reason: other.to_string(),
+        }),
+    }
+}
+
+/// Runs one connection until it closes. The `first` frames (a handshake, restored
+/// subscriptions) go out before anything else.
+///
+/// The `queue` is taken by value or borrowed (`&mut`): a client lends its one
+/// queue to each connection in turn, so what is queued survives a reconnect.
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+pub(crate) async fn run<S, Q>(
+    mut ws: S,
+    ctx: Ctx,
+    routes: RouteTable,
+    mut queue: Q,
+    side: &mut dyn Side,
+    config: &EngineConfig,
+    counters: &Counters,
+    signal: &CloseSignal,
+    first: Vec<Message>,
+) -> Ended
+where
+    S: Transport,
+    Q: std::borrow::BorrowMut<OutboundReceiver>,
+{
+    let queue: &mut OutboundReceiver = queue.borrow_mut();
+    let codec = ctx.codec();
+    let mut writer = Writer::new(first);
+    let mut tasks: FuturesUnordered<DispatchFuture> = FuturesUnordered::new();
+    let mut line = Line::default();
+    let opened = Instant::now();
+    let mut last_heard = opened;
+    let mut reading = true;
+    let mut ping_seq: u64 = 0;
+    let mut next_ping = config.ping_interval.map(|every| opened + every);
+    let mut rate = config
+        .rate_per_sec
+        .map(|r| Bucket::new(config.rate_burst.max(r), f64::from(r)));
+    let mut violations = Bucket::new(
+        config.max_violations.max(1),
+        1.0 / config.violation_refill.as_secs_f64().max(0.001),
+    );
+    let mut rate_told: Option<Instant> = None;
+    let mut drain: Option<Drain> = None;
+
+    // The two signals are waited on across every round of the loop below, so
+    // each registers with its `Notify` once, not once per round.
+    let mut slow = std::pin::pin!(signal.slow());
+    let mut close_requested = std::pin::pin!(signal.notify.notified());
+
+    // One timer for everything due later: the next ping, the silence and
+    // write-stall checks, the deadlines of waiting requests, the drain. It is
+    // moved earlier when something new is due sooner (rarely: a ping is always
+    // due within the silence limit), and otherwise reset only when it fires.
+    let mut timer_at = next_ping.unwrap_or(opened + config.silence_limit + SLACK);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(timer_at));
+    macro_rules! arm {
+        ($at:expr) => {{
+            let at: Instant = $at;
+            if at < timer_at {
+                timer.as_mut().reset(at);
+                timer_at = at;
+            }
+        }};
+    }
+
+    let closing: Closing = loop {
+        // Start what waits, as handler slots free up.
+        while tasks.len() < config.max_concurrent_handlers
+            && let Some(job) = line.pop()
+        {
+            tasks.push(job.running);
+        }
+
+        if let Some(drain) = &mut drain {
+            let now = Instant::now();
+            if drain.close_queued.is_none()
+                && ((tasks.is_empty() && line.is_empty()) || now >= drain.deadline)
+            {
+                // What still runs past the deadline is given up.
+                tasks.clear();
+                line.clear();
+                let reason = signal.take_reason().unwrap_or_else(|| CloseReason {
+                    code: Cow::Borrowed("going-away"),
+                    message: "closing".into(),
+                    reconnect_after_ms: None,
+                });
+                writer
+                    .push_after_queue(queue, codec.encode_control(&Control::Close(reason.clone())));
+                drain.close_queued = Some(reason.message);
+                drain.deadline = now.max(drain.deadline) + CLOSE_LINGER;
+                arm!(drain.deadline);
+            }
+            if let Some(message) = &drain.close_queued
+                && !writer.busy()
+                && writer.own_is_empty()
+            {
+                break Closing::new(CLOSE_GOING_AWAY, message.clone());
+            }
+        }
+
+        if !writer.busy()
+            && writer.refill(queue, counters)
+            && let Some(since) = writer.busy_since()
+        {
+            arm!(since + config.silence_limit + SLACK);
+        }
+
+        let can_read = drain.as_ref().is_none_or(|d| d.close_queued.is_none())
+            && line.has_room(config.max_waiting, config.max_waiting_bytes)
+            && writer.has_room();
+        if can_read && !reading {
+            // The time we did not read is not the peer's silence.
+            last_heard = Instant::now();
+            arm!(last_heard + config.silence_limit + SLACK);
+        }
+        reading = can_read;
+
+        tokio::select! {
+            biased;
+
+            () = &mut slow => {
+                bump(&counters.slow_consumers);
+                break Closing::new(CLOSE_SLOW_CONSUMER, "slow consumer: the outbound queue filled");
+            }
+
+            () = &mut close_requested, if drain.is_none() => {
+                close_requested.set(signal.notify.notified());
+                if signal.requested.load(Ordering::Acquire) {
+                    let deadline = Instant::now() + config.drain_timeout;
+                    drain = Some(Drain { deadline, close_queued: None });
+                    arm!(deadline);
+                }
+            }
+
+            io = std::future::poll_fn(|cx| poll_io(&mut ws, &mut writer, reading, cx)) => {
+                if let Some(Err(_)) = io.wrote {
+                    return Ended::PeerClosed { code: None, reason: "write failed".into() };
+                }
+                let Some(frame) = io.read else { continue };
+                let message = match frame {
+                    None => return Ended::PeerClosed { code: None, reason: "connection lost".into() },
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => match read_failure(err, codec, &mut writer, counters) {
+                        Ok(closing) => break closing,
+                        Err(ended) => return ended,
+                    },
+                };
+                last_heard = Instant::now();
+                match &message {
+                    Message::Close(frame) => {
+                        let (code, reason) = frame
+                            .as_ref()
+                            .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
+                            .unwrap_or((None, String::new()));
+                        Box::pin(acknowledge_close(&mut ws)).await;
+                        return Ended::PeerClosed { code, reason };
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                    Message::Text(_) | Message::Binary(_) => {}
+                }
+                bump(&counters.messages_in);
+                add(&counters.bytes_in, message.len());
+                if message.len() > config.warn_message_size {
+                    tracing::warn!(target: "sente_lite", conn_id = %ctx.conn_id(), size = message.len(), "large inbound message");
+                }
+                if let Some(rate) = &mut rate
+                    && !rate.take(last_heard)
+                {
+                    bump(&counters.rate_limited);
+                    if rate_told.is_none_or(|told| last_heard.saturating_duration_since(told) >= Duration::from_secs(1)) {
+                        rate_told = Some(last_heard);
+                        writer.push_now(codec.encode_control(&Control::Error(ErrorReply::new(
+                            codes::RATE_LIMITED,
+                            "too many messages: this one was dropped",
+                        ))));
+                    }
+                    if !violations.take(last_heard) {
+                        bump(&counters.policy_closes);
+                        break Closing::new(CLOSE_POLICY, "too many protocol violations");
+                    }
+                    continue;
+                }
+                match handle_frame(&message, &ctx, &routes, side, counters, drain.is_some()) {
+                    Ok(Action::Nothing) => {}
+                    Ok(Action::Send(answer)) => writer.push_now(answer),
+                    Ok(Action::Start(job)) => {
+                        if line.is_empty() && tasks.len() < config.max_concurrent_handlers {
+                            tasks.push(job.running);
+                        } else {
+                            if let Some((_, at)) = job.deadline {
+                                arm!(at);
+                            }
+                            line.push(job);
+                        }
+                    }
+                    Err((err, req_id)) => {
+                        counters.protocol_error(&err);
+                        tracing::debug!(target: "sente_lite", conn_id = %ctx.conn_id(), error = %err, "rejected inbound frame");
+                        writer.push_now(RouteTable::error_message(codec, req_id, &err));
+                        // An event this side does not know is answered, not held
+                        // against the peer: a newer peer may know more events.
+                        let violation = !matches!(err, ProtocolError::UnknownEvent { .. });
+                        if violation && !violations.take(last_heard) {
+                            bump(&counters.policy_closes);
+                            break Closing::new(CLOSE_POLICY, "too many protocol violations");
+                        }
+                    }
+                }
+            }
+
+            Some(message) = queue.recv(), if !writer.busy() => {
+                writer.start_with(message, counters);
+                writer.refill(queue, counters);
+                if let Some(since) = writer.busy_since() {
+                    arm!(since + config.silence_limit + SLACK);
+                }
+            }
+
+            Some(done) = tasks.next(), if !tasks.is_empty() && writer.has_room() => {
+                let Dispatched { message, outcome, timing } = done;
+                if let Some(timing) = &timing {
+                    counters.events.handled(timing);
+                    tracing::trace!(
+                        target: "sente_lite",
+                        event = timing.event,
+                        elapsed_us = u64::try_from(timing.elapsed.as_micros()).unwrap_or(u64::MAX),
+                        ?outcome,
+                        "handled"
+                    );
+                }
+                match outcome {
+                    Outcome::Ok => {}
+                    // A request answered `deadline-exceeded`, on arrival or
+                    // when its handler ran past the deadline.
+                    Outcome::Error(code) if code == codes::DEADLINE_EXCEEDED => {
+                        bump(&counters.deadlines_exceeded);
+                    }
+                    Outcome::Error(_) => bump(&counters.handler_errors),
+                    Outcome::Panicked => bump(&counters.handler_panics),
+                }
+                if let Some(message) = message {
+                    writer.push_after_queue(queue, message);
+                }
+            }
+
+            () = &mut timer => {
+                let now = Instant::now();
+                if let (Some(every), Some(at)) = (config.ping_interval, next_ping)
+                    && now >= at
+                {
+                    ping_seq += 1;
+                    writer.push_now(codec.encode_control(&Control::Ping(ping_seq)));
+                    next_ping = Some(now + every);
+                }
+                if reading && now.saturating_duration_since(last_heard) > config.silence_limit {
+                    bump(&counters.heartbeat_timeouts);
+                    break Closing::new(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout: the peer stayed silent");
+                }
+                if let Some(since) = writer.busy_since()
+                    && now.saturating_duration_since(since) > config.silence_limit
+                {
+                    bump(&counters.slow_consumers);
+                    break Closing::new(CLOSE_SLOW_CONSUMER, "slow consumer: a write made no progress");
+                }
+                for req_id in line.expire(now) {
+                    bump(&counters.deadlines_exceeded);
+                    writer.push_now(frame::deadline_exceeded(codec, req_id, "the request waited past its deadline"));
+                }
+                if let Some(drain) = &drain
+                    && let Some(message) = &drain.close_queued
+                    && now >= drain.deadline
+                {
+                    break Closing::new(CLOSE_GOING_AWAY, message.clone());
+                }
+                let mut at = now + IDLE_WAKE;
+                if let Some(ping) = next_ping {
+                    at = at.min(ping);
+                }
+                if reading {
+                    at = at.min(last_heard + config.silence_limit + SLACK);
+                }
+                if let Some(since) = writer.busy_since() {
+                    at = at.min(since + config.silence_limit + SLACK);
+                }
+                if let Some(deadline) = line.next_deadline() {
+                    at = at.min(deadline);
+                }
+                if let Some(drain) = &drain {
+                    at = at.min(drain.deadline);
+                }
+                timer.as_mut().reset(at);
+                timer_at = at;
+            }
+        }
+    };
+
+    // Closing is rare: its futures live in their own allocation, not in every
+    // idle connection's task.
+    drop(tasks);
+    line.clear();
+    Box::pin(close_with(
+        &mut ws,
+        &mut writer,
+        counters,
+        closing.code,
+        &closing.reason,
+        closing.readable,
+    ))
+    .await;
+    Ended::WeClosed {
+        code: closing.code,
+        reason: closing.reason,
+    }
+}

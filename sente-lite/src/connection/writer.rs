@@ -1,0 +1,177 @@
+//! What a connection writes, and in which order.
+//!
+//! Two sources feed the socket: the shared outbound queue (events, publications,
+//! requests that other parts of the program send) and the engine's own frames
+//! (replies, pongs, pings, error reports). An own frame that answers something
+//! goes out after whatever was queued before it, so the events a handler sent
+//! before returning precede its reply; pings, pongs and error reports go out at
+//! the next write. Both sources are bounded: the queue by its capacity, the own
+//! frames by the engine, which stops reading and completing handlers while
+//! they are over [`OWN_MESSAGES`] or [`OWN_BYTES`].
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, ready};
+
+use futures_util::{Sink, SinkExt as _};
+use tokio::time::Instant;
+use tungstenite::Message;
+
+use crate::OutboundReceiver;
+use crate::stats::{Counters, add, bump};
+
+/// Messages one write takes before it flushes.
+const BATCH_MESSAGES: usize = 64;
+/// Bytes one write takes before it flushes (the first message is always taken).
+const BATCH_BYTES: usize = 256 << 10;
+/// Own frames held before the engine waits for the socket to take them.
+const OWN_MESSAGES: usize = 64;
+/// Bytes of own frames held before the engine waits for the socket to take them.
+const OWN_BYTES: usize = 1 << 20;
+
+/// An own frame, and how many queued messages must be written before it.
+struct Own {
+    after: u64,
+    message: Message,
+}
+
+/// The write side of a connection.
+#[derive(Default)]
+pub(super) struct Writer {
+    /// Taken for the write in progress, not yet handed to the socket.
+    batch: VecDeque<Message>,
+    /// Handed to the socket and not yet flushed.
+    unflushed: bool,
+    /// When the write in progress began.
+    since: Option<Instant>,
+    /// The engine's own frames, in order.
+    own: VecDeque<Own>,
+    own_bytes: usize,
+    /// Messages taken from the queue so far.
+    taken: u64,
+}
+
+impl Writer {
+    /// Starts with `first` (a handshake, restored subscriptions), before anything else.
+    pub(super) fn new(first: Vec<Message>) -> Self {
+        let mut writer = Self::default();
+        for message in first {
+            writer.push_now(message);
+        }
+        writer
+    }
+
+    /// Whether a write is in progress.
+    pub(super) fn busy(&self) -> bool {
+        !self.batch.is_empty() || self.unflushed
+    }
+
+    /// When the write in progress began.
+    pub(super) fn busy_since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Whether own frames may be added without waiting for the socket.
+    pub(super) fn has_room(&self) -> bool {
+        self.own.len() < OWN_MESSAGES && self.own_bytes < OWN_BYTES
+    }
+
+    /// Whether nothing of our own waits to be written.
+    pub(super) fn own_is_empty(&self) -> bool {
+        self.own.is_empty()
+    }
+
+    /// Adds a frame that goes out at the next write (a ping, a pong, an error report).
+    pub(super) fn push_now(&mut self, message: Message) {
+        self.push(0, message);
+    }
+
+    /// Adds a frame that goes out after everything queued now (a reply).
+    pub(super) fn push_after_queue(&mut self, queue: &OutboundReceiver, message: Message) {
+        let queued = queue.len() as u64;
+        self.push(self.taken + queued, message);
+    }
+
+    fn push(&mut self, after: u64, message: Message) {
+        self.own_bytes += message.len();
+        self.own.push_back(Own { after, message });
+    }
+
+    /// Records that `message` was taken from the queue, and starts a write with it.
+    pub(super) fn start_with(&mut self, message: Message, counters: &Counters) {
+        self.taken += 1;
+        Self::count(&message, counters);
+        self.batch.push_back(message);
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Fills the next write from the own frames and the queue, in order. Returns
+    /// whether a write is now in progress.
+    pub(super) fn refill(&mut self, queue: &mut OutboundReceiver, counters: &Counters) -> bool {
+        let mut bytes: usize = self.batch.iter().map(Message::len).sum();
+        while self.batch.len() < BATCH_MESSAGES && (bytes < BATCH_BYTES || self.batch.is_empty()) {
+            let own_due = self.own.front().is_some_and(|own| own.after <= self.taken);
+            let message = if own_due {
+                self.pop_own()
+            } else if let Some(message) = queue.try_recv() {
+                self.taken += 1;
+                Some(message)
+            } else {
+                // The queue is empty: every own frame is due.
+                self.pop_own()
+            };
+            let Some(message) = message else { break };
+            Self::count(&message, counters);
+            bytes += message.len();
+            self.batch.push_back(message);
+        }
+        if self.busy() {
+            self.since.get_or_insert_with(Instant::now);
+        }
+        self.busy()
+    }
+
+    /// Moves every own frame into the write in progress (when closing).
+    pub(super) fn take_all_own(&mut self, counters: &Counters) {
+        while let Some(message) = self.pop_own() {
+            Self::count(&message, counters);
+            self.batch.push_back(message);
+        }
+    }
+
+    fn pop_own(&mut self) -> Option<Message> {
+        let own = self.own.pop_front()?;
+        self.own_bytes -= own.message.len();
+        Some(own.message)
+    }
+
+    fn count(message: &Message, counters: &Counters) {
+        add(&counters.bytes_out, message.len());
+        bump(&counters.messages_out);
+    }
+
+    /// Drives the write in progress: hands the batch to the socket, then flushes.
+    /// Ready once all of it is flushed (or the socket failed).
+    pub(super) fn poll_write<S>(
+        &mut self,
+        ws: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), tungstenite::Error>>
+    where
+        S: Sink<Message, Error = tungstenite::Error> + Unpin,
+    {
+        while !self.batch.is_empty() {
+            ready!(ws.poll_ready_unpin(cx))?;
+            let Some(message) = self.batch.pop_front() else {
+                break;
+            };
+            ws.start_send_unpin(message)?;
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            ready!(ws.poll_flush_unpin(cx))?;
+            self.unflushed = false;
+        }
+        self.since = None;
+        Poll::Ready(Ok(()))
+    }
+}
