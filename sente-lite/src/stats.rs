@@ -143,6 +143,9 @@ pub(crate) struct Counters {
     pub(crate) policy_closes: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) accept_failures: AtomicU64,
+    pub(crate) http_timeouts: AtomicU64,
+    pub(crate) host_refusals: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -204,6 +207,9 @@ impl Counters {
                 slow_consumer: get(&self.slow_consumers),
                 heartbeat_timeout: get(&self.heartbeat_timeouts),
                 policy_close: get(&self.policy_closes),
+                accept_failed: get(&self.accept_failures),
+                http_timeout: get(&self.http_timeouts),
+                host_refused: get(&self.host_refusals),
             },
             requested_addr: None,
             local_addr: None,
@@ -277,4 +283,14 @@ pub struct ErrorCounts {
     pub heartbeat_timeout: u64,
     /// Connections closed for repeated protocol violations.
     pub policy_close: u64,
+    /// Connections the listener failed to accept, most often because the
+    /// process ran out of file descriptors (servers).
+    pub accept_failed: u64,
+    /// HTTP connections closed before upgrading because the request head did
+    /// not arrive in time or nothing moved for too long (servers: see
+    /// `Limits::http_header_timeout` and `Limits::http_idle_timeout`).
+    pub http_timeout: u64,
+    /// HTTP requests refused because their `Host` is not one the server
+    /// answers (servers: see `HostPolicy`).
+    pub host_refused: u64,
 }

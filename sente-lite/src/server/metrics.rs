@@ -47,7 +47,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 21] = [
+        let counters: [(&str, &str, u64); 24] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -130,6 +130,21 @@ impl Collector for Snapshot {
                 "closed_policy",
                 "Connections closed for repeated violations",
                 e.policy_close,
+            ),
+            (
+                "errors_accept_failed",
+                "Connections the listener failed to accept (file descriptor limit)",
+                e.accept_failed,
+            ),
+            (
+                "closed_http_timeout",
+                "HTTP connections closed by the header or idle timeout before upgrading",
+                e.http_timeout,
+            ),
+            (
+                "errors_host_refused",
+                "HTTP requests refused for a Host the server does not answer",
+                e.host_refused,
             ),
             ("messages_in", "Data frames received", s.messages_in),
             ("bytes_in", "Bytes of data frames received", s.bytes_in),
