@@ -7,6 +7,7 @@
 //! path = "/ws"
 //! default_codec = "json"         # or "postcard"
 //! origins = "same-host"          # or "any", or ["https://app.example"]
+//! hosts = "auto"                 # or "loopback", "any", or ["app.example", "localhost"]
 //! ping_interval_ms = 25000
 //! ping_timeout_ms = 10000
 //! request_timeout_ms = 10000
@@ -15,6 +16,8 @@
 //! [server.limits]
 //! max_message_size = 1048576
 //! rate_per_sec = 200             # 0 turns the rate limit off
+//! http_header_timeout_ms = 10000
+//! http_idle_timeout_ms = 30000
 //!
 //! [server.tls]                   # optional: serve wss://
 //! cert = "cert.pem"
@@ -52,7 +55,7 @@ use serde::Deserialize;
 
 use crate::Codec;
 use crate::client::{ClientBuilder, ReconnectPolicy};
-use crate::server::{OriginPolicy, ServerConfig};
+use crate::server::{HostPolicy, OriginPolicy, ServerConfig};
 
 /// A setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,7 +221,8 @@ struct RawServer {
     addr: Option<String>,
     path: Option<String>,
     default_codec: Option<String>,
-    origins: Option<RawOrigins>,
+    origins: Option<WordOrList>,
+    hosts: Option<WordOrList>,
     ping_interval_ms: Option<u64>,
     ping_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
@@ -230,7 +234,7 @@ struct RawServer {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RawOrigins {
+enum WordOrList {
     Word(String),
     List(Vec<String>),
 }
@@ -263,6 +267,8 @@ struct RawLimits {
     read_buffer_size: Option<u64>,
     write_buffer_size: Option<u64>,
     drain_timeout_ms: Option<u64>,
+    http_header_timeout_ms: Option<u64>,
+    http_idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -404,9 +410,9 @@ impl Settings {
         }
         if let Some(origins) = server.origins {
             c.origins = match origins {
-                RawOrigins::Word(w) if w == "same-host" => OriginPolicy::SameHost,
-                RawOrigins::Word(w) if w == "any" => OriginPolicy::Any,
-                RawOrigins::Word(w) => {
+                WordOrList::Word(w) if w == "same-host" => OriginPolicy::SameHost,
+                WordOrList::Word(w) if w == "any" => OriginPolicy::Any,
+                WordOrList::Word(w) => {
                     return Err(ConfigError::new(
                         "server.origins",
                         format!(
@@ -414,7 +420,35 @@ impl Settings {
                         ),
                     ));
                 }
-                RawOrigins::List(list) => OriginPolicy::AllowList(list),
+                WordOrList::List(list) => OriginPolicy::AllowList(list),
+            };
+        }
+        if let Some(hosts) = server.hosts {
+            c.hosts = match hosts {
+                WordOrList::Word(w) if w == "auto" => HostPolicy::Auto,
+                WordOrList::Word(w) if w == "loopback" => HostPolicy::Loopback,
+                WordOrList::Word(w) if w == "any" => HostPolicy::Any,
+                WordOrList::Word(w) => {
+                    return Err(ConfigError::new(
+                        "server.hosts",
+                        format!(
+                            "`{w}` is not allowed: \"auto\", \"loopback\", \"any\" or a list of host names"
+                        ),
+                    ));
+                }
+                WordOrList::List(list) => {
+                    if let Some(bad) = list.iter().find(|name| {
+                        name.is_empty()
+                            || name.contains('/')
+                            || name.chars().any(char::is_whitespace)
+                    }) {
+                        return Err(ConfigError::new(
+                            "server.hosts",
+                            format!("`{bad}` is not a host name (write `app.example`, not a URL)"),
+                        ));
+                    }
+                    HostPolicy::AllowList(list)
+                }
             };
         }
         set!(
@@ -592,6 +626,22 @@ impl Settings {
             "server.limits.drain_timeout_ms",
             r.drain_timeout_ms,
             0,
+            HOUR_MS,
+            Duration::from_millis
+        );
+        set!(
+            l.http_header_timeout,
+            "server.limits.http_header_timeout_ms",
+            r.http_header_timeout_ms,
+            1,
+            HOUR_MS,
+            Duration::from_millis
+        );
+        set!(
+            l.http_idle_timeout,
+            "server.limits.http_idle_timeout_ms",
+            r.http_idle_timeout_ms,
+            1,
             HOUR_MS,
             Duration::from_millis
         );

@@ -145,6 +145,9 @@ pub(crate) struct Counters {
     pub(crate) refused_draining: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) accept_failures: AtomicU64,
+    pub(crate) http_timeouts: AtomicU64,
+    pub(crate) host_refusals: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -208,6 +211,9 @@ impl Counters {
                 policy_close: get(&self.policy_closes),
                 protocol_close: get(&self.protocol_closes),
                 shutting_down: get(&self.refused_draining),
+                accept_failed: get(&self.accept_failures),
+                http_timeout: get(&self.http_timeouts),
+                host_refused: get(&self.host_refusals),
             },
             requested_addr: None,
             local_addr: None,
@@ -287,4 +293,14 @@ pub struct ErrorCounts {
     /// Events, requests and subscriptions refused with `shutting-down` while
     /// the connection drained.
     pub shutting_down: u64,
+    /// Connections the listener failed to accept, most often because the
+    /// process ran out of file descriptors (servers).
+    pub accept_failed: u64,
+    /// HTTP connections closed before upgrading because the request head did
+    /// not arrive in time or nothing moved for too long (servers: see
+    /// `Limits::http_header_timeout` and `Limits::http_idle_timeout`).
+    pub http_timeout: u64,
+    /// HTTP requests refused because their `Host` is not one the server
+    /// answers (servers: see `HostPolicy`).
+    pub host_refused: u64,
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sente_lite::Codec;
-use sente_lite::server::OriginPolicy;
+use sente_lite::server::{HostPolicy, OriginPolicy};
 use sente_lite::settings::{Rotation, Settings};
 
 #[test]
@@ -143,5 +143,63 @@ fn each_kind_of_bad_value_names_its_key_and_what_is_allowed() {
     assert_eq!(
         Settings::from_sources("", env).unwrap_err().to_string(),
         "configuration key `server.limits.outbound_queue`: 0 is out of range: allowed 1 to 1000000"
+    );
+}
+
+#[test]
+fn http_timeouts_and_hosts_are_read_and_checked() {
+    let defaults = Settings::default();
+    assert_eq!(
+        defaults.server.config.limits.http_header_timeout,
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        defaults.server.config.limits.http_idle_timeout,
+        Duration::from_secs(30)
+    );
+    assert_eq!(defaults.server.config.hosts, HostPolicy::Auto);
+
+    let settings = Settings::from_toml(
+        "[server]\nhosts = [\"app.example\", \"localhost\"]\n\
+         [server.limits]\nhttp_header_timeout_ms = 2500\nhttp_idle_timeout_ms = 60000\n",
+    )
+    .unwrap();
+    let config = &settings.server.config;
+    assert_eq!(
+        config.hosts,
+        HostPolicy::AllowList(vec!["app.example".into(), "localhost".into()])
+    );
+    assert_eq!(
+        config.limits.http_header_timeout,
+        Duration::from_millis(2500)
+    );
+    assert_eq!(config.limits.http_idle_timeout, Duration::from_secs(60));
+    for (word, policy) in [
+        ("auto", HostPolicy::Auto),
+        ("loopback", HostPolicy::Loopback),
+        ("any", HostPolicy::Any),
+    ] {
+        let env = [("SENTE_LITE__SERVER__HOSTS".to_owned(), word.to_owned())];
+        assert_eq!(
+            Settings::from_sources("", env).unwrap().server.config.hosts,
+            policy
+        );
+    }
+
+    assert_eq!(
+        error("[server]\nhosts = \"everywhere\""),
+        "configuration key `server.hosts`: `everywhere` is not allowed: \"auto\", \"loopback\", \"any\" or a list of host names"
+    );
+    assert_eq!(
+        error("[server]\nhosts = [\"https://app.example\"]"),
+        "configuration key `server.hosts`: `https://app.example` is not a host name (write `app.example`, not a URL)"
+    );
+    assert_eq!(
+        error("[server.limits]\nhttp_header_timeout_ms = 0"),
+        "configuration key `server.limits.http_header_timeout_ms`: 0 is out of range: allowed 1 to 3600000"
+    );
+    assert_eq!(
+        error("[server.limits]\nhttp_idle_timeout_ms = 3600001"),
+        "configuration key `server.limits.http_idle_timeout_ms`: 3600001 is out of range: allowed 1 to 3600000"
     );
 }

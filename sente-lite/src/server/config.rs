@@ -25,6 +25,12 @@ pub struct ServerConfig {
     pub default_codec: Codec,
     /// Which browser origins may open a connection. Default [`OriginPolicy::SameHost`].
     pub origins: OriginPolicy,
+    /// Which `Host` headers the server answers. Default [`HostPolicy::Auto`]:
+    /// a server bound to a loopback address answers only `localhost`,
+    /// `127.0.0.1` (any `127.x.y.z`) and `[::1]`, on any port, which stops DNS
+    /// rebinding; a server bound to another address answers any host (list
+    /// the names it serves with [`HostPolicy::AllowList`] to be protected too).
+    pub hosts: HostPolicy,
     /// Per-connection and server-wide limits.
     pub limits: Limits,
 }
@@ -39,6 +45,7 @@ impl Default for ServerConfig {
             presence_grace: Duration::from_secs(5),
             default_codec: Codec::Json,
             origins: OriginPolicy::SameHost,
+            hosts: HostPolicy::Auto,
             limits: Limits::default(),
         }
     }
@@ -58,6 +65,82 @@ pub enum OriginPolicy {
     AllowList(Vec<String>),
     /// Any origin. Only for servers that authenticate without cookies.
     Any,
+}
+
+/// Which `Host` headers the server answers, on every HTTP request it serves
+/// (the WebSocket upgrade, `/health`, `/metrics` and pages).
+///
+/// [`OriginPolicy::SameHost`] alone does not stop DNS rebinding: a page on
+/// `http://evil.example:3000` whose name its owner then points at 127.0.0.1
+/// sends `Host: evil.example:3000` and `Origin: http://evil.example:3000`,
+/// which match. Checking `Host` against the names the server really has
+/// refuses it. A refused request gets HTTP 403 and counts as a rejected
+/// handshake when it was an upgrade. A request without a `Host` header does
+/// not come from a browser and is answered.
+///
+/// Names are compared case-insensitively, without the port and without a
+/// trailing dot; IPv6 addresses are written in brackets, as in the header
+/// (`[::1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// The default: [`HostPolicy::Loopback`] when the server is bound to a
+    /// loopback address, [`HostPolicy::Any`] otherwise (and when it is mounted
+    /// in another HTTP stack, whose address it does not know). A server bound
+    /// to 127.0.0.1 behind a reverse proxy that passes the public `Host` on
+    /// must list that name with [`HostPolicy::AllowList`].
+    Auto,
+    /// `localhost`, any IPv4 loopback address (`127.x.y.z`) and `[::1]`.
+    Loopback,
+    /// These names (or IP addresses), on any port. Add `localhost` and
+    /// `127.0.0.1` to reach the server directly as well.
+    AllowList(Vec<String>),
+    /// Any host: no check.
+    Any,
+}
+
+impl HostPolicy {
+    /// Whether a request with this `Host` header value is answered by a server
+    /// bound to `bound` (unknown when mounted in another HTTP stack).
+    pub(crate) fn allows(&self, host: &str, bound: Option<std::net::SocketAddr>) -> bool {
+        let name = host_name(host);
+        match self {
+            Self::Any => true,
+            Self::Auto if !bound.is_some_and(|addr| addr.ip().is_loopback()) => true,
+            Self::Auto | Self::Loopback => is_loopback_name(name),
+            Self::AllowList(names) => names
+                .iter()
+                .any(|allowed| host_name(allowed).eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+/// The host part of a `Host` header value: without the port and a trailing dot;
+/// an IPv6 address keeps its brackets.
+fn host_name(value: &str) -> &str {
+    let value = value.trim();
+    let name = if value.starts_with('[') {
+        value.find(']').map_or(value, |end| &value[..=end])
+    } else {
+        value.split_once(':').map_or(value, |(name, _port)| name)
+    };
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// `localhost`, a name under `.localhost` (browsers resolve those to loopback
+/// themselves), `127.x.y.z` or `[::1]`.
+fn is_loopback_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
+        return true;
+    }
+    if let Some(v6) = lower.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        });
+    }
+    lower
+        .parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Limits. Every bound is enforced, and what happens when it is hit is said here.
@@ -130,6 +213,23 @@ pub struct Limits {
     pub write_buffer_size: usize,
     /// How long a graceful close waits for a connection's running handlers. Default 5 s.
     pub drain_timeout: Duration,
+    /// How long a request head (request line and headers) may take to arrive
+    /// on an HTTP connection, counted from when the server starts waiting for
+    /// it: from the accept (after TLS), and on a kept-alive connection from
+    /// the end of the previous answer. Past it the connection is closed, so
+    /// a socket that sends nothing, or half a request, holds no descriptor for
+    /// longer, and neither does a kept-alive connection that sends no further
+    /// request. Default 10 s: a client sends its request at once, and the
+    /// native client gives up a handshake after 10 s anyway (the TLS handshake
+    /// has its own 10 s before this starts). Does not apply after the upgrade,
+    /// where heartbeats take over.
+    pub http_header_timeout: Duration,
+    /// How long an HTTP connection that has not upgraded may go without a
+    /// byte read or written. Past it the connection is closed. This bounds
+    /// what the header timeout does not: a peer that does not read its answer,
+    /// a request body that stops, an authentication hook that does not return.
+    /// Default 30 s. Does not apply after the upgrade.
+    pub http_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -153,6 +253,8 @@ impl Default for Limits {
             read_buffer_size: 4 << 10,
             write_buffer_size: 4 << 10,
             drain_timeout: Duration::from_secs(5),
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -167,5 +269,49 @@ impl Limits {
             .max_write_buffer_size(self.write_buffer_size + self.max_message_size + (64 << 10))
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostPolicy;
+
+    #[test]
+    fn host_policies_compare_the_name_without_port_case_or_trailing_dot() {
+        let loopback: Option<std::net::SocketAddr> = "127.0.0.1:3000".parse().ok();
+        let public: Option<std::net::SocketAddr> = "192.0.2.7:3000".parse().ok();
+        for host in [
+            "localhost",
+            "LOCALHOST:3000",
+            "localhost.:80",
+            "chat.localhost:3000",
+            "127.0.0.1",
+            "127.8.9.10:3000",
+            "[::1]",
+            "[::1]:3000",
+            "[::ffff:127.0.0.1]:3000",
+        ] {
+            assert!(HostPolicy::Loopback.allows(host, None), "{host}");
+            assert!(HostPolicy::Auto.allows(host, loopback), "{host}");
+        }
+        for host in [
+            "evil.example:3000",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "[::2]:3000",
+            "192.0.2.7:3000",
+            "",
+        ] {
+            assert!(!HostPolicy::Loopback.allows(host, None), "{host}");
+            assert!(!HostPolicy::Auto.allows(host, loopback), "{host}");
+            assert!(HostPolicy::Auto.allows(host, public), "{host}");
+            assert!(HostPolicy::Auto.allows(host, None), "{host}");
+            assert!(HostPolicy::Any.allows(host, loopback), "{host}");
+        }
+        let listed = HostPolicy::AllowList(vec!["App.Example".into(), "[2001:db8::1]".into()]);
+        assert!(listed.allows("app.example:8443", loopback));
+        assert!(listed.allows("[2001:db8::1]:80", public));
+        assert!(!listed.allows("localhost:3000", loopback));
+        assert!(!listed.allows("sub.app.example", public));
     }
 }

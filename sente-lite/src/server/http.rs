@@ -2,13 +2,17 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::Role;
 
@@ -26,32 +30,193 @@ pub(crate) type Acceptor = Option<std::convert::Infallible>;
 
 /// How long a TLS handshake may take before the socket is dropped.
 #[cfg(feature = "tls")]
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection's last progress, in [`now_ms`] milliseconds, or [`STOPPED`].
+type Progress = Arc<AtomicU64>;
+
+/// The progress stamp of a connection that upgraded or ended: stamps stop.
+const STOPPED: u64 = u64::MAX;
+
+/// Milliseconds on a clock shared by every connection's progress stamp.
+fn now_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    u64::try_from(START.elapsed().as_millis()).unwrap_or(STOPPED - 1)
+}
+
+/// An accepted socket that stamps its [`Progress`] whenever a byte is read
+/// or written, until the stamp is [`STOPPED`].
+struct Watched<I> {
+    io: I,
+    progress: Progress,
+}
+
+impl<I> Watched<I> {
+    fn stamp(&self) {
+        if self.progress.load(Ordering::Relaxed) != STOPPED {
+            self.progress.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.stamp();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.stamp();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.stamp();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// Serves HTTP (and upgrades) on one accepted socket.
+///
+/// hyper closes the connection when a request head takes longer than
+/// `Limits::http_header_timeout` (counted again each time a kept-alive
+/// connection waits for its next request); this closes it when no byte has
+/// moved for `Limits::http_idle_timeout`. Neither applies once the connection
+/// has upgraded.
 async fn serve<I>(io: I, shared: Arc<Shared>, remote: SocketAddr)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = &shared.config.limits;
+    let idle_ms = u64::try_from(limits.http_idle_timeout.as_millis()).unwrap_or(STOPPED - 1);
+    let progress: Progress = Arc::new(AtomicU64::new(now_ms()));
+    let io = Watched {
+        io,
+        progress: Arc::clone(&progress),
+    };
+    let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |req| {
-        let shared = Arc::clone(&shared);
+        let shared = Arc::clone(&service_shared);
         async move { Ok::<_, Infallible>(handle(req, shared, Some(remote)).await) }
     });
-    let served = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades()
-        .await;
-    if let Err(err) = served {
-        tracing::debug!(target: "sente_lite", error = %err, "http connection ended with an error");
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.http_header_timeout);
+    let mut connection = std::pin::pin!(
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+    );
+    let served = loop {
+        let quiet = now_ms().saturating_sub(progress.load(Ordering::Relaxed));
+        if quiet >= idle_ms {
+            break None;
+        }
+        tokio::select! {
+            served = connection.as_mut() => break Some(served),
+            () = tokio::time::sleep(Duration::from_millis(idle_ms - quiet)) => {}
+        }
+    };
+    progress.store(STOPPED, Ordering::Relaxed);
+    match served {
+        Some(Ok(())) => {}
+        None => {
+            crate::stats::bump(&shared.counters.http_timeouts);
+            tracing::debug!(target: "sente_lite", %remote, "idle http connection closed");
+        }
+        Some(Err(err)) if err.is_timeout() => {
+            crate::stats::bump(&shared.counters.http_timeouts);
+            tracing::debug!(target: "sente_lite", %remote, "http request head timed out: connection closed");
+        }
+        Some(Err(err)) => {
+            tracing::debug!(target: "sente_lite", error = %err, "http connection ended with an error");
+        }
+    }
+}
+
+/// How long the accept loop waits after a failed `accept()` before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Failed accepts, reported at most once a second.
+#[derive(Default)]
+struct AcceptFailures {
+    last_report: Option<Instant>,
+    unreported: u64,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, shared: &Shared, err: &std::io::Error) {
+        crate::stats::bump(&shared.counters.accept_failures);
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.unreported += 1;
+            return;
+        }
+        tracing::warn!(
+            target: "sente_lite",
+            error = %err,
+            failures_since_last_report = self.unreported,
+            "accept failed, retrying in 50 ms"
+        );
+        self.last_report = Some(now);
+        self.unreported = 0;
     }
 }
 
 /// Accepts TCP connections until the server starts draining.
+///
+/// When `accept()` fails (most often because the process is out of file
+/// descriptors: EMFILE or ENFILE), the failure is counted
+/// (`errors.accept_failed`), reported at most once a second, and the loop waits
+/// [`ACCEPT_BACKOFF`] before trying again. Connections meanwhile wait in the
+/// kernel's listen backlog and are accepted once descriptors free up (the
+/// header and idle timeouts free those of stalled HTTP connections).
 pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     acceptor: Acceptor,
 ) {
+    let mut failures = AcceptFailures::default();
     loop {
         let stop = shared.stop_accepting.notified();
         tokio::select! {
@@ -60,9 +225,8 @@ pub(crate) async fn accept_loop(
                 let (stream, remote) = match accepted {
                     Ok(pair) => pair,
                     Err(err) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(target: "sente_lite", error = %err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        failures.failed(&shared, &err);
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
                     }
                 };
@@ -107,6 +271,23 @@ pub(crate) async fn handle<B: Send + 'static>(
     remote: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
+    if let Some(host) = request.headers().get(header::HOST) {
+        let bound = *super::hub::lock(&shared.local_addr);
+        if !host
+            .to_str()
+            .is_ok_and(|host| shared.config.hosts.allows(host, bound))
+        {
+            crate::stats::bump(&shared.counters.host_refusals);
+            if path == shared.config.path {
+                crate::stats::bump(&shared.counters.handshakes_rejected);
+            }
+            tracing::debug!(target: "sente_lite", ?host, path, "request for a host not served refused");
+            return text(
+                StatusCode::FORBIDDEN,
+                "this server does not answer for that Host (see the server's `hosts` setting)\n",
+            );
+        }
+    }
     if path == shared.config.path {
         return upgrade(request, shared, remote).await;
     }
@@ -152,6 +333,14 @@ fn header_has_token(request: &Request<impl Sized>, name: header::HeaderName, tok
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether `key` is the base64 encoding of 16 bytes (RFC 6455 §4.2.1).
+fn valid_key(key: &header::HeaderValue) -> bool {
+    key.len() == 24
+        && data_encoding::BASE64
+            .decode(key.as_bytes())
+            .is_ok_and(|bytes| bytes.len() == 16)
 }
 
 fn origin_allowed(policy: &OriginPolicy, request: &Request<impl Sized>) -> bool {
@@ -218,6 +407,13 @@ async fn upgrade<B: Send + 'static>(
             "missing Sec-WebSocket-Key",
         );
     };
+    if !valid_key(&key) {
+        return refuse(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be the base64 encoding of 16 bytes (24 characters)",
+        );
+    }
     if shared.draining.load(Ordering::Acquire) {
         return refuse(
             &shared,

@@ -47,7 +47,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 23] = [
+        let counters: [(&str, &str, u64); 26] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -140,6 +140,21 @@ impl Collector for Snapshot {
                 "errors_shutting_down",
                 "Frames refused with shutting-down during a drain",
                 e.shutting_down,
+            ),
+            (
+                "errors_accept_failed",
+                "Connections the listener failed to accept (file descriptor limit)",
+                e.accept_failed,
+            ),
+            (
+                "closed_http_timeout",
+                "HTTP connections closed by the header or idle timeout before upgrading",
+                e.http_timeout,
+            ),
+            (
+                "errors_host_refused",
+                "HTTP requests refused for a Host the server does not answer",
+                e.host_refused,
             ),
             ("messages_in", "Data frames received", s.messages_in),
             ("bytes_in", "Bytes of data frames received", s.bytes_in),

@@ -32,7 +32,7 @@ use std::time::Duration;
 use ::http::{HeaderMap, StatusCode, Uri};
 use tokio::sync::broadcast;
 
-pub use config::{Limits, OriginPolicy, ServerConfig};
+pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig};
 
 use crate::connection::{self, CloseSignal, EngineConfig, Side};
 use crate::ctx::{Hub, HubFuture};
