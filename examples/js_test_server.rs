@@ -212,6 +212,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .configure(|config| {
             config.ping_interval = Duration::from_millis(args.ping_interval_ms);
             config.ping_timeout = Duration::from_millis(args.ping_timeout_ms);
+            // Losses are summed up quickly, for the tests to see them.
+            config.telemetry.summary_interval = Duration::from_millis(200);
         })
         .auth(|req| async move {
             match req.query("name") {

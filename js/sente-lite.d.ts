@@ -129,7 +129,7 @@ export interface TelemetryOptions {
   console?: boolean;
   /** Forward uncaught errors and unhandled rejections (browsers). Default true. */
   errors?: boolean;
-  /** Records per batch (at most 100). Default 20. */
+  /** Records per batch (at most 100; a batch is also split past about 64 KiB). Default 20. */
   maxBatch?: number;
   /** A batch is sent at most this long after its first record. Default 1000. */
   flushMs?: number;

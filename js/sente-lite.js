@@ -58,7 +58,16 @@ const MAX_SAFE_REQ_ID = Number.MAX_SAFE_INTEGER;
 const EVENT_ID = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
 const TELEMETRY_EVENT = "telemetry/batch";
 const TELEMETRY_MAX_RECORDS = 100;
+// The server's limits (sente_lite::telemetry): longer texts are cut here, and
+// marked with `…`, so that a record never makes a batch too large to send.
 const TELEMETRY_MAX_MESSAGE = 4096;
+const TELEMETRY_MAX_SOURCE = 256;
+const TELEMETRY_MAX_FIELDS = 16;
+const TELEMETRY_MAX_FIELD_KEY = 64;
+const TELEMETRY_MAX_FIELD_VALUE = 2048;
+// Characters of records per batch: a batch is split past it, which keeps it
+// well below the server's message size limit (1 MiB by default).
+const TELEMETRY_MAX_BATCH_CHARS = 64 * 1024;
 const LEVELS = ["error", "warn", "info", "debug", "trace"];
 
 // ---------------------------------------------------------------- errors
@@ -187,6 +196,16 @@ function describeValue(value) {
   } catch {
     return String(value);
   }
+}
+
+/** `text` in at most `max` characters (UTF-16 units), ending with `…` when cut. */
+function cutText(text, max) {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  // Never split a surrogate pair: a lone half is not valid JSON for the server.
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}…`;
 }
 
 function timer(ms, fn) {
@@ -996,7 +1015,10 @@ export class Client {
   /**
    * Records a log line for the server (`telemetry/batch`): `level` is
    * `error`, `warn`, `info`, `debug` or `trace`; `fields` a flat object of
-   * details. Records are batched; see `captureTelemetry`.
+   * details. Records are batched; see `captureTelemetry`. Texts longer than
+   * the server logs are cut here and end with `…` (message 4096 characters,
+   * source 256, field keys 64, values 2048, 16 fields), so that no record
+   * makes a batch too large to send.
    */
   log(level, message, fields = {}, source = "app") {
     this._telemetry.record(level, message, fields, source);
@@ -1005,8 +1027,8 @@ export class Client {
   /**
    * Forwards the page's errors to the server as telemetry: `console.error`
    * calls (`console: true`), uncaught errors and unhandled rejections
-   * (`errors: true`, in browsers). Batches of at most `maxBatch` records are
-   * sent when full or `flushMs` after their first record. While no connection
+   * (`errors: true`, in browsers). Batches of at most `maxBatch` records (and
+   * about 64 KiB) are sent when full or `flushMs` after their first record. While no connection
    * is open, at most `capacity` records are kept (older ones are dropped and
    * counted); once the client is closed or failed, records go to the console
    * instead (`fallbackToConsole`). Returns a function that stops capturing.
@@ -1083,14 +1105,20 @@ class Telemetry {
     try {
       const record = {
         level: LEVELS.includes(level) ? level : "info",
-        message: String(message).slice(0, TELEMETRY_MAX_MESSAGE),
-        source: String(source ?? ""),
+        message: cutText(String(message), TELEMETRY_MAX_MESSAGE),
+        source: cutText(String(source ?? ""), TELEMETRY_MAX_SOURCE),
         at_ms: Date.now(),
         fields: {},
       };
-      for (const [key, value] of Object.entries(fields ?? {})) {
-        record.fields[key] = typeof value === "string" ? value : describeValue(value);
+      const entries = Object.entries(fields ?? {});
+      // Past the limit, the last field left says how many more there were.
+      const over = entries.length > TELEMETRY_MAX_FIELDS;
+      const kept = over ? TELEMETRY_MAX_FIELDS - 1 : entries.length;
+      for (const [key, value] of entries.slice(0, kept)) {
+        const text = typeof value === "string" ? value : describeValue(value);
+        record.fields[cutText(key, TELEMETRY_MAX_FIELD_KEY)] = cutText(String(text), TELEMETRY_MAX_FIELD_VALUE);
       }
+      if (over) record.fields["…"] = `${entries.length - kept} more fields`;
       if (this._client._gaveUp()) {
         if (this._fallback) this._toConsole(record);
         else this._dropped += 1;
@@ -1124,7 +1152,7 @@ class Telemetry {
     const conn = this._client._conn;
     if (!conn) return;
     while (this._records.length > 0 || this._dropped > 0) {
-      const records = this._records.splice(0, this._maxBatch);
+      const records = this._records.splice(0, this._batchLength());
       const batch = { records, dropped: this._dropped };
       if (!this._client._sendRaw(conn, [TELEMETRY_EVENT, batch])) {
         this._records.unshift(...records);
@@ -1132,6 +1160,20 @@ class Telemetry {
       }
       this._dropped = 0;
     }
+  }
+
+  /** How many of the buffered records make the next batch: at most `maxBatch`, and at most
+   * TELEMETRY_MAX_BATCH_CHARS characters of JSON (but always one). */
+  _batchLength() {
+    let chars = 0;
+    let count = 0;
+    for (const record of this._records) {
+      if (count >= this._maxBatch) break;
+      chars += JSON.stringify(record).length;
+      if (count > 0 && chars > TELEMETRY_MAX_BATCH_CHARS) break;
+      count += 1;
+    }
+    return count;
   }
 
   _toConsole(record) {

@@ -209,6 +209,26 @@ describe("against a server", () => {
     assert.match(line, /user_id="?logger/);
     assert.match(line, /source="?node-test/);
   });
+
+  test("oversized telemetry is cut by the client and split into batches the server takes", async () => {
+    const c = client(`${s.url}?name=big-logger`, { telemetry: { console: false, flushMs: 50 } });
+    await c.connect();
+    const connId = c.connId;
+    const fields = {};
+    for (let i = 0; i < 40; i++) fields[`f${String(i).padStart(2, "0")}`] = "v".repeat(100_000);
+    // 4 MB and a split surrogate pair at the cut, then 30 records of 4 KB: 120 KB in all.
+    c.log("error", `oversized-js-91d ${"m".repeat(4077)}😀${"m".repeat(50_000)}`, fields, "s".repeat(200_000));
+    for (let i = 0; i < 30; i++) c.log("warn", `bulk-js-91d-${i} ${"b".repeat(4000)}`, {}, "node-test");
+    await s.waitForOutput(/bulk-js-91d-29/);
+    const line = s.output.split("\n").find((l) => l.includes("oversized-js-91d"));
+    assert.ok(line, "the oversized record was logged");
+    assert.ok(line.length < 60_000, `a ${line.length}-character line`);
+    assert.match(line, /m…/);
+    assert.match(line, /s…/);
+    assert.match(line, /v…/);
+    assert.match(line, /25 more fields/);
+    assert.equal(c.connId, connId, "the connection was kept");
+  });
 });
 
 describe("across server restarts", () => {

@@ -19,6 +19,15 @@
 //! http_header_timeout_ms = 10000
 //! http_idle_timeout_ms = 30000
 //!
+//! [server.telemetry]             # client telemetry (`telemetry/batch`)
+//! enabled = true
+//! require_user = false           # true: anonymous connections get `forbidden`
+//! records_per_sec = 50           # budget per connection
+//! records_burst = 500
+//! bytes_per_sec = 65536
+//! bytes_burst = 262144
+//! summary_interval_ms = 5000     # at most one "records lost" line per connection this often
+//!
 //! [server.tls]                   # optional: serve wss://
 //! cert = "cert.pem"
 //! key = "key.pem"
@@ -41,7 +50,8 @@
 //! ```
 //!
 //! Every key is optional; a missing key keeps its default, which is documented on
-//! [`ServerConfig`], [`Limits`](crate::server::Limits), [`ReconnectPolicy`] and
+//! [`ServerConfig`], [`Limits`](crate::server::Limits),
+//! [`TelemetryConfig`](crate::server::TelemetryConfig), [`ReconnectPolicy`] and
 //! the fields below. An environment variable `SENTE_LITE__SECTION__KEY`
 //! (double underscores between parts, any case) overrides a key, for example
 //! `SENTE_LITE__SERVER__LIMITS__MAX_MESSAGE_SIZE=2097152`. An unknown key, a
@@ -229,7 +239,21 @@ struct RawServer {
     presence_grace_ms: Option<u64>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    telemetry: RawTelemetry,
     tls: Option<RawTls>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    enabled: Option<bool>,
+    require_user: Option<bool>,
+    records_per_sec: Option<u64>,
+    records_burst: Option<u64>,
+    bytes_per_sec: Option<u64>,
+    bytes_burst: Option<u64>,
+    summary_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -658,6 +682,53 @@ impl Settings {
                 ),
             ));
         }
+        let (r, t) = (server.telemetry, &mut c.telemetry);
+        if let Some(enabled) = r.enabled {
+            t.enabled = enabled;
+        }
+        if let Some(required) = r.require_user {
+            t.require_user = required;
+        }
+        set!(
+            t.records_per_sec,
+            "server.telemetry.records_per_sec",
+            r.records_per_sec,
+            1,
+            1_000_000,
+            small
+        );
+        set!(
+            t.records_burst,
+            "server.telemetry.records_burst",
+            r.records_burst,
+            1,
+            10_000_000,
+            small
+        );
+        set!(
+            t.bytes_per_sec,
+            "server.telemetry.bytes_per_sec",
+            r.bytes_per_sec,
+            1,
+            1 << 30,
+            small
+        );
+        set!(
+            t.bytes_burst,
+            "server.telemetry.bytes_burst",
+            r.bytes_burst,
+            1,
+            1 << 30,
+            small
+        );
+        set!(
+            t.summary_interval,
+            "server.telemetry.summary_interval_ms",
+            r.summary_interval_ms,
+            100,
+            HOUR_MS,
+            Duration::from_millis
+        );
         s.tls = server.tls.map(|t| TlsFiles {
             cert: t.cert,
             key: t.key,

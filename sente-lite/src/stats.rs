@@ -148,6 +148,8 @@ pub(crate) struct Counters {
     pub(crate) accept_failures: AtomicU64,
     pub(crate) http_timeouts: AtomicU64,
     pub(crate) host_refusals: AtomicU64,
+    pub(crate) telemetry_logged: AtomicU64,
+    pub(crate) telemetry_dropped: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -195,6 +197,8 @@ impl Counters {
             requests_handled: get(&self.requests_handled),
             reconnects: get(&self.reconnects),
             late_replies: get(&self.late_replies),
+            telemetry_logged: get(&self.telemetry_logged),
+            telemetry_dropped: get(&self.telemetry_dropped),
             errors: ErrorCounts {
                 bad_frame: get(&self.bad_frames),
                 bad_event: get(&self.bad_events),
@@ -250,6 +254,12 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     /// Replies that arrived after their request stopped waiting.
     pub late_replies: u64,
+    /// Client telemetry records written to the server's log.
+    pub telemetry_logged: u64,
+    /// Client telemetry records the server did not log: over the connection's
+    /// budget, past a batch's record limit, or refused (anonymous connection
+    /// while telemetry requires a user).
+    pub telemetry_dropped: u64,
     /// Errors, by kind.
     pub errors: ErrorCounts,
     /// The address the server was asked to bind.

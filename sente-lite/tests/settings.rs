@@ -203,3 +203,49 @@ fn http_timeouts_and_hosts_are_read_and_checked() {
         "configuration key `server.limits.http_idle_timeout_ms`: 3600001 is out of range: allowed 1 to 3600000"
     );
 }
+
+#[test]
+fn the_telemetry_section_sets_the_budget_and_the_user_requirement() {
+    let defaults = Settings::from_toml("").unwrap().server.config.telemetry;
+    assert!(defaults.enabled);
+    assert!(!defaults.require_user);
+    assert_eq!(defaults.records_per_sec, 50);
+    assert_eq!(defaults.records_burst, 500);
+    assert_eq!(defaults.bytes_per_sec, 64 << 10);
+    assert_eq!(defaults.bytes_burst, 256 << 10);
+    assert_eq!(defaults.summary_interval, Duration::from_secs(5));
+
+    let env = [(
+        "SENTE_LITE__SERVER__TELEMETRY__REQUIRE_USER".to_owned(),
+        "true".to_owned(),
+    )];
+    let settings = Settings::from_sources(
+        r#"
+        [server.telemetry]
+        enabled = true
+        records_per_sec = 5
+        records_burst = 20
+        bytes_per_sec = 4096
+        bytes_burst = 16384
+        summary_interval_ms = 1000
+        "#,
+        env,
+    )
+    .unwrap();
+    let telemetry = &settings.server.config.telemetry;
+    assert!(telemetry.require_user);
+    assert_eq!(telemetry.records_per_sec, 5);
+    assert_eq!(telemetry.records_burst, 20);
+    assert_eq!(telemetry.bytes_per_sec, 4096);
+    assert_eq!(telemetry.bytes_burst, 16384);
+    assert_eq!(telemetry.summary_interval, Duration::from_secs(1));
+
+    assert_eq!(
+        error("[server.telemetry]\nrecords_per_sec = 0"),
+        "configuration key `server.telemetry.records_per_sec`: 0 is out of range: allowed 1 to 1000000"
+    );
+    assert_eq!(
+        error("[server.telemetry]\nsummary_interval_ms = 10"),
+        "configuration key `server.telemetry.summary_interval_ms`: 10 is out of range: allowed 100 to 3600000"
+    );
+}

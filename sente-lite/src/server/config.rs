@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub hosts: HostPolicy,
     /// Per-connection and server-wide limits.
     pub limits: Limits,
+    /// Client telemetry: whether it is accepted, from whom, and how much.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,59 @@ impl Default for ServerConfig {
             origins: OriginPolicy::SameHost,
             hosts: HostPolicy::Auto,
             limits: Limits::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// Client telemetry ([`crate::telemetry`]): whether the server routes
+/// `telemetry/batch`, whether it needs an authenticated user, and the budget of
+/// each connection.
+///
+/// The budget is two token buckets per connection, one counting records and one
+/// counting bytes of logged text (message, source, field keys and values, after
+/// escaping and cutting). A record is logged when both buckets hold a token;
+/// otherwise it is dropped, counted in `StatsSnapshot::telemetry_dropped`, and
+/// reported in a summary line (at most one per connection every
+/// [`TelemetryConfig::summary_interval`]), never one line per record.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TelemetryConfig {
+    /// Whether the server routes `telemetry/batch` into its tracing output.
+    /// Default on. Off, the event is unknown to the server (`bad-event`).
+    pub enabled: bool,
+    /// Whether only connections with an authenticated user may send telemetry.
+    /// Default off (anonymous pages may report their errors). On, a batch from
+    /// an anonymous connection is refused: the client gets an `sl/error` frame
+    /// with code `forbidden`, and its records are counted as dropped.
+    pub require_user: bool,
+    /// Records logged per second per connection, sustained. Default 50.
+    pub records_per_sec: u32,
+    /// Records a connection may send at once above the sustained rate (the
+    /// bucket's size). Default 500, a reconnecting client's whole backlog.
+    pub records_burst: u32,
+    /// Bytes of logged text per second per connection, sustained. Default 64 KiB.
+    pub bytes_per_sec: u32,
+    /// Bytes of logged text a connection may send at once (the bucket's size).
+    /// Default 256 KiB. A record is let through while the bucket is not empty,
+    /// so one record is never too large to pass; the bucket then owes the rest.
+    pub bytes_burst: u32,
+    /// The shortest time between two summary lines of one connection (records
+    /// dropped over the budget or the batch size, refused, or lost by the
+    /// client). The first line comes this long after the first loss. Default 5 s.
+    pub summary_interval: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            require_user: false,
+            records_per_sec: 50,
+            records_burst: 500,
+            bytes_per_sec: 64 << 10,
+            bytes_burst: 256 << 10,
+            summary_interval: Duration::from_secs(5),
         }
     }
 }

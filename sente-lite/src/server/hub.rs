@@ -24,6 +24,8 @@ pub(crate) struct ConnEntry {
     pub(crate) ctx: Ctx,
     pub(crate) signal: Arc<CloseSignal>,
     pub(crate) channels: HashSet<String>,
+    /// The connection's telemetry budget, made at its first batch.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Budget>>,
 }
 
 #[derive(Default)]
@@ -164,6 +166,7 @@ impl Shared {
                 ctx: ctx.clone(),
                 signal,
                 channels: HashSet::new(),
+                telemetry: None,
             },
         );
         if let Some(user) = ctx.user_id() {

@@ -47,7 +47,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 26] = [
+        let counters: [(&str, &str, u64); 28] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -155,6 +155,16 @@ impl Collector for Snapshot {
                 "errors_host_refused",
                 "HTTP requests refused for a Host the server does not answer",
                 e.host_refused,
+            ),
+            (
+                "telemetry_logged",
+                "Client telemetry records logged",
+                s.telemetry_logged,
+            ),
+            (
+                "telemetry_dropped",
+                "Client telemetry records dropped (over budget, over the batch limit, or refused)",
+                s.telemetry_dropped,
             ),
             ("messages_in", "Data frames received", s.messages_in),
             ("bytes_in", "Bytes of data frames received", s.bytes_in),

@@ -32,7 +32,7 @@ use std::time::Duration;
 use ::http::{HeaderMap, StatusCode, Uri};
 use tokio::sync::broadcast;
 
-pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig};
+pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig};
 
 use crate::connection::{self, CloseSignal, EngineConfig, Side};
 use crate::ctx::{Hub, HubFuture};
@@ -235,7 +235,6 @@ pub struct ServerBuilder {
     auth: Option<AuthHook>,
     channel_rules: Vec<(String, ChannelAuth)>,
     pages: HashMap<String, (String, bytes::Bytes)>,
-    telemetry: bool,
     health_checks: Vec<(String, HealthCheck)>,
     state: crate::ctx::AppState,
     #[cfg(feature = "tls")]
@@ -295,9 +294,34 @@ impl ServerBuilder {
     }
 
     /// Whether the server routes client telemetry ([`crate::telemetry`]) into its
-    /// tracing output. Default on.
+    /// tracing output. Default on ([`TelemetryConfig::enabled`]).
     pub fn telemetry(mut self, enabled: bool) -> Self {
-        self.telemetry = enabled;
+        self.config.telemetry.enabled = enabled;
+        self
+    }
+
+    /// Replaces the telemetry settings: on or off, whether a user is required,
+    /// the per-connection budget. Defaults on [`TelemetryConfig`].
+    ///
+    /// ```no_run
+    /// use sente_lite::server::TelemetryConfig;
+    ///
+    /// let mut telemetry = TelemetryConfig::default();
+    /// telemetry.records_per_sec = 10;
+    /// telemetry.bytes_per_sec = 16 << 10;
+    /// let builder = sente_lite::Server::builder().telemetry_config(telemetry);
+    /// ```
+    pub fn telemetry_config(mut self, config: TelemetryConfig) -> Self {
+        self.config.telemetry = config;
+        self
+    }
+
+    /// Whether only connections with an authenticated user (see
+    /// [`ServerBuilder::auth`]) may send telemetry. Default off. On, a batch
+    /// from an anonymous connection is refused with an `sl/error` frame of code
+    /// `forbidden` and nothing of it is logged.
+    pub fn telemetry_require_user(mut self, required: bool) -> Self {
+        self.config.telemetry.require_user = required;
         self
     }
 
@@ -391,7 +415,7 @@ impl ServerBuilder {
     /// Builds the server without a listener, to mount it in another HTTP stack
     /// (see [`Server::handle_http`]).
     pub fn build(self) -> Result<Server, ServerError> {
-        let router = if self.telemetry {
+        let router = if self.config.telemetry.enabled {
             self.router.handler(crate::telemetry::record_telemetry)
         } else {
             self.router
@@ -462,7 +486,6 @@ impl Server {
             auth: None,
             channel_rules: Vec::new(),
             pages: HashMap::new(),
-            telemetry: true,
             health_checks: Vec::new(),
             state: crate::ctx::AppState::default(),
             #[cfg(feature = "tls")]
@@ -726,6 +749,32 @@ impl Server {
 
     pub(crate) fn from_ctx(ctx: &Ctx) -> Option<Server> {
         ctx.hub()?.downcast_ref::<Server>().cloned()
+    }
+
+    /// The server's telemetry settings.
+    pub(crate) fn telemetry_config(&self) -> &TelemetryConfig {
+        &self.shared.config.telemetry
+    }
+
+    /// The telemetry budget of connection `conn_id`, made at its first use;
+    /// `None` once the connection is closed.
+    pub(crate) fn telemetry_budget(
+        &self,
+        conn_id: ConnId,
+    ) -> Option<Arc<crate::telemetry::Budget>> {
+        let mut conns = hub::lock(&self.shared.conns);
+        let entry = conns.get_mut(&conn_id)?;
+        let budget = entry.telemetry.get_or_insert_with(|| {
+            Arc::new(crate::telemetry::Budget::new(&self.shared.config.telemetry))
+        });
+        Some(Arc::clone(budget))
+    }
+
+    /// Counts telemetry records logged and dropped.
+    pub(crate) fn count_telemetry(&self, logged: usize, dropped: usize) {
+        let counters = &self.shared.counters;
+        crate::stats::add(&counters.telemetry_logged, logged);
+        crate::stats::add(&counters.telemetry_dropped, dropped);
     }
 }
 
