@@ -15,6 +15,17 @@ pub enum ProtocolError {
         /// What was wrong.
         detail: String,
     },
+    /// A request whose id could be read but whose frame is otherwise malformed
+    /// (a deadline out of range, extra elements): answered to that request.
+    #[error("malformed {encoding} request {req_id}: {detail}")]
+    BadRequest {
+        /// The request's id.
+        req_id: RequestId,
+        /// `"json"` or `"postcard"`.
+        encoding: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
     /// No handler is routed for the event.
     #[error("unknown event `{event}`: no handler is routed for it")]
     UnknownEvent {
@@ -59,13 +70,24 @@ impl ProtocolError {
     /// The protocol error code told to the peer.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadFrame { .. } => codes::BAD_FRAME,
+            Self::BadFrame { .. } | Self::BadRequest { .. } => codes::BAD_FRAME,
             Self::UnknownEvent { .. } | Self::ExpectedRequest { .. } | Self::NotARequest { .. } => {
                 codes::BAD_EVENT
             }
             Self::BadPayload { .. } => codes::BAD_PAYLOAD,
             Self::DuplicateRequest { .. } => codes::DUPLICATE_REQUEST,
             Self::TooManyRequests { .. } => codes::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+impl ProtocolError {
+    /// The request the error is about, when the frame named one that can be
+    /// answered (a malformed request whose id was read, a reused id).
+    pub fn req_id(&self) -> Option<RequestId> {
+        match self {
+            Self::BadRequest { req_id, .. } | Self::DuplicateRequest { req_id } => Some(*req_id),
+            _ => None,
         }
     }
 }

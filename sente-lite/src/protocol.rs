@@ -16,6 +16,11 @@ pub const SUBPROTOCOL_JSON: &str = "sente-lite.json.v1";
 /// WebSocket subprotocol that selects the postcard binary encoding.
 pub const SUBPROTOCOL_POSTCARD: &str = "sente-lite.postcard.v1";
 
+/// The largest request id a JSON frame may carry: 2^53 - 1, the largest
+/// integer every JSON peer (JavaScript's numbers included) holds exactly. A
+/// JSON frame with a larger id is a `bad-frame`.
+pub const MAX_JSON_REQ_ID: u64 = (1 << 53) - 1;
+
 /// The namespace of the protocol's own frames (`sl/ping`, `sl/ok`, ...). No event may use it.
 pub const RESERVED_NAMESPACE: &str = "sl";
 

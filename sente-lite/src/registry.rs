@@ -26,6 +26,13 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
+    /// Whether sente-lite itself declares this event (`telemetry/batch`), as
+    /// opposed to the application. Library events are routed like any other
+    /// but are left out of the [`schema_hash`].
+    pub fn is_library(&self) -> bool {
+        self.module_path == "sente_lite" || self.module_path.starts_with("sente_lite::")
+    }
+
     /// `module::path::TypeName`, as used in error messages.
     pub fn qualified_name(&self) -> String {
         format!("{}::{}", self.module_path, self.type_name)
@@ -123,8 +130,11 @@ pub fn check() -> Result<(), ClashError> {
     find_clash(events())
 }
 
-/// A stable 64-bit hash of the schema: every registered id, whether it is a
-/// request, and its reply type's name (last path segment).
+/// A stable 64-bit hash of the schema: every registered application event's
+/// id, whether it is a request, and its reply type's name (last path segment).
+/// Events of sente-lite itself ([`EventRecord::is_library`]) are left out, so a
+/// peer written in another language computes the same hash from the
+/// application's events alone.
 ///
 /// Computed as 64-bit FNV-1a over the lines `id \t kind \t reply \n`, sorted by
 /// id, where kind is `event` or `request` and reply is the reply type as written,
@@ -132,7 +142,7 @@ pub fn check() -> Result<(), ClashError> {
 /// peers built from the same event definitions get the same hash, whatever the
 /// platform or build. It is sent in the handshake as 16 lowercase hex digits.
 pub fn schema_hash() -> u64 {
-    schema_hash_of(events())
+    schema_hash_of(events().iter().filter(|r| !r.is_library()))
 }
 
 /// The [`schema_hash`] of a given set of records.

@@ -171,7 +171,7 @@ impl Counters {
 
     pub(crate) fn protocol_error(&self, err: &ProtocolError) {
         bump(match err {
-            ProtocolError::BadFrame { .. } => &self.bad_frames,
+            ProtocolError::BadFrame { .. } | ProtocolError::BadRequest { .. } => &self.bad_frames,
             ProtocolError::UnknownEvent { .. }
             | ProtocolError::ExpectedRequest { .. }
             | ProtocolError::NotARequest { .. } => &self.bad_events,

@@ -592,7 +592,10 @@ fn round_trip(frame: &Frame) -> Result<(), TestCaseError> {
 fn is_ok_or_bad_frame(result: &Result<Inbound<'_>, ProtocolError>, encoding: &str) -> bool {
     match result {
         Ok(_) => true,
-        Err(ProtocolError::BadFrame { encoding: got, .. }) => *got == encoding,
+        Err(
+            ProtocolError::BadFrame { encoding: got, .. }
+            | ProtocolError::BadRequest { encoding: got, .. },
+        ) => *got == encoding,
         Err(_) => false,
     }
 }
@@ -806,7 +809,10 @@ proptest! {
         };
         for len in 0..bytes.len() {
             match Codec::decode_postcard(&bytes[..len]) {
-                Err(ProtocolError::BadFrame { encoding: "postcard", .. }) => {}
+                Err(
+                    ProtocolError::BadFrame { encoding: "postcard", .. }
+                    | ProtocolError::BadRequest { encoding: "postcard", .. },
+                ) => {}
                 Ok(inbound) => {
                     let payload = match &inbound {
                         Inbound::Event { payload, .. }
@@ -896,6 +902,9 @@ fn malformed_json_frames_are_bad_frames() {
                 Err(ProtocolError::BadFrame {
                     encoding: "json",
                     ..
+                } | ProtocolError::BadRequest {
+                    encoding: "json",
+                    ..
                 })
             ),
             "{:.80}: {:.200}",
@@ -966,6 +975,9 @@ fn malformed_postcard_frames_are_bad_frames() {
             matches!(
                 result,
                 Err(ProtocolError::BadFrame {
+                    encoding: "postcard",
+                    ..
+                } | ProtocolError::BadRequest {
                     encoding: "postcard",
                     ..
                 })
@@ -1335,4 +1347,60 @@ fn null_error_data_is_no_data_in_both_codecs() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn malformed_requests_with_a_readable_id_are_answered_to_that_id() {
+    use sente_lite::protocol::MAX_JSON_REQ_ID;
+    // A deadline out of range, extra elements: the request id was read.
+    for frame in [
+        r#"["chat/send",{},7,4294967296]"#,
+        r#"["chat/send",{},7,-1]"#,
+        r#"["chat/send",{},7,"soon"]"#,
+        r#"["chat/send",{},7,1000,"extra"]"#,
+    ] {
+        let err = Codec::decode_json(frame).unwrap_err();
+        assert_eq!(err.req_id(), Some(7), "{frame}: {err:?}");
+        assert_eq!(err.code(), "bad-frame", "{frame}");
+    }
+    // postcard: request 7 whose deadline varint does not fit a u32.
+    let err = Codec::decode_postcard(&[0x01, 0x01, 0x07, 0x01, 0x80, 0x80, 0x80, 0x80, 0x10])
+        .unwrap_err();
+    assert_eq!(err.req_id(), Some(7), "{err:?}");
+    // Request ids over 2^53 - 1 are refused in JSON, wherever they appear.
+    let over = MAX_JSON_REQ_ID + 1;
+    for frame in [
+        format!(r#"["chat/send",{{}},{over}]"#),
+        format!(r#"["sl/ok",{over},null]"#),
+        format!(r#"["sl/sub",{over},"room/a"]"#),
+    ] {
+        let err = Codec::decode_json(&frame).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::BadFrame { .. }),
+            "{frame}: {err:?}"
+        );
+    }
+    let at_max = format!(r#"["chat/send",{{}},{MAX_JSON_REQ_ID}]"#);
+    assert!(Codec::decode_json(&at_max).is_ok());
+}
+
+#[test]
+fn postcard_headers_must_use_the_shortest_varints() {
+    // ping 3, and ping 3 written with an overlong varint (0x83 0x00).
+    assert!(Codec::decode_postcard(&[0x06, 0x03]).is_ok());
+    let err = Codec::decode_postcard(&[0x06, 0x83, 0x00]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::BadFrame {
+                encoding: "postcard",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The frame kind itself, overlong: event kind 0 as 0x80 0x00.
+    let err =
+        Codec::decode_postcard(&[0x80, 0x00, 0x92, 0xf8, 0xc2, 0xb7, 0x07, 0x00]).unwrap_err();
+    assert_eq!(err.code(), "bad-frame", "{err:?}");
 }

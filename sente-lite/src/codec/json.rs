@@ -143,7 +143,12 @@ pub(super) fn decode(text: &str) -> Result<Inbound<'_>, ProtocolError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let frame = Frame::deserialize(&mut de).and_then(|f| de.end().map(|()| f));
     match frame {
-        Ok(Frame(inbound)) => Ok(inbound),
+        Ok(Frame(Decoded::Frame(inbound))) => Ok(inbound),
+        Ok(Frame(Decoded::BadRequest { req_id, detail })) => Err(ProtocolError::BadRequest {
+            req_id,
+            encoding: ENCODING,
+            detail,
+        }),
         Err(e) => Err(ProtocolError::BadFrame {
             encoding: ENCODING,
             detail: e.to_string(),
@@ -151,11 +156,34 @@ pub(super) fn decode(text: &str) -> Result<Inbound<'_>, ProtocolError> {
     }
 }
 
+/// A request id as JSON frames carry it: an integer in `0 ..= 2^53 - 1`.
+struct WireReqId(RequestId);
+
+impl<'de> Deserialize<'de> for WireReqId {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let id = RequestId::deserialize(de)?;
+        if id > crate::protocol::MAX_JSON_REQ_ID {
+            return Err(de::Error::custom(format_args!(
+                "request id {id} is over 2^53 - 1 ({})",
+                crate::protocol::MAX_JSON_REQ_ID
+            )));
+        }
+        Ok(Self(id))
+    }
+}
+
+/// A frame, or a request whose id could be read but whose rest is wrong (so
+/// the answer can name the request).
+enum Decoded<'a> {
+    Frame(Inbound<'a>),
+    BadRequest { req_id: RequestId, detail: String },
+}
+
 /// A string that borrows from the frame unless it had escapes.
 #[derive(serde::Deserialize)]
 struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
-struct Frame<'a>(Inbound<'a>);
+struct Frame<'a>(Decoded<'a>);
 
 impl<'de> Deserialize<'de> for Frame<'de> {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
@@ -175,7 +203,7 @@ fn need<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
 }
 
 impl<'de> Visitor<'de> for FrameVisitor {
-    type Value = Inbound<'de>;
+    type Value = Decoded<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON array led by an event id or an `sl/` frame name")
@@ -185,14 +213,14 @@ impl<'de> Visitor<'de> for FrameVisitor {
         let Str(head) = need(&mut seq, "event id")?;
         let inbound = match head.as_ref() {
             OK => Inbound::Reply {
-                req_id: need(&mut seq, "request id")?,
+                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
                 result: Ok(Payload::Json(need::<_, &RawValue>(
                     &mut seq,
                     "reply payload",
                 )?)),
             },
             ERR => Inbound::Reply {
-                req_id: need(&mut seq, "request id")?,
+                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
                 result: Err(need(&mut seq, "error")?),
             },
             PUB => {
@@ -212,12 +240,12 @@ impl<'de> Visitor<'de> for FrameVisitor {
             PING => Inbound::Control(Control::Ping(need(&mut seq, "ping number")?)),
             PONG => Inbound::Control(Control::Pong(need(&mut seq, "pong number")?)),
             SUB => Inbound::Control(Control::Subscribe {
-                req_id: need(&mut seq, "request id")?,
+                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
                 channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
                 since: seq.next_element()?,
             }),
             UNSUB => Inbound::Control(Control::Unsubscribe {
-                req_id: need(&mut seq, "request id")?,
+                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
                 channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
             }),
             ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
@@ -231,21 +259,46 @@ impl<'de> Visitor<'de> for FrameVisitor {
             _ => {
                 let payload = Payload::Json(need(&mut seq, "payload")?);
                 let event = EventRef::Id(head);
-                match seq.next_element::<RequestId>()? {
+                match seq.next_element::<WireReqId>()? {
                     None => Inbound::Event { event, payload },
-                    Some(req_id) => Inbound::Request {
-                        event,
-                        req_id,
-                        deadline_ms: seq.next_element()?,
-                        payload,
-                    },
+                    Some(WireReqId(req_id)) => {
+                        // The id is known from here on: what is wrong with the
+                        // rest is answered to this request.
+                        let deadline = seq.next_element::<serde_json::Value>()?;
+                        let extra = seq.next_element::<IgnoredAny>()?.is_some();
+                        let deadline_ms = match deadline
+                            .as_ref()
+                            .map(|d| d.as_u64().map(u32::try_from))
+                        {
+                            None => None,
+                            Some(Some(Ok(ms))) => Some(ms),
+                            Some(_) => {
+                                return Ok(Decoded::BadRequest {
+                                    req_id,
+                                    detail: "the deadline must be an integer in 0..=4294967295 (milliseconds)".into(),
+                                });
+                            }
+                        };
+                        if extra {
+                            return Ok(Decoded::BadRequest {
+                                req_id,
+                                detail: "unexpected extra elements".into(),
+                            });
+                        }
+                        return Ok(Decoded::Frame(Inbound::Request {
+                            event,
+                            req_id,
+                            deadline_ms,
+                            payload,
+                        }));
+                    }
                 }
             }
         };
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::custom("unexpected extra elements"));
         }
-        Ok(inbound)
+        Ok(Decoded::Frame(inbound))
     }
 }
 
@@ -300,9 +353,9 @@ impl<'de, T: de::DeserializeOwned> Visitor<'de> for EventFrameVisitor<T> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let IgnoredAny = need(&mut seq, "event id")?;
         let payload = need(&mut seq, "payload")?;
-        let (req_id, deadline_ms) = match seq.next_element::<RequestId>()? {
+        let (req_id, deadline_ms) = match seq.next_element::<WireReqId>()? {
             None => (None, None),
-            Some(req_id) => (Some(req_id), seq.next_element::<u32>()?),
+            Some(WireReqId(req_id)) => (Some(req_id), seq.next_element::<u32>()?),
         };
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::custom("unexpected extra elements"));

@@ -196,13 +196,42 @@ pub(super) fn control(control: &Control) -> Message {
     to_message(header(&head))
 }
 
+/// A header that does not decode: answered to its request when the frame is a
+/// request whose key and id could be read, as an `sl/error` otherwise.
+fn bad_header(bytes: &[u8], detail: String) -> ProtocolError {
+    const REQUEST: u8 = 1;
+    if let Some((&REQUEST, rest)) = bytes.split_first()
+        && let Ok(((_key, req_id), _)) = postcard::take_from_bytes::<(EventKey, RequestId)>(rest)
+    {
+        return ProtocolError::BadRequest {
+            req_id,
+            encoding: ENCODING,
+            detail,
+        };
+    }
+    ProtocolError::BadFrame {
+        encoding: ENCODING,
+        detail,
+    }
+}
+
 pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
     let bad = |detail: String| ProtocolError::BadFrame {
         encoding: ENCODING,
         detail,
     };
-    let (head, rest) =
-        postcard::take_from_bytes::<Header<'_>>(bytes).map_err(|e| bad(e.to_string()))?;
+    let (head, rest) = match postcard::take_from_bytes::<Header<'_>>(bytes) {
+        Ok(decoded) => decoded,
+        Err(e) => return Err(bad_header(bytes, e.to_string())),
+    };
+    // One encoding per header: varints in their shortest form, nothing else.
+    let used = bytes.len() - rest.len();
+    if postcard::experimental::serialized_size(&head).ok() != Some(used) {
+        return Err(bad_header(
+            bytes,
+            "the header is not in its shortest encoding (an overlong varint)".into(),
+        ));
+    }
     let payload = Payload::Postcard(rest);
     let no_rest = |inbound: Inbound<'static>| {
         if rest.is_empty() {

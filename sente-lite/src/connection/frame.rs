@@ -63,7 +63,8 @@ pub(super) fn handle_frame(
         Ok(inbound) => inbound,
         Err(err) => {
             counters.events.inbound("invalid", size);
-            return Err((err, None));
+            let req_id = err.req_id();
+            return Err((err, req_id));
         }
     };
     let label = match &inbound {
