@@ -13,7 +13,7 @@ mod chat_events;
 
 use chat_events::{ChatMessage, Join, Members, Say, channel};
 use clap::Parser;
-use sente_lite::{Client, ConnectionState, Ctx, ReconnectPolicy, Router};
+use sente_lite::{Client, ConnectionState, Ctx, ReconnectPolicy, Router, SendError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Terminal chat client.
@@ -69,11 +69,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if text == "/quit" {
             break;
         }
-        if !text.is_empty() {
-            client.send(&Say {
-                room: args.room.clone(),
-                text: text.to_owned(),
-            })?;
+        if text.is_empty() {
+            continue;
+        }
+        let said = client.send(&Say {
+            room: args.room.clone(),
+            text: text.to_owned(),
+        });
+        match said {
+            Ok(()) => {}
+            // Away for long enough that the queue filled: this line is not
+            // sent, and the ones already queued go out on reconnect.
+            Err(SendError::QueueFull { capacity, .. }) => eprintln!(
+                "(not sent: {capacity} lines already wait for the connection; try again once it is back)"
+            ),
+            Err(SendError::Closed { .. }) => break,
+            Err(err) => eprintln!("(not sent: {err})"),
         }
     }
     client.disconnect().await;

@@ -33,6 +33,12 @@ struct Args {
     /// On shutdown, clients are asked to wait up to this long before reconnecting.
     #[arg(long, default_value_t = 1_000)]
     reconnect_spread_ms: u64,
+    /// Inbound data frames per second per connection (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    rate_per_sec: u32,
+    /// Inbound data frames per connection in a burst above the rate.
+    #[arg(long, default_value_t = 400)]
+    rate_burst: u32,
 }
 
 /// Echo `text` back, with who asked.
@@ -212,6 +218,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .configure(|config| {
             config.ping_interval = Duration::from_millis(args.ping_interval_ms);
             config.ping_timeout = Duration::from_millis(args.ping_timeout_ms);
+            config.limits.rate_per_sec = (args.rate_per_sec > 0).then_some(args.rate_per_sec);
+            config.limits.rate_burst = args.rate_burst;
             // Losses are summed up quickly, for the tests to see them.
             config.telemetry.summary_interval = Duration::from_millis(200);
         })

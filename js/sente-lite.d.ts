@@ -77,6 +77,15 @@ export function backoffCeiling(policy: ReconnectPolicy, attempt: number): number
 /** A delay drawn uniformly from `[0, backoffCeiling(policy, attempt))`. */
 export function backoffDelay(policy: ReconnectPolicy, attempt: number, random?: () => number): number;
 
+/** Per-connection limits a server announces in its handshake (`0` means no limit). */
+export interface PeerLimits {
+  max_in_flight: number;
+  rate_per_sec: number;
+  rate_burst: number;
+  max_subscriptions: number;
+  max_channel_name: number;
+}
+
 /** The server's handshake. */
 export interface Handshake {
   version: number;
@@ -86,6 +95,8 @@ export interface Handshake {
   schema_hash: string;
   max_message_size: number;
   extensions: string[];
+  /** The limits the client keeps to (0: none). Absent from servers that do not announce them. */
+  limits?: PeerLimits;
 }
 
 /** A channel's stream position. */

@@ -213,6 +213,46 @@ function timer(ms, fn) {
   return handle;
 }
 
+/**
+ * Keeps a connection's frames within the rate the server announced in its
+ * handshake (`limits.rate_per_sec`, `limits.rate_burst`): a token bucket
+ * refilled at the sustained rate, holding half the burst (the other half is
+ * margin for frames the network delivers bunched). `null` when the server
+ * announces no rate.
+ */
+class Pacer {
+  static from(limits) {
+    const rate = limits?.rate_per_sec ?? 0;
+    if (!(rate > 0)) return null;
+    return new Pacer(rate, limits.rate_burst ?? rate);
+  }
+
+  constructor(ratePerSec, burst) {
+    this.rate = ratePerSec;
+    this.capacity = Math.max(1, Math.floor(burst / 2));
+    this.tokens = this.capacity;
+    this.last = now();
+  }
+
+  /** Whether a frame may go now. */
+  ready() {
+    const t = now();
+    this.tokens = Math.min(this.capacity, this.tokens + ((t - this.last) / 1000) * this.rate);
+    this.last = t;
+    return this.tokens >= 1;
+  }
+
+  /** Counts a frame sent (control frames go at once and may run the bucket below zero). */
+  spend() {
+    this.tokens -= 1;
+  }
+
+  /** Milliseconds until the next frame may go. */
+  waitMs() {
+    return Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000));
+  }
+}
+
 // ---------------------------------------------------------------- client
 
 /**
@@ -416,7 +456,7 @@ export class Client {
     this._abandonAttempt();
     const conn = this._conn;
     if (conn) {
-      this._flushQueue(conn);
+      await this._drainQueue(conn);
       this._sendRaw(conn, ["sl/close", { code: "going-away", message: "client disconnecting", reconnect_after_ms: null }]);
       const closed = new Promise((resolve) => {
         conn.onGone = resolve;
@@ -599,6 +639,8 @@ export class Client {
       ended: false,
       onGone: null,
       ticker: null,
+      pacer: Pacer.from(handshake.limits),
+      flushTimer: null,
     };
     this._conn = conn;
     ws.onmessage = (event) => {
@@ -651,6 +693,10 @@ export class Client {
     if (conn.ended) return;
     conn.ended = true;
     clearInterval(conn.ticker);
+    clearTimeout(conn.flushTimer);
+    // Requests still queued for this connection were failed below: they must
+    // not go out on the next one.
+    this._queue = this._queue.filter((entry) => typeof entry === "string" || entry.conn !== conn);
     detach(conn.ws);
     if (this._conn === conn) this._conn = null;
     for (const entry of conn.pending.values()) entry.fail(new ClosedError());
@@ -660,16 +706,42 @@ export class Client {
   _sendRaw(conn, frame) {
     if (conn.ended && frame[0] !== "sl/close") return false;
     try {
-      conn.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+      this._transmit(conn, typeof frame === "string" ? frame : JSON.stringify(frame));
       return true;
     } catch {
       return false;
     }
   }
 
-  _flushQueue(conn) {
+  /** Sends everything queued, at the server's announced rate, then resolves. */
+  async _drainQueue(conn) {
+    this._flushQueue(conn);
     while (this._queue.length > 0 && !conn.ended) {
-      conn.ws.send(this._queue.shift());
+      await new Promise((resolve) => setTimeout(resolve, conn.pacer ? conn.pacer.waitMs() : 0));
+      this._flushQueue(conn);
+    }
+  }
+
+  /** Writes one frame, counting it against the server's announced rate. */
+  _transmit(conn, text) {
+    conn.pacer?.spend();
+    conn.ws.send(text);
+  }
+
+  /**
+   * Sends what waits in the queue, in order, as fast as the server's
+   * announced rate allows; the rest goes when the rate allows more.
+   */
+  _flushQueue(conn) {
+    while (this._queue.length > 0 && !conn.ended && (conn.pacer === null || conn.pacer.ready())) {
+      const entry = this._queue.shift();
+      this._transmit(conn, typeof entry === "string" ? entry : entry.text);
+    }
+    if (this._queue.length > 0 && !conn.ended && conn.flushTimer === null) {
+      conn.flushTimer = setTimeout(() => {
+        conn.flushTimer = null;
+        this._flushQueue(conn);
+      }, conn.pacer.waitMs());
     }
   }
 
@@ -814,19 +886,26 @@ export class Client {
     this._enqueue(text);
   }
 
-  _enqueue(text) {
+  /**
+   * Sends `text` now, or queues it behind what already waits (while away, or
+   * while the server's announced rate holds frames back). A request is queued
+   * whatever the capacity (requests are bounded by `maxInFlight`), tagged
+   * with its connection (`request`) so that it is dropped with it.
+   */
+  _enqueue(text, request = null) {
     if (this._stopped) {
       throw new ClosedError("the client is not connected: call connect() first");
     }
     const conn = this._conn;
-    if (conn && this._queue.length === 0) {
-      conn.ws.send(text);
+    if (conn && this._queue.length === 0 && (conn.pacer === null || conn.pacer.ready())) {
+      this._transmit(conn, text);
       return;
     }
-    if (this._queue.length >= this._queueCapacity) {
+    if (request === null && this._queue.length >= this._queueCapacity) {
       throw new QueueFullError("queue-full", `the send queue is full (${this._queueCapacity} events): the event was dropped`);
     }
-    this._queue.push(text);
+    this._queue.push(request === null ? text : { text, conn: request });
+    if (conn) this._flushQueue(conn);
   }
 
   /**
@@ -875,7 +954,8 @@ export class Client {
           reject(err.code === "deadline-exceeded" ? new TimeoutError(timeoutMs) : err);
         },
       });
-      conn.ws.send(text);
+      // Behind what is queued, so events sent before the request arrive first.
+      this._enqueue(text, conn);
     });
   }
 

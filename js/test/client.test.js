@@ -316,6 +316,26 @@ describe("across server restarts", () => {
     assert.ok(openedAt - closedAt >= floor - 20, `reopened after ${openedAt - closedAt} ms, asked for ${floor}`);
   });
 
+  test("what waited in the queue is paced to the server's announced rate, none of it lost", async () => {
+    const s = await server(["--rate-per-sec", "400", "--rate-burst", "200"]);
+    const c = client(`${s.url}?name=pacer`);
+    await c.connect();
+    assert.deepEqual(
+      { rate: c.handshake.limits.rate_per_sec, burst: c.handshake.limits.rate_burst },
+      { rate: 400, burst: 400 },
+    );
+    await s.kill();
+    await eventually(() => c.state === "reconnecting", 3000, "reconnecting");
+    // More than the server reads in a burst: sent at once, most would be dropped.
+    for (let seq = 1; seq <= 600; seq++) c.send("test/note", { client: "pacer", seq });
+    const notes = c.request("test/notes", { client: "pacer" }, { timeoutMs: 8000 });
+    await s.start();
+    const got = await notes;
+    assert.equal(got.length, 600, `${got.length} of 600 arrived`);
+    assert.deepEqual(got, Array.from({ length: 600 }, (_, i) => i + 1));
+    assert.doesNotMatch(s.output, /rate-limited|too many messages/);
+  });
+
   test("reconnect() drops the connection and opens a new one at once", async () => {
     const s = await server();
     const c = client(s.url);

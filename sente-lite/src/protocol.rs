@@ -91,6 +91,34 @@ pub struct Handshake {
     /// Protocol extensions the server offers (for example `"recovery"`, `"presence"`).
     /// A peer uses an extension only when it is listed here.
     pub extensions: Vec<String>,
+    /// The limits the client must keep to (absent in a handshake from a server
+    /// that does not announce them: no limit is known then).
+    #[serde(default)]
+    pub limits: PeerLimits,
+}
+
+/// The per-connection limits a server announces in its handshake, so that a
+/// client keeps to them instead of learning them from refusals. Zero means
+/// "no limit".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLimits {
+    /// Requests the server accepts in flight at once; past it a request is
+    /// answered `too-many-requests`.
+    #[serde(default)]
+    pub max_in_flight: u32,
+    /// Data frames per second the server reads, sustained; past it a frame is
+    /// dropped, answered `rate-limited` and counted as a violation.
+    #[serde(default)]
+    pub rate_per_sec: u32,
+    /// Data frames the server reads in a burst above the sustained rate.
+    #[serde(default)]
+    pub rate_burst: u32,
+    /// Channels one connection may be subscribed to.
+    #[serde(default)]
+    pub max_subscriptions: u32,
+    /// The longest channel name, in bytes.
+    #[serde(default)]
+    pub max_channel_name: u32,
 }
 
 /// A position in a channel's stream of publications, for missed-message recovery.

@@ -1034,6 +1034,7 @@ fn raw_handshake(conn_id: u64, interval_ms: u32, timeout_ms: u32) -> sente_lite:
         schema_hash: sente_lite::registry::schema_hash_hex(),
         max_message_size: 1 << 20,
         extensions: Vec::new(),
+        limits: Default::default(),
     }))
 }
 
@@ -1189,4 +1190,40 @@ async fn dropping_the_last_handle_closes_the_connection() {
         server.stats().connections == 0
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waited_in_the_queue_is_paced_to_the_server_s_announced_rate() {
+    // Nothing listens yet: 600 events wait in the client's queue, more than
+    // the server below reads in a burst.
+    let port = free_port().await;
+    let client = builder(&format!("ws://127.0.0.1:{port}/ws"))
+        .start()
+        .unwrap();
+    let mut inbox = Inbox::new("paced");
+    for seq in 0..600 {
+        client
+            .send(&Note {
+                tag: "paced".into(),
+                seq,
+            })
+            .unwrap();
+    }
+    let server = bind_server(&format!("127.0.0.1:{port}"), |config| {
+        config.limits.rate_per_sec = Some(400);
+        config.limits.rate_burst = 200;
+    })
+    .await;
+    for seq in 0..600 {
+        assert_eq!(inbox.next().await, format!("echo {seq}"));
+    }
+    let handshake = client.handshake().expect("connected");
+    assert_eq!(handshake.limits.rate_per_sec, 400);
+    assert_eq!(
+        handshake.limits.rate_burst, 400,
+        "the burst is at least the rate"
+    );
+    let errors = server.stats().errors;
+    assert_eq!(errors.rate_limited, 0, "{errors:?}");
+    assert_eq!(errors.policy_close, 0, "{errors:?}");
 }

@@ -10,7 +10,8 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::select;
 use sente_lite::protocol::{
-    CloseReason, Control, ErrorReply, Handshake, Heartbeat, StreamPosition, SubscribeReply,
+    CloseReason, Control, ErrorReply, Handshake, Heartbeat, PeerLimits, StreamPosition,
+    SubscribeReply,
 };
 use sente_lite::{
     Codec, ConnId, Event, EventKey, EventRef, Inbound, Payload, ProtocolError, RequestId, UserId,
@@ -278,6 +279,7 @@ fn handshake() -> impl Strategy<Value = Handshake> {
         text(),
         any::<u32>(),
         vec(text(), 0..4),
+        any::<[u32; 5]>(),
     )
         .prop_map(
             |(
@@ -289,6 +291,13 @@ fn handshake() -> impl Strategy<Value = Handshake> {
                 schema_hash,
                 max_message_size,
                 extensions,
+                [
+                    max_in_flight,
+                    rate_per_sec,
+                    rate_burst,
+                    max_subscriptions,
+                    max_channel_name,
+                ],
             )| {
                 Handshake {
                     version,
@@ -301,6 +310,13 @@ fn handshake() -> impl Strategy<Value = Handshake> {
                     schema_hash,
                     max_message_size,
                     extensions,
+                    limits: PeerLimits {
+                        max_in_flight,
+                        rate_per_sec,
+                        rate_burst,
+                        max_subscriptions,
+                        max_channel_name,
+                    },
                 }
             },
         )
@@ -1281,11 +1297,18 @@ fn controls_are_pinned() {
         schema_hash: "9f3b2c1d4e5a6b7c".into(),
         max_message_size: 1_048_576,
         extensions: vec![],
+        limits: PeerLimits {
+            max_in_flight: 64,
+            rate_per_sec: 200,
+            rate_burst: 400,
+            max_subscriptions: 256,
+            max_channel_name: 256,
+        },
     };
     pin(
         |c| c.encode_control(&Control::Handshake(handshake.clone())),
-        r#"["sl/handshake",{"version":1,"conn_id":12,"user_id":"ada","heartbeat":{"interval_ms":25000,"timeout_ms":10000},"schema_hash":"9f3b2c1d4e5a6b7c","max_message_size":1048576,"extensions":[]}]"#,
-        "05 01 0c 01 03 61 64 61 a8 c3 01 90 4e 10 39 66 33 62 32 63 31 64 34 65 35 61 36 62 37 63 80 80 40 00",
+        r#"["sl/handshake",{"version":1,"conn_id":12,"user_id":"ada","heartbeat":{"interval_ms":25000,"timeout_ms":10000},"schema_hash":"9f3b2c1d4e5a6b7c","max_message_size":1048576,"extensions":[],"limits":{"max_in_flight":64,"rate_per_sec":200,"rate_burst":400,"max_subscriptions":256,"max_channel_name":256}}]"#,
+        "05 01 0c 01 03 61 64 61 a8 c3 01 90 4e 10 39 66 33 62 32 63 31 64 34 65 35 61 36 62 37 63 80 80 40 00 40 c8 01 90 03 80 02 80 02",
     );
     let unknown = ErrorReply::new(
         "bad-event",

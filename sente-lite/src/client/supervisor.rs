@@ -236,6 +236,9 @@ async fn run_connection(
             violation_refill: Duration::from_secs(1),
             warn_message_size: WARN_MESSAGE_SIZE,
             drain_timeout: DRAIN_TIMEOUT,
+            // What the server reads per second: queued events go out no faster.
+            send_rate: (handshake.limits.rate_per_sec > 0)
+                .then_some((handshake.limits.rate_per_sec, handshake.limits.rate_burst)),
         };
         // Subscriptions are restored before anything queued goes out.
         let (first, restores) = shared.restore_frames(&ctx);

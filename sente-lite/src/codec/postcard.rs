@@ -276,7 +276,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
             req_id,
             result: Err(error.into_reply().map_err(bad)?),
         }),
-        Header::Handshake(h) => no_rest(Inbound::Control(Control::Handshake(h))),
+        // A handshake may gain fields at its end in later versions: what
+        // follows the fields known here is ignored.
+        Header::Handshake(h) => Ok(Inbound::Control(Control::Handshake(h))),
         Header::Ping(n) => no_rest(Inbound::Control(Control::Ping(n))),
         Header::Pong(n) => no_rest(Inbound::Control(Control::Pong(n))),
         Header::Subscribe {

@@ -34,7 +34,7 @@ pub(crate) use close::Transport;
 use close::{CLOSE_LINGER, acknowledge_close, close_with};
 use frame::{Action, handle_frame};
 use line::Line;
-use writer::Writer;
+use writer::{Pacer, Writer};
 
 /// Close code sent when the peer stayed silent past the heartbeat timeout.
 pub(crate) const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
@@ -81,6 +81,10 @@ pub(crate) struct EngineConfig {
     pub(crate) warn_message_size: usize,
     /// How long a graceful close waits for running handlers.
     pub(crate) drain_timeout: Duration,
+    /// The rate the peer reads at (data frames per second, burst), which this
+    /// side keeps to: a client paces what it sends by the server's announced
+    /// limits. `None` sends as fast as the socket takes.
+    pub(crate) send_rate: Option<(u32, u32)>,
 }
 
 /// Why the engine stopped.
@@ -336,7 +340,10 @@ where
 {
     let queue: &mut OutboundReceiver = queue.borrow_mut();
     let codec = ctx.codec();
-    let mut writer = Writer::new(first);
+    let pacer = config
+        .send_rate
+        .map(|(per_sec, burst)| Pacer::new(per_sec, burst));
+    let mut writer = Writer::new(first, pacer);
     let mut tasks: FuturesUnordered<DispatchFuture> = FuturesUnordered::new();
     let mut line = Line::default();
     let opened = Instant::now();
@@ -410,11 +417,18 @@ where
             }
         }
 
-        if !writer.busy()
-            && writer.refill(queue, counters)
-            && let Some(since) = writer.busy_since()
-        {
-            arm!(since + config.silence_limit + SLACK);
+        if !writer.busy() {
+            if writer.refill(queue, counters) {
+                if let Some(since) = writer.busy_since() {
+                    arm!(since + config.silence_limit + SLACK);
+                }
+            } else if config.send_rate.is_some()
+                && !(writer.own_is_empty() && queue.is_empty())
+                && let Some(at) = writer.paced_until()
+            {
+                // Frames wait for the pace the peer asked for.
+                arm!(at);
+            }
         }
 
         let can_read = drain.as_ref().is_none_or(|d| d.close_queued.is_none())
@@ -520,7 +534,7 @@ where
                 }
             }
 
-            Some(message) = queue.recv(), if !writer.busy() => {
+            Some(message) = queue.recv(), if !writer.busy() && writer.may_send() => {
                 writer.start_with(message, counters);
                 writer.refill(queue, counters);
                 if let Some(since) = writer.busy_since() {
@@ -599,6 +613,9 @@ where
                 }
                 if let Some(drain) = &drain {
                     at = at.min(drain.deadline);
+                }
+                if let Some(paced) = writer.paced_until() {
+                    at = at.min(paced);
                 }
                 timer.as_mut().reset(at);
                 timer_at = at;

@@ -34,6 +34,46 @@ struct Own {
     message: Message,
 }
 
+/// Keeps this side's data frames within the rate its peer announced: a token
+/// bucket refilled at the peer's sustained rate, holding half the peer's
+/// burst (the other half is margin for frames the network delivers bunched).
+#[derive(Debug)]
+pub(super) struct Pacer {
+    tokens: f64,
+    capacity: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl Pacer {
+    pub(super) fn new(per_sec: u32, burst: u32) -> Self {
+        let capacity = f64::from((burst / 2).max(1));
+        Self {
+            tokens: capacity,
+            capacity,
+            per_sec: f64::from(per_sec.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    fn ready(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+        self.tokens >= 1.0
+    }
+
+    fn spend(&mut self) {
+        self.tokens -= 1.0;
+    }
+
+    /// When the next frame may go.
+    fn next_at(&self) -> Instant {
+        let wait = ((1.0 - self.tokens).max(0.0) / self.per_sec).min(60.0);
+        self.last + std::time::Duration::from_secs_f64(wait)
+    }
+}
+
 /// The write side of a connection.
 #[derive(Default)]
 pub(super) struct Writer {
@@ -48,16 +88,41 @@ pub(super) struct Writer {
     own_bytes: usize,
     /// Messages taken from the queue so far.
     taken: u64,
+    /// The pace the peer asked for, if any.
+    pacer: Option<Pacer>,
 }
 
 impl Writer {
-    /// Starts with `first` (a handshake, restored subscriptions), before anything else.
-    pub(super) fn new(first: Vec<Message>) -> Self {
-        let mut writer = Self::default();
+    /// Starts with `first` (a handshake, restored subscriptions), before
+    /// anything else; paced by `pacer` when the peer announced a rate.
+    pub(super) fn new(first: Vec<Message>, pacer: Option<Pacer>) -> Self {
+        let mut writer = Self {
+            pacer,
+            ..Self::default()
+        };
         for message in first {
             writer.push_now(message);
         }
         writer
+    }
+
+    /// Whether the pace allows another frame now.
+    pub(super) fn may_send(&mut self) -> bool {
+        let now = Instant::now();
+        self.pacer.as_mut().is_none_or(|pacer| pacer.ready(now))
+    }
+
+    /// When the pace allows the next frame, if it holds frames back now.
+    pub(super) fn paced_until(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let pacer = self.pacer.as_mut()?;
+        (!pacer.ready(now)).then(|| pacer.next_at())
+    }
+
+    fn spend(&mut self) {
+        if let Some(pacer) = &mut self.pacer {
+            pacer.spend();
+        }
     }
 
     /// Whether a write is in progress.
@@ -99,6 +164,7 @@ impl Writer {
     /// Records that `message` was taken from the queue, and starts a write with it.
     pub(super) fn start_with(&mut self, message: Message, counters: &Counters) {
         self.taken += 1;
+        self.spend();
         Self::count(&message, counters);
         self.batch.push_back(message);
         self.since.get_or_insert_with(Instant::now);
@@ -108,7 +174,10 @@ impl Writer {
     /// whether a write is now in progress.
     pub(super) fn refill(&mut self, queue: &mut OutboundReceiver, counters: &Counters) -> bool {
         let mut bytes: usize = self.batch.iter().map(Message::len).sum();
-        while self.batch.len() < BATCH_MESSAGES && (bytes < BATCH_BYTES || self.batch.is_empty()) {
+        while self.batch.len() < BATCH_MESSAGES
+            && (bytes < BATCH_BYTES || self.batch.is_empty())
+            && self.may_send()
+        {
             let own_due = self.own.front().is_some_and(|own| own.after <= self.taken);
             let message = if own_due {
                 self.pop_own()
@@ -120,6 +189,7 @@ impl Writer {
                 self.pop_own()
             };
             let Some(message) = message else { break };
+            self.spend();
             Self::count(&message, counters);
             bytes += message.len();
             self.batch.push_back(message);

@@ -315,6 +315,20 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// What the handshake announces of these limits (`0` for "none").
+    pub(crate) fn announced(&self) -> crate::protocol::PeerLimits {
+        let small = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        crate::protocol::PeerLimits {
+            max_in_flight: small(self.max_in_flight_requests),
+            rate_per_sec: self.rate_per_sec.unwrap_or(0),
+            rate_burst: self
+                .rate_per_sec
+                .map_or(0, |rate| self.rate_burst.max(rate)),
+            max_subscriptions: small(self.max_subscriptions),
+            max_channel_name: small(self.max_channel_name),
+        }
+    }
+
     /// tungstenite's settings for these limits: small buffers, a bounded write
     /// buffer, and the message size limit.
     pub(crate) fn websocket_config(&self) -> tungstenite::protocol::WebSocketConfig {

@@ -990,6 +990,7 @@ where
         schema_hash: crate::registry::schema_hash_hex(),
         max_message_size: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
         extensions: Vec::new(),
+        limits: limits.announced(),
     }));
     let engine = EngineConfig {
         max_concurrent_handlers: limits.max_concurrent_handlers,
@@ -1003,6 +1004,7 @@ where
         violation_refill: limits.violation_refill,
         warn_message_size: limits.warn_message_size,
         drain_timeout: limits.drain_timeout,
+        send_rate: None,
     };
     let routes = shared.routes.clone();
     let mut side = ServerSide {
