@@ -155,6 +155,19 @@ impl OutboundReceiver {
         .await
     }
 
+    /// Keeps only the queued messages for which `keep` is true.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Message) -> bool) {
+        let mut state = self.queue.lock();
+        let State { items, bytes, .. } = &mut *state;
+        items.retain(|message| {
+            let kept = keep(message);
+            if !kept {
+                *bytes -= message.len();
+            }
+            kept
+        });
+    }
+
     /// The next message if one is queued.
     pub fn try_recv(&mut self) -> Option<Message> {
         Queue::pop(&mut self.queue.lock())

@@ -1227,3 +1227,50 @@ async fn what_waited_in_the_queue_is_paced_to_the_server_s_announced_rate() {
     assert_eq!(errors.rate_limited, 0, "{errors:?}");
     assert_eq!(errors.policy_close, 0, "{errors:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_failed_with_its_connection_is_not_sent_on_the_next_one() {
+    // A slow pace keeps frames in the queue: one goes at once, then two a second.
+    let first = bind_server("127.0.0.1:0", |config| {
+        config.limits.rate_per_sec = Some(2);
+        config.limits.rate_burst = 2;
+    })
+    .await;
+    let port = first.local_addr().unwrap().port();
+    let client = builder(&first.ws_url()).connect().await.unwrap();
+    let mut inbox = Inbox::new("purged");
+    for seq in 0..3 {
+        client
+            .send(&Note {
+                tag: "purged".into(),
+                seq,
+            })
+            .unwrap();
+    }
+    // Queued behind the events, on this connection.
+    let request = tokio::spawn({
+        let client = client.clone();
+        async move { client.request(&Add { a: 1, b: 2 }).await }
+    });
+    assert_eq!(inbox.next().await, "echo 0");
+    first
+        .shutdown(Shutdown {
+            deadline: Duration::from_millis(200),
+            reconnect_spread: Duration::ZERO,
+            ..Shutdown::default()
+        })
+        .await;
+    assert_eq!(request.await.unwrap(), Err(RequestError::Closed));
+
+    let second = rebind(port).await;
+    // The events queued before the request still arrive, in order...
+    let mut echoes = Vec::new();
+    while echoes.last().map(String::as_str) != Some("echo 2") {
+        echoes.push(inbox.next().await);
+    }
+    assert!(echoes.windows(2).all(|w| w[0] < w[1]), "{echoes:?}");
+    // ...and the failed request was never sent again.
+    let answer = client.request(&Add { a: 20, b: 22 }).await;
+    assert_eq!(answer, Ok(42));
+    assert_eq!(second.stats().requests_handled, 1);
+}

@@ -451,13 +451,23 @@ async fn a_flood_is_rate_limited() {
         .await
         .unwrap();
     }
-    let mut limited = false;
-    for _ in 0..6 {
+    // Every request is answered once, by its id: its sum, or `rate-limited`.
+    let mut answers = std::collections::BTreeMap::new();
+    for _ in 0..20 {
         let text = next(&mut ws).await.to_text().unwrap().to_owned();
-        limited |= text.contains(r#""code":"rate-limited""#);
+        let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let id = frame[1].as_u64().expect("an answer to a request id");
+        let answer = match frame[0].as_str() {
+            Some("sl/ok") => "ok",
+            Some("sl/err") if frame[2]["code"] == "rate-limited" => "rate-limited",
+            _ => panic!("unexpected {text}"),
+        };
+        assert!(answers.insert(id, answer).is_none(), "{id} answered twice");
     }
-    assert!(limited);
-    assert!(server.stats().errors.rate_limited >= 10);
+    assert_eq!(answers.len(), 20);
+    let limited = answers.values().filter(|a| **a == "rate-limited").count();
+    assert!(limited >= 10, "{answers:?}");
+    assert_eq!(server.stats().errors.rate_limited, limited as u64);
 }
 
 #[tokio::test]

@@ -307,6 +307,14 @@ async fn run_connection(
         };
         shared.set_live(None);
         ctx.pending().fail_all();
+        // Requests of this connection that never went out were just failed:
+        // they must not go out on the next one.
+        queue.retain(|message| {
+            !matches!(
+                crate::Codec::decode(message),
+                Ok(crate::Inbound::Request { .. })
+            )
+        });
         *previous = Some(ctx);
         if forced {
             shared.commands.clear_reconnect();

@@ -180,6 +180,25 @@ fn refuse_while_draining(codec: Codec, inbound: &Inbound<'_>) -> Option<Message>
     }
 }
 
+/// The `rate-limited` answer to a request or subscription dropped by the
+/// rate limit; `None` for other frames.
+pub(super) fn rate_limited_answer(message: &Message, codec: Codec) -> Option<Message> {
+    let req_id = match Codec::decode(message).ok()? {
+        Inbound::Request { req_id, .. }
+        | Inbound::Control(
+            Control::Subscribe { req_id, .. } | Control::Unsubscribe { req_id, .. },
+        ) => req_id,
+        _ => return None,
+    };
+    Some(codec.encode_error_reply(
+        req_id,
+        &ErrorReply::new(
+            codes::RATE_LIMITED,
+            "too many messages: this request was dropped",
+        ),
+    ))
+}
+
 /// What [`started`] needs to know of a frame.
 struct Start {
     event: &'static str,

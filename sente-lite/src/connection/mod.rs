@@ -403,8 +403,7 @@ where
                     message: "closing".into(),
                     reconnect_after_ms: None,
                 });
-                writer
-                    .push_after_queue(queue, codec.encode_control(&Control::Close(reason.clone())));
+                writer.push_last(queue, codec.encode_control(&Control::Close(reason.clone())));
                 drain.close_queued = Some(reason.message);
                 drain.deadline = now.max(drain.deadline) + CLOSE_LINGER;
                 arm!(drain.deadline);
@@ -493,7 +492,12 @@ where
                     && !rate.take(last_heard)
                 {
                     bump(&counters.rate_limited);
-                    if rate_told.is_none_or(|told| last_heard.saturating_duration_since(told) >= Duration::from_secs(1)) {
+                    // A request or subscription is told by its own answer, so
+                    // its sender does not wait out its timeout; anything else
+                    // by one `sl/error` a second at most.
+                    if let Some(answer) = frame::rate_limited_answer(&message, codec) {
+                        writer.push_now(answer);
+                    } else if rate_told.is_none_or(|told| last_heard.saturating_duration_since(told) >= Duration::from_secs(1)) {
                         rate_told = Some(last_heard);
                         writer.push_now(codec.encode_control(&Control::Error(ErrorReply::new(
                             codes::RATE_LIMITED,
@@ -534,7 +538,7 @@ where
                 }
             }
 
-            Some(message) = queue.recv(), if !writer.busy() && writer.may_send() => {
+            Some(message) = queue.recv(), if !writer.busy() && !writer.sealed() && writer.may_send() => {
                 writer.start_with(message, counters);
                 writer.refill(queue, counters);
                 if let Some(since) = writer.busy_since() {

@@ -32,6 +32,8 @@ const OWN_BYTES: usize = 1 << 20;
 struct Own {
     after: u64,
     message: Message,
+    /// Nothing is written after this frame (`sl/close`).
+    last: bool,
 }
 
 /// Keeps this side's data frames within the rate its peer announced: a token
@@ -90,6 +92,8 @@ pub(super) struct Writer {
     taken: u64,
     /// The pace the peer asked for, if any.
     pacer: Option<Pacer>,
+    /// The last frame was taken: nothing more is written.
+    sealed: bool,
 }
 
 impl Writer {
@@ -156,12 +160,30 @@ impl Writer {
         self.push(self.taken + queued, message);
     }
 
+    /// Adds the last frame (`sl/close`): it goes out after everything queued
+    /// now, and nothing goes out after it.
+    pub(super) fn push_last(&mut self, queue: &OutboundReceiver, message: Message) {
+        self.push_after_queue(queue, message);
+        if let Some(own) = self.own.back_mut() {
+            own.last = true;
+        }
+    }
+
     fn push(&mut self, after: u64, message: Message) {
         self.own_bytes += message.len();
-        self.own.push_back(Own { after, message });
+        self.own.push_back(Own {
+            after,
+            message,
+            last: false,
+        });
     }
 
     /// Records that `message` was taken from the queue, and starts a write with it.
+    /// Whether the last frame was taken (nothing more may be written).
+    pub(super) fn sealed(&self) -> bool {
+        self.sealed
+    }
+
     pub(super) fn start_with(&mut self, message: Message, counters: &Counters) {
         self.taken += 1;
         self.spend();
@@ -174,7 +196,8 @@ impl Writer {
     /// whether a write is now in progress.
     pub(super) fn refill(&mut self, queue: &mut OutboundReceiver, counters: &Counters) -> bool {
         let mut bytes: usize = self.batch.iter().map(Message::len).sum();
-        while self.batch.len() < BATCH_MESSAGES
+        while !self.sealed
+            && self.batch.len() < BATCH_MESSAGES
             && (bytes < BATCH_BYTES || self.batch.is_empty())
             && self.may_send()
         {
@@ -202,7 +225,9 @@ impl Writer {
 
     /// Moves every own frame into the write in progress (when closing).
     pub(super) fn take_all_own(&mut self, counters: &Counters) {
-        while let Some(message) = self.pop_own() {
+        while !self.sealed
+            && let Some(message) = self.pop_own()
+        {
             Self::count(&message, counters);
             self.batch.push_back(message);
         }
@@ -211,6 +236,11 @@ impl Writer {
     fn pop_own(&mut self) -> Option<Message> {
         let own = self.own.pop_front()?;
         self.own_bytes -= own.message.len();
+        if own.last {
+            self.sealed = true;
+            self.own.clear();
+            self.own_bytes = 0;
+        }
         Some(own.message)
     }
 

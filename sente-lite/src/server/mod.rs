@@ -841,16 +841,25 @@ impl Side for ServerSide {
                 channel,
                 since,
             } => {
-                let rule = self
-                    .shared
-                    .channel_rules
-                    .iter()
-                    .find(|(pattern, _)| pattern_matches(pattern, &channel))
-                    .map(|(_, auth)| Arc::clone(auth));
+                // A name out of bounds is refused before any hook sees it.
+                let max = self.shared.config.limits.max_channel_name;
+                let rule = if channel.is_empty() || channel.len() > max {
+                    None
+                } else {
+                    self.shared
+                        .channel_rules
+                        .iter()
+                        .find(|(pattern, _)| pattern_matches(pattern, &channel))
+                        .map(|(_, auth)| Arc::clone(auth))
+                };
                 let shared = Arc::clone(&self.shared);
                 let ctx = ctx.clone();
                 Ok(Some(Box::pin(async move {
                     let result = match rule {
+                        None if channel.is_empty() || channel.len() > max => Err(ErrorReply::new(
+                            codes::FORBIDDEN,
+                            format!("a channel name is 1 to {max} bytes long"),
+                        )),
                         None => Err(ErrorReply::new(
                             codes::FORBIDDEN,
                             format!("no channel pattern of this server matches `{channel}`"),
