@@ -85,6 +85,22 @@ describe("against a server", () => {
     assert.deepEqual(states, ["connecting", "open", "closing", "closed"]);
   });
 
+  test("a message over the size limit is told too-large and closed with 1009, not reset", async () => {
+    // Node's `ws` directly: what the JavaScript client's transport sees.
+    const ws = new WebSocket(s.url, "sente-lite.json.v1");
+    const frames = [];
+    const closed = new Promise((resolve) => ws.on("close", (code) => resolve(code)));
+    ws.on("message", (data) => frames.push(JSON.parse(data.toString())));
+    ws.on("error", () => {});
+    await new Promise((resolve) => ws.once("message", resolve));
+    assert.equal(frames[0][0], "sl/handshake");
+    const limit = frames[0][1].max_message_size;
+    ws.send(JSON.stringify(["test/echo", { text: "x".repeat(8 * limit) }, 1]));
+    assert.equal(await closed, 1009);
+    const told = frames.find((f) => f[0] === "sl/error");
+    assert.equal(told?.[1].code, "too-large", JSON.stringify(frames.slice(1)));
+  });
+
   test("a request settles with the server's typed error", async () => {
     const c = client(s.url);
     await c.connect();

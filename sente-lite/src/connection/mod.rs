@@ -230,6 +230,8 @@ impl Bucket {
 
 /// Slack added to timer deadlines so a check made at the deadline sees it passed.
 const SLACK: Duration = Duration::from_millis(1);
+/// A connection logs its large inbound messages at most this often.
+const LARGE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long the timer sleeps when nothing is due.
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
 
@@ -359,6 +361,8 @@ where
         1.0 / config.violation_refill.as_secs_f64().max(0.001),
     );
     let mut rate_told: Option<Instant> = None;
+    let mut large_logged: Option<Instant> = None;
+    let mut large_unlogged: u64 = 0;
     let mut drain: Option<Drain> = None;
 
     // The two signals are waited on across every round of the loop below, so
@@ -486,7 +490,14 @@ where
                 bump(&counters.messages_in);
                 add(&counters.bytes_in, message.len());
                 if message.len() > config.warn_message_size {
-                    tracing::warn!(target: "sente_lite", conn_id = %ctx.conn_id(), size = message.len(), "large inbound message");
+                    // One line per connection every 10 s at most, with a count:
+                    // a peer must not be able to flood the log.
+                    large_unlogged += 1;
+                    if large_logged.is_none_or(|at| last_heard.saturating_duration_since(at) >= LARGE_LOG_EVERY) {
+                        large_logged = Some(last_heard);
+                        tracing::warn!(target: "sente_lite", conn_id = %ctx.conn_id(), size = message.len(), count = large_unlogged, "large inbound messages");
+                        large_unlogged = 0;
+                    }
                 }
                 if let Some(rate) = &mut rate
                     && !rate.take(last_heard)

@@ -206,6 +206,8 @@ pub struct Limits {
     /// with a `too-large` error and the connection is closed with 1009.
     pub max_message_size: usize,
     /// Inbound messages larger than this are logged as a warning. Default 512 KiB.
+    /// A connection logs them at most once every 10 s, with how many there
+    /// were since its last line.
     pub warn_message_size: usize,
     /// Connections open at once. Default 50 000. Past it, upgrades get HTTP 503.
     pub max_connections: usize,
