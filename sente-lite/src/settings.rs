@@ -276,6 +276,7 @@ struct RawLimits {
     max_message_size: Option<u64>,
     warn_message_size: Option<u64>,
     max_connections: Option<u64>,
+    max_connections_per_address: Option<u64>,
     outbound_queue: Option<u64>,
     outbound_queue_bytes: Option<u64>,
     max_in_flight_requests: Option<u64>,
@@ -532,6 +533,14 @@ impl Settings {
             1,
             10_000_000,
             size
+        );
+        set!(
+            l.max_connections_per_address,
+            "server.limits.max_connections_per_address",
+            r.max_connections_per_address,
+            0,
+            10_000_000,
+            |v| (v > 0).then(|| size(v))
         );
         set!(
             l.outbound_queue,

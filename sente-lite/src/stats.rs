@@ -148,6 +148,7 @@ pub(crate) struct Counters {
     pub(crate) accept_failures: AtomicU64,
     pub(crate) http_timeouts: AtomicU64,
     pub(crate) host_refusals: AtomicU64,
+    pub(crate) address_refusals: AtomicU64,
     pub(crate) telemetry_logged: AtomicU64,
     pub(crate) telemetry_dropped: AtomicU64,
 }
@@ -218,6 +219,7 @@ impl Counters {
                 accept_failed: get(&self.accept_failures),
                 http_timeout: get(&self.http_timeouts),
                 host_refused: get(&self.host_refusals),
+                address_refused: get(&self.address_refusals),
             },
             requested_addr: None,
             local_addr: None,
@@ -313,4 +315,7 @@ pub struct ErrorCounts {
     /// HTTP requests refused because their `Host` is not one the server
     /// answers (servers: see `HostPolicy`).
     pub host_refused: u64,
+    /// Connections refused with 429 because their remote address already had
+    /// `Limits::max_connections_per_address` open (servers).
+    pub address_refused: u64,
 }

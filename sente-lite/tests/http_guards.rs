@@ -395,3 +395,63 @@ async fn http_timeouts_and_host_refusals_are_in_metrics() {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 }
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_connections_before_and_after_upgrading() {
+    let server = start(|config| {
+        config.limits.max_connections_per_address = Some(2);
+    })
+    .await;
+    // A WebSocket and a silent TCP connection take both slots of 127.0.0.1.
+    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("the first connection upgrades");
+    let silent = open(&server).await;
+    let mut third = open(&server).await;
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut third, MARGIN).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.contains("too many connections from this address"),
+        "{answer}"
+    );
+    assert_eq!(server.stats().errors.address_refused, 1);
+
+    // Each connection gives its slot back when it ends: the upgraded one too.
+    drop(ws);
+    drop(silent);
+    let deadline = tokio::time::Instant::now() + MARGIN;
+    loop {
+        let mut next = open(&server).await;
+        next.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until_closed(&mut next, MARGIN).await;
+        if answer.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slots never came back: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_a, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let (_b, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+        }
+        other => panic!("a third WebSocket was not refused: {other:?}"),
+    }
+}

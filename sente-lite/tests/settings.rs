@@ -249,3 +249,31 @@ fn the_telemetry_section_sets_the_budget_and_the_user_requirement() {
         "configuration key `server.telemetry.summary_interval_ms`: 10 is out of range: allowed 100 to 3600000"
     );
 }
+
+#[test]
+fn the_load_limits_are_read_and_zero_turns_the_per_address_limit_off() {
+    let defaults = Settings::from_toml("").unwrap().server.config.limits;
+    assert_eq!(defaults.max_connections_per_address, None);
+    assert_eq!(defaults.outbound_queue_bytes, 4 << 20);
+    assert_eq!(
+        (defaults.max_waiting, defaults.max_waiting_bytes),
+        (256, 1 << 20)
+    );
+    let limits = Settings::from_toml(
+        "[server.limits]\nmax_connections_per_address = 50\noutbound_queue_bytes = 65536\n\
+         max_waiting = 8\nmax_waiting_bytes = 4096\n",
+    )
+    .unwrap()
+    .server
+    .config
+    .limits;
+    assert_eq!(limits.max_connections_per_address, Some(50));
+    assert_eq!(limits.outbound_queue_bytes, 65536);
+    assert_eq!((limits.max_waiting, limits.max_waiting_bytes), (8, 4096));
+    let off = Settings::from_toml("[server.limits]\nmax_connections_per_address = 0\n").unwrap();
+    assert_eq!(off.server.config.limits.max_connections_per_address, None);
+    assert_eq!(
+        error("[server.limits]\noutbound_queue_bytes = 10"),
+        "configuration key `server.limits.outbound_queue_bytes`: 10 is out of range: allowed 1024 to 1099511627776"
+    );
+}

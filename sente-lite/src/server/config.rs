@@ -211,6 +211,14 @@ pub struct Limits {
     pub warn_message_size: usize,
     /// Connections open at once. Default 50 000. Past it, upgrades get HTTP 503.
     pub max_connections: usize,
+    /// TCP connections open at once from one remote IP address, before and
+    /// after the upgrade, on the server's own listener. Default `None`: no
+    /// limit, because many users may share one address behind NAT; set it on a
+    /// public server so that one host cannot take every connection (or every
+    /// file descriptor). Past it, a new connection is answered HTTP 429 and
+    /// closed, and counted as `errors.address_refused`. A server mounted in
+    /// another HTTP stack leaves this to that stack.
+    pub max_connections_per_address: Option<usize>,
     /// Messages waiting to be written to one connection. Default 1024. A send
     /// that finds the queue full fails with `SendError::QueueFull` and the
     /// connection is closed with 4001 (slow consumer); the client reconnects.
@@ -295,6 +303,7 @@ impl Default for Limits {
             max_message_size: 1 << 20,
             warn_message_size: 512 << 10,
             max_connections: 50_000,
+            max_connections_per_address: None,
             outbound_queue: 1024,
             outbound_queue_bytes: 4 << 20,
             max_in_flight_requests: 64,

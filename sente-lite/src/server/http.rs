@@ -18,6 +18,7 @@ use tungstenite::protocol::Role;
 
 use super::config::OriginPolicy;
 use super::hub::Shared;
+use super::per_address::{PerAddress, SlotCell};
 use super::{HandshakeRequest, run_connection};
 use crate::Codec;
 
@@ -119,11 +120,28 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 /// connection waits for its next request); this closes it when no byte has
 /// moved for `Limits::http_idle_timeout`. Neither applies once the connection
 /// has upgraded.
+///
+/// The connection holds a slot of its remote address (when the server limits
+/// connections per address) for as long as it lives: the upgrade takes the
+/// slot into the WebSocket's task. Without a slot to take, every request is
+/// answered 429 and the connection is closed.
 async fn serve<I>(io: I, shared: Arc<Shared>, remote: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &shared.config.limits;
+    let (slot, refused) = match limits.max_connections_per_address {
+        None => (None, false),
+        Some(max) => match PerAddress::take(&shared.per_address, remote.ip(), max) {
+            Some(slot) => (Some(slot), false),
+            None => {
+                crate::stats::bump(&shared.counters.address_refusals);
+                tracing::debug!(target: "sente_lite", %remote, "too many connections from this address");
+                (None, true)
+            }
+        },
+    };
+    let slot = SlotCell::new(slot);
     let idle_ms = u64::try_from(limits.http_idle_timeout.as_millis()).unwrap_or(STOPPED - 1);
     let progress: Progress = Arc::new(AtomicU64::new(now_ms()));
     let io = Watched {
@@ -131,13 +149,28 @@ where
         progress: Arc::clone(&progress),
     };
     let service_shared = Arc::clone(&shared);
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(handle(req, shared, Some(remote)).await) }
+        req.extensions_mut().insert(slot.clone());
+        async move {
+            if refused {
+                let mut response = text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address\n",
+                );
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                return Ok::<_, Infallible>(response);
+            }
+            Ok::<_, Infallible>(handle(req, shared, Some(remote)).await)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        .keep_alive(!refused)
         .header_read_timeout(limits.http_header_timeout);
     let mut connection = std::pin::pin!(
         builder
@@ -474,7 +507,13 @@ async fn upgrade<B: Send + 'static>(
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = shared.config.limits.websocket_config();
+    // The remote address's slot now belongs to the WebSocket's task.
+    let slot = request
+        .extensions()
+        .get::<SlotCell>()
+        .and_then(SlotCell::take);
     tokio::spawn(async move {
+        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(

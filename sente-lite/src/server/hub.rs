@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) local_addr: Mutex<Option<std::net::SocketAddr>>,
     pub(crate) requested_addr: Mutex<Option<String>>,
     pub(crate) secure: Mutex<bool>,
+    /// Connections open per remote address (standalone listener).
+    pub(crate) per_address: Arc<super::per_address::PerAddress>,
 }
 
 impl Shared {
@@ -156,6 +158,7 @@ impl Shared {
             local_addr: Mutex::new(None),
             requested_addr: Mutex::new(None),
             secure: Mutex::new(false),
+            per_address: Arc::default(),
         }
     }
 

@@ -47,7 +47,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 28] = [
+        let counters: [(&str, &str, u64); 29] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -150,6 +150,11 @@ impl Collector for Snapshot {
                 "closed_http_timeout",
                 "HTTP connections closed by the header or idle timeout before upgrading",
                 e.http_timeout,
+            ),
+            (
+                "errors_address_refused",
+                "Connections refused because their address had too many open",
+                e.address_refused,
             ),
             (
                 "errors_host_refused",

@@ -21,6 +21,7 @@ mod config;
 mod http;
 mod hub;
 mod metrics;
+mod per_address;
 
 use std::collections::HashMap;
 use std::future::Future;
