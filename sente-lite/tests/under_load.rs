@@ -467,3 +467,27 @@ async fn websocket_protocol_errors_close_with_1002_and_1007() {
     assert_eq!(code, Some(1002));
     assert_eq!(server.stats().errors.protocol_close, 2);
 }
+
+#[tokio::test]
+async fn a_publication_larger_than_the_server_s_own_inbound_limit_is_delivered() {
+    let server = start(Arc::default(), |_| {}).await;
+    let mut ws = connect(&server).await;
+    ws.send(Message::text(r#"["sl/sub",1,"room/large"]"#))
+        .await
+        .unwrap();
+    assert_eq!(value(&next(&mut ws).await.unwrap())[0], "sl/ok");
+    // 3 MiB: over the server's 1 MiB inbound limit, under the client's.
+    let text = "y".repeat(3 << 20);
+    assert_eq!(
+        server
+            .broadcast("room/large", &Blob { text: text.clone() })
+            .unwrap(),
+        1
+    );
+    let publication = value(&next(&mut ws).await.expect("the publication, not a drop"));
+    assert_eq!(publication[0], "sl/pub");
+    assert_eq!(
+        publication[3]["text"].as_str().map(str::len),
+        Some(text.len())
+    );
+}

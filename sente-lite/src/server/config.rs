@@ -226,9 +226,9 @@ pub struct Limits {
     /// Bytes waiting to be written to one connection. Default 4 MiB. Counted
     /// like [`Limits::outbound_queue`] and with the same answer when a send
     /// would pass it; one message is always taken into an empty queue, however
-    /// large. With the WebSocket write buffer (at most
-    /// [`Limits::write_buffer_size`] + [`Limits::max_message_size`] + 64 KiB),
-    /// this bounds what one slow reader can hold of the server's memory.
+    /// large. With the write in progress (at most 64 messages or 256 KiB, or
+    /// one larger message, on top of [`Limits::write_buffer_size`]), this
+    /// bounds what one slow reader can hold of the server's memory.
     pub outbound_queue_bytes: usize,
     /// Requests from one peer accepted and not yet answered (running, or
     /// waiting for a handler slot). Default 64. Past it, a request is answered
@@ -340,13 +340,18 @@ impl Limits {
         }
     }
 
-    /// tungstenite's settings for these limits: small buffers, a bounded write
-    /// buffer, and the message size limit.
+    /// tungstenite's settings for these limits: small buffers and the message
+    /// size limit. tungstenite's own bound on its write buffer is lifted: the
+    /// connection engine hands it one batch at a time (at most 64 messages
+    /// or 256 KiB, or one larger message) and waits for the flush, so the
+    /// buffer never holds more than `write_buffer_size` and one batch. A
+    /// bound there would make any message the server sends over it fail the
+    /// connection without a close.
     pub(crate) fn websocket_config(&self) -> tungstenite::protocol::WebSocketConfig {
         tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
             .write_buffer_size(self.write_buffer_size)
-            .max_write_buffer_size(self.write_buffer_size + self.max_message_size + (64 << 10))
+            .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
     }
