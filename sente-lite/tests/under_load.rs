@@ -491,3 +491,69 @@ async fn a_publication_larger_than_the_server_s_own_inbound_limit_is_delivered()
         Some(text.len())
     );
 }
+
+#[tokio::test]
+async fn a_slow_consumer_that_reads_again_gets_the_4001_close_not_a_reset() {
+    let server = start(Arc::default(), |config| {
+        config.limits.outbound_queue_bytes = 1 << 20;
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.local_addr().unwrap()).await.unwrap();
+    let request = server.ws_url().into_client_request().unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let Some(Ok(first)) = stream.next().await else {
+        panic!("no handshake")
+    };
+    assert!(first.to_text().unwrap().starts_with(r#"["sl/handshake""#));
+    sink.send(Message::text(r#"["sl/sub",1,"room/slow"]"#))
+        .await
+        .unwrap();
+    let Some(Ok(subscribed)) = stream.next().await else {
+        panic!("no answer")
+    };
+    assert_eq!(value(&subscribed)[0], "sl/ok");
+
+    // The client stops reading but keeps writing (pings) while the server
+    // fills its queue.
+    let pinging = tokio::spawn(async move {
+        for n in 0..u64::MAX {
+            if sink
+                .send(Message::text(format!(r#"["sl/ping",{n}]"#)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let blob = Blob {
+        text: "z".repeat(200 << 10),
+    };
+    let mut published = 0;
+    while server.broadcast("room/slow", &blob).unwrap() == 1 {
+        published += 1;
+        assert!(published < 1000, "the queue never filled");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Reading again: what was sent, then the close frame that says why.
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the close within 5 s")
+        {
+            Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => panic!("the connection failed instead of closing: {err}"),
+            None => panic!("the stream ended without a close frame"),
+        }
+    };
+    assert_eq!(code, Some(4001));
+    pinging.abort();
+    assert_eq!(server.stats().errors.slow_consumer, 1);
+}

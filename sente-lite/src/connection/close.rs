@@ -76,8 +76,10 @@ fn close_frame(code: u16, reason: &str) -> Message {
 /// error that says why goes before the close), sends the close frame, then
 /// reads until the peer's close or the end of its stream. `readable` is false
 /// when the WebSocket layer already failed on the peer's input: its bytes are
-/// then dropped below that layer. Everything together takes at most
-/// [`CLOSE_LINGER`].
+/// then dropped below that layer. `abandon` gives up what was not yet handed
+/// to the socket (a slow consumer's backlog), so the close frame follows only
+/// what the socket already holds. Writing takes at most half of
+/// [`CLOSE_LINGER`], everything together at most all of it.
 pub(super) async fn close_with<S: Transport>(
     ws: &mut S,
     writer: &mut Writer,
@@ -85,10 +87,16 @@ pub(super) async fn close_with<S: Transport>(
     code: u16,
     reason: &str,
     readable: bool,
+    abandon: bool,
 ) {
-    let deadline = Instant::now() + CLOSE_LINGER;
-    writer.take_all_own(counters);
-    let _ = timeout_at(deadline, async {
+    let started = Instant::now();
+    let deadline = started + CLOSE_LINGER;
+    if abandon {
+        writer.abandon();
+    } else {
+        writer.take_all_own(counters);
+    }
+    let _ = timeout_at(started + CLOSE_LINGER / 2, async {
         std::future::poll_fn(|cx| writer.poll_write(ws, cx)).await?;
         ws.send(close_frame(code, reason)).await
     })

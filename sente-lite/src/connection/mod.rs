@@ -102,6 +102,9 @@ struct Closing {
     reason: String,
     /// Whether the WebSocket layer can still read the peer's frames.
     readable: bool,
+    /// Whether what waits to be written is given up, so that the close frame
+    /// reaches a peer that reads too slowly as early as it can.
+    abandon_writes: bool,
 }
 
 impl Closing {
@@ -110,6 +113,15 @@ impl Closing {
             code,
             reason: reason.into(),
             readable: true,
+            abandon_writes: false,
+        }
+    }
+
+    /// A slow consumer's close: what it did not take is given up.
+    fn slow_consumer(reason: &str) -> Self {
+        Self {
+            abandon_writes: true,
+            ..Self::new(CLOSE_SLOW_CONSUMER, reason)
         }
     }
 
@@ -449,7 +461,7 @@ where
 
             () = &mut slow => {
                 bump(&counters.slow_consumers);
-                break Closing::new(CLOSE_SLOW_CONSUMER, "slow consumer: the outbound queue filled");
+                break Closing::slow_consumer("slow consumer: the outbound queue filled");
             }
 
             () = &mut close_requested, if drain.is_none() => {
@@ -601,7 +613,7 @@ where
                     && now.saturating_duration_since(since) > config.silence_limit
                 {
                     bump(&counters.slow_consumers);
-                    break Closing::new(CLOSE_SLOW_CONSUMER, "slow consumer: a write made no progress");
+                    break Closing::slow_consumer("slow consumer: a write made no progress");
                 }
                 for req_id in line.expire(now) {
                     bump(&counters.deadlines_exceeded);
@@ -649,6 +661,7 @@ where
         closing.code,
         &closing.reason,
         closing.readable,
+        closing.abandon_writes,
     ))
     .await;
     Ended::WeClosed {

@@ -223,6 +223,15 @@ impl Writer {
         self.busy()
     }
 
+    /// Gives up everything not yet handed to the socket (closing a slow
+    /// consumer); nothing more is written but the close frame.
+    pub(super) fn abandon(&mut self) {
+        self.batch.clear();
+        self.own.clear();
+        self.own_bytes = 0;
+        self.sealed = true;
+    }
+
     /// Moves every own frame into the write in progress (when closing).
     pub(super) fn take_all_own(&mut self, counters: &Counters) {
         while !self.sealed
