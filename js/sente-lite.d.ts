@@ -160,7 +160,7 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Events kept while reconnecting. Default 1024. */
   queueCapacity?: number;
-  /** Requests in flight at once. Default 64. */
+  /** Requests in flight at once. Default 64, and never more than the server announces (`limits.max_in_flight`). */
   maxInFlight?: number;
   /** Requests from the server handled at once. Default 64. */
   maxPeerRequests?: number;

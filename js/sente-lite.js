@@ -931,8 +931,11 @@ export class Client {
   async _call(build, timeoutMs) {
     const deadline = now() + timeoutMs;
     const conn = await this._openConnection(deadline, timeoutMs);
-    if (conn.pending.size >= this._maxInFlight) {
-      throw new QueueFullError("too-many-in-flight", `${this._maxInFlight} requests are already in flight`);
+    // Never more requests in flight than the server said it takes.
+    const announced = conn.handshake.limits?.max_in_flight || Infinity;
+    const maxInFlight = Math.min(this._maxInFlight, announced);
+    if (conn.pending.size >= maxInFlight) {
+      throw new QueueFullError("too-many-in-flight", `${maxInFlight} requests are already in flight`);
     }
     const reqId = this._nextRequestId();
     const leftMs = Math.max(1, Math.ceil(deadline - now()));

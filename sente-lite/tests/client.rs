@@ -1274,3 +1274,30 @@ async fn a_request_failed_with_its_connection_is_not_sent_on_the_next_one() {
     assert_eq!(answer, Ok(42));
     assert_eq!(second.stats().requests_handled, 1);
 }
+
+// One thread: the two spawned requests run up to their wait for the reply
+// (registered as in flight) as soon as the test yields.
+#[tokio::test]
+async fn the_client_keeps_to_the_server_s_in_flight_bound() {
+    let server = bind_server("127.0.0.1:0", |config| {
+        config.limits.max_in_flight_requests = 2;
+    })
+    .await;
+    let client = builder(&server.ws_url()).connect().await.unwrap();
+    assert_eq!(client.handshake().unwrap().limits.max_in_flight, 2);
+    let slow = |ms| {
+        let client = client.clone();
+        tokio::spawn(async move { client.request(&Slow { ms }).await })
+    };
+    let (first, second) = (slow(300), slow(300));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The third fails here, without a round trip to be refused.
+    let third = client.request(&Slow { ms: 1 }).await;
+    assert!(
+        matches!(third, Err(RequestError::TooManyInFlight { max: 2 })),
+        "{third:?}"
+    );
+    assert_eq!(first.await.unwrap(), Ok("done".into()));
+    assert_eq!(second.await.unwrap(), Ok("done".into()));
+    assert_eq!(server.stats().errors.too_many_requests, 0);
+}

@@ -529,9 +529,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Our requests waiting for a reply at once (at least 1). Default 64; past
-    /// it a request fails with [`RequestError::TooManyInFlight`]. The server's
-    /// requests to this client are bounded by the same number (`too-many-requests`).
+    /// Our requests waiting for a reply at once (at least 1). Default 64, and
+    /// never more than the server announces in its handshake
+    /// (`limits.max_in_flight`); past it a request fails with
+    /// [`RequestError::TooManyInFlight`]. The server's requests to this client
+    /// are bounded by the same number (`too-many-requests`).
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.max_in_flight = max;
         self

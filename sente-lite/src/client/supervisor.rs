@@ -204,12 +204,17 @@ async fn run_connection(
             );
         }
         let settings = &shared.settings;
+        // Never more requests in flight than the server said it takes.
+        let max_in_flight = match usize::try_from(handshake.limits.max_in_flight) {
+            Ok(0) | Err(_) => settings.max_in_flight,
+            Ok(announced) => settings.max_in_flight.min(announced),
+        };
         let ctx = Ctx::with_hub(
             conn_id,
             handshake.user_id.clone(),
             shared.target.codec,
             shared.outbound.for_conn(conn_id),
-            settings.max_in_flight,
+            max_in_flight,
             settings.request_timeout,
             Some(Arc::new(ClientHub(Arc::downgrade(shared)))),
             settings.state.clone(),
