@@ -6,7 +6,8 @@
 //! SIGINT or SIGTERM, asking clients to come back after `--reconnect-spread-ms`
 //! at most. Users come from the `?name=` query; the name `intruder` is refused
 //! with HTTP 401. Channels `news/*` are open to
-//! all; `secret/*` are refused.
+//! all; `secret/*` are refused. The protocol conformance suite
+//! (`tests/conformance/`) lowers the limits it exercises with the flags below.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -39,6 +40,33 @@ struct Args {
     /// Inbound data frames per connection in a burst above the rate.
     #[arg(long, default_value_t = 400)]
     rate_burst: u32,
+    /// Largest message a peer may send, in bytes (default: the library's).
+    #[arg(long)]
+    max_message_size: Option<usize>,
+    /// Requests a connection may have in flight (default: the library's).
+    #[arg(long)]
+    max_in_flight_requests: Option<usize>,
+    /// Handlers running at once per connection (default: the library's).
+    #[arg(long)]
+    max_concurrent_handlers: Option<usize>,
+    /// Channels a connection may join (default: the library's).
+    #[arg(long)]
+    max_subscriptions: Option<usize>,
+    /// Longest channel name, in bytes (default: the library's).
+    #[arg(long)]
+    max_channel_name: Option<usize>,
+    /// Violations a connection may commit in a burst (default: the library's).
+    #[arg(long)]
+    max_violations: Option<u32>,
+    /// Milliseconds for one violation of the allowance to grow back (default: the library's).
+    #[arg(long)]
+    violation_refill_ms: Option<u64>,
+    /// TCP connections open at once from one IP address (default: no bound).
+    #[arg(long)]
+    max_connections_per_address: Option<usize>,
+    /// On shutdown, how long running handlers may take to finish.
+    #[arg(long, default_value_t = 2_000)]
+    drain_deadline_ms: u64,
 }
 
 /// Echo `text` back, with who asked.
@@ -220,6 +248,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             config.ping_timeout = Duration::from_millis(args.ping_timeout_ms);
             config.limits.rate_per_sec = (args.rate_per_sec > 0).then_some(args.rate_per_sec);
             config.limits.rate_burst = args.rate_burst;
+            if let Some(n) = args.max_message_size {
+                config.limits.max_message_size = n;
+            }
+            if let Some(n) = args.max_in_flight_requests {
+                config.limits.max_in_flight_requests = n;
+            }
+            if let Some(n) = args.max_concurrent_handlers {
+                config.limits.max_concurrent_handlers = n;
+            }
+            if let Some(n) = args.max_subscriptions {
+                config.limits.max_subscriptions = n;
+            }
+            if let Some(n) = args.max_channel_name {
+                config.limits.max_channel_name = n;
+            }
+            if let Some(n) = args.max_violations {
+                config.limits.max_violations = n;
+            }
+            if let Some(ms) = args.violation_refill_ms {
+                config.limits.violation_refill = Duration::from_millis(ms);
+            }
+            if let Some(n) = args.max_connections_per_address {
+                config.limits.max_connections_per_address = Some(n);
+            }
+            config.limits.drain_timeout = Duration::from_millis(args.drain_deadline_ms);
             // Losses are summed up quickly, for the tests to see them.
             config.telemetry.summary_interval = Duration::from_millis(200);
         })
@@ -247,7 +300,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("draining");
     server
         .shutdown(Shutdown {
-            deadline: Duration::from_secs(2),
+            deadline: Duration::from_millis(args.drain_deadline_ms),
             reconnect_spread: Duration::from_millis(args.reconnect_spread_ms),
             ..Shutdown::default()
         })
