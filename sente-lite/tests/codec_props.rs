@@ -1386,6 +1386,21 @@ fn malformed_requests_with_a_readable_id_are_answered_to_that_id() {
         assert_eq!(err.req_id(), Some(7), "{frame}: {err:?}");
         assert_eq!(err.code(), "bad-frame", "{frame}");
     }
+    // Subscriptions whose id was read: answered to it too.
+    for frame in [
+        r#"["sl/sub",7]"#,
+        r#"["sl/sub",7,"news/a",{"epoch":"e"}]"#,
+        r#"["sl/sub",7,"news/a",null,1]"#,
+        r#"["sl/unsub",7,"news/a",5]"#,
+        r#"["sl/unsub",7,3]"#,
+    ] {
+        let err = Codec::decode_json(frame).unwrap_err();
+        assert_eq!(err.req_id(), Some(7), "{frame}: {err:?}");
+    }
+    assert!(Codec::decode_json(r#"["sl/sub",7,"news/a",null]"#).is_ok());
+    // postcard: unsubscribe 7 from `a` with a trailing byte.
+    let err = Codec::decode_postcard(&[0x09, 0x07, 0x01, b'a', 0x00]).unwrap_err();
+    assert_eq!(err.req_id(), Some(7), "{err:?}");
     // postcard: request 7 whose deadline varint does not fit a u32.
     let err = Codec::decode_postcard(&[0x01, 0x01, 0x07, 0x01, 0x80, 0x80, 0x80, 0x80, 0x10])
         .unwrap_err();

@@ -333,9 +333,16 @@ async fn dns_rebinding_is_refused_on_a_loopback_server_by_default() {
         let (status, text) = answer(&server, &upgrade_request(&host, Some(&origin), KEY)).await;
         assert_eq!(status, 101, "{host}: {text}");
     }
-    // No Origin and no Host: not a browser.
-    let (status, text) = answer(&server, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    // No Origin: not a browser, and let through; but an HTTP/1.1 request
+    // without Host is malformed, whoever sends it.
+    let (status, text) = answer(
+        &server,
+        &format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
+    let (status, text) = answer(&server, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 400, "{text}");
 }
 
 #[tokio::test]
@@ -454,4 +461,38 @@ async fn one_address_holds_at_most_its_share_of_connections_before_and_after_upg
         }
         other => panic!("a third WebSocket was not refused: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_request_names_exactly_one_host_and_an_absolute_target_names_it_instead() {
+    let server = start(|_| {}).await;
+    let port = server.local_addr().unwrap().port();
+    let cases = [
+        // No Host in HTTP/1.1, two Hosts: malformed (RFC 9112 §3.2).
+        ("GET /health HTTP/1.1\r\n\r\n".to_owned(), 400),
+        (
+            format!("GET /health HTTP/1.1\r\nHost: localhost:{port}\r\nHost: evil.example\r\n\r\n"),
+            400,
+        ),
+        // HTTP/1.0 without Host: no name this loopback server answers.
+        ("GET /health HTTP/1.0\r\n\r\n".to_owned(), 403),
+        // An absolute target's authority takes the place of Host.
+        (
+            format!(
+                "GET http://evil.example:{port}/health HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            ),
+            403,
+        ),
+        (
+            format!(
+                "GET http://localhost:{port}/health HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            ),
+            200,
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, text) = answer(&server, &request).await;
+        assert_eq!(status, expected, "{request:?}: {text}");
+    }
+    assert_eq!(server.stats().errors.host_refused, 4);
 }

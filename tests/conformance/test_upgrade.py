@@ -31,6 +31,28 @@ async def test_other_host_names_refused_403(srv):
         assert await status_of(srv, host=host) == 403, f"Host {host} answered"
 
 
+async def test_exactly_one_host_is_named(srv):
+    # Section 5: one Host header, or the authority of an absolute-form target.
+    assert await status_of(srv, host=False) == 400, "an HTTP/1.1 upgrade without Host"
+    two = upgrade_head(srv, extra=("Host: evil.example",))
+    status, _, _ = await http(srv, two)
+    assert status == 400, f"two Host headers answered {status}"
+    get = b"GET /sente-lite.js HTTP/1.1\r\nConnection: close\r\n\r\n"
+    status, _, _ = await http(srv, get)
+    assert status == 400, f"a GET without Host was answered {status}"
+    old = b"GET /sente-lite.js HTTP/1.0\r\n\r\n"
+    status, _, _ = await http(srv, old)
+    assert status == 403, f"an HTTP/1.0 GET without Host (no name) was answered {status}"
+    absolute = (f"GET http://evil.example:{srv.port}/sente-lite.js HTTP/1.1\r\n"
+                f"Host: {srv.addr}\r\nConnection: close\r\n\r\n").encode()
+    status, _, _ = await http(srv, absolute)
+    assert status == 403, f"an absolute target for another host was answered {status}"
+    absolute = (f"GET http://{srv.addr}/sente-lite.js HTTP/1.1\r\n"
+                f"Host: {srv.addr}\r\nConnection: close\r\n\r\n").encode()
+    status, _, _ = await http(srv, absolute)
+    assert status == 200, f"an absolute target for this host was answered {status}"
+
+
 async def test_host_checked_on_every_http_request(srv):
     ok = f"GET /sente-lite.js HTTP/1.1\r\nHost: {srv.addr}\r\nConnection: close\r\n\r\n".encode()
     status, _, body = await http(srv, ok)

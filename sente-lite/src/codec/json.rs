@@ -239,15 +239,16 @@ impl<'de> Visitor<'de> for FrameVisitor {
             )?)),
             PING => Inbound::Control(Control::Ping(need(&mut seq, "ping number")?)),
             PONG => Inbound::Control(Control::Pong(need(&mut seq, "pong number")?)),
-            SUB => Inbound::Control(Control::Subscribe {
-                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
-                channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
-                since: seq.next_element()?,
-            }),
-            UNSUB => Inbound::Control(Control::Unsubscribe {
-                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
-                channel: need::<_, Str<'_>>(&mut seq, "channel")?.0.into_owned(),
-            }),
+            SUB | UNSUB => {
+                // The id is known from here on: what is wrong with the rest is
+                // answered to this subscription.
+                let req_id = need::<_, WireReqId>(&mut seq, "request id")?.0;
+                let mut rest = Vec::new();
+                while let Some(element) = seq.next_element::<serde_json::Value>()? {
+                    rest.push(element);
+                }
+                return Ok(subscription(head.as_ref() == SUB, req_id, rest));
+            }
             ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
             CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(
                 &mut seq,
@@ -300,6 +301,44 @@ impl<'de> Visitor<'de> for FrameVisitor {
         }
         Ok(Decoded::Frame(inbound))
     }
+}
+
+/// `sl/sub` (`subscribe`) or `sl/unsub` after its id: the channel, and for a
+/// subscribe an optional `since`; anything else is answered to the id.
+fn subscription<'a>(
+    subscribe: bool,
+    req_id: RequestId,
+    rest: Vec<serde_json::Value>,
+) -> Decoded<'a> {
+    let bad = |detail: &str| Decoded::BadRequest {
+        req_id,
+        detail: detail.into(),
+    };
+    let mut rest = rest.into_iter();
+    let Some(serde_json::Value::String(channel)) = rest.next() else {
+        return bad("the channel must be a string");
+    };
+    if !subscribe {
+        return match rest.next() {
+            None => Decoded::Frame(Inbound::Control(Control::Unsubscribe { req_id, channel })),
+            Some(_) => bad("unexpected extra elements"),
+        };
+    }
+    let since = match rest.next() {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => match serde_json::from_value::<StreamPosition>(value) {
+            Ok(position) => Some(position),
+            Err(e) => return bad(&format!("`since` is not a position: {e}")),
+        },
+    };
+    if rest.next().is_some() {
+        return bad("unexpected extra elements");
+    }
+    Decoded::Frame(Inbound::Control(Control::Subscribe {
+        req_id,
+        channel,
+        since,
+    }))
 }
 
 /// The event id of a frame written in the compact form `["id",...` with no

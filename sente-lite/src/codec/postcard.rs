@@ -200,18 +200,27 @@ pub(super) fn control(control: &Control) -> Message {
 /// request whose key and id could be read, as an `sl/error` otherwise.
 fn bad_header(bytes: &[u8], detail: String) -> ProtocolError {
     const REQUEST: u8 = 1;
-    if let Some((&REQUEST, rest)) = bytes.split_first()
-        && let Ok(((_key, req_id), _)) = postcard::take_from_bytes::<(EventKey, RequestId)>(rest)
-    {
-        return ProtocolError::BadRequest {
+    const SUBSCRIBE: u8 = 8;
+    const UNSUBSCRIBE: u8 = 9;
+    let req_id = match bytes.split_first() {
+        Some((&REQUEST, rest)) => postcard::take_from_bytes::<(EventKey, RequestId)>(rest)
+            .ok()
+            .map(|((_key, req_id), _)| req_id),
+        Some((&(SUBSCRIBE | UNSUBSCRIBE), rest)) => postcard::take_from_bytes::<RequestId>(rest)
+            .ok()
+            .map(|(req_id, _)| req_id),
+        _ => None,
+    };
+    match req_id {
+        Some(req_id) => ProtocolError::BadRequest {
             req_id,
             encoding: ENCODING,
             detail,
-        };
-    }
-    ProtocolError::BadFrame {
-        encoding: ENCODING,
-        detail,
+        },
+        None => ProtocolError::BadFrame {
+            encoding: ENCODING,
+            detail,
+        },
     }
 }
 
@@ -237,10 +246,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
         if rest.is_empty() {
             Ok(inbound)
         } else {
-            Err(bad(format!(
-                "{} unexpected bytes after the frame",
-                rest.len()
-            )))
+            Err(bad_header(
+                bytes,
+                format!("{} unexpected bytes after the frame", rest.len()),
+            ))
         }
     };
     match head {

@@ -154,6 +154,15 @@ pub enum HostPolicy {
 }
 
 impl HostPolicy {
+    /// Whether every host is answered by a server bound to `bound`.
+    pub(crate) fn allows_any(&self, bound: Option<std::net::SocketAddr>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Auto => !bound.is_some_and(|addr| addr.ip().is_loopback()),
+            Self::Loopback | Self::AllowList(_) => false,
+        }
+    }
+
     /// Whether a request with this `Host` header value is answered by a server
     /// bound to `bound` (unknown when mounted in another HTTP stack).
     pub(crate) fn allows(&self, host: &str, bound: Option<std::net::SocketAddr>) -> bool {

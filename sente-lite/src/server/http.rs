@@ -297,6 +297,48 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
         .unwrap_or_default()
 }
 
+/// Checks the host a request is for: the authority of an absolute-form
+/// target, which takes the place of `Host` (RFC 9112 §3.2.2), or the one
+/// `Host` header. More than one `Host`, or none in an HTTP/1.1 request, is a
+/// 400 (RFC 9112 §3.2); a host the server does not answer is a 403, and so is
+/// an HTTP/1.0 request without one unless the server answers any host.
+fn check_host<B>(request: &Request<B>, shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
+    let policy = &shared.config.hosts;
+    let bound = *super::hub::lock(&shared.local_addr);
+    let not_served = (
+        StatusCode::FORBIDDEN,
+        "this server does not answer for that Host (see the server's `hosts` setting)",
+    );
+    if let Some(authority) = request.uri().authority() {
+        return if policy.allows(authority.as_str(), bound) {
+            Ok(())
+        } else {
+            Err(not_served)
+        };
+    }
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    match (first, second) {
+        (Some(_), Some(_)) => Err((
+            StatusCode::BAD_REQUEST,
+            "a request has one Host header, not several",
+        )),
+        (None, _) if request.version() >= http::Version::HTTP_11 => Err((
+            StatusCode::BAD_REQUEST,
+            "an HTTP/1.1 request needs a Host header",
+        )),
+        (None, _) if policy.allows_any(bound) => Ok(()),
+        (None, _) => Err(not_served),
+        (Some(host), None) => {
+            if host.to_str().is_ok_and(|host| policy.allows(host, bound)) {
+                Ok(())
+            } else {
+                Err(not_served)
+            }
+        }
+    }
+}
+
 /// Routes one HTTP request.
 pub(crate) async fn handle<B: Send + 'static>(
     request: Request<B>,
@@ -304,22 +346,13 @@ pub(crate) async fn handle<B: Send + 'static>(
     remote: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if let Some(host) = request.headers().get(header::HOST) {
-        let bound = *super::hub::lock(&shared.local_addr);
-        if !host
-            .to_str()
-            .is_ok_and(|host| shared.config.hosts.allows(host, bound))
-        {
-            crate::stats::bump(&shared.counters.host_refusals);
-            if path == shared.config.path {
-                crate::stats::bump(&shared.counters.handshakes_rejected);
-            }
-            tracing::debug!(target: "sente_lite", ?host, path, "request for a host not served refused");
-            return text(
-                StatusCode::FORBIDDEN,
-                "this server does not answer for that Host (see the server's `hosts` setting)\n",
-            );
+    if let Err((status, why)) = check_host(&request, &shared) {
+        crate::stats::bump(&shared.counters.host_refusals);
+        if path == shared.config.path {
+            crate::stats::bump(&shared.counters.handshakes_rejected);
         }
+        tracing::debug!(target: "sente_lite", path, why, "request refused for its Host");
+        return text(status, format!("{why}\n"));
     }
     if path == shared.config.path {
         return upgrade(request, shared, remote).await;
