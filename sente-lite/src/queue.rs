@@ -138,21 +138,21 @@ impl OutboundReceiver {
     /// Waits for the next message; `None` once the queue is empty and every
     /// sender is gone.
     pub async fn recv(&mut self) -> Option<Message> {
-        poll_fn(|cx| {
-            if let Some(message) = self.try_recv() {
-                return Poll::Ready(Some(message));
-            }
-            self.queue.receiver.register(cx.waker());
-            // Checked again after registering, so a message queued in between
-            // is not missed.
-            let mut state = self.queue.lock();
-            match Queue::pop(&mut state) {
-                Some(message) => Poll::Ready(Some(message)),
-                None if state.senders == 0 => Poll::Ready(None),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next message, or registers `cx` to be woken when one is queued;
+    /// `Ready(None)` once the queue is empty and every sender is gone.
+    pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Message>> {
+        // Registered before looking, so a message queued in between is not
+        // missed; one lock either way.
+        self.queue.receiver.register(cx.waker());
+        let mut state = self.queue.lock();
+        match Queue::pop(&mut state) {
+            Some(message) => Poll::Ready(Some(message)),
+            None if state.senders == 0 => Poll::Ready(None),
+            None => Poll::Pending,
+        }
     }
 
     /// Keeps only the queued messages for which `keep` is true.

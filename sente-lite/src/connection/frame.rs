@@ -26,17 +26,18 @@ pub(super) enum Action {
 /// A frame that could not be handled, and the request it belongs to, if any.
 pub(super) type Refused = (ProtocolError, Option<RequestId>);
 
-/// Decodes one data frame and says what to do with it. While `draining`, new
-/// work (events, requests, subscriptions) is refused with `shutting-down`.
+/// Decodes one data frame, read at `arrived`, and says what to do with it.
+/// While `draining`, new work (events, requests, subscriptions) is refused
+/// with `shutting-down`.
 pub(super) fn handle_frame(
     message: &Message,
+    arrived: Instant,
     ctx: &Ctx,
     routes: &RouteTable,
     side: &mut dyn Side,
     counters: &Counters,
     draining: bool,
 ) -> Result<Action, Refused> {
-    let arrived = Instant::now();
     let size = message.len();
     // Routed JSON events and requests decode in one pass; everything else, and
     // anything wrong with them, takes the general path below.

@@ -253,21 +253,77 @@ struct IoReady {
     read: Option<Option<Result<Message, tungstenite::Error>>>,
 }
 
-/// Drives the write in progress and, when `reading`, the read side, together.
+/// How many writes one poll of the socket may finish before the other
+/// branches get their turn (a peer that takes everything at once must not
+/// starve them).
+const WRITES_PER_POLL: usize = 4;
+
+/// Drives the socket: writes what is due (the write in progress, then the next
+/// one from the engine's own frames and the queue, as long as the pace allows),
+/// and, when `reading`, reads. Ready when a frame arrived, a write failed, or a
+/// write finished and `report_writes` (the loop waits on the writer: own frames
+/// over their bound, or the last frame of a drain).
 fn poll_io<S: Transport>(
     ws: &mut S,
     writer: &mut Writer,
+    queue: &mut OutboundReceiver,
+    counters: &Counters,
     reading: bool,
+    report_writes: bool,
     cx: &mut std::task::Context<'_>,
 ) -> std::task::Poll<IoReady> {
     use std::task::Poll;
-    let wrote = match writer.busy() {
-        true => match writer.poll_write(ws, cx) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        },
-        false => None,
-    };
+    let mut wrote = None;
+    let mut wrote_any = false;
+    let mut more = true;
+    for _ in 0..WRITES_PER_POLL {
+        if !writer.busy() && !writer.refill(queue, counters) {
+            // Nothing due: wait for the queue, when another frame may go.
+            if writer.sealed() {
+                more = false;
+                break;
+            }
+            if !writer.may_send() {
+                // Held back by the pace: the loop arms the timer for it.
+                if wrote_any {
+                    wrote = Some(Ok(()));
+                }
+                more = false;
+                break;
+            }
+            match queue.poll_recv(cx) {
+                Poll::Ready(Some(message)) => {
+                    writer.start_with(message, counters);
+                    writer.refill(queue, counters);
+                }
+                Poll::Ready(None) | Poll::Pending => {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        match writer.poll_write(ws, cx) {
+            Poll::Ready(Ok(())) => {
+                wrote_any = true;
+                if report_writes {
+                    wrote = Some(Ok(()));
+                }
+            }
+            Poll::Ready(Err(err)) => {
+                wrote = Some(Err(err));
+                more = false;
+                break;
+            }
+            Poll::Pending => {
+                more = false;
+                break;
+            }
+        }
+    }
+    if more {
+        // Still more to write: after the other branches had their turn.
+        cx.waker().wake_by_ref();
+    }
     let read = match reading {
         true => match ws.poll_next_unpin(cx) {
             Poll::Ready(frame) => Some(frame),
@@ -432,18 +488,14 @@ where
             }
         }
 
-        if !writer.busy() {
-            if writer.refill(queue, counters) {
-                if let Some(since) = writer.busy_since() {
-                    arm!(since + config.silence_limit + SLACK);
-                }
-            } else if config.send_rate.is_some()
-                && !(writer.own_is_empty() && queue.is_empty())
-                && let Some(at) = writer.paced_until()
-            {
-                // Frames wait for the pace the peer asked for.
-                arm!(at);
-            }
+        if let Some(since) = writer.busy_since() {
+            arm!(since + config.silence_limit + SLACK);
+        } else if config.send_rate.is_some()
+            && !(writer.own_is_empty() && queue.is_empty())
+            && let Some(at) = writer.paced_until()
+        {
+            // Frames wait for the pace the peer asked for.
+            arm!(at);
         }
 
         let can_read = drain.as_ref().is_none_or(|d| d.close_queued.is_none())
@@ -455,6 +507,9 @@ where
             arm!(last_heard + config.silence_limit + SLACK);
         }
         reading = can_read;
+        // The loop needs to hear of finished writes only when it waits on them.
+        let report_writes =
+            !writer.has_room() || drain.as_ref().is_some_and(|d| d.close_queued.is_some());
 
         tokio::select! {
             biased;
@@ -473,7 +528,7 @@ where
                 }
             }
 
-            io = std::future::poll_fn(|cx| poll_io(&mut ws, &mut writer, reading, cx)) => {
+            io = std::future::poll_fn(|cx| poll_io(&mut ws, &mut writer, queue, counters, reading, report_writes, cx)) => {
                 if let Some(Err(_)) = io.wrote {
                     return Ended::PeerClosed { code: None, reason: "write failed".into() };
                 }
@@ -533,7 +588,7 @@ where
                     }
                     continue;
                 }
-                match handle_frame(&message, &ctx, &routes, side, counters, drain.is_some()) {
+                match handle_frame(&message, last_heard, &ctx, &routes, side, counters, drain.is_some()) {
                     Ok(Action::Nothing) => {}
                     Ok(Action::Send(answer)) => writer.push_now(answer),
                     Ok(Action::Start(job)) => {
@@ -558,14 +613,6 @@ where
                             break Closing::new(CLOSE_POLICY, "too many protocol violations");
                         }
                     }
-                }
-            }
-
-            Some(message) = queue.recv(), if !writer.busy() && !writer.sealed() && writer.may_send() => {
-                writer.start_with(message, counters);
-                writer.refill(queue, counters);
-                if let Some(since) = writer.busy_since() {
-                    arm!(since + config.silence_limit + SLACK);
                 }
             }
 

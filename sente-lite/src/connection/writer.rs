@@ -112,8 +112,9 @@ impl Writer {
 
     /// Whether the pace allows another frame now.
     pub(super) fn may_send(&mut self) -> bool {
-        let now = Instant::now();
-        self.pacer.as_mut().is_none_or(|pacer| pacer.ready(now))
+        self.pacer
+            .as_mut()
+            .is_none_or(|pacer| pacer.ready(Instant::now()))
     }
 
     /// When the pace allows the next frame, if it holds frames back now.
