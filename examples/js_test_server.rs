@@ -287,14 +287,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .page("/sente-lite.js", "text/javascript", sente_lite::JS_CLIENT)
         .bind(args.addr)
         .await?;
+    // Listening for SIGTERM before saying so: a test may send it as soon as it
+    // reads the line below.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut out = tokio::io::stdout();
     out.write_all(format!("listening {}\n", server.ws_url()).as_bytes())
         .await?;
     out.flush().await?;
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
     tracing::info!("draining");
