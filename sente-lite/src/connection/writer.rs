@@ -179,12 +179,12 @@ impl Writer {
         });
     }
 
-    /// Records that `message` was taken from the queue, and starts a write with it.
     /// Whether the last frame was taken (nothing more may be written).
     pub(super) fn sealed(&self) -> bool {
         self.sealed
     }
 
+    /// Records that `message` was taken from the queue, and starts a write with it.
     pub(super) fn start_with(&mut self, message: Message, counters: &Counters) {
         self.taken += 1;
         self.spend();
