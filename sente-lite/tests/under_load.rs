@@ -147,7 +147,7 @@ async fn a_busy_connection_answers_pings_and_refuses_past_the_in_flight_bound() 
         .await
         .unwrap();
     }
-    let seen = read_answering_pings(&mut ws, Instant::now() + Duration::from_millis(2500)).await;
+    let seen = read_answering_pings(&mut ws, Instant::now() + Duration::from_millis(3500)).await;
     assert!(
         !seen.iter().any(Message::is_close),
         "a peer that answered every ping was closed: {seen:?}"
@@ -257,9 +257,11 @@ async fn a_reader_that_stops_reading_is_bounded_in_bytes_and_closed() {
         queued += server.broadcast("room/big", &blob).unwrap();
         tokio::task::yield_now().await;
     }
-    // The queue holds 4 MiB; what the socket layers took is bounded too.
+    // The queue holds 4 MiB (about 5 of these); the rest went into the
+    // kernel's socket buffers, which autotune up to a few MiB a side. Without
+    // the byte bound all 200 (180 MB) were queued.
     assert!(
-        queued <= 20,
+        queued <= 40,
         "{queued} publications of 900 KiB were queued for a reader that reads nothing"
     );
     let closed_by = Instant::now() + Duration::from_secs(3);
