@@ -187,15 +187,15 @@ async def test_connections_per_address_429():
             status, _, _ = await http(srv, b"GET /sente-lite.js HTTP/1.1\r\nHost: "
                                       + srv.addr.encode() + b"\r\n\r\n")
             assert status == 429, status
+            # ... and is closed after the answer (both slots still held)
+            r2, w2 = await asyncio.open_connection(srv.host, srv.port)
+            w2.write(upgrade_head(srv))
+            status, _, _ = await read_http_response(r2)
+            assert status == 429, status
+            assert await asyncio.wait_for(r2.read(), 3) == b"", "not closed after the 429"
+            w2.close()
         finally:
             writer.close()
-        # ... and is closed after the answer
-        r2, w2 = await asyncio.open_connection(srv.host, srv.port)
-        w2.write(upgrade_head(srv))
-        status, _, _ = await read_http_response(r2)
-        assert status == 429, status
-        assert await asyncio.wait_for(r2.read(), 3) == b"", "not closed after the 429"
-        w2.close()
         # room again once a connection ends
         await a.close()
         await asyncio.sleep(0.3)
