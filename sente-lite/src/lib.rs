@@ -5,6 +5,7 @@
 // Lets the macros' `::sente_lite::...` paths resolve inside this crate's own tests.
 extern crate self as sente_lite;
 
+mod bucket;
 pub mod client;
 pub mod codec;
 mod connection;

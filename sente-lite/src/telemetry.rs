@@ -45,6 +45,8 @@
 //!   Off by default, so that anonymous pages can report their errors.
 
 use std::borrow::Cow;
+
+use crate::bucket::TokenBucket;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -341,9 +343,8 @@ struct Unreported {
 /// The two token buckets of a connection.
 #[derive(Debug)]
 struct Buckets {
-    records: f64,
-    bytes: f64,
-    at: tokio::time::Instant,
+    records: TokenBucket,
+    bytes: TokenBucket,
 }
 
 /// A connection's telemetry budget and its losses waiting for the summary line.
@@ -358,9 +359,14 @@ impl Budget {
     pub(crate) fn new(config: &TelemetryConfig) -> Self {
         Self {
             buckets: Mutex::new(Buckets {
-                records: f64::from(config.records_burst),
-                bytes: f64::from(config.bytes_burst),
-                at: tokio::time::Instant::now(),
+                records: TokenBucket::new(
+                    f64::from(config.records_burst),
+                    f64::from(config.records_per_sec),
+                ),
+                bytes: TokenBucket::new(
+                    f64::from(config.bytes_burst),
+                    f64::from(config.bytes_per_sec),
+                ),
             }),
             unreported: Arc::default(),
         }
@@ -370,27 +376,17 @@ impl Budget {
     /// rest are over it. A record passes while both buckets hold a token; it
     /// then takes one record and its bytes, which may leave the byte bucket
     /// owing.
-    fn admit<'a>(
-        &self,
-        config: &TelemetryConfig,
-        records: &'a [TelemetryRecord],
-    ) -> Vec<Logged<'a>> {
+    fn admit<'a>(&self, records: &'a [TelemetryRecord]) -> Vec<Logged<'a>> {
         let mut b = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let now = tokio::time::Instant::now();
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.at = now;
-        b.records = (b.records + elapsed * f64::from(config.records_per_sec))
-            .min(f64::from(config.records_burst));
-        b.bytes = (b.bytes + elapsed * f64::from(config.bytes_per_sec))
-            .min(f64::from(config.bytes_burst));
         let mut admitted = Vec::new();
         for record in records {
-            if b.records < 1.0 || b.bytes <= 0.0 {
+            if b.records.tokens(now) < 1.0 || b.bytes.tokens(now) <= 0.0 {
                 break;
             }
             let logged = Logged::new(record);
-            b.records -= 1.0;
-            b.bytes -= logged.bytes() as f64;
+            b.records.spend(1.0);
+            b.bytes.spend(logged.bytes() as f64);
             admitted.push(logged);
         }
         admitted
@@ -487,7 +483,7 @@ pub async fn record_telemetry(ctx: Ctx, batch: TelemetryBatch) -> Result<(), Err
     let kept = batch.records.len().min(MAX_RECORDS_PER_BATCH);
     let records = &batch.records[..kept];
     let admitted = match &budget {
-        Some(budget) => budget.admit(config, records),
+        Some(budget) => budget.admit(records),
         None => records.iter().map(Logged::new).collect(),
     };
     for record in &admitted {

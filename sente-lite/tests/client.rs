@@ -1275,8 +1275,6 @@ async fn a_request_failed_with_its_connection_is_not_sent_on_the_next_one() {
     assert_eq!(second.stats().requests_handled, 1);
 }
 
-// One thread: the two spawned requests run up to their wait for the reply
-// (registered as in flight) as soon as the test yields.
 #[tokio::test]
 async fn the_client_keeps_to_the_server_s_in_flight_bound() {
     let server = bind_server("127.0.0.1:0", |config| {
@@ -1290,7 +1288,11 @@ async fn the_client_keeps_to_the_server_s_in_flight_bound() {
         tokio::spawn(async move { client.request(&Slow { ms }).await })
     };
     let (first, second) = (slow(300), slow(300));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A request is in flight on the client before it is sent.
+    eventually("both requests reach the server", || {
+        server.stats().requests_handled == 2
+    })
+    .await;
     // The third fails here, without a round trip to be refused.
     let third = client.request(&Slow { ms: 1 }).await;
     assert!(

@@ -66,6 +66,15 @@ async fn start(ran: Arc<Ran>, change: impl FnOnce(&mut ServerConfig)) -> Server 
         .expect("server binds")
 }
 
+/// Waits (5 s at most) until `condition` holds.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Heartbeats short enough that a wrongly counted silence shows within a second.
 fn quick_heartbeat(config: &mut ServerConfig) {
     config.ping_interval = Duration::from_millis(300);
@@ -264,14 +273,10 @@ async fn a_reader_that_stops_reading_is_bounded_in_bytes_and_closed() {
         queued <= 40,
         "{queued} publications of 900 KiB were queued for a reader that reads nothing"
     );
-    let closed_by = Instant::now() + Duration::from_secs(3);
-    while server.stats().connections > 0 {
-        assert!(
-            Instant::now() < closed_by,
-            "the silent reader was kept open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the silent reader is closed", || {
+        server.stats().connections == 0
+    })
+    .await;
     let errors = server.stats().errors;
     assert_eq!(
         errors.slow_consumer + errors.heartbeat_timeout,
@@ -288,12 +293,16 @@ async fn a_drain_answers_new_work_with_shutting_down() {
     ws.send(Message::text(r#"["load/slow",{"ms":800},1]"#))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("the slow request runs", || {
+        server.stats().requests_handled == 1
+    })
+    .await;
     let draining = tokio::spawn({
         let server = server.clone();
         async move { server.shutdown(Shutdown::default()).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One thread: once the drain shows, every connection has been told.
+    until("the server drains", || server.is_draining()).await;
     ws.send(Message::text(r#"["load/count",null,2]"#))
         .await
         .unwrap();

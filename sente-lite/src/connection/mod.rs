@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tungstenite::Message;
 
+use crate::bucket::TokenBucket;
 use crate::codec::{EventRef, Payload};
 use crate::protocol::{CloseReason, Control, ErrorReply, StreamPosition, codes};
 use crate::router::DispatchFuture;
@@ -210,36 +211,6 @@ pub(crate) trait Side: Send {
     fn close_reason(&mut self, _reason: CloseReason) {}
 }
 
-struct Bucket {
-    capacity: f64,
-    tokens: f64,
-    per_sec: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(capacity: u32, per_sec: f64) -> Self {
-        Self {
-            capacity: f64::from(capacity),
-            tokens: f64::from(capacity),
-            per_sec,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Slack added to timer deadlines so a check made at the deadline sees it passed.
 const SLACK: Duration = Duration::from_millis(1);
 /// A connection logs its large inbound messages at most this often.
@@ -423,9 +394,9 @@ where
     let mut next_ping = config.ping_interval.map(|every| opened + every);
     let mut rate = config
         .rate_per_sec
-        .map(|r| Bucket::new(config.rate_burst.max(r), f64::from(r)));
-    let mut violations = Bucket::new(
-        config.max_violations.max(1),
+        .map(|r| TokenBucket::new(f64::from(config.rate_burst.max(r)), f64::from(r)));
+    let mut violations = TokenBucket::new(
+        f64::from(config.max_violations.max(1)),
         1.0 / config.violation_refill.as_secs_f64().max(0.001),
     );
     let mut rate_told: Option<Instant> = None;

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tungstenite::Message;
 
 use crate::OutboundReceiver;
+use crate::bucket::TokenBucket;
 use crate::stats::{Counters, add, bump};
 
 /// Messages one write takes before it flushes.
@@ -40,39 +41,27 @@ struct Own {
 /// bucket refilled at the peer's sustained rate, holding half the peer's
 /// burst (the other half is margin for frames the network delivers bunched).
 #[derive(Debug)]
-pub(super) struct Pacer {
-    tokens: f64,
-    capacity: f64,
-    per_sec: f64,
-    last: Instant,
-}
+pub(super) struct Pacer(TokenBucket);
 
 impl Pacer {
     pub(super) fn new(per_sec: u32, burst: u32) -> Self {
-        let capacity = f64::from((burst / 2).max(1));
-        Self {
-            tokens: capacity,
-            capacity,
-            per_sec: f64::from(per_sec.max(1)),
-            last: Instant::now(),
-        }
+        Self(TokenBucket::new(
+            f64::from((burst / 2).max(1)),
+            f64::from(per_sec.max(1)),
+        ))
     }
 
     fn ready(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        self.tokens >= 1.0
+        self.0.tokens(now) >= 1.0
     }
 
     fn spend(&mut self) {
-        self.tokens -= 1.0;
+        self.0.spend(1.0);
     }
 
     /// When the next frame may go.
     fn next_at(&self) -> Instant {
-        let wait = ((1.0 - self.tokens).max(0.0) / self.per_sec).min(60.0);
-        self.last + std::time::Duration::from_secs_f64(wait)
+        self.0.next_token_at()
     }
 }
 
