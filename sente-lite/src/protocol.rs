@@ -21,6 +21,12 @@ pub const SUBPROTOCOL_POSTCARD: &str = "sente-lite.postcard.v1";
 /// JSON frame with a larger id is a `bad-frame`.
 pub const MAX_JSON_REQ_ID: u64 = (1 << 53) - 1;
 
+/// The protocol extension that replays missed publications from `since`.
+pub const EXTENSION_RECOVERY: &str = "recovery";
+
+/// The protocol extension of channel presence (`sl/presence`, `sl/presence-diff`).
+pub const EXTENSION_PRESENCE: &str = "presence";
+
 /// The namespace of the protocol's own frames (`sl/ping`, `sl/ok`, ...). No event may use it.
 pub const RESERVED_NAMESPACE: &str = "sl";
 
@@ -145,6 +151,71 @@ pub struct SubscribeReply {
     pub recovered: bool,
 }
 
+/// One member of a channel's presence: a user with at least one connection
+/// subscribed to the channel (anonymous connections are not members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceMember {
+    /// The user.
+    pub user_id: UserId,
+    /// What the server attaches to the user in this channel (a name, an
+    /// avatar), or `None`. JSON on the JSON wire; JSON text on the postcard wire.
+    #[serde(with = "json_text")]
+    pub info: Option<serde_json::Value>,
+}
+
+/// What the server answers to a presence request (the payload of its `sl/ok`
+/// reply): the channel's members, sorted by user id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceSnapshot {
+    /// Every member, sorted by user id.
+    pub members: Vec<PresenceMember>,
+}
+
+/// A change to a channel's presence, sent as `sl/presence-diff` to the
+/// connections that watch it. Apply `left` before `joined`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceDiff {
+    /// Users that became members (or whose info changed).
+    pub joined: Vec<PresenceMember>,
+    /// Users that are no longer members.
+    pub left: Vec<UserId>,
+}
+
+/// `Option<serde_json::Value>` as JSON in human-readable formats and as JSON
+/// text (`Option<String>`) in binary ones, where a self-describing value cannot travel.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<serde_json::Value>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return value.serialize(serializer);
+        }
+        let text = match value {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(value.to_string()),
+        };
+        text.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<serde_json::Value>, D::Error> {
+        if deserializer.is_human_readable() {
+            let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+            return Ok(value.filter(|v| !v.is_null()));
+        }
+        match Option::<String>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("presence info is not JSON: {e}"))),
+        }
+    }
+}
+
 /// Why a peer is closing the connection, sent as `sl/close` just before the
 /// WebSocket close frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,8 +314,39 @@ pub enum Control {
         /// The channel name.
         channel: String,
     },
+    /// `sl/presence`: ask for a channel's presence (extension `presence`), and
+    /// start (`watch: true`) or stop (`watch: false`) receiving its changes.
+    /// Answered by a reply carrying a [`PresenceSnapshot`].
+    Presence {
+        /// The request id the reply will carry.
+        req_id: RequestId,
+        /// The channel name (the connection must be subscribed to it).
+        channel: String,
+        /// Whether to receive `sl/presence-diff` frames from now on.
+        watch: bool,
+    },
+    /// `sl/presence-diff`: members joined or left a watched channel.
+    PresenceDiff {
+        /// The channel name.
+        channel: String,
+        /// What changed.
+        diff: PresenceDiff,
+    },
     /// `sl/error`: something the peer sent was rejected and no reply can carry it.
     Error(ErrorReply),
     /// `sl/close`: the reason for the close that follows.
     Close(CloseReason),
+}
+
+impl Control {
+    /// The request id of a frame that asks for an answer (`sl/sub`,
+    /// `sl/unsub`, `sl/presence`), or `None`.
+    pub fn req_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Subscribe { req_id, .. }
+            | Self::Unsubscribe { req_id, .. }
+            | Self::Presence { req_id, .. } => Some(*req_id),
+            _ => None,
+        }
+    }
 }

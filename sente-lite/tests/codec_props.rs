@@ -10,8 +10,8 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::select;
 use sente_lite::protocol::{
-    CloseReason, Control, ErrorReply, Handshake, Heartbeat, PeerLimits, StreamPosition,
-    SubscribeReply,
+    CloseReason, Control, ErrorReply, Handshake, Heartbeat, PeerLimits, PresenceDiff,
+    PresenceMember, StreamPosition, SubscribeReply,
 };
 use sente_lite::{
     Codec, ConnId, Event, EventKey, EventRef, Inbound, Payload, ProtocolError, RequestId, UserId,
@@ -332,6 +332,30 @@ fn close_reason() -> impl Strategy<Value = CloseReason> {
     })
 }
 
+/// A presence member, with and without info.
+fn presence_member() -> impl Strategy<Value = PresenceMember> {
+    (
+        text(),
+        option::of(prop_oneof![
+            text().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (text(), any::<bool>()).prop_map(|(k, v)| serde_json::json!({ k: v })),
+        ]),
+    )
+        .prop_map(|(user, info)| PresenceMember {
+            user_id: UserId(user),
+            info,
+        })
+}
+
+fn presence_diff() -> impl Strategy<Value = PresenceDiff> {
+    (
+        proptest::collection::vec(presence_member(), 0..4),
+        proptest::collection::vec(text().prop_map(UserId), 0..4),
+    )
+        .prop_map(|(joined, left)| PresenceDiff { joined, left })
+}
+
 /// Every control frame, each variant with and without its optional parts.
 fn control() -> impl Strategy<Value = Control> {
     prop_oneof![
@@ -347,6 +371,15 @@ fn control() -> impl Strategy<Value = Control> {
         }),
         (request_id(), text())
             .prop_map(|(req_id, channel)| Control::Unsubscribe { req_id, channel }),
+        (request_id(), text(), any::<bool>()).prop_map(|(req_id, channel, watch)| {
+            Control::Presence {
+                req_id,
+                channel,
+                watch,
+            }
+        }),
+        (text(), presence_diff())
+            .prop_map(|(channel, diff)| Control::PresenceDiff { channel, diff }),
         error_reply().prop_map(Control::Error),
         close_reason().prop_map(Control::Close),
     ]
@@ -1285,6 +1318,33 @@ fn controls_are_pinned() {
         },
         r#"["sl/unsub",9,"room/lobby"]"#,
         "09 09 0a 72 6f 6f 6d 2f 6c 6f 62 62 79",
+    );
+    pin(
+        |c| {
+            c.encode_control(&Control::Presence {
+                req_id: 10,
+                channel: lobby.clone(),
+                watch: true,
+            })
+        },
+        r#"["sl/presence",10,"room/lobby",true]"#,
+        "0c 0a 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 01",
+    );
+    pin(
+        |c| {
+            c.encode_control(&Control::PresenceDiff {
+                channel: lobby.clone(),
+                diff: PresenceDiff {
+                    joined: vec![PresenceMember {
+                        user_id: UserId("cy".into()),
+                        info: None,
+                    }],
+                    left: vec![UserId("bob".into())],
+                },
+            })
+        },
+        r#"["sl/presence-diff","room/lobby",{"joined":[{"user_id":"cy","info":null}],"left":["bob"]}]"#,
+        "0d 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 01 02 63 79 00 01 03 62 6f 62",
     );
     let handshake = Handshake {
         version: 1,

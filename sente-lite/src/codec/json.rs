@@ -25,6 +25,8 @@ pub(super) const SUB: &str = "sl/sub";
 pub(super) const UNSUB: &str = "sl/unsub";
 pub(super) const ERROR: &str = "sl/error";
 pub(super) const CLOSE: &str = "sl/close";
+pub(super) const PRESENCE: &str = "sl/presence";
+pub(super) const PRESENCE_DIFF: &str = "sl/presence-diff";
 
 fn text(buf: Vec<u8>) -> Message {
     // serde_json writes UTF-8 and every literal written here is ASCII.
@@ -125,6 +127,22 @@ pub(super) fn control(control: &Control) -> Message {
             head(UNSUB);
             let _ = write!(buf, "{req_id},");
             put_infallible(&mut buf, channel);
+        }
+        Control::Presence {
+            req_id,
+            channel,
+            watch,
+        } => {
+            head(PRESENCE);
+            let _ = write!(buf, "{req_id},");
+            put_infallible(&mut buf, channel);
+            let _ = write!(buf, ",{watch}");
+        }
+        Control::PresenceDiff { channel, diff } => {
+            head(PRESENCE_DIFF);
+            put_infallible(&mut buf, channel);
+            buf.push(b',');
+            put_infallible(&mut buf, diff);
         }
         Control::Error(e) => {
             head(ERROR);
@@ -239,7 +257,7 @@ impl<'de> Visitor<'de> for FrameVisitor {
             )?)),
             PING => Inbound::Control(Control::Ping(need(&mut seq, "ping number")?)),
             PONG => Inbound::Control(Control::Pong(need(&mut seq, "pong number")?)),
-            SUB | UNSUB => {
+            SUB | UNSUB | PRESENCE => {
                 // The id is known from here on: what is wrong with the rest is
                 // answered to this subscription.
                 let req_id = need::<_, WireReqId>(&mut seq, "request id")?.0;
@@ -247,8 +265,15 @@ impl<'de> Visitor<'de> for FrameVisitor {
                 while let Some(element) = seq.next_element::<serde_json::Value>()? {
                     rest.push(element);
                 }
-                return Ok(subscription(head.as_ref() == SUB, req_id, rest));
+                return Ok(match head.as_ref() {
+                    PRESENCE => presence_request(req_id, rest),
+                    name => subscription(name == SUB, req_id, rest),
+                });
             }
+            PRESENCE_DIFF => Inbound::Control(Control::PresenceDiff {
+                channel: need(&mut seq, "channel")?,
+                diff: need(&mut seq, "presence diff")?,
+            }),
             ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
             CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(
                 &mut seq,
@@ -338,6 +363,30 @@ fn subscription<'a>(
         req_id,
         channel,
         since,
+    }))
+}
+
+/// `sl/presence` after its id: the channel and whether to watch; anything else
+/// is answered to the id.
+fn presence_request<'a>(req_id: RequestId, rest: Vec<serde_json::Value>) -> Decoded<'a> {
+    let bad = |detail: &str| Decoded::BadRequest {
+        req_id,
+        detail: detail.into(),
+    };
+    let mut rest = rest.into_iter();
+    let Some(serde_json::Value::String(channel)) = rest.next() else {
+        return bad("the channel must be a string");
+    };
+    let Some(serde_json::Value::Bool(watch)) = rest.next() else {
+        return bad("`watch` must be true or false");
+    };
+    if rest.next().is_some() {
+        return bad("unexpected extra elements");
+    }
+    Decoded::Frame(Inbound::Control(Control::Presence {
+        req_id,
+        channel,
+        watch,
     }))
 }
 

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use tungstenite::Message;
 
 use super::{EventRef, Inbound, Payload, encode_error};
-use crate::protocol::{CloseReason, Control, ErrorReply, Handshake, RequestId, StreamPosition};
+use crate::protocol::{
+    CloseReason, Control, ErrorReply, Handshake, PresenceDiff, RequestId, StreamPosition,
+};
 use crate::{EncodeError, EventKey, ProtocolError};
 
 const ENCODING: &str = "postcard";
@@ -62,6 +64,19 @@ enum Header<'a> {
     Error(#[serde(borrow)] WireError<'a>),
     /// 11: close reason.
     Close(CloseReason),
+    /// 12: presence request.
+    Presence {
+        req_id: RequestId,
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        watch: bool,
+    },
+    /// 13: presence change.
+    PresenceDiff {
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        diff: PresenceDiff,
+    },
 }
 
 /// [`ErrorReply`] on the binary wire: `data` travels as JSON text.
@@ -190,6 +205,19 @@ pub(super) fn control(control: &Control) -> Message {
             req_id: *req_id,
             channel: Cow::Borrowed(channel),
         },
+        Control::Presence {
+            req_id,
+            channel,
+            watch,
+        } => Header::Presence {
+            req_id: *req_id,
+            channel: Cow::Borrowed(channel),
+            watch: *watch,
+        },
+        Control::PresenceDiff { channel, diff } => Header::PresenceDiff {
+            channel: Cow::Borrowed(channel),
+            diff: diff.clone(),
+        },
         Control::Error(e) => Header::Error(WireError::from_reply(e)),
         Control::Close(c) => Header::Close(c.clone()),
     };
@@ -202,13 +230,16 @@ fn bad_header(bytes: &[u8], detail: String) -> ProtocolError {
     const REQUEST: u8 = 1;
     const SUBSCRIBE: u8 = 8;
     const UNSUBSCRIBE: u8 = 9;
+    const PRESENCE: u8 = 12;
     let req_id = match bytes.split_first() {
         Some((&REQUEST, rest)) => postcard::take_from_bytes::<(EventKey, RequestId)>(rest)
             .ok()
             .map(|((_key, req_id), _)| req_id),
-        Some((&(SUBSCRIBE | UNSUBSCRIBE), rest)) => postcard::take_from_bytes::<RequestId>(rest)
-            .ok()
-            .map(|(req_id, _)| req_id),
+        Some((&(SUBSCRIBE | UNSUBSCRIBE | PRESENCE), rest)) => {
+            postcard::take_from_bytes::<RequestId>(rest)
+                .ok()
+                .map(|(req_id, _)| req_id)
+        }
         _ => None,
     };
     match req_id {
@@ -309,5 +340,20 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
             e.into_reply().map_err(bad)?,
         ))),
         Header::Close(c) => no_rest(Inbound::Control(Control::Close(c))),
+        Header::Presence {
+            req_id,
+            channel,
+            watch,
+        } => no_rest(Inbound::Control(Control::Presence {
+            req_id,
+            channel: channel.into_owned(),
+            watch,
+        })),
+        Header::PresenceDiff { channel, diff } => {
+            no_rest(Inbound::Control(Control::PresenceDiff {
+                channel: channel.into_owned(),
+                diff,
+            }))
+        }
     }
 }

@@ -172,10 +172,10 @@ fn refuse_while_draining(codec: Codec, inbound: &Inbound<'_>) -> Option<Message>
         )
     };
     match inbound {
-        Inbound::Request { req_id, .. }
-        | Inbound::Control(
-            Control::Subscribe { req_id, .. } | Control::Unsubscribe { req_id, .. },
-        ) => Some(codec.encode_error_reply(*req_id, &error())),
+        Inbound::Request { req_id, .. } => Some(codec.encode_error_reply(*req_id, &error())),
+        Inbound::Control(control) => control
+            .req_id()
+            .map(|req_id| codec.encode_error_reply(req_id, &error())),
         Inbound::Event { .. } => Some(codec.encode_control(&Control::Error(error()))),
         _ => None,
     }
@@ -185,10 +185,8 @@ fn refuse_while_draining(codec: Codec, inbound: &Inbound<'_>) -> Option<Message>
 /// rate limit; `None` for other frames.
 pub(super) fn rate_limited_answer(message: &Message, codec: Codec) -> Option<Message> {
     let req_id = match Codec::decode(message).ok()? {
-        Inbound::Request { req_id, .. }
-        | Inbound::Control(
-            Control::Subscribe { req_id, .. } | Control::Unsubscribe { req_id, .. },
-        ) => req_id,
+        Inbound::Request { req_id, .. } => req_id,
+        Inbound::Control(control) => control.req_id()?,
         _ => return None,
     };
     Some(codec.encode_error_reply(
