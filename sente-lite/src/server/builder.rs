@@ -1,0 +1,265 @@
+//! [`ServerBuilder`]: routes, hooks, channels, pages and settings, then bind.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::protocol::UserId;
+use crate::{ErrorReply, Router};
+
+use super::auth::{AuthHook, ChannelAccess, ChannelAuth, HandshakeRequest, Rejection};
+use super::health::HealthCheck;
+use super::hub::{self, Shared};
+use super::{OriginPolicy, Server, ServerConfig, ServerError, TelemetryConfig, http};
+
+/// Builds a [`Server`].
+#[must_use = "a builder does nothing until `bind` or `build` is called"]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    router: Router,
+    auth: Option<AuthHook>,
+    channel_rules: Vec<(String, ChannelAuth)>,
+    pages: HashMap<String, (String, bytes::Bytes)>,
+    health_checks: Vec<(String, HealthCheck)>,
+    state: crate::ctx::AppState,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl ServerBuilder {
+    /// Serves `wss://` (and `https://` for `/health`, `/metrics` and pages) with
+    /// this rustls configuration (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Serves `wss://` with a certificate chain and private key read from PEM
+    /// files (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_pem_files(
+        self,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<Self, ServerError> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let tls_error = |what: String| ServerError::Tls(what);
+        let cert = cert.as_ref();
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| tls_error(format!("{}: {e}", cert.display())))?;
+        let key = key.as_ref();
+        let private = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| tls_error(format!("{}: {e}", key.display())))?;
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(|e| tls_error(e.to_string()))?;
+        Ok(self.tls(Arc::new(config)))
+    }
+
+    /// Makes `value` available to every handler as `ctx.state::<T>()` (one value
+    /// per type; a second value of the same type replaces the first).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Adds a named check to `/health`: `Ok(())` when healthy, or the reason it
+    /// is not. A failing check makes `/health` answer 503 with status `failing`.
+    /// Checks run on every request to `/health`: keep them cheap.
+    pub fn health_check<F>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.health_checks.push((name.into(), Arc::new(check)));
+        self
+    }
+
+    /// Whether the server routes client telemetry ([`crate::telemetry`]) into its
+    /// tracing output. Default on ([`TelemetryConfig::enabled`]).
+    pub fn telemetry(mut self, enabled: bool) -> Self {
+        self.config.telemetry.enabled = enabled;
+        self
+    }
+
+    /// Replaces the telemetry settings: on or off, whether a user is required,
+    /// the per-connection budget. Defaults on [`TelemetryConfig`].
+    ///
+    /// ```no_run
+    /// use sente_lite::server::TelemetryConfig;
+    ///
+    /// let mut telemetry = TelemetryConfig::default();
+    /// telemetry.records_per_sec = 10;
+    /// telemetry.bytes_per_sec = 16 << 10;
+    /// let builder = sente_lite::Server::builder().telemetry_config(telemetry);
+    /// ```
+    pub fn telemetry_config(mut self, config: TelemetryConfig) -> Self {
+        self.config.telemetry = config;
+        self
+    }
+
+    /// Whether only connections with an authenticated user (see
+    /// [`ServerBuilder::auth`]) may send telemetry. Default off. On, a batch
+    /// from an anonymous connection is refused with an `sl/error` frame of code
+    /// `forbidden` and nothing of it is logged.
+    pub fn telemetry_require_user(mut self, required: bool) -> Self {
+        self.config.telemetry.require_user = required;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Applies loaded [settings](crate::settings::ServerSettings): the
+    /// configuration and, when given, the TLS files (which need the `tls`
+    /// feature). Bind to `settings.addr` afterwards.
+    pub fn settings(self, settings: &crate::settings::ServerSettings) -> Result<Self, ServerError> {
+        let builder = self.config(settings.config.clone());
+        match &settings.tls {
+            None => Ok(builder),
+            #[cfg(feature = "tls")]
+            Some(files) => builder.tls_pem_files(&files.cert, &files.key),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(ServerError::Tls(
+                "server.tls is set but this build has no `tls` feature".into(),
+            )),
+        }
+    }
+
+    /// Changes the configuration in place.
+    pub fn configure(mut self, change: impl FnOnce(&mut ServerConfig)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    /// The handlers of client events and requests.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// The WebSocket endpoint's path (default `/ws`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = path.into();
+        self
+    }
+
+    /// The authentication hook: sees each upgrade request and returns the
+    /// connection's user (or `None` for an anonymous connection), or a
+    /// [`Rejection`] with the HTTP status to answer. Without a hook every
+    /// connection is anonymous.
+    pub fn auth<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(HandshakeRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<UserId>, Rejection>> + Send + 'static,
+    {
+        self.auth = Some(Arc::new(move |req| Box::pin(hook(req))));
+        self
+    }
+
+    /// Which browser origins may connect (default: same host only).
+    pub fn origins(mut self, policy: OriginPolicy) -> Self {
+        self.config.origins = policy;
+        self
+    }
+
+    /// Allows subscriptions to channels matching `pattern` (an exact name, or a
+    /// prefix ending in `*`, such as `room/*`; `*` alone matches every channel),
+    /// when `authorize` says yes. Channels that match no pattern are refused
+    /// (`forbidden`). The first matching pattern decides.
+    pub fn channel<F, Fut>(mut self, pattern: impl Into<String>, authorize: F) -> Self
+    where
+        F: Fn(ChannelAccess) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ErrorReply>> + Send + 'static,
+    {
+        self.channel_rules.push((
+            pattern.into(),
+            Arc::new(move |access| Box::pin(authorize(access))),
+        ));
+        self
+    }
+
+    /// Serves `body` with `content_type` at `path` over plain HTTP (a page, a script).
+    pub fn page(
+        mut self,
+        path: impl Into<String>,
+        content_type: impl Into<String>,
+        body: impl Into<bytes::Bytes>,
+    ) -> Self {
+        self.pages
+            .insert(path.into(), (content_type.into(), body.into()));
+        self
+    }
+
+    /// Builds the server without a listener, to mount it in another HTTP stack
+    /// (see [`Server::handle_http`]).
+    pub fn build(self) -> Result<Server, ServerError> {
+        let router = if self.config.telemetry.enabled {
+            self.router.handler(crate::telemetry::record_telemetry)
+        } else {
+            self.router
+        };
+        let routes = router.build()?;
+        Ok(Server {
+            shared: Arc::new(Shared::new(
+                self.config,
+                routes,
+                self.auth,
+                self.channel_rules,
+                self.pages,
+                self.health_checks,
+                self.state,
+            )),
+        })
+    }
+
+    /// Builds the server and starts listening on `addr` (`"127.0.0.1:0"` picks a free port).
+    pub async fn bind(self, addr: impl Into<String>) -> Result<Server, ServerError> {
+        let addr = addr.into();
+        #[cfg(feature = "tls")]
+        let self_tls = self.tls.clone();
+        let server = self.build()?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        *hub::lock(&server.shared.requested_addr) = Some(addr);
+        *hub::lock(&server.shared.local_addr) = listener.local_addr().ok();
+        #[cfg(feature = "tls")]
+        let acceptor = self_tls.map(tokio_rustls::TlsAcceptor::from);
+        #[cfg(not(feature = "tls"))]
+        let acceptor = None;
+        *hub::lock(&server.shared.secure) = acceptor.is_some();
+        tokio::spawn(http::accept_loop(
+            listener,
+            Arc::clone(&server.shared),
+            acceptor,
+        ));
+        Ok(server)
+    }
+}
+
+impl Server {
+    /// A builder with the default [`ServerConfig`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: ServerConfig::default(),
+            router: Router::new(),
+            auth: None,
+            channel_rules: Vec::new(),
+            pages: HashMap::new(),
+            health_checks: Vec::new(),
+            state: crate::ctx::AppState::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}

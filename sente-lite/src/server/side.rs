@@ -1,0 +1,136 @@
+//! The server's side of a connection: subscribe and unsubscribe, and the
+//! frames only a server sends refused.
+
+use std::sync::Arc;
+
+use crate::connection::Side;
+use crate::protocol::{Control, StreamPosition, codes};
+use crate::router::DispatchFuture;
+use crate::{
+    Codec, Ctx, Dispatched, ErrorReply, EventRef, Outcome, Payload, ProtocolError, RouteTable,
+};
+
+use super::auth::ChannelAccess;
+use super::hub::Shared;
+
+/// The server's side of a connection: it accepts subscribe and unsubscribe,
+/// and refuses what only servers send.
+pub(crate) struct ServerSide {
+    pub(crate) shared: Arc<Shared>,
+}
+
+fn pattern_matches(pattern: &str, channel: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => pattern == channel,
+    }
+}
+
+impl Side for ServerSide {
+    fn control(
+        &mut self,
+        ctx: &Ctx,
+        control: Control,
+    ) -> Result<Option<DispatchFuture>, ProtocolError> {
+        let codec = ctx.codec();
+        match control {
+            Control::Subscribe {
+                req_id,
+                channel,
+                since,
+            } => {
+                // A name out of bounds is refused before any hook sees it.
+                let max = self.shared.config.limits.max_channel_name;
+                let rule = if channel.is_empty() || channel.len() > max {
+                    None
+                } else {
+                    self.shared
+                        .channel_rules
+                        .iter()
+                        .find(|(pattern, _)| pattern_matches(pattern, &channel))
+                        .map(|(_, auth)| Arc::clone(auth))
+                };
+                let shared = Arc::clone(&self.shared);
+                let ctx = ctx.clone();
+                Ok(Some(Box::pin(async move {
+                    let result = match rule {
+                        None if channel.is_empty() || channel.len() > max => Err(ErrorReply::new(
+                            codes::FORBIDDEN,
+                            format!("a channel name is 1 to {max} bytes long"),
+                        )),
+                        None => Err(ErrorReply::new(
+                            codes::FORBIDDEN,
+                            format!("no channel pattern of this server matches `{channel}`"),
+                        )),
+                        Some(authorize) => match authorize(ChannelAccess {
+                            conn_id: ctx.conn_id(),
+                            user_id: ctx.user_id().cloned(),
+                            channel: channel.clone(),
+                        })
+                        .await
+                        {
+                            Ok(()) => shared.join_channel(&ctx, &channel, since.as_ref()),
+                            Err(err) => Err(err),
+                        },
+                    };
+                    reply_message(codec, req_id, result)
+                })))
+            }
+            Control::Unsubscribe { req_id, channel } => {
+                self.shared.forget_subscription(ctx.conn_id(), &channel);
+                let reply = codec.encode_reply(req_id, &());
+                Ok(Some(Box::pin(async move {
+                    Dispatched {
+                        message: reply.ok(),
+                        outcome: Outcome::Ok,
+                        timing: None,
+                    }
+                })))
+            }
+            Control::Handshake(_) => Err(ProtocolError::BadFrame {
+                encoding: codec.name(),
+                detail: "only a server sends `sl/handshake`".into(),
+            }),
+            other => Err(ProtocolError::BadFrame {
+                encoding: codec.name(),
+                detail: format!("unexpected control frame {other:?}"),
+            }),
+        }
+    }
+
+    fn publication(
+        &mut self,
+        ctx: &Ctx,
+        _routes: &RouteTable,
+        _channel: std::borrow::Cow<'_, str>,
+        _event: EventRef<'_>,
+        _position: Option<StreamPosition>,
+        _payload: Payload<'_>,
+    ) -> Result<Option<DispatchFuture>, ProtocolError> {
+        Err(ProtocolError::BadFrame {
+            encoding: ctx.codec().name(),
+            detail: "clients do not publish: send an event and let a handler broadcast".into(),
+        })
+    }
+}
+
+fn reply_message<T: serde::Serialize>(
+    codec: Codec,
+    req_id: u64,
+    result: Result<T, ErrorReply>,
+) -> Dispatched {
+    match result {
+        Ok(value) => Dispatched {
+            message: Some(codec.encode_reply(req_id, &value).unwrap_or_else(|e| {
+                codec.encode_error_reply(req_id, &ErrorReply::new(codes::INTERNAL, e.to_string()))
+            })),
+            outcome: Outcome::Ok,
+            timing: None,
+        },
+        Err(err) => Dispatched {
+            outcome: Outcome::Error(err.code.to_string()),
+            message: Some(codec.encode_error_reply(req_id, &err)),
+            timing: None,
+        },
+    }
+}
