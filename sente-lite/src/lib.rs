@@ -10,6 +10,7 @@ pub mod client;
 pub mod codec;
 mod connection;
 mod ctx;
+pub mod engine;
 mod error;
 mod event;
 mod handler;

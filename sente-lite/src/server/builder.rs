@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::engine::{ChannelOptions, Engine, MemoryEngine};
 use crate::protocol::UserId;
-use crate::{ErrorReply, Router};
+use crate::{Ctx, ErrorReply, Router};
 
 use super::auth::{AuthHook, ChannelAccess, ChannelAuth, HandshakeRequest, Rejection};
 use super::health::HealthCheck;
-use super::hub::{self, Shared};
-use super::{OriginPolicy, Server, ServerConfig, ServerError, TelemetryConfig, http};
+use super::hub::{self, Setup, Shared};
+use super::{OriginPolicy, PresenceInfo, Server, ServerConfig, ServerError, TelemetryConfig, http};
 
 /// Builds a [`Server`].
 #[must_use = "a builder does nothing until `bind` or `build` is called"]
@@ -22,6 +23,8 @@ pub struct ServerBuilder {
     pages: HashMap<String, (String, bytes::Bytes)>,
     health_checks: Vec<(String, HealthCheck)>,
     state: crate::ctx::AppState,
+    engine: Option<Arc<dyn Engine>>,
+    presence_info: Option<PresenceInfo>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -185,6 +188,50 @@ impl ServerBuilder {
         self
     }
 
+    /// Gives channels matching `pattern` (an exact name, or a prefix ending in
+    /// `*`) a history and/or presence. The first matching pattern decides; a
+    /// channel that matches none keeps neither. Patterns added here come after
+    /// those of the configuration ([`ServerConfig::channels`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sente_lite::server::{ChannelOptions, allow_all};
+    ///
+    /// let builder = sente_lite::Server::builder()
+    ///     .channel("room/*", allow_all)
+    ///     .channel_options(
+    ///         "room/*",
+    ///         ChannelOptions {
+    ///             history_size: 100,
+    ///             history_ttl: Duration::from_secs(600),
+    ///             presence: true,
+    ///             ..ChannelOptions::default()
+    ///         },
+    ///     );
+    /// ```
+    pub fn channel_options(mut self, pattern: impl Into<String>, options: ChannelOptions) -> Self {
+        self.config.channels.push((pattern.into(), options));
+        self
+    }
+
+    /// What the server attaches to a user in a channel's presence (a display
+    /// name, an avatar), asked when the user's connection subscribes. Without
+    /// it, members carry no info.
+    pub fn presence_info<F>(mut self, info: F) -> Self
+    where
+        F: Fn(&Ctx, &str) -> Option<serde_json::Value> + Send + Sync + 'static,
+    {
+        self.presence_info = Some(Arc::new(info));
+        self
+    }
+
+    /// The engine that keeps channels, history and presence (default: a
+    /// [`MemoryEngine`] with [`ServerConfig::memory_engine`]).
+    pub fn engine(mut self, engine: impl Engine) -> Self {
+        self.engine = Some(Arc::new(engine));
+        self
+    }
+
     /// Serves `body` with `content_type` at `path` over plain HTTP (a page, a script).
     pub fn page(
         mut self,
@@ -206,16 +253,21 @@ impl ServerBuilder {
             self.router
         };
         let routes = router.build()?;
+        let engine = self.engine.unwrap_or_else(|| {
+            Arc::new(MemoryEngine::with_config(self.config.memory_engine.clone()))
+        });
         Ok(Server {
-            shared: Arc::new(Shared::new(
-                self.config,
+            shared: Shared::start(Setup {
+                config: self.config,
                 routes,
-                self.auth,
-                self.channel_rules,
-                self.pages,
-                self.health_checks,
-                self.state,
-            )),
+                auth: self.auth,
+                channel_rules: self.channel_rules,
+                pages: self.pages,
+                health_checks: self.health_checks,
+                state: self.state,
+                engine,
+                presence_info: self.presence_info,
+            }),
         })
     }
 
@@ -258,6 +310,8 @@ impl Server {
             pages: HashMap::new(),
             health_checks: Vec::new(),
             state: crate::ctx::AppState::default(),
+            engine: None,
+            presence_info: None,
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::Codec;
+use crate::engine::{ChannelOptions, MemoryEngineConfig};
 
 /// Settings of a [`Server`](super::Server). `ServerConfig::default()` is what a
 /// server uses unless told otherwise; every default is listed on its field.
@@ -18,8 +19,9 @@ pub struct ServerConfig {
     pub ping_timeout: Duration,
     /// How long a request the server sends to a client waits for the reply. Default 10 s.
     pub request_timeout: Duration,
-    /// How long a user without connections still counts as online, so that a
-    /// quick reconnect does not flap online/offline. Default 5 s.
+    /// How long a user without connections still counts as online (and a
+    /// user without a subscription still counts as a channel's member), so
+    /// that a quick reconnect does not flap. Default 5 s.
     pub presence_grace: Duration,
     /// The codec a client gets when it asks for none. Default JSON.
     pub default_codec: Codec,
@@ -35,6 +37,13 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Client telemetry: whether it is accepted, from whom, and how much.
     pub telemetry: TelemetryConfig,
+    /// Channel patterns (an exact name, or a prefix ending in `*`) with their
+    /// history and presence; the first matching pattern decides, and a
+    /// channel that matches none keeps neither. Default none.
+    pub channels: Vec<(String, ChannelOptions)>,
+    /// The bounds of the default in-memory engine (unused when another
+    /// engine is given to [`super::ServerBuilder::engine`]).
+    pub memory_engine: MemoryEngineConfig,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +59,8 @@ impl Default for ServerConfig {
             hosts: HostPolicy::Auto,
             limits: Limits::default(),
             telemetry: TelemetryConfig::default(),
+            channels: Vec::new(),
+            memory_engine: MemoryEngineConfig::default(),
         }
     }
 }

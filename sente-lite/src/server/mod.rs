@@ -19,21 +19,25 @@ mod auth;
 #[cfg(feature = "axum")]
 mod axum;
 mod builder;
+mod channel_api;
+mod channels;
 mod config;
 mod health;
 mod http;
-mod hub;
+pub(crate) mod hub;
 mod metrics;
 mod per_address;
 mod run;
 mod shutdown;
 mod side;
+mod watchers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+pub use crate::engine::ChannelOptions;
 pub use auth::{ChannelAccess, HandshakeRequest, Rejection, allow_all};
 pub use builder::ServerBuilder;
 pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig};
@@ -46,10 +50,25 @@ pub(crate) use run::run_connection;
 
 use crate::ctx::{Hub, HubFuture};
 use crate::pending::RequestError;
-use crate::protocol::{ConnId, SubscribeReply, UserId, codes};
+use crate::protocol::{ConnId, SubscribeReply, UserId};
 use crate::stats::StatsSnapshot;
-use crate::{Ctx, EncodeError, ErrorReply, Event, NoReply, Request, RouterError, SendError};
-use hub::{Fanout, Shared};
+use crate::{Ctx, EncodeError, Event, NoReply, Request, RouterError, SendError};
+use futures_util::FutureExt as _;
+
+use crate::engine::{EngineError, OutgoingEvent};
+use hub::Shared;
+
+/// What the application attaches to a user in a channel's presence.
+pub(crate) type PresenceInfo = Arc<dyn Fn(&Ctx, &str) -> Option<serde_json::Value> + Send + Sync>;
+
+/// Whether channel pattern `pattern` (an exact name, or a prefix ending in
+/// `*`) matches `channel`.
+pub(crate) fn pattern_matches(pattern: &str, channel: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => pattern == channel,
+    }
+}
 
 /// A server could not be built or bound.
 #[derive(Debug, thiserror::Error)]
@@ -133,29 +152,28 @@ impl Server {
     }
 
     /// Sends a one-way event to every connection of `user` (every tab, every
-    /// device), encoding once per codec. Returns how many connections it was
-    /// queued for.
+    /// device, on every server of the engine), encoding once per codec.
+    /// Returns how many connections of this server it was queued for.
     pub fn send_to_user<E: Event<Reply = NoReply>>(
         &self,
         user: &UserId,
         event: &E,
     ) -> Result<usize, EncodeError> {
-        fan_out(self.shared.user_conns(user), event)
+        let event = OutgoingEvent::new(event);
+        match self.shared.engine.send_to_user(user, &event).now_or_never() {
+            Some(Err(EngineError::Encode(e))) => Err(e),
+            Some(Ok(delivered)) => Ok(delivered),
+            Some(Err(e)) => {
+                tracing::warn!(target: "sente_lite", user = %user, error = %e, "send_to_user failed");
+                Ok(0)
+            }
+            None => Ok(0),
+        }
     }
 
     /// Sends a one-way event to every connection, encoding once per codec.
     pub fn send_to_all<E: Event<Reply = NoReply>>(&self, event: &E) -> Result<usize, EncodeError> {
-        fan_out(self.shared.all_conns(), event)
-    }
-
-    /// Publishes a one-way event on `channel`: encoded once per codec, the bytes
-    /// shared by every subscriber. Returns how many subscribers it was queued for.
-    pub fn broadcast<E: Event<Reply = NoReply>>(
-        &self,
-        channel: &str,
-        event: &E,
-    ) -> Result<usize, EncodeError> {
-        self.shared.publish(channel, event)
+        hub::fan_out(self.shared.all_conns(), &OutgoingEvent::new(event))
     }
 
     /// Sends a request to a client connection and waits for its reply (at most
@@ -169,21 +187,6 @@ impl Server {
             Some(ctx) => ctx.request(request).await,
             None => Err(RequestError::Closed),
         }
-    }
-
-    /// Subscribes a connection to a channel, without the channel's authorisation
-    /// (the server trusts itself).
-    pub fn subscribe(&self, conn_id: ConnId, channel: &str) -> Result<SubscribeReply, ErrorReply> {
-        let ctx = self
-            .shared
-            .ctx(conn_id)
-            .ok_or_else(|| ErrorReply::new(codes::FORBIDDEN, "no such connection"))?;
-        self.shared.join_channel(&ctx, channel, None)
-    }
-
-    /// Removes a connection from a channel. Returns whether it was subscribed.
-    pub fn unsubscribe(&self, conn_id: ConnId, channel: &str) -> bool {
-        self.shared.forget_subscription(conn_id, channel)
     }
 
     /// Users with at least one open connection, sorted.
@@ -203,16 +206,6 @@ impl Server {
         ids
     }
 
-    /// Channels with at least one subscriber, sorted.
-    pub fn channels(&self) -> Vec<String> {
-        self.shared.channel_names()
-    }
-
-    /// The connections subscribed to `channel`, with their users, sorted by connection id.
-    pub fn subscribers(&self, channel: &str) -> Vec<(ConnId, Option<UserId>)> {
-        self.shared.subscribers(channel)
-    }
-
     /// User online/offline notifications. The channel keeps the last 1024; a
     /// receiver that falls further behind gets `RecvError::Lagged` and goes on.
     pub fn presence(&self) -> broadcast::Receiver<Presence> {
@@ -222,7 +215,7 @@ impl Server {
     /// The server's counters.
     pub fn stats(&self) -> StatsSnapshot {
         let mut snapshot = self.shared.counters.snapshot();
-        let (channels, subscriptions) = self.shared.channel_counts();
+        let (channels, subscriptions) = self.shared.channels.counts();
         snapshot.connections = self.shared.conn_count() as u64;
         snapshot.users = self.shared.user_count();
         snapshot.channels = channels;
@@ -286,17 +279,6 @@ impl Server {
     }
 }
 
-fn fan_out<E: Event>(conns: Vec<Ctx>, event: &E) -> Result<usize, EncodeError> {
-    let mut fanout = Fanout::event(event);
-    let mut delivered = 0;
-    for ctx in conns {
-        if ctx.send_message(fanout.message(ctx.codec())?).is_ok() {
-            delivered += 1;
-        }
-    }
-    Ok(delivered)
-}
-
 impl Ctx {
     /// The server this connection belongs to, when the handler runs on a server.
     pub fn server(&self) -> Option<Server> {
@@ -306,15 +288,18 @@ impl Ctx {
 
 impl Hub for Server {
     fn subscribe(&self, ctx: &Ctx, channel: String) -> HubFuture<SubscribeReply> {
-        let result = self
-            .shared
-            .join_channel(ctx, &channel, None)
-            .map_err(RequestError::Remote);
-        Box::pin(async move { result })
+        let shared = Arc::clone(&self.shared);
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            shared
+                .join_channel(&ctx, &channel, None)
+                .await
+                .map_err(RequestError::Remote)
+        })
     }
 
     fn unsubscribe(&self, ctx: &Ctx, channel: String) -> HubFuture<()> {
-        self.shared.forget_subscription(ctx.conn_id(), &channel);
+        self.shared.forget_subscription(ctx, &channel);
         Box::pin(async { Ok(()) })
     }
 

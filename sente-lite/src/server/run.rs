@@ -74,7 +74,10 @@ where
         },
         schema_hash: crate::registry::schema_hash_hex(),
         max_message_size: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
-        extensions: Vec::new(),
+        extensions: vec![
+            crate::protocol::EXTENSION_RECOVERY.into(),
+            crate::protocol::EXTENSION_PRESENCE.into(),
+        ],
         limits: limits.announced(),
     }));
     let engine = EngineConfig {

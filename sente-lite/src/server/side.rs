@@ -13,17 +13,10 @@ use crate::{
 use super::auth::ChannelAccess;
 use super::hub::Shared;
 
-/// The server's side of a connection: it accepts subscribe and unsubscribe,
-/// and refuses what only servers send.
+/// The server's side of a connection: it accepts subscribe, unsubscribe and
+/// presence requests, and refuses what only servers send.
 pub(crate) struct ServerSide {
     pub(crate) shared: Arc<Shared>,
-}
-
-fn pattern_matches(pattern: &str, channel: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => channel.starts_with(prefix),
-        None => pattern == channel,
-    }
 }
 
 impl Side for ServerSide {
@@ -47,7 +40,7 @@ impl Side for ServerSide {
                     self.shared
                         .channel_rules
                         .iter()
-                        .find(|(pattern, _)| pattern_matches(pattern, &channel))
+                        .find(|(pattern, _)| super::pattern_matches(pattern, &channel))
                         .map(|(_, auth)| Arc::clone(auth))
                 };
                 let shared = Arc::clone(&self.shared);
@@ -69,7 +62,7 @@ impl Side for ServerSide {
                         })
                         .await
                         {
-                            Ok(()) => shared.join_channel(&ctx, &channel, since.as_ref()),
+                            Ok(()) => shared.join_channel(&ctx, &channel, since).await,
                             Err(err) => Err(err),
                         },
                     };
@@ -77,7 +70,7 @@ impl Side for ServerSide {
                 })))
             }
             Control::Unsubscribe { req_id, channel } => {
-                self.shared.forget_subscription(ctx.conn_id(), &channel);
+                self.shared.forget_subscription(ctx, &channel);
                 let reply = codec.encode_reply(req_id, &());
                 Ok(Some(Box::pin(async move {
                     Dispatched {
@@ -85,6 +78,18 @@ impl Side for ServerSide {
                         outcome: Outcome::Ok,
                         timing: None,
                     }
+                })))
+            }
+            Control::Presence {
+                req_id,
+                channel,
+                watch,
+            } => {
+                let shared = Arc::clone(&self.shared);
+                let ctx = ctx.clone();
+                Ok(Some(Box::pin(async move {
+                    let result = shared.presence_request(&ctx, &channel, watch).await;
+                    reply_message(codec, req_id, result)
                 })))
             }
             Control::Handshake(_) => Err(ProtocolError::BadFrame {

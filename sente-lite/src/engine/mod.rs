@@ -1,0 +1,261 @@
+//! The engine: where a server keeps what its connections share across the
+//! process (or across processes): channel positions and history, channel
+//! presence, user presence and user routing.
+//!
+//! The server keeps its own connections and, for each channel, which of them
+//! are subscribed. Everything else goes through one [`Engine`]:
+//!
+//! - [`Engine::publish`] numbers a publication, keeps it in the channel's
+//!   history when the channel has one, and hands it to every server with
+//!   subscribers ([`Node::deliver`]);
+//! - [`Engine::recover`] answers a resubscribe: the channel's position and the
+//!   publications after `since`, when the history still has them all;
+//! - presence ([`Engine::presence_join`], [`Engine::presence_leave`],
+//!   [`Engine::presence`]) and user presence ([`Engine::user_join`],
+//!   [`Engine::user_leave`]) with a grace period, told back through
+//!   [`Node::presence_changed`] and [`Node::user_presence`];
+//! - [`Engine::send_to_user`] reaches a user's connections wherever they are.
+//!
+//! [`MemoryEngine`] is the default: everything in this process, nothing to run
+//! beside it. Its history and positions are lost when the process exits, so
+//! every channel starts a new epoch after a restart and resuming clients are
+//! told `recovered: false`.
+//!
+//! An engine that talks to a remote service answers through [`EngineFuture`]s.
+//! What decides order happens during the call itself: a publication takes its
+//! place when [`Engine::publish`] is called, whether or not its future is
+//! awaited.
+
+mod memory;
+mod publication;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub use memory::{MemoryEngine, MemoryEngineConfig};
+pub use publication::{OutgoingEvent, Publication};
+
+use crate::EncodeError;
+use crate::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
+use crate::server::{Presence, hub::Shared};
+
+/// What an engine answers, later: a boxed future, so that [`Engine`] stays a
+/// trait object.
+pub type EngineFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send>>;
+
+/// An engine could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine's service cannot be reached now.
+    #[error("the engine is unavailable: {0}")]
+    Unavailable(String),
+    /// The event could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// How a channel behaves: its history and its presence. Set per channel
+/// pattern with [`crate::server::ServerBuilder::channel_options`] or the
+/// `[[server.channels]]` tables of the settings file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// Publications kept for recovery: the last this many. Default 0 (no
+    /// history: a resubscribe recovers only when nothing was published since).
+    pub history_size: usize,
+    /// How long a publication stays in the history. Default 5 minutes.
+    pub history_ttl: Duration,
+    /// The most the history of one channel holds, in bytes of encoded frames
+    /// (both encodings counted); the oldest publications go first. Default 1 MiB.
+    pub history_max_bytes: usize,
+    /// Whether the channel keeps presence: which users are subscribed, a
+    /// snapshot on request and join/leave diffs to watchers. Default off.
+    pub presence: bool,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            history_size: 0,
+            history_ttl: Duration::from_secs(300),
+            history_max_bytes: 1 << 20,
+            presence: false,
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// Whether publications are kept at all.
+    pub fn keeps_history(&self) -> bool {
+        self.history_size > 0 && self.history_max_bytes > 0 && !self.history_ttl.is_zero()
+    }
+}
+
+/// What [`Engine::publish`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The publication's position in its channel; `None` when the channel is
+    /// not kept at all (no subscriber anywhere and no history), so that no
+    /// client can hold a position of it.
+    pub position: Option<StreamPosition>,
+    /// Subscribers on this server it was queued for during the call (an engine
+    /// that delivers through a remote service delivers later, and reports 0).
+    pub delivered_here: usize,
+}
+
+/// What [`Engine::recover`] answers.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The channel's position now.
+    pub position: StreamPosition,
+    /// The publications after `since`, oldest first, when the history holds
+    /// every one of them (empty when nothing was published since); `None`
+    /// when it does not, or when no `since` was given.
+    pub publications: Option<Vec<Arc<Publication>>>,
+}
+
+/// A change of a channel's presence, told by the engine to each server
+/// ([`Node::presence_changed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// The user became a member (or its info changed).
+    Joined(PresenceMember),
+    /// The user is no longer a member (after the grace period).
+    Left(UserId),
+}
+
+/// Channels' shared state: positions, history, presence, users. See the
+/// [module documentation](self).
+pub trait Engine: Send + Sync + 'static {
+    /// Connects the engine to the server it serves, before any other call.
+    fn start(&self, node: Node);
+
+    /// Publishes `event` on `channel`: gives it the next position, keeps it in
+    /// the history if `options` ask for one, and delivers it to every server
+    /// with subscribers. Publications on one channel keep the order of the
+    /// calls.
+    fn publish(
+        &self,
+        channel: &str,
+        event: &OutgoingEvent<'_>,
+        options: &ChannelOptions,
+    ) -> EngineFuture<Published>;
+
+    /// This server has its first subscriber of `channel`: deliver the
+    /// channel's publications to it from now on. Resolves once they will be.
+    fn subscribe(&self, channel: &str) -> EngineFuture<()>;
+
+    /// This server has no subscriber of `channel` any more.
+    fn unsubscribe(&self, channel: &str);
+
+    /// The channel's position, and the publications after `since` when its
+    /// history holds them all.
+    fn recover(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        options: &ChannelOptions,
+    ) -> EngineFuture<Recovery>;
+
+    /// Every publication the channel's history holds, oldest first.
+    fn history(
+        &self,
+        channel: &str,
+        options: &ChannelOptions,
+    ) -> EngineFuture<Vec<Arc<Publication>>>;
+
+    /// Connection `conn` of `member.user_id` subscribed to `channel`.
+    fn presence_join(&self, channel: &str, member: PresenceMember, conn: ConnId);
+
+    /// Connection `conn` of `user` left `channel`; the user leaves after the
+    /// grace period unless another of its connections joins meanwhile.
+    fn presence_leave(&self, channel: &str, user: &UserId, conn: ConnId);
+
+    /// The channel's members, sorted by user id.
+    fn presence(&self, channel: &str) -> EngineFuture<Vec<PresenceMember>>;
+
+    /// Connection `conn` of `user` opened.
+    fn user_join(&self, user: &UserId, conn: ConnId);
+
+    /// Connection `conn` of `user` closed; the user goes offline after the
+    /// grace period unless another of its connections opens meanwhile.
+    fn user_leave(&self, user: &UserId, conn: ConnId);
+
+    /// Sends `event` to every connection of `user`, on every server.
+    fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize>;
+}
+
+/// The server as an engine sees it: where publications, presence changes and
+/// user events are delivered. Cheap to clone; it does not keep the server alive.
+#[derive(Clone)]
+pub struct Node {
+    shared: Weak<Shared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("running", &(self.shared.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl Node {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        Self {
+            shared: Arc::downgrade(shared),
+        }
+    }
+
+    /// Queues `publication` for this server's subscribers of its channel, in
+    /// the order of the calls; `event` encodes it when the publication does not
+    /// hold the encoding a subscriber needs. Returns how many subscribers it
+    /// was queued for, or the first encoding error (the other subscribers
+    /// still get it).
+    pub fn deliver(
+        &self,
+        publication: &Arc<Publication>,
+        event: Option<&OutgoingEvent<'_>>,
+    ) -> Result<usize, EncodeError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.channels.deliver(&shared, publication, event),
+            None => Ok(0),
+        }
+    }
+
+    /// Tells this server's watchers of `channel` about a presence change.
+    pub fn presence_changed(&self, channel: &str, change: PresenceChange) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.watchers.changed(&shared, channel, change);
+        }
+    }
+
+    /// Tells this server's presence listeners ([`crate::Server::presence`])
+    /// that a user came online or went offline.
+    pub fn user_presence(&self, presence: Presence) {
+        if let Some(shared) = self.shared.upgrade() {
+            let _ = shared.presence.send(presence);
+        }
+    }
+
+    /// Sends `event` to this server's connections of `user`. Returns how many
+    /// it was queued for.
+    pub fn deliver_to_user(
+        &self,
+        user: &UserId,
+        event: &OutgoingEvent<'_>,
+    ) -> Result<usize, EncodeError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.send_to_user_here(user, event),
+            None => Ok(0),
+        }
+    }
+
+    /// How long a user without connections still counts as present.
+    pub fn presence_grace(&self) -> Duration {
+        self.shared
+            .upgrade()
+            .map_or(Duration::ZERO, |shared| shared.config.presence_grace)
+    }
+}

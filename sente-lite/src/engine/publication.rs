@@ -1,0 +1,218 @@
+//! Publications as engines carry them: numbered, encoded at most once per
+//! codec, the bytes shared by every subscriber.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::de::IgnoredAny;
+use tungstenite::Message;
+
+use crate::protocol::StreamPosition;
+use crate::{Codec, EncodeError, Event, EventKey};
+
+/// An event on its way out, before it is numbered: what [`super::Engine::publish`]
+/// and [`super::Engine::send_to_user`] take. It encodes the event when a
+/// subscriber needs it, once per codec.
+pub struct OutgoingEvent<'a> {
+    id: &'static str,
+    key: EventKey,
+    value: &'a dyn ErasedEvent,
+    frames: [OnceLock<Result<Message, EncodeError>>; 2],
+}
+
+impl std::fmt::Debug for OutgoingEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingEvent")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event whose type is forgotten, still able to encode itself.
+trait ErasedEvent: Send + Sync {
+    fn event(&self, codec: Codec) -> Result<Message, EncodeError>;
+    fn publication(
+        &self,
+        codec: Codec,
+        channel: &str,
+        position: &StreamPosition,
+    ) -> Result<Message, EncodeError>;
+}
+
+impl<E: Event> ErasedEvent for E {
+    fn event(&self, codec: Codec) -> Result<Message, EncodeError> {
+        codec.encode_event(self)
+    }
+
+    fn publication(
+        &self,
+        codec: Codec,
+        channel: &str,
+        position: &StreamPosition,
+    ) -> Result<Message, EncodeError> {
+        codec.encode_publication(channel, Some(position), self)
+    }
+}
+
+fn slot(codec: Codec) -> usize {
+    match codec {
+        Codec::Json => 0,
+        Codec::Postcard => 1,
+    }
+}
+
+impl<'a> OutgoingEvent<'a> {
+    /// Wraps `event`; nothing is encoded yet.
+    pub fn new<E: Event>(event: &'a E) -> Self {
+        Self {
+            id: E::ID,
+            key: E::KEY,
+            value: event,
+            frames: Default::default(),
+        }
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The event's key.
+    pub fn key(&self) -> EventKey {
+        self.key
+    }
+
+    /// The event as a one-way event frame in `codec`, encoded at the first call.
+    pub fn message(&self, codec: Codec) -> Result<Message, EncodeError> {
+        self.frames[slot(codec)]
+            .get_or_init(|| self.value.event(codec))
+            .clone()
+    }
+}
+
+/// A numbered publication on a channel. Its frames are encoded at most once
+/// per codec and shared (cloning a [`Message`] only bumps a reference count).
+pub struct Publication {
+    channel: Arc<str>,
+    epoch: Arc<str>,
+    offset: u64,
+    id: &'static str,
+    frames: [OnceLock<Result<Message, EncodeError>>; 2],
+}
+
+impl std::fmt::Debug for Publication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publication")
+            .field("channel", &self.channel)
+            .field("epoch", &self.epoch)
+            .field("offset", &self.offset)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publication {
+    /// Publication number `offset` of `channel` in `epoch`, of `event`.
+    /// Nothing is encoded yet: see [`Publication::encode_all`] and
+    /// [`Publication::message`].
+    pub fn new(channel: Arc<str>, epoch: Arc<str>, offset: u64, event: &OutgoingEvent<'_>) -> Self {
+        Self {
+            channel,
+            epoch,
+            offset,
+            id: event.id,
+            frames: Default::default(),
+        }
+    }
+
+    /// Encodes the publication in every codec now, as a history needs it
+    /// (whoever resumes later may speak either).
+    pub fn encode_all(&self, event: &OutgoingEvent<'_>) {
+        for codec in [Codec::Json, Codec::Postcard] {
+            let _ = self.message(codec, Some(event));
+        }
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The channel's name, shared.
+    pub fn channel_arc(&self) -> &Arc<str> {
+        &self.channel
+    }
+
+    /// The epoch it was numbered in.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Its number in the epoch.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Its position.
+    pub fn position(&self) -> StreamPosition {
+        StreamPosition {
+            epoch: self.epoch.to_string(),
+            offset: self.offset,
+        }
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The `sl/pub` frame in `codec`: the one already encoded, or encoded now
+    /// from `event`. Without `event`, a codec not encoded yet is an error.
+    pub fn message(
+        &self,
+        codec: Codec,
+        event: Option<&OutgoingEvent<'_>>,
+    ) -> Result<Message, EncodeError> {
+        let slot = &self.frames[slot(codec)];
+        if let Some(frame) = slot.get() {
+            return frame.clone();
+        }
+        let Some(event) = event else {
+            return Err(EncodeError {
+                what: self.id,
+                encoding: codec.name(),
+                detail: "the publication was not kept in this encoding".into(),
+            });
+        };
+        slot.get_or_init(|| {
+            event
+                .value
+                .publication(codec, &self.channel, &self.position())
+        })
+        .clone()
+    }
+
+    /// The bytes its encoded frames hold.
+    pub fn encoded_size(&self) -> usize {
+        self.frames
+            .iter()
+            .filter_map(|slot| match slot.get() {
+                Some(Ok(message)) => Some(message.len()),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// The event, decoded from its JSON frame as `E`, when it is an `E` and
+    /// was kept in JSON (as every publication of a history is).
+    pub fn decode<E: Event>(&self) -> Option<E> {
+        if self.id != E::ID {
+            return None;
+        }
+        let Some(Ok(Message::Text(text))) = self.frames[slot(Codec::Json)].get() else {
+            return None;
+        };
+        serde_json::from_str::<(IgnoredAny, IgnoredAny, IgnoredAny, E, IgnoredAny)>(text.as_str())
+            .ok()
+            .map(|frame| frame.3)
+    }
+}

@@ -1,0 +1,126 @@
+//! The server's channel API: publish, read history and presence, subscribe
+//! connections from the server side, and look at who is subscribed here.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+
+use crate::engine::{EngineError, OutgoingEvent, Publication, Published};
+use crate::protocol::{ConnId, PresenceMember, SubscribeReply, UserId, codes};
+use crate::{EncodeError, ErrorReply, Event, NoReply};
+
+use super::Server;
+
+impl Server {
+    /// Publishes a one-way event on `channel` through the engine: numbered,
+    /// kept in the channel's history when it has one, encoded once per codec
+    /// and the bytes shared by every subscriber. Returns how many subscribers
+    /// of this server it was queued for (with the in-memory engine, every
+    /// subscriber; an engine that delivers through a remote service delivers
+    /// later, and this counts 0). See [`Server::publish`] for the position.
+    pub fn broadcast<E: Event<Reply = NoReply>>(
+        &self,
+        channel: &str,
+        event: &E,
+    ) -> Result<usize, EncodeError> {
+        let options = self.shared.channel_options(channel);
+        let event = OutgoingEvent::new(event);
+        match self
+            .shared
+            .engine
+            .publish(channel, &event, &options)
+            .now_or_never()
+        {
+            Some(Ok(published)) => Ok(published.delivered_here),
+            Some(Err(EngineError::Encode(e))) => Err(e),
+            Some(Err(e)) => {
+                tracing::warn!(target: "sente_lite", channel, error = %e, "publication failed");
+                Ok(0)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Publishes a one-way event on `channel`, like [`Server::broadcast`], and
+    /// waits for the engine's answer: the publication's position (`None` when
+    /// the channel has no subscriber anywhere and keeps no history).
+    pub async fn publish<E: Event<Reply = NoReply>>(
+        &self,
+        channel: &str,
+        event: &E,
+    ) -> Result<Published, EngineError> {
+        let options = self.shared.channel_options(channel);
+        let published = self
+            .shared
+            .engine
+            .publish(channel, &OutgoingEvent::new(event), &options);
+        published.await
+    }
+
+    /// The publications `channel`'s history holds, oldest first
+    /// ([`Publication::decode`] gives the event back).
+    ///
+    /// ```no_run
+    /// # use sente_lite::Server;
+    /// # #[sente_lite::event("chat/said")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Said { text: String }
+    /// # async fn run(server: Server) -> Result<(), sente_lite::engine::EngineError> {
+    /// for publication in server.history("room/lobby").await? {
+    ///     if let Some(said) = publication.decode::<Said>() {
+    ///         println!("{}: {}", publication.offset(), said.text);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn history(&self, channel: &str) -> Result<Vec<Arc<Publication>>, EngineError> {
+        let options = self.shared.channel_options(channel);
+        self.shared.engine.history(channel, &options).await
+    }
+
+    /// The members of `channel`'s presence (users with a connection
+    /// subscribed, on every server of the engine), sorted by user id. Empty
+    /// for a channel that keeps no presence.
+    pub async fn channel_presence(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<PresenceMember>, EngineError> {
+        if !self.shared.channel_options(channel).presence {
+            return Ok(Vec::new());
+        }
+        self.shared.engine.presence(channel).await
+    }
+
+    /// Subscribes a connection to a channel, without the channel's authorisation
+    /// (the server trusts itself).
+    pub async fn subscribe(
+        &self,
+        conn_id: ConnId,
+        channel: &str,
+    ) -> Result<SubscribeReply, ErrorReply> {
+        let ctx = self
+            .shared
+            .ctx(conn_id)
+            .ok_or_else(|| ErrorReply::new(codes::FORBIDDEN, "no such connection"))?;
+        self.shared.join_channel(&ctx, channel, None).await
+    }
+
+    /// Removes a connection from a channel. Returns whether it was subscribed.
+    pub fn unsubscribe(&self, conn_id: ConnId, channel: &str) -> bool {
+        self.shared
+            .ctx(conn_id)
+            .is_some_and(|ctx| self.shared.forget_subscription(&ctx, channel))
+    }
+
+    /// Channels with at least one subscriber on this server, sorted.
+    pub fn channels(&self) -> Vec<String> {
+        self.shared.channels.names()
+    }
+
+    /// The connections of this server subscribed to `channel`, with their
+    /// users, sorted by connection id.
+    pub fn subscribers(&self, channel: &str) -> Vec<(ConnId, Option<UserId>)> {
+        self.shared.channels.subscribers(channel)
+    }
+}

@@ -1,0 +1,326 @@
+//! This server's channel subscriptions: who is subscribed here, delivery of
+//! the engine's publications to them, and the resubscribe that replays what a
+//! client missed, in order, once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tungstenite::Message;
+
+use crate::engine::{ChannelOptions, OutgoingEvent, Publication};
+use crate::protocol::{ConnId, PresenceMember, StreamPosition, SubscribeReply, UserId, codes};
+use crate::{Ctx, EncodeError, ErrorReply};
+
+use super::hub::{Shared, lock};
+
+/// The channels with subscribers on this server.
+#[derive(Default)]
+pub(crate) struct Channels {
+    map: RwLock<HashMap<Arc<str>, Arc<LocalChannel>>>,
+}
+
+/// One channel's subscribers here.
+struct LocalChannel {
+    options: Arc<ChannelOptions>,
+    /// Set once the engine delivers this channel here.
+    engine_ready: tokio::sync::OnceCell<()>,
+    /// The engine was told this server left the channel (exactly once).
+    engine_left: AtomicBool,
+    state: std::sync::Mutex<LocalState>,
+}
+
+#[derive(Default)]
+struct LocalState {
+    subscribers: HashMap<ConnId, Subscriber>,
+    /// No longer in the map: the last subscriber left.
+    removed: bool,
+}
+
+struct Subscriber {
+    ctx: Ctx,
+    /// Publications held while the subscription catches up (its recovery is
+    /// being read), released in order when it has.
+    catching_up: Option<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    publications: Vec<(Arc<Publication>, Message)>,
+    bytes: usize,
+    /// More arrived than the connection's outbound queue could have held.
+    overflowed: bool,
+}
+
+fn closing() -> ErrorReply {
+    ErrorReply::new(codes::FORBIDDEN, "the connection is closing")
+}
+
+impl Channels {
+    fn get(&self, name: &str) -> Option<Arc<LocalChannel>> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Adds `ctx` to channel `name`, catching up; `None` when it was
+    /// subscribed already.
+    fn add(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        options: &Arc<ChannelOptions>,
+    ) -> (Arc<LocalChannel>, bool) {
+        loop {
+            let channel = self.get(name).unwrap_or_else(|| {
+                let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+                Arc::clone(map.entry(Arc::from(name)).or_insert_with(|| {
+                    Arc::new(LocalChannel {
+                        options: Arc::clone(options),
+                        engine_ready: tokio::sync::OnceCell::new(),
+                        engine_left: AtomicBool::new(false),
+                        state: std::sync::Mutex::default(),
+                    })
+                }))
+            });
+            let mut state = lock(&channel.state);
+            if state.removed {
+                continue;
+            }
+            let new = !state.subscribers.contains_key(&ctx.conn_id());
+            if new {
+                state.subscribers.insert(
+                    ctx.conn_id(),
+                    Subscriber {
+                        ctx: ctx.clone(),
+                        catching_up: Some(Held::default()),
+                    },
+                );
+            }
+            drop(state);
+            return (channel, new);
+        }
+    }
+
+    /// Subscribes `ctx` to `name` (authorisation and bounds checked by the
+    /// caller), replaying from `since` what the engine still has.
+    pub(crate) async fn join(
+        &self,
+        shared: &Arc<Shared>,
+        ctx: &Ctx,
+        name: &str,
+        since: Option<StreamPosition>,
+    ) -> Result<SubscribeReply, ErrorReply> {
+        let options = shared.channel_options(name);
+        let conn = ctx.conn_id();
+        let (channel, new) = self.add(ctx, name, &options);
+        // The connection may have closed meanwhile; its cleanup ran before
+        // this insert, so undo it here rather than keep a dead subscriber.
+        if !shared.is_open(conn) {
+            self.leave(shared, name, conn, None);
+            return Err(closing());
+        }
+        let engine = &shared.engine;
+        let ready = channel
+            .engine_ready
+            .get_or_try_init(|| engine.subscribe(name))
+            .await;
+        if ready.is_ok() && lock(&channel.state).removed {
+            channel.tell_engine_left(shared, name);
+        }
+        let recovery = match ready {
+            Ok(()) => engine.recover(name, since.as_ref(), &options).await,
+            Err(e) => Err(e),
+        };
+        let recovery = match recovery {
+            Ok(recovery) => recovery,
+            Err(e) => {
+                if new {
+                    self.leave(shared, name, conn, None);
+                }
+                return Err(ErrorReply::new(codes::INTERNAL, e.to_string()));
+            }
+        };
+        let mut state = lock(&channel.state);
+        let Some(subscriber) = state.subscribers.get_mut(&conn) else {
+            return Err(closing());
+        };
+        let Some(held) = subscriber.catching_up.take().filter(|_| new) else {
+            // Subscribed already: it stays as it was.
+            let recovered = since.as_ref() == Some(&recovery.position);
+            return Ok(SubscribeReply {
+                position: Some(recovery.position),
+                recovered,
+            });
+        };
+        let epoch = recovery.position.epoch;
+        let mut last = recovery.position.offset;
+        let replay = recovery.publications.filter(|_| since.is_some());
+        let recovered = replay.is_some();
+        let codec = ctx.codec();
+        if let Some(replay) = replay {
+            for publication in replay {
+                match publication.message(codec, None) {
+                    Ok(message) => {
+                        let _ = ctx.send_message(message);
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "sente_lite", error = %e, "replay skipped a publication")
+                    }
+                }
+            }
+        }
+        // What arrived while catching up: only what the replay and the
+        // position do not cover already.
+        for (publication, message) in held.publications {
+            if publication.epoch() == epoch && publication.offset() > last {
+                last = publication.offset();
+                let _ = ctx.send_message(message);
+            }
+        }
+        if held.overflowed {
+            shared.slow_consumer(conn);
+        }
+        drop(state);
+        if new
+            && options.presence
+            && let Some(user) = ctx.user_id()
+        {
+            let member = PresenceMember {
+                user_id: user.clone(),
+                info: shared.presence_info(ctx, name),
+            };
+            engine.presence_join(name, member, conn);
+        }
+        Ok(SubscribeReply {
+            position: Some(StreamPosition {
+                epoch,
+                offset: last,
+            }),
+            recovered,
+        })
+    }
+
+    /// Removes connection `conn` from channel `name`; `user` leaves its
+    /// presence (when the channel keeps one).
+    pub(crate) fn leave(&self, shared: &Shared, name: &str, conn: ConnId, user: Option<&UserId>) {
+        let Some(channel) = self.get(name) else {
+            return;
+        };
+        let (was_subscribed, now_empty) = {
+            let mut state = lock(&channel.state);
+            let removed = state.subscribers.remove(&conn);
+            (removed.is_some(), state.subscribers.is_empty())
+        };
+        if now_empty {
+            let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+            let mut state = lock(&channel.state);
+            let current = map.get(name).is_some_and(|c| Arc::ptr_eq(c, &channel));
+            if current && state.subscribers.is_empty() && !state.removed {
+                state.removed = true;
+                map.remove(name);
+                drop(state);
+                drop(map);
+                if channel.engine_ready.initialized() {
+                    channel.tell_engine_left(shared, name);
+                }
+            }
+        }
+        shared.watchers.unwatch(name, conn);
+        if was_subscribed
+            && channel.options.presence
+            && let Some(user) = user
+        {
+            shared.engine.presence_leave(name, user, conn);
+        }
+    }
+
+    /// Queues `publication` for this server's subscribers of its channel.
+    pub(crate) fn deliver(
+        &self,
+        shared: &Shared,
+        publication: &Arc<Publication>,
+        event: Option<&OutgoingEvent<'_>>,
+    ) -> Result<usize, EncodeError> {
+        let Some(channel) = self.get(publication.channel()) else {
+            return Ok(0);
+        };
+        let limits = &shared.config.limits;
+        let mut state = lock(&channel.state);
+        let mut delivered = 0;
+        let mut failed = None;
+        for subscriber in state.subscribers.values_mut() {
+            let message = match publication.message(subscriber.ctx.codec(), event) {
+                Ok(message) => message,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
+            match &mut subscriber.catching_up {
+                None => {
+                    if subscriber.ctx.send_message(message).is_ok() {
+                        delivered += 1;
+                    }
+                }
+                Some(held) => {
+                    held.bytes += message.len();
+                    if held.publications.len() >= limits.outbound_queue
+                        || held.bytes > limits.outbound_queue_bytes
+                    {
+                        held.overflowed = true;
+                        held.publications.clear();
+                    } else if !held.overflowed {
+                        held.publications.push((Arc::clone(publication), message));
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(delivered),
+        }
+    }
+
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let subscriptions: usize = map.values().map(|c| lock(&c.state).subscribers.len()).sum();
+        (map.len() as u64, subscriptions as u64)
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .map(|name| name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub(crate) fn subscribers(&self, name: &str) -> Vec<(ConnId, Option<UserId>)> {
+        let Some(channel) = self.get(name) else {
+            return Vec::new();
+        };
+        let mut subscribers: Vec<(ConnId, Option<UserId>)> = lock(&channel.state)
+            .subscribers
+            .values()
+            .map(|s| (s.ctx.conn_id(), s.ctx.user_id().cloned()))
+            .collect();
+        subscribers.sort();
+        subscribers
+    }
+}
+
+impl LocalChannel {
+    fn tell_engine_left(&self, shared: &Shared, name: &str) {
+        if !self.engine_left.swap(true, Ordering::AcqRel) {
+            shared.engine.unsubscribe(name);
+        }
+    }
+}
