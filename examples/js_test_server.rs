@@ -6,7 +6,8 @@
 //! SIGINT or SIGTERM, asking clients to come back after `--reconnect-spread-ms`
 //! at most. Users come from the `?name=` query; the name `intruder` is refused
 //! with HTTP 401. Channels `news/*` are open to
-//! all; `secret/*` are refused. The protocol conformance suite
+//! all, keep a history of 100 publications and presence (each member's info is
+//! `{"name": USER}`); `secret/*` are refused. The protocol conformance suite
 //! (`tests/conformance/`) lowers the limits it exercises with the flags below.
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use sente_lite::server::{ChannelAccess, Rejection, Shutdown};
+use sente_lite::server::{ChannelAccess, ChannelOptions, Rejection, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -34,6 +35,9 @@ struct Args {
     /// On shutdown, clients are asked to wait up to this long before reconnecting.
     #[arg(long, default_value_t = 1_000)]
     reconnect_spread_ms: u64,
+    /// How long a user without connections (or subscriptions) stays present.
+    #[arg(long, default_value_t = 500)]
+    presence_grace_ms: u64,
     /// Inbound data frames per second per connection (0: no limit).
     #[arg(long, default_value_t = 200)]
     rate_per_sec: u32,
@@ -246,6 +250,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .configure(|config| {
             config.ping_interval = Duration::from_millis(args.ping_interval_ms);
             config.ping_timeout = Duration::from_millis(args.ping_timeout_ms);
+            config.presence_grace = Duration::from_millis(args.presence_grace_ms);
             config.limits.rate_per_sec = (args.rate_per_sec > 0).then_some(args.rate_per_sec);
             config.limits.rate_burst = args.rate_burst;
             if let Some(n) = args.max_message_size {
@@ -284,6 +289,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .channel("news/*", news_or_secret)
         .channel("secret/*", news_or_secret)
+        .channel_options(
+            "news/*",
+            ChannelOptions {
+                history_size: 100,
+                presence: true,
+                ..ChannelOptions::default()
+            },
+        )
+        .presence_info(|ctx, _channel| {
+            ctx.user_id()
+                .map(|user| serde_json::json!({ "name": user.0 }))
+        })
         .page("/sente-lite.js", "text/javascript", sente_lite::JS_CLIENT)
         .bind(args.addr)
         .await?;

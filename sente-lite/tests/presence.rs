@@ -109,7 +109,11 @@ async fn a_watcher_gets_the_snapshot_then_each_join_and_leave() {
 async fn a_reload_within_the_grace_does_not_flap() {
     let server = start(MemoryEngine::new()).await;
     let mut watcher = join(&server, "bob", "room/r", Codec::Json).await;
-    watcher.presence::<Item>("room/r", true).await.1.expect("watching");
+    watcher
+        .presence::<Item>("room/r", true)
+        .await
+        .1
+        .expect("watching");
     let ada = join(&server, "ada", "room/r", Codec::Json).await;
     assert_eq!(diff(&mut watcher).await.0, [member("ada", "room/r")]);
     ada.drop_connection();
@@ -126,7 +130,11 @@ async fn a_reload_within_the_grace_does_not_flap() {
 async fn a_user_with_two_connections_leaves_with_the_last() {
     let server = start(MemoryEngine::new()).await;
     let mut watcher = join(&server, "bob", "room/t", Codec::Json).await;
-    watcher.presence::<Item>("room/t", true).await.1.expect("watching");
+    watcher
+        .presence::<Item>("room/t", true)
+        .await
+        .1
+        .expect("watching");
     let tab1 = join(&server, "ada", "room/t", Codec::Json).await;
     let tab2 = join(&server, "ada", "room/t", Codec::Json).await;
     assert_eq!(diff(&mut watcher).await.0, [member("ada", "room/t")]);
@@ -143,7 +151,11 @@ async fn presence_is_refused_where_it_is_not_kept_or_not_subscribed() {
     let refused = raw.presence::<Item>("quiet/q", false).await.1.unwrap_err();
     assert_eq!(refused.code, codes::FORBIDDEN);
     assert!(refused.message.contains("keeps no presence"), "{refused:?}");
-    let refused = raw.presence::<Item>("room/other", true).await.1.unwrap_err();
+    let refused = raw
+        .presence::<Item>("room/other", true)
+        .await
+        .1
+        .unwrap_err();
     assert_eq!(refused.code, codes::FORBIDDEN);
     assert!(refused.message.contains("subscribe to"), "{refused:?}");
 }
@@ -152,7 +164,11 @@ async fn presence_is_refused_where_it_is_not_kept_or_not_subscribed() {
 async fn anonymous_connections_are_not_members() {
     let server = start(MemoryEngine::new()).await;
     let mut anonymous = Raw::connect(&server.ws_url(), "", Codec::Json).await;
-    anonymous.subscribe::<Item>("room/n", None).await.1.expect("subscribed");
+    anonymous
+        .subscribe::<Item>("room/n", None)
+        .await
+        .1
+        .expect("subscribed");
     let (_, snapshot) = anonymous.presence::<Item>("room/n", true).await;
     assert!(snapshot.expect("a snapshot").members.is_empty());
     let _ada = join(&server, "ada", "room/n", Codec::Json).await;
@@ -163,13 +179,21 @@ async fn anonymous_connections_are_not_members() {
 async fn a_watch_ends_when_asked_or_unsubscribed() {
     let server = start(MemoryEngine::new()).await;
     let mut watcher = join(&server, "bob", "room/w", Codec::Json).await;
-    watcher.presence::<Item>("room/w", true).await.1.expect("watching");
+    watcher
+        .presence::<Item>("room/w", true)
+        .await
+        .1
+        .expect("watching");
     let (_, snapshot) = watcher.presence::<Item>("room/w", false).await;
     assert_eq!(snapshot.unwrap().members, [member("bob", "room/w")]);
     let _ada = join(&server, "ada", "room/w", Codec::Json).await;
     nothing_within(&mut watcher, Duration::from_millis(300)).await;
 
-    watcher.presence::<Item>("room/w", true).await.1.expect("watching");
+    watcher
+        .presence::<Item>("room/w", true)
+        .await
+        .1
+        .expect("watching");
     let req_id = watcher.req_id();
     watcher
         .send(&sente_lite::protocol::Control::Unsubscribe {
@@ -190,7 +214,11 @@ async fn a_storm_of_joins_costs_a_watcher_a_few_frames() {
     let engine = MemoryEngine::new();
     let server = start(engine.clone()).await;
     let mut watcher = join(&server, "watcher", "room/storm", Codec::Postcard).await;
-    watcher.presence::<Item>("room/storm", true).await.1.expect("watching");
+    watcher
+        .presence::<Item>("room/storm", true)
+        .await
+        .1
+        .expect("watching");
     for i in 0..10_000u64 {
         let member = PresenceMember {
             user_id: UserId(format!("user-{i:05}")),
@@ -207,6 +235,13 @@ async fn a_storm_of_joins_costs_a_watcher_a_few_frames() {
         joined.extend(members.into_iter().map(|m| m.user_id));
     }
     assert!(frames <= 40, "{frames} frames for 10,000 joins");
-    assert_eq!(server.stats().connections, 1, "the watcher is still connected");
-    assert_eq!(server.channel_presence("room/storm").await.unwrap().len(), 10_001);
+    assert_eq!(
+        server.stats().connections,
+        1,
+        "the watcher is still connected"
+    );
+    assert_eq!(
+        server.channel_presence("room/storm").await.unwrap().len(),
+        10_001
+    );
 }

@@ -132,8 +132,9 @@ impl Model {
                 let mut conn = Raw::connect(&url, "", c.codec).await;
                 for (&channel, since) in c.last.iter_mut() {
                     let current = self.published[channel as usize];
-                    let (before, reply) =
-                        conn.subscribe::<Item>(&name(channel), Some(since.clone())).await;
+                    let (before, reply) = conn
+                        .subscribe::<Item>(&name(channel), Some(since.clone()))
+                        .await;
                     let reply = reply.expect("resubscribed");
                     let missed = current - since.offset;
                     assert_eq!(
@@ -197,7 +198,11 @@ async fn check(ops: Vec<Op>) {
         .expect("server binds");
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
-        let codec = if i % 2 == 0 { Codec::Json } else { Codec::Postcard };
+        let codec = if i % 2 == 0 {
+            Codec::Json
+        } else {
+            Codec::Postcard
+        };
         clients.push(Client {
             codec,
             conn: Some(Raw::connect(&server.ws_url(), "", codec).await),

@@ -277,3 +277,66 @@ fn the_load_limits_are_read_and_zero_turns_the_per_address_limit_off() {
         "configuration key `server.limits.outbound_queue_bytes`: 10 is out of range: allowed 1024 to 1099511627776"
     );
 }
+
+#[test]
+fn channel_patterns_and_the_memory_engine_are_read_and_checked() {
+    use sente_lite::server::ChannelOptions;
+
+    let defaults = Settings::from_toml("").unwrap().server.config;
+    assert!(defaults.channels.is_empty());
+    let settings = Settings::from_sources(
+        r#"
+        [[server.channels]]
+        pattern = "room/*"
+        history_size = 100
+        history_ttl_ms = 60000
+        presence = true
+
+        [[server.channels]]
+        pattern = "feed/*"
+        history_max_bytes = 4096
+        history_size = 10
+
+        [server.memory_engine]
+        max_history_bytes = 1048576
+        max_idle_channels = 50
+        "#,
+        [(
+            "SENTE_LITE__SERVER__MEMORY_ENGINE__RETENTION_MS".to_owned(),
+            "1000".to_owned(),
+        )],
+    )
+    .unwrap();
+    let config = settings.server.config;
+    assert_eq!(
+        config.channels,
+        [
+            (
+                "room/*".to_owned(),
+                ChannelOptions {
+                    history_size: 100,
+                    history_ttl: Duration::from_secs(60),
+                    presence: true,
+                    ..ChannelOptions::default()
+                }
+            ),
+            (
+                "feed/*".to_owned(),
+                ChannelOptions {
+                    history_size: 10,
+                    history_max_bytes: 4096,
+                    ..ChannelOptions::default()
+                }
+            ),
+        ]
+    );
+    assert_eq!(config.memory_engine.max_history_bytes, 1 << 20);
+    assert_eq!(config.memory_engine.max_idle_channels, 50);
+    assert_eq!(config.memory_engine.retention, Duration::from_secs(1));
+    assert_eq!(
+        error("[[server.channels]]\npattern = \"a/*\"\nhistory_ttl_ms = 0\n"),
+        "configuration key `server.channels[0].history_ttl_ms`: 0 is out of range: allowed 1 to 2592000000"
+    );
+    assert!(error("[[server.channels]]\npattern = \"\"\n").contains("server.channels[0].pattern"));
+    assert!(error("[[server.channels]]\npattern = \"a\"\nhistory = 1\n").contains("history"));
+}

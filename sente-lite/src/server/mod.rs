@@ -50,7 +50,7 @@ pub(crate) use run::run_connection;
 
 use crate::ctx::{Hub, HubFuture};
 use crate::pending::RequestError;
-use crate::protocol::{ConnId, SubscribeReply, UserId};
+use crate::protocol::{CloseReason, ConnId, SubscribeReply, UserId};
 use crate::stats::StatsSnapshot;
 use crate::{Ctx, EncodeError, Event, NoReply, Request, RouterError, SendError};
 use futures_util::FutureExt as _;
@@ -174,6 +174,20 @@ impl Server {
     /// Sends a one-way event to every connection, encoding once per codec.
     pub fn send_to_all<E: Event<Reply = NoReply>>(&self, event: &E) -> Result<usize, EncodeError> {
         hub::fan_out(self.shared.all_conns(), &OutgoingEvent::new(event))
+    }
+
+    /// Closes connection `conn_id` gracefully: `reason` is sent as `sl/close`
+    /// (its `reconnect_after_ms` tells the client when to come back; `None`
+    /// leaves it to the client's backoff), running handlers may finish, then
+    /// the WebSocket closes with 1001. Returns whether the connection was open.
+    pub fn disconnect(&self, conn_id: ConnId, reason: CloseReason) -> bool {
+        match hub::lock(&self.shared.conns).get(&conn_id) {
+            Some(entry) => {
+                entry.signal.close(reason);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sends a request to a client connection and waits for its reply (at most

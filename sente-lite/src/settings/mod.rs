@@ -28,6 +28,18 @@
 //! bytes_burst = 262144
 //! summary_interval_ms = 5000     # at most one "records lost" line per connection this often
 //!
+//! [[server.channels]]            # history and presence per channel pattern
+//! pattern = "room/*"             # a name, or a prefix ending in `*`
+//! history_size = 100             # publications kept for recovery (0: none)
+//! history_ttl_ms = 300000
+//! history_max_bytes = 1048576
+//! presence = true
+//!
+//! [server.memory_engine]         # bounds of the default in-memory engine
+//! max_history_bytes = 67108864   # all histories together
+//! retention_ms = 600000          # how long an idle channel keeps its epoch
+//! max_idle_channels = 100000
+//!
 //! [server.tls]                   # optional: serve wss://
 //! cert = "cert.pem"
 //! key = "key.pem"
@@ -54,9 +66,12 @@
 //! [`TelemetryConfig`](crate::server::TelemetryConfig), [`ReconnectPolicy`] and
 //! the fields below. An environment variable `SENTE_LITE__SECTION__KEY`
 //! (double underscores between parts, any case) overrides a key, for example
-//! `SENTE_LITE__SERVER__LIMITS__MAX_MESSAGE_SIZE=2097152`. An unknown key, a
+//! `SENTE_LITE__SERVER__LIMITS__MAX_MESSAGE_SIZE=2097152` (the tables of
+//! `[[server.channels]]` are set in the file only). An unknown key, a
 //! value of the wrong type, or a value out of range is a [`ConfigError`] naming
 //! the key and what is allowed.
+
+mod channels;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -242,6 +257,10 @@ struct RawServer {
     #[serde(default)]
     telemetry: RawTelemetry,
     tls: Option<RawTls>,
+    #[serde(default)]
+    channels: Vec<channels::RawChannel>,
+    #[serde(default)]
+    memory_engine: channels::RawMemoryEngine,
 }
 
 #[derive(Deserialize, Default)]
@@ -691,6 +710,8 @@ impl Settings {
                 ),
             ));
         }
+        c.channels = channels::channels(server.channels)?;
+        c.memory_engine = channels::memory_engine(server.memory_engine)?;
         let (r, t) = (server.telemetry, &mut c.telemetry);
         if let Some(enabled) = r.enabled {
             t.enabled = enabled;
