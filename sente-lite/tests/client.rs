@@ -748,11 +748,18 @@ async fn reconnects_to_a_restarted_server_restoring_subscriptions_and_queued_eve
     let port = first.local_addr().unwrap().port();
     let mut inbox = Inbox::new("restart");
     let (resubscribed_tx, mut resubscribed) = mpsc::unbounded_channel();
-    let (builder, mut states) = States::attach(builder(&first.ws_url()).on_resubscribe(
-        move |channel: &str, result: &Result<SubscribeReply, RequestError>| {
-            let _ = resubscribed_tx.send((channel.to_owned(), result.clone()));
-        },
-    ));
+    let (gap_tx, mut gaps) = mpsc::unbounded_channel();
+    let (builder, mut states) = States::attach(
+        builder(&first.ws_url())
+            .on_resubscribe(
+                move |channel: &str, result: &Result<SubscribeReply, RequestError>| {
+                    let _ = resubscribed_tx.send((channel.to_owned(), result.clone()));
+                },
+            )
+            .on_gap(move |channel, reply| {
+                let _ = gap_tx.send((channel.to_owned(), reply.clone()));
+            }),
+    );
     let client = builder.connect().await.unwrap();
     states.until(ConnectionState::Open).await;
 
@@ -817,6 +824,16 @@ async fn reconnects_to_a_restarted_server_restoring_subscriptions_and_queued_eve
     assert!(
         !reply.recovered,
         "a restarted server cannot recover {seen:?}"
+    );
+    assert_eq!(
+        gaps.try_recv().ok(),
+        Some(("room/r".to_owned(), reply.clone())),
+        "the gap was reported to on_gap"
+    );
+    let now = client.position("room/r").unwrap();
+    assert_ne!(
+        now.epoch, seen.epoch,
+        "the new epoch's position replaced the old one"
     );
     assert_eq!(second.channels(), vec!["room/r".to_owned()]);
     second
