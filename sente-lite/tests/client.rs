@@ -373,6 +373,10 @@ async fn client_handles_and_futures_are_send() {
     is_send(&client.request(&Add { a: 1, b: 1 }));
     is_send(&client.subscribe("room/x"));
     is_send(&client.unsubscribe("room/x"));
+    is_send(&client.presence("room/x"));
+    is_send(&client.watch_presence("room/x"));
+    is_send_sync::<sente_lite::PresenceWatch>();
+    is_send_sync::<sente_lite::PresenceEvent>();
     is_send(&client.wait_for(ConnectionState::Open, Duration::ZERO));
     is_send(&client.disconnect());
     is_send(&Client::builder("ws://127.0.0.1:1/ws").connect());

@@ -195,6 +195,10 @@ async fn a_watch_sees_joins_and_leaves() {
         ada.presence("room/watch").await.unwrap().members,
         watch.members()
     );
+
+    // Once the client is disconnected, no change will come.
+    ada.disconnect().await;
+    assert_eq!(timeout(PATIENCE, watch.changed()).await, Ok(None));
 }
 
 #[tokio::test]
