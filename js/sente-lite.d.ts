@@ -50,6 +50,8 @@ export type ConnectionState = "closed" | "connecting" | "open" | "closing" | "re
 export const STATES: readonly ConnectionState[];
 export const SUBPROTOCOL: "sente-lite.json.v1";
 export const PROTOCOL_VERSION: 1;
+/** The protocol extension of channel presence, listed in the handshake's `extensions`. */
+export const EXTENSION_PRESENCE: "presence";
 
 /** How the client reconnects: capped exponential backoff with full jitter. */
 export interface ReconnectPolicy {
@@ -128,6 +130,57 @@ export interface EventInfo {
   reqId?: number;
 }
 
+/** A member of a channel's presence: a user subscribed to it, with what the server attaches. */
+export interface PresenceMember {
+  user_id: string;
+  /** The server's choice (a name, an avatar), `null` when none. */
+  info: unknown;
+}
+
+/** The members of a channel, sorted by `user_id`. */
+export interface PresenceSnapshot {
+  members: PresenceMember[];
+}
+
+/** A change of a channel's members, as the server sends it (`sl/presence-diff`). */
+export interface PresenceDiff {
+  joined: PresenceMember[];
+  left: string[];
+}
+
+/**
+ * What changed, for a presence watcher: members that joined (or whose `info`
+ * changed) and user ids that left, or `reset` when the whole set was fetched
+ * (the watch started, or was re-established after a reconnect).
+ */
+export type PresenceChange =
+  | { joined: PresenceMember[]; left: string[]; reset?: undefined }
+  | { reset: true; joined?: undefined; left?: undefined };
+
+/**
+ * The members of one channel kept from a snapshot and the diffs that follow
+ * it; diffs given while a snapshot is expected apply after it.
+ */
+export class PresenceSet {
+  constructor();
+  /** A snapshot was applied and diffs apply as they come. */
+  readonly live: boolean;
+  /** Live, or expecting a snapshot. */
+  readonly following: boolean;
+  /** A snapshot is on its way: diffs wait for it. Returns the token to apply it with. */
+  expect(): number;
+  /** Applies the snapshot expected with `token`, then the diffs that waited; `false` for a stale token. */
+  snapshot(members: PresenceMember[], token: number): boolean;
+  /** The snapshot expected with `token` will not come. */
+  abandon(token: number): void;
+  /** Stops following: diffs are ignored. */
+  stop(): void;
+  /** Applies (or keeps) a diff; what changed, or `null` when it waits or is ignored. */
+  apply(diff: PresenceDiff): { joined: PresenceMember[]; left: string[] } | null;
+  /** The members, sorted by `user_id`. */
+  members(): PresenceMember[];
+}
+
 /** The outcome of a subscription restored after a reconnect. */
 export type ResubscribeResult =
   | { reply: SubscribeReply; gap: boolean; error?: undefined }
@@ -168,6 +221,8 @@ export interface ClientOptions {
   onState?: (state: ConnectionState, previous: ConnectionState) => void;
   /** Called with the server's answer to each subscription restored after a reconnect. */
   onResubscribe?: (channel: string, result: ResubscribeResult) => void;
+  /** Called when publications on a channel were missed: reload its state (see `Client.onGap`). */
+  onGap?: (channel: string, reply: SubscribeReply) => void;
   /** Called with each `sl/error` the server sends. */
   onProtocolError?: (error: RemoteError) => void;
   /** Starts capturing telemetry at once. */
@@ -215,6 +270,11 @@ export class Client<M extends { [K in keyof M]: EventShape } = AnyEvents> {
   readonly queued: number;
 
   onState(listener: (state: ConnectionState, previous: ConnectionState) => void): () => void;
+  /**
+   * Called when a subscription sent a position and the server answered
+   * `recovered: false`: publications were missed, reload the channel's state.
+   */
+  onGap(listener: (channel: string, reply: SubscribeReply) => void): () => void;
   waitFor(state: ConnectionState, timeoutMs?: number): Promise<void>;
 
   connect(): Promise<void>;
@@ -236,6 +296,18 @@ export class Client<M extends { [K in keyof M]: EventShape } = AnyEvents> {
   unsubscribe(channel: string): Promise<void>;
   subscriptions(): string[];
   position(channel: string): StreamPosition | null;
+
+  /** The members of a subscribed channel (extension `presence`). */
+  presence(channel: string): Promise<PresenceSnapshot>;
+  /**
+   * Watches a subscribed channel's members; `onChange` is called first with
+   * `{ reset: true }`, then with each change, and with a reset again after a
+   * reconnect. Resolves with a function that stops the watch.
+   */
+  watchPresence(
+    channel: string,
+    onChange: (members: PresenceMember[], change: PresenceChange) => void,
+  ): Promise<() => void>;
 
   log(level: TelemetryLevel, message: string, fields?: Record<string, unknown>, source?: string): void;
   captureTelemetry(options?: TelemetryOptions): () => void;

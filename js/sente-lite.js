@@ -15,17 +15,21 @@
 //
 // It behaves as the native Rust client does: six connection states, capped
 // exponential backoff with full jitter, subscriptions restored after a
-// reconnect from the last position seen, a bounded queue of events sent while
-// away (written in order after the handshake and the restored subscriptions),
-// `sl/ping` answered, a silent server taken for dead, and a server's
-// `reconnect_after_ms` honoured. The wire format is described in the
-// repository's docs/PROTOCOL.md.
+// reconnect from the largest position seen (a gap the server cannot recover
+// is reported to `onGap`), channel presence (`presence`, `watchPresence`), a
+// bounded queue of events sent while away (written in order after the
+// handshake and the restored subscriptions), `sl/ping` answered, a silent
+// server taken for dead, and a server's `reconnect_after_ms` honoured. The
+// wire format is described in the repository's docs/PROTOCOL.md.
 
 /** The subprotocol of the JSON encoding, version 1. */
 export const SUBPROTOCOL = "sente-lite.json.v1";
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
+
+/** The protocol extension of channel presence, listed in the handshake's `extensions`. */
+export const EXTENSION_PRESENCE = "presence";
 
 /** The six connection states. */
 export const STATES = Object.freeze([
@@ -165,9 +169,20 @@ function now() {
   return globalThis.performance?.now ? performance.now() : Date.now();
 }
 
-function samePosition(a, b) {
-  if (a == null || b == null) return a == b;
-  return a.epoch === b.epoch && a.offset === b.offset;
+/**
+ * The position to keep after seeing `seen` with `held` kept: the larger offset
+ * within an epoch, `seen` when its epoch differs (the server lost the channel's
+ * history and what it reports now counts). Publications may arrive before the
+ * answer to their subscription, which then reports a smaller position.
+ */
+function advancePosition(held, seen) {
+  if (seen == null) return held;
+  if (held != null && held.epoch === seen.epoch && held.offset >= seen.offset) return held;
+  return seen;
+}
+
+function byUserId(a, b) {
+  return a.user_id < b.user_id ? -1 : a.user_id > b.user_id ? 1 : 0;
 }
 
 /** A relative url (`/ws?name=ada`) is resolved against the page's location. */
@@ -253,6 +268,115 @@ class Pacer {
   }
 }
 
+// ---------------------------------------------------------------- presence
+
+/**
+ * The members of one channel, as a presence watch keeps them: a snapshot, then
+ * the diffs that follow it (docs/PROTOCOL.md, section 8, "Presence"). Diffs
+ * given while a snapshot is expected wait and apply after it, in order;
+ * within a diff `left` applies before `joined`, and a `joined` member already
+ * known replaces its entry. The client keeps one per watched channel; it is
+ * exported for code that follows presence frames itself.
+ *
+ *   const set = new PresenceSet();
+ *   const token = set.expect();                          // `sl/presence` sent
+ *   set.apply({ joined: [{ user_id: "cy", info: null }], left: [] });  // waits
+ *   set.snapshot([{ user_id: "ada", info: null }], token);             // ada, cy
+ */
+export class PresenceSet {
+  constructor() {
+    this._members = new Map();
+    this._early = null;
+    this._live = false;
+    this._token = 0;
+  }
+
+  /** Whether a snapshot was applied and diffs apply as they come. */
+  get live() {
+    return this._live;
+  }
+
+  /** Whether the set follows the server: live, or expecting a snapshot. */
+  get following() {
+    return this._live || this._early !== null;
+  }
+
+  /** A snapshot is on its way: diffs wait for it. Returns the token to apply it with. */
+  expect() {
+    this._token += 1;
+    this._early = [];
+    this._live = false;
+    return this._token;
+  }
+
+  /**
+   * Applies the snapshot expected with `token`, then the diffs that waited.
+   * Returns `false`, changing nothing, when `token` is not the last
+   * expectation or it was stopped.
+   */
+  snapshot(members, token) {
+    if (token !== this._token || this._early === null) return false;
+    this._members = new Map();
+    for (const member of members) this._members.set(member.user_id, presenceMember(member));
+    const early = this._early;
+    this._early = null;
+    this._live = true;
+    for (const diff of early) this._applyNow(diff);
+    return true;
+  }
+
+  /** The snapshot expected with `token` will not come: the set stops following. */
+  abandon(token) {
+    if (token === this._token && this._early !== null) this._early = null;
+  }
+
+  /** Stops following: diffs are ignored, and a snapshot on its way will not apply. */
+  stop() {
+    this._token += 1;
+    this._early = null;
+    this._live = false;
+  }
+
+  /**
+   * Takes a diff `{ joined, left }`. Returns what changed, `{ joined, left }`
+   * (either may be empty), or `null` when the diff waits for a snapshot or
+   * the set does not follow.
+   */
+  apply(diff) {
+    if (this._early !== null) {
+      this._early.push(diff);
+      return null;
+    }
+    return this._live ? this._applyNow(diff) : null;
+  }
+
+  _applyNow(diff) {
+    const left = [];
+    for (const user of diff?.left ?? []) {
+      if (this._members.delete(user)) left.push(user);
+    }
+    const joined = [];
+    for (const member of diff?.joined ?? []) {
+      const known = this._members.get(member.user_id);
+      const next = presenceMember(member);
+      if (!known || JSON.stringify(known.info) !== JSON.stringify(next.info)) {
+        this._members.set(next.user_id, next);
+        joined.push(next);
+      }
+    }
+    return { joined, left };
+  }
+
+  /** The members, `{ user_id, info }`, sorted by `user_id`. */
+  members() {
+    return [...this._members.values()].sort(byUserId);
+  }
+}
+
+function presenceMember(member) {
+  return { user_id: member.user_id, info: member.info ?? null };
+}
+
 // ---------------------------------------------------------------- client
 
 /**
@@ -278,6 +402,9 @@ export class Client {
     this._maxInFlight = options.maxInFlight ?? DEFAULTS.maxInFlight;
     this._maxPeerRequests = options.maxPeerRequests ?? DEFAULTS.maxPeerRequests;
     this._onResubscribe = options.onResubscribe ?? null;
+    this._gapListeners = new Set();
+    if (options.onGap) this._gapListeners.add(options.onGap);
+    this._presence = new Map();
     this._onProtocolError = options.onProtocolError ?? null;
     this._random = options.random ?? Math.random;
 
@@ -343,6 +470,21 @@ export class Client {
   onState(listener) {
     this._stateListeners.add(listener);
     return () => this._stateListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener(channel, reply)` whenever publications on a channel were
+   * missed: the client subscribed with the position it had seen (after a
+   * reconnect, or subscribing again to a channel it keeps) and the server
+   * answered `recovered: false` (it lost the channel, or no longer holds what
+   * came after that position). Reload the channel's state then; publications
+   * after `reply.position` follow. Returns a function that stops it.
+   *
+   *   client.onGap((channel) => reloadRoom(channel));
+   */
+  onGap(listener) {
+    this._gapListeners.add(listener);
+    return () => this._gapListeners.delete(listener);
   }
 
   /**
@@ -641,6 +783,8 @@ export class Client {
       ticker: null,
       pacer: Pacer.from(handshake.limits),
       flushTimer: null,
+      // Channels subscribed again on this connection, until the server answers.
+      restoring: new Map(),
     };
     this._conn = conn;
     ws.onmessage = (event) => {
@@ -699,6 +843,8 @@ export class Client {
     this._queue = this._queue.filter((entry) => typeof entry === "string" || entry.conn !== conn);
     detach(conn.ws);
     if (this._conn === conn) this._conn = null;
+    // The server forgot this connection's presence watches.
+    for (const { set } of this._presence.values()) set.stop();
     for (const entry of conn.pending.values()) entry.fail(new ClosedError());
     conn.pending.clear();
   }
@@ -781,12 +927,16 @@ export class Client {
       }
       case "sl/pub": {
         const [, channel, id, payload, position] = frame;
+        // Also before the answer to the subscription: it may report less.
         if (position != null && this._subscriptions.has(channel)) {
-          this._subscriptions.set(channel, position);
+          this._subscriptions.set(channel, advancePosition(this._subscriptions.get(channel), position));
         }
         this._dispatch(conn, id, payload, { channel, position: position ?? null });
         return;
       }
+      case "sl/presence-diff":
+        this._onPresenceDiff(frame[1], frame[2]);
+        return;
       case "sl/close":
         this._lastClose = frame[1] ?? null;
         conn.closeFloorMs = frame[1]?.reconnect_after_ms ?? null;
@@ -931,6 +1081,16 @@ export class Client {
   async _call(build, timeoutMs) {
     const deadline = now() + timeoutMs;
     const conn = await this._openConnection(deadline, timeoutMs);
+    return this._callOn(conn, build, Math.max(1, deadline - now()), timeoutMs);
+  }
+
+  /**
+   * Registers a request on `conn` and sends `build(reqId, leftMs)`, waiting at
+   * most `budgetMs` for the reply (a timeout reports `timeoutMs`).
+   */
+  async _callOn(conn, build, budgetMs, timeoutMs = budgetMs) {
+    if (conn.ended) throw new ClosedError();
+    const deadline = now() + budgetMs;
     // Never more requests in flight than the server said it takes.
     const announced = conn.handshake.limits?.max_in_flight || Infinity;
     const maxInFlight = Math.min(this._maxInFlight, announced);
@@ -998,12 +1158,13 @@ export class Client {
 
   /**
    * Subscribes to `channel` and keeps it subscribed: after every reconnect the
-   * subscription is restored from the last position seen (`since`). Resolves
-   * with the server's answer `{ position, recovered }`. If no connection opens
-   * in time nothing changes; if the server refuses (`RemoteError`, such as
-   * `forbidden`) the channel is forgotten; if the answer does not come or the
-   * connection is lost, the channel stays wanted and is asked for again on the
-   * next connection.
+   * subscription is restored from the largest position seen (`since`).
+   * Resolves with the server's answer `{ position, recovered }`. If no
+   * connection opens in time nothing changes; if the server refuses
+   * (`RemoteError`, such as `forbidden`) the channel is forgotten; if the
+   * answer does not come or the connection is lost, the channel stays wanted
+   * and is asked for again on the next connection. A gap (a position was sent
+   * and the server could not recover from it) is also reported to `onGap`.
    */
   async subscribe(channel) {
     if (typeof channel !== "string" || channel.length === 0) {
@@ -1011,15 +1172,17 @@ export class Client {
     }
     const timeoutMs = this._requestTimeoutMs;
     const deadline = now() + timeoutMs;
-    await this._openConnection(deadline, timeoutMs);
+    const conn = await this._openConnection(deadline, timeoutMs);
     if (!this._subscriptions.has(channel)) this._subscriptions.set(channel, null);
     const since = this._subscriptions.get(channel);
     try {
-      const reply = await this._call(
+      const reply = await this._callOn(
+        conn,
         (reqId) => (since ? ["sl/sub", reqId, channel, since] : ["sl/sub", reqId, channel]),
         Math.max(1, deadline - now()),
+        timeoutMs,
       );
-      this._settlePosition(channel, since, reply);
+      this._settleSubscription(conn, channel, since, reply);
       return reply;
     } catch (err) {
       if (err instanceof RemoteError) this._subscriptions.delete(channel);
@@ -1030,6 +1193,8 @@ export class Client {
   /** Leaves `channel`: it is no longer restored, and the server is told when a connection is open. */
   async unsubscribe(channel) {
     this._subscriptions.delete(channel);
+    // The server ends its presence watch of a channel left.
+    this._presence.get(channel)?.set.stop();
     if (!this._conn) return;
     try {
       await this._call((reqId) => ["sl/unsub", reqId, channel], this._requestTimeoutMs);
@@ -1044,23 +1209,42 @@ export class Client {
     return [...this._subscriptions.keys()].sort();
   }
 
-  /** The last stream position seen on `channel` (`{ epoch, offset }`), or `null`. */
+  /**
+   * The largest stream position seen on `channel` (`{ epoch, offset }`, from
+   * publications and the server's subscribe answers), or `null`: the `since`
+   * of the next subscription to it.
+   */
   position(channel) {
     return this._subscriptions.get(channel) ?? null;
   }
 
-  _settlePosition(channel, since, reply) {
-    if (reply?.recovered && since) return;
-    if (this._subscriptions.has(channel) && samePosition(this._subscriptions.get(channel), since)) {
-      this._subscriptions.set(channel, reply?.position ?? null);
+  /** Takes in the server's answer to a subscription on `conn` that sent `since`. */
+  _settleSubscription(conn, channel, since, reply) {
+    if (this._subscriptions.has(channel)) {
+      this._subscriptions.set(channel, advancePosition(this._subscriptions.get(channel), reply?.position ?? null));
     }
+    if (since && !reply?.recovered) {
+      for (const listener of [...this._gapListeners]) {
+        try {
+          listener(channel, reply);
+        } catch (err) {
+          console.error("sente-lite: a gap listener threw", err);
+        }
+      }
+    }
+    // Subscribed again (after a reconnect, or after leaving): watch again.
+    this._rewatch(conn, channel);
   }
 
   _restore(conn, channel, since) {
     const reqId = this._nextRequestId();
     const timeoutMs = this._requestTimeoutMs;
+    let answered;
+    conn.restoring.set(channel, new Promise((resolve) => (answered = resolve)));
     const report = (result) => {
-      if (!this._onResubscribe) return;
+      conn.restoring.delete(channel);
+      answered();
+      if (!this._onResubscribe || result === null) return;
       try {
         this._onResubscribe(channel, result);
       } catch (err) {
@@ -1074,18 +1258,187 @@ export class Client {
     conn.pending.set(reqId, {
       settle: (reply) => {
         clearTimeout(t);
-        this._settlePosition(channel, since, reply);
+        this._settleSubscription(conn, channel, since, reply);
         report({ reply, gap: Boolean(since) && !reply?.recovered });
       },
       fail: (err) => {
         clearTimeout(t);
-        // Lost with the connection: the next one restores it again.
-        if (err instanceof ClosedError) return;
         if (err instanceof RemoteError) this._subscriptions.delete(channel);
-        report({ error: err });
+        // Lost with the connection: the next one restores it again.
+        report(err instanceof ClosedError ? null : { error: err });
       },
     });
     this._sendRaw(conn, since ? ["sl/sub", reqId, channel, since] : ["sl/sub", reqId, channel]);
+  }
+
+  // ------------------------------------------------------------ presence
+
+  /**
+   * The members of `channel` (protocol extension `presence`): resolves with
+   * `{ members }`, sorted by `user_id`, each `{ user_id, info }`. The client
+   * must be subscribed to the channel and the server must keep its presence,
+   * or it rejects with a `RemoteError` (`forbidden`); a server that does not
+   * offer presence rejects it with a `SenteError` of code `unsupported`. When
+   * the client watches the channel, the watch's members are returned without
+   * asking the server.
+   */
+  async presence(channel) {
+    const conn = await this._presenceConnection(channel);
+    const entry = this._presenceEntry(channel);
+    const members = await this._presenceTurn(channel, entry, () => this._refreshPresence(conn, channel, entry));
+    return { members };
+  }
+
+  /**
+   * Watches the members of `channel` (protocol extension `presence`).
+   * `onChange(members, change)` is called with the current members (sorted by
+   * `user_id`) and what changed: `{ joined, left }` (members that joined or
+   * whose `info` changed, user ids that left), or `{ reset: true }` when the
+   * whole set was fetched again: first when the watch starts, and again after
+   * each reconnect, once the channel is subscribed again. Resolves, after
+   * that first call, with a function that stops the watch (the server is told
+   * when it was the client's last watch of the channel). Rejects like
+   * `presence()`.
+   *
+   *   await client.subscribe("room/lobby");
+   *   const stop = await client.watchPresence("room/lobby", (members, change) => render(members));
+   */
+  async watchPresence(channel, onChange) {
+    if (typeof onChange !== "function") throw new TypeError("onChange is a function");
+    const conn = await this._presenceConnection(channel);
+    const entry = this._presenceEntry(channel);
+    const watcher = { onChange, started: false };
+    entry.watchers.add(watcher);
+    let members;
+    try {
+      members = await this._presenceTurn(channel, entry, () => this._refreshPresence(conn, channel, entry));
+    } catch (err) {
+      this._unwatch(channel, entry, watcher);
+      throw err;
+    }
+    // No frame is read between the snapshot and here: the first call is the snapshot.
+    watcher.started = true;
+    this._tell(watcher, members, { reset: true });
+    return () => this._unwatch(channel, entry, watcher);
+  }
+
+  /** The open connection, once it offers presence and `channel` is subscribed again on it. */
+  async _presenceConnection(channel) {
+    if (typeof channel !== "string" || channel.length === 0) {
+      throw new TypeError("a channel is a non-empty string");
+    }
+    const timeoutMs = this._requestTimeoutMs;
+    const conn = await this._openConnection(now() + timeoutMs, timeoutMs);
+    if (!conn.handshake.extensions?.includes(EXTENSION_PRESENCE)) {
+      throw new SenteError("unsupported", `the server does not offer the \`${EXTENSION_PRESENCE}\` extension`);
+    }
+    await conn.restoring.get(channel);
+    return conn;
+  }
+
+  _presenceEntry(channel) {
+    let entry = this._presence.get(channel);
+    if (!entry) {
+      entry = { set: new PresenceSet(), watchers: new Set(), lane: Promise.resolve(), busy: 0 };
+      this._presence.set(channel, entry);
+    }
+    return entry;
+  }
+
+  /**
+   * Runs `task` when the channel's earlier presence requests are done, so
+   * that the server gets a channel's watch starts and stops in order.
+   */
+  _presenceTurn(channel, entry, task) {
+    entry.busy += 1;
+    const run = entry.lane.then(task);
+    entry.lane = run.then(
+      () => this._presenceDone(channel, entry),
+      () => this._presenceDone(channel, entry),
+    );
+    return run;
+  }
+
+  _presenceDone(channel, entry) {
+    entry.busy -= 1;
+    if (entry.busy === 0 && entry.watchers.size === 0 && this._presence.get(channel) === entry) {
+      this._presence.delete(channel);
+    }
+  }
+
+  /**
+   * In the channel's turn: its members, from the watch when it follows the
+   * server, otherwise asked of the server, which starts watching when the
+   * client has watchers of the channel (they are told the new set).
+   */
+  async _refreshPresence(conn, channel, entry) {
+    if (entry.set.live) return entry.set.members();
+    const timeoutMs = this._requestTimeoutMs;
+    const ask = (watch) => this._callOn(conn, (reqId) => ["sl/presence", reqId, channel, watch], timeoutMs);
+    if (entry.watchers.size === 0) {
+      const snapshot = await ask(false);
+      return [...(snapshot?.members ?? [])].sort(byUserId);
+    }
+    const token = entry.set.expect();
+    let snapshot;
+    try {
+      snapshot = await ask(true);
+    } catch (err) {
+      entry.set.abandon(token);
+      throw err;
+    }
+    if (!entry.set.snapshot(snapshot?.members ?? [], token)) throw new ClosedError();
+    const members = entry.set.members();
+    for (const watcher of [...entry.watchers]) {
+      if (watcher.started) this._tell(watcher, members, { reset: true });
+    }
+    return members;
+  }
+
+  /** Watches `channel` again on `conn` when it has watchers and the server does not watch it for us. */
+  _rewatch(conn, channel) {
+    const entry = this._presence.get(channel);
+    if (!entry || entry.watchers.size === 0 || entry.set.live) return;
+    if (!conn.handshake.extensions?.includes(EXTENSION_PRESENCE)) return;
+    this._presenceTurn(channel, entry, () =>
+      entry.watchers.size > 0 ? this._refreshPresence(conn, channel, entry) : null,
+    ).catch(() => {
+      // Lost with the connection (the next one watches again), or refused:
+      // the watchers keep the last set.
+    });
+  }
+
+  _unwatch(channel, entry, watcher) {
+    if (!entry.watchers.delete(watcher) || entry.watchers.size > 0) return;
+    const watching = entry.set.following;
+    entry.set.stop();
+    this._presenceTurn(channel, entry, async () => {
+      const conn = this._conn;
+      if (!watching || entry.watchers.size > 0 || !conn) return;
+      try {
+        await this._callOn(conn, (reqId) => ["sl/presence", reqId, channel, false], this._requestTimeoutMs);
+      } catch {
+        // Best effort: the server stops anyway when the channel is left.
+      }
+    });
+  }
+
+  _onPresenceDiff(channel, diff) {
+    const entry = this._presence.get(channel);
+    const change = entry?.set.apply(diff);
+    if (!change || (change.joined.length === 0 && change.left.length === 0)) return;
+    const members = entry.set.members();
+    for (const watcher of [...entry.watchers]) {
+      if (watcher.started) this._tell(watcher, members, change);
+    }
+  }
+
+  _tell(watcher, members, change) {
+    try {
+      watcher.onChange(members, change);
+    } catch (err) {
+      console.error("sente-lite: a presence watcher threw", err);
+    }
   }
 
   // ------------------------------------------------------------ telemetry

@@ -251,11 +251,13 @@ describe("across server restarts", () => {
   test("killed and restarted: reconnects, restores subscriptions with since, sends what it queued", async () => {
     const s = await server();
     const resubscribed = [];
+    const gaps = [];
     const states = [];
     const news = [];
     const c = client(`${s.url}?name=phoenix`, {
       onState: (state) => states.push(state),
       onResubscribe: (channel, result) => resubscribed.push({ channel, ...result }),
+      onGap: (channel, reply) => gaps.push({ channel, reply }),
       telemetry: { console: false, flushMs: 50, capacity: 2 },
     });
     c.on("test/news", (n) => news.push(n.text));
@@ -263,7 +265,8 @@ describe("across server restarts", () => {
     await c.subscribe("news/r");
     await c.request("test/publish", { channel: "news/r", text: "before" });
     await eventually(() => news.length === 1, 2000, "the first publication");
-    assert.ok(c.position("news/r"), "a position was seen");
+    const seen = c.position("news/r");
+    assert.ok(seen, "a position was seen");
 
     await s.kill();
     await eventually(() => c.state === "reconnecting", 3000, "reconnecting");
@@ -277,6 +280,8 @@ describe("across server restarts", () => {
     await eventually(() => resubscribed.length === 1, 3000, "the restored subscription");
     assert.equal(resubscribed[0].channel, "news/r");
     assert.equal(resubscribed[0].gap, true, "the restore sent `since`; the new server's epoch differs");
+    assert.deepEqual(gaps, [{ channel: "news/r", reply: resubscribed[0].reply }], "the gap was reported to onGap");
+    assert.notEqual(c.position("news/r").epoch, seen.epoch, "the new epoch's position replaced the old one");
     await c.request("test/publish", { channel: "news/r", text: "after" });
     await eventually(() => news.length === 2, 2000, "a publication after the restart");
     assert.equal(news[1], "after");

@@ -31,7 +31,8 @@ pub mod typescript;
 pub mod typescript_probe;
 
 pub use client::{
-    Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, WaitTimeout,
+    Client, ClientBuilder, ClientError, ConnectionState, PresenceEvent, PresenceWatch,
+    ReconnectPolicy, WaitTimeout,
 };
 pub use codec::{Codec, EventRef, Inbound, Payload};
 pub use ctx::{Ctx, DEFAULT_REQUEST_TIMEOUT, Outbound};

@@ -38,6 +38,13 @@ pub enum RequestError {
         /// The bound.
         max: usize,
     },
+    /// The server does not offer the protocol extension the request needs
+    /// (it is not listed in its handshake's `extensions`).
+    #[error("the server does not offer the `{extension}` extension")]
+    Unsupported {
+        /// The extension, for example [`EXTENSION_PRESENCE`](crate::protocol::EXTENSION_PRESENCE).
+        extension: &'static str,
+    },
 }
 
 impl RequestError {
@@ -51,6 +58,7 @@ impl RequestError {
             Self::Encode(_) => "encode",
             Self::Send(_) => "send",
             Self::TooManyInFlight { .. } => crate::protocol::codes::TOO_MANY_REQUESTS,
+            Self::Unsupported { .. } => "unsupported",
         }
     }
 }

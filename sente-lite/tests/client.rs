@@ -373,6 +373,10 @@ async fn client_handles_and_futures_are_send() {
     is_send(&client.request(&Add { a: 1, b: 1 }));
     is_send(&client.subscribe("room/x"));
     is_send(&client.unsubscribe("room/x"));
+    is_send(&client.presence("room/x"));
+    is_send(&client.watch_presence("room/x"));
+    is_send_sync::<sente_lite::PresenceWatch>();
+    is_send_sync::<sente_lite::PresenceEvent>();
     is_send(&client.wait_for(ConnectionState::Open, Duration::ZERO));
     is_send(&client.disconnect());
     is_send(&Client::builder("ws://127.0.0.1:1/ws").connect());
@@ -748,11 +752,18 @@ async fn reconnects_to_a_restarted_server_restoring_subscriptions_and_queued_eve
     let port = first.local_addr().unwrap().port();
     let mut inbox = Inbox::new("restart");
     let (resubscribed_tx, mut resubscribed) = mpsc::unbounded_channel();
-    let (builder, mut states) = States::attach(builder(&first.ws_url()).on_resubscribe(
-        move |channel: &str, result: &Result<SubscribeReply, RequestError>| {
-            let _ = resubscribed_tx.send((channel.to_owned(), result.clone()));
-        },
-    ));
+    let (gap_tx, mut gaps) = mpsc::unbounded_channel();
+    let (builder, mut states) = States::attach(
+        builder(&first.ws_url())
+            .on_resubscribe(
+                move |channel: &str, result: &Result<SubscribeReply, RequestError>| {
+                    let _ = resubscribed_tx.send((channel.to_owned(), result.clone()));
+                },
+            )
+            .on_gap(move |channel, reply| {
+                let _ = gap_tx.send((channel.to_owned(), reply.clone()));
+            }),
+    );
     let client = builder.connect().await.unwrap();
     states.until(ConnectionState::Open).await;
 
@@ -817,6 +828,16 @@ async fn reconnects_to_a_restarted_server_restoring_subscriptions_and_queued_eve
     assert!(
         !reply.recovered,
         "a restarted server cannot recover {seen:?}"
+    );
+    assert_eq!(
+        gaps.try_recv().ok(),
+        Some(("room/r".to_owned(), reply.clone())),
+        "the gap was reported to on_gap"
+    );
+    let now = client.position("room/r").unwrap();
+    assert_ne!(
+        now.epoch, seen.epoch,
+        "the new epoch's position replaced the old one"
     );
     assert_eq!(second.channels(), vec!["room/r".to_owned()]);
     second

@@ -1,7 +1,8 @@
 // Typed use of the client with the chat's generated event map: this file must
 // compile with `tsc --strict`. Each `@ts-expect-error` marks a mistake that
 // must be a type error (an unused directive is itself an error).
-import { Client, RemoteError, TimeoutError } from "sente-lite";
+import { Client, PresenceSet, RemoteError, TimeoutError } from "sente-lite";
+import type { PresenceChange, PresenceMember } from "sente-lite";
 import type { ChatMessage, Events, Joined } from "./events.js";
 
 const client = new Client<Events>("ws://127.0.0.1:3000/ws?name=ada");
@@ -47,3 +48,24 @@ export async function chat(): Promise<string[]> {
 const loose = new Client("ws://127.0.0.1:3000/ws");
 loose.send("any/thing", { whatever: true });
 export const reply: Promise<unknown> = loose.request("any/request", 1);
+
+// Channels: gaps and presence.
+export async function presence(): Promise<string[]> {
+  const offGap = client.onGap((channel: string, reply) => console.log(channel, reply.position?.offset));
+  offGap();
+  const { members } = await client.presence("room/lobby");
+  const stop: () => void = await client.watchPresence("room/lobby", (now, change) => {
+    if (change.reset) console.log("all", now.length);
+    else console.log(change.joined.map((m) => m.user_id), change.left.join(","));
+  });
+  stop();
+  const set = new PresenceSet();
+  const token: number = set.expect();
+  set.apply({ joined: [{ user_id: "cy", info: null }], left: [] });
+  set.snapshot(members, token);
+  // @ts-expect-error: `left` lists user ids, not members.
+  set.apply({ joined: [], left: [{ user_id: "ada", info: null }] });
+  // @ts-expect-error: a watcher is told the members and the change.
+  await client.watchPresence("room/lobby", (change: PresenceChange) => change);
+  return set.members().map((m: PresenceMember) => m.user_id);
+}

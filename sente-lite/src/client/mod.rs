@@ -9,7 +9,10 @@
 //! - **requests** with [`Client::request`], answered with the request's reply
 //!   type or a [`RequestError`];
 //! - **channels** with [`Client::subscribe`], restored after every reconnect
-//!   from the last position seen, so a missed publication is never a silent gap;
+//!   from the last position seen, so a missed publication is never a silent gap
+//!   ([`ClientBuilder::on_gap`]);
+//! - **presence** with [`Client::presence`] and [`Client::watch_presence`]:
+//!   who is in a channel, and who joins and leaves it;
 //! - **server events, requests and publications** handled by the same
 //!   `#[handler]` functions a server uses, routed with [`ClientBuilder::router`];
 //! - **reconnection** with exponential backoff and full jitter
@@ -65,10 +68,42 @@
 //! waits in the queue, but one already written to a connection that then dies
 //! is lost with it. A request whose connection dies fails with
 //! [`RequestError::Closed`]; the server may or may not have handled it.
+//!
+//! # Positions and gaps
+//!
+//! The server numbers each channel's publications (a
+//! [`StreamPosition`]: an epoch and an offset). The client keeps, per
+//! channel, the largest position it has seen (from publications, which may
+//! arrive before the answer to their subscription, and from that answer), and
+//! after a reconnect subscribes again with it as `since`. A server that kept
+//! the channel's history replays what was missed (`recovered: true`). When it
+//! cannot, publications were lost: the client reports the **gap** to
+//! [`ClientBuilder::on_gap`], and the application reloads the channel's state
+//! (for example with a request) before it trusts its publications again.
+//! Publications are delivered as the server sends them: the client does not
+//! drop duplicates (the server sends none).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), sente_lite::ClientError> {
+//! let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+//! let client = sente_lite::Client::builder("ws://127.0.0.1:3000/ws")
+//!     .on_gap(move |channel, _reply| {
+//!         let _ = reload_tx.send(channel.to_owned());
+//!     })
+//!     .connect()
+//!     .await?;
+//! while let Some(channel) = reload_rx.recv().await {
+//!     println!("{channel}: publications were missed, reloading its state");
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod backoff;
 mod dial;
 mod error;
+mod members;
+mod presence;
 mod shared;
 mod state;
 mod supervisor;
@@ -83,12 +118,13 @@ use tokio::time::Instant;
 
 pub use backoff::ReconnectPolicy;
 pub use error::{ClientError, WaitTimeout};
+pub use presence::{PresenceEvent, PresenceWatch};
 pub use state::ConnectionState;
 
 use dial::Target;
-use shared::{ResubscribeCallback, Settings, Shared, StateCallback, lock};
+use shared::{GapCallback, ResubscribeCallback, Settings, Shared, StateCallback, lock};
 
-use crate::protocol::{ConnId, Handshake, StreamPosition, SubscribeReply};
+use crate::protocol::{ConnId, Handshake, PresenceSnapshot, StreamPosition, SubscribeReply};
 use crate::{
     Codec, DEFAULT_REQUEST_TIMEOUT, Event, NoReply, Outbound, Request, RequestError, RouteTable,
     Router, SendError, StatsSnapshot,
@@ -147,6 +183,7 @@ impl Client {
             headers: Vec::new(),
             on_state: None,
             on_resubscribe: None,
+            on_gap: None,
         }
     }
 
@@ -361,10 +398,68 @@ impl Client {
         self.shared().subscriptions()
     }
 
-    /// The last stream position seen on `channel` (from the server's subscribe
-    /// answer or a publication), when the channel keeps positions.
+    /// The largest stream position seen on `channel` (from publications and
+    /// the server's subscribe answers), when the channel keeps positions: the
+    /// `since` of the next subscription to it.
     pub fn position(&self, channel: &str) -> Option<StreamPosition> {
         self.shared().position(channel)
+    }
+
+    /// The members of `channel` (protocol extension `presence`), sorted by
+    /// user id: the users with a connection subscribed to it.
+    ///
+    /// The client must be subscribed to the channel, and the channel
+    /// configured for presence on the server, or the server refuses
+    /// ([`RequestError::Remote`], `forbidden`). A server that does not offer
+    /// presence fails it with [`RequestError::Unsupported`]. Waits for a
+    /// connection, and for the channel's subscription to be restored on it,
+    /// within the request timeout. When the client watches the channel the
+    /// watch's member set is returned without asking the server.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sente_lite::Client) -> Result<(), sente_lite::RequestError> {
+    /// client.subscribe("room/lobby").await?;
+    /// for member in client.presence("room/lobby").await?.members {
+    ///     println!("{} ({:?})", member.user_id, member.info);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn presence(
+        &self,
+        channel: impl Into<String>,
+    ) -> Result<PresenceSnapshot, RequestError> {
+        let timeout = self.shared().settings.request_timeout;
+        self.shared().presence_of(channel.into(), timeout).await
+    }
+
+    /// Watches the members of `channel` (protocol extension `presence`):
+    /// resolves with a [`PresenceWatch`] once the server's snapshot arrived,
+    /// which then follows every join and leave, also across reconnects.
+    ///
+    /// Fails like [`Client::presence`]. Several watches of one channel share
+    /// the server's watch; the server is told to stop when the last is dropped.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sente_lite::Client) -> Result<(), sente_lite::RequestError> {
+    /// use sente_lite::client::PresenceEvent;
+    ///
+    /// client.subscribe("room/lobby").await?;
+    /// let mut watch = client.watch_presence("room/lobby").await?;
+    /// while let Some(change) = watch.changed().await {
+    ///     if let PresenceEvent::Joined(member) = change {
+    ///         println!("{} joined", member.user_id);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn watch_presence(
+        &self,
+        channel: impl Into<String>,
+    ) -> Result<PresenceWatch, RequestError> {
+        let timeout = self.shared().settings.request_timeout;
+        self.shared().watch_presence(channel.into(), timeout).await
     }
 
     /// Drops the current connection and connects again at once; while waiting
@@ -466,6 +561,7 @@ pub struct ClientBuilder {
     headers: Vec<(String, String)>,
     on_state: Option<StateCallback>,
     on_resubscribe: Option<ResubscribeCallback>,
+    on_gap: Option<GapCallback>,
 }
 
 impl ClientBuilder {
@@ -566,8 +662,8 @@ impl ClientBuilder {
 
     /// Called with the server's answer to each subscription restored after a
     /// reconnect. `Ok(reply)` with `recovered == false` after a position was
-    /// known means publications were missed: reload the channel's state.
-    /// An `Err(RequestError::Remote(_))` means the server now refuses the
+    /// known means publications were missed (also reported to
+    /// [`ClientBuilder::on_gap`]). An `Err(RequestError::Remote(_))` means the server now refuses the
     /// channel, which the client then forgets; `Err(RequestError::Timeout(_))`
     /// that the server did not answer (the channel stays wanted and is asked
     /// for again on the next connection). A connection lost before the answer
@@ -587,6 +683,30 @@ impl ClientBuilder {
         F: Fn(&str, &Result<SubscribeReply, RequestError>) + Send + Sync + 'static,
     {
         self.on_resubscribe = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called when publications on a channel were missed: the client
+    /// subscribed with the position it had seen (after a reconnect, or
+    /// subscribing again to a channel it keeps) and the server answered
+    /// `recovered: false` (it lost the channel, or no longer holds what came
+    /// after that position). The application must reload the channel's state;
+    /// publications after the reply's position follow. Called with the
+    /// channel and the server's answer, from the client's task: keep it short
+    /// (send the channel to a task that reloads).
+    ///
+    /// ```no_run
+    /// # fn run(builder: sente_lite::ClientBuilder) -> sente_lite::ClientBuilder {
+    /// builder.on_gap(|channel, reply| {
+    ///     println!("{channel}: missed publications, reload from {:?}", reply.position);
+    /// })
+    /// # }
+    /// ```
+    pub fn on_gap<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(&str, &SubscribeReply) + Send + Sync + 'static,
+    {
+        self.on_gap = Some(Arc::new(callback));
         self
     }
 
@@ -631,6 +751,7 @@ impl ClientBuilder {
             max_concurrent_handlers: self.max_concurrent_handlers.max(1),
             on_state: self.on_state,
             on_resubscribe: self.on_resubscribe,
+            on_gap: self.on_gap,
             state: self.state,
         };
         Ok((

@@ -2,21 +2,24 @@
 //! the connection state, the live connection, the subscriptions and the queue.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use tungstenite::Message;
 
 use super::dial::Target;
+use super::members::Registry;
 use super::{ClientError, ConnectionState, ReconnectPolicy};
 use crate::connection::Side;
 use crate::ctx::{Hub, HubFuture};
 use crate::pending::{self, PendingGuard, RequestError};
-use crate::protocol::{CloseReason, Control, Handshake, StreamPosition, SubscribeReply};
+use crate::protocol::{CloseReason, Control, Handshake, RequestId, StreamPosition, SubscribeReply};
 use crate::router::DispatchFuture;
 use crate::stats::Counters;
 use crate::{Ctx, EventRef, Outbound, Payload, ProtocolError, RouteTable, SendError};
@@ -26,6 +29,8 @@ pub(crate) type StateCallback = Arc<dyn Fn(ConnectionState) + Send + Sync>;
 /// Called with the server's answer to each subscription restored after a reconnect.
 pub(crate) type ResubscribeCallback =
     Arc<dyn Fn(&str, &Result<SubscribeReply, RequestError>) + Send + Sync>;
+/// Called with a channel on which publications were missed.
+pub(crate) type GapCallback = Arc<dyn Fn(&str, &SubscribeReply) + Send + Sync>;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -39,6 +44,7 @@ pub(crate) struct Settings {
     pub(crate) max_concurrent_handlers: usize,
     pub(crate) on_state: Option<StateCallback>,
     pub(crate) on_resubscribe: Option<ResubscribeCallback>,
+    pub(crate) on_gap: Option<GapCallback>,
     pub(crate) state: crate::ctx::AppState,
 }
 
@@ -47,6 +53,9 @@ pub(crate) struct Settings {
 pub(crate) struct Live {
     pub(crate) ctx: Ctx,
     pub(crate) handshake: Handshake,
+    /// The channels being subscribed again on this connection, until the
+    /// server answers (closed once every answer came).
+    pub(crate) restoring: watch::Receiver<BTreeSet<String>>,
 }
 
 /// Commands from the handles to the background task.
@@ -102,11 +111,35 @@ impl Commands {
 }
 
 /// A subscription to restore on a new connection, waiting for the server's answer.
-pub(crate) struct Restore {
+struct Restore {
     channel: String,
     since: Option<StreamPosition>,
     guard: PendingGuard,
     reply: tokio::sync::oneshot::Receiver<Result<SubscribeReply, RequestError>>,
+}
+
+/// The subscriptions restored on a new connection, waiting for the server's answers.
+pub(crate) struct Restores {
+    restores: Vec<Restore>,
+    /// The channels not answered yet.
+    pending: watch::Sender<BTreeSet<String>>,
+}
+
+impl Restores {
+    /// How many subscriptions are restored.
+    pub(crate) fn len(&self) -> usize {
+        self.restores.len()
+    }
+
+    /// Whether none is.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.restores.is_empty()
+    }
+
+    /// Follows the channels not answered yet.
+    pub(crate) fn watch(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.pending.subscribe()
+    }
 }
 
 pub(crate) struct Shared {
@@ -121,6 +154,8 @@ pub(crate) struct Shared {
     live: Mutex<Option<Live>>,
     /// Channels to keep subscribed, with the last position seen in each.
     subscriptions: Mutex<BTreeMap<String, Option<StreamPosition>>>,
+    /// Channels whose presence is watched or asked for.
+    presence: Mutex<Registry>,
     last_error: Mutex<Option<Arc<ClientError>>>,
 }
 
@@ -142,6 +177,7 @@ impl Shared {
             state: watch::Sender::new(ConnectionState::Closed),
             live: Mutex::new(None),
             subscriptions: Mutex::new(BTreeMap::new()),
+            presence: Mutex::new(Registry::default()),
             last_error: Mutex::new(None),
         }
     }
@@ -168,7 +204,16 @@ impl Shared {
             if let Some(callback) = &self.settings.on_state {
                 callback(state);
             }
+            if state == ConnectionState::Closed {
+                // Presence watches waiting for a change learn that none will come.
+                self.presence().wake_all();
+            }
         }
+    }
+
+    /// The channels whose presence is watched.
+    pub(crate) fn presence(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.presence)
     }
 
     pub(crate) fn last_error(&self) -> Option<Arc<ClientError>> {
@@ -203,10 +248,19 @@ impl Shared {
         deadline: Instant,
         total: Duration,
     ) -> Result<Ctx, RequestError> {
+        self.open_live(deadline, total).await.map(|live| live.ctx)
+    }
+
+    /// Like [`Shared::open_ctx`], with the connection's handshake.
+    pub(crate) async fn open_live(
+        &self,
+        deadline: Instant,
+        total: Duration,
+    ) -> Result<Live, RequestError> {
         let mut changes = self.state.subscribe();
         loop {
             if let Some(live) = self.live() {
-                return Ok(live.ctx);
+                return Ok(live);
             }
             let state = *changes.borrow_and_update();
             if matches!(state, ConnectionState::Closed | ConnectionState::Failed)
@@ -233,12 +287,12 @@ impl Shared {
     /// Subscribes to `channel` on the open connection (waiting for one up to
     /// `timeout`) and keeps it subscribed across reconnects.
     pub(crate) async fn subscribe(
-        &self,
+        self: &Arc<Self>,
         channel: String,
         timeout: Duration,
     ) -> Result<SubscribeReply, RequestError> {
         let deadline = Instant::now() + timeout;
-        let ctx = self.open_ctx(deadline, timeout).await?;
+        let live = self.open_live(deadline, timeout).await?;
         let (since, added) = {
             let mut subscriptions = lock(&self.subscriptions);
             match subscriptions.get(&channel) {
@@ -249,11 +303,20 @@ impl Shared {
                 }
             }
         };
-        let result = self
-            .ask_subscribe(&ctx, &channel, since.clone(), deadline, timeout)
-            .await;
+        let frame = |req_id| Control::Subscribe {
+            req_id,
+            channel: channel.clone(),
+            since: since.clone(),
+        };
+        let result = ask(&live.ctx, frame, deadline, timeout).await;
         match &result {
-            Ok(reply) => self.settle_position(&channel, since.as_ref(), reply),
+            Ok(reply) => {
+                self.settle(&channel, since.as_ref(), reply);
+                // Subscribed again after leaving: the server watches no more.
+                if self.presence().is_watched(&channel) {
+                    tokio::spawn(Arc::clone(self).rewatch(live, channel.clone()));
+                }
+            }
             // Refused: asking again on the next connection would be refused again.
             Err(RequestError::Remote(_)) => {
                 lock(&self.subscriptions).remove(&channel);
@@ -273,30 +336,6 @@ impl Shared {
         result
     }
 
-    async fn ask_subscribe(
-        &self,
-        ctx: &Ctx,
-        channel: &str,
-        since: Option<StreamPosition>,
-        deadline: Instant,
-        total: Duration,
-    ) -> Result<SubscribeReply, RequestError> {
-        let (guard, reply) = ctx.pending().register::<SubscribeReply>()?;
-        let frame = ctx.codec().encode_control(&Control::Subscribe {
-            req_id: guard.req_id(),
-            channel: channel.to_owned(),
-            since,
-        });
-        ctx.send_message(frame)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        pending::wait_reply(guard, reply, left)
-            .await
-            .map_err(|e| match e {
-                RequestError::Timeout(_) => RequestError::Timeout(total),
-                other => other,
-            })
-    }
-
     /// Stops keeping `channel` subscribed and tells the server, when connected.
     pub(crate) async fn unsubscribe(
         &self,
@@ -304,57 +343,47 @@ impl Shared {
         timeout: Duration,
     ) -> Result<(), RequestError> {
         lock(&self.subscriptions).remove(&channel);
+        // The server ends its presence watch of a channel left.
+        self.presence().unwatched(&channel);
         // Not connected: the next connection simply does not restore it.
         let Some(live) = self.live() else {
             return Ok(());
         };
-        let ctx = live.ctx;
-        let (guard, reply) = match ctx.pending().register::<()>() {
-            Ok(pair) => pair,
-            Err(RequestError::Closed) => return Ok(()),
-            Err(other) => return Err(other),
-        };
-        let frame = ctx.codec().encode_control(&Control::Unsubscribe {
-            req_id: guard.req_id(),
-            channel,
-        });
-        ctx.send_message(frame)?;
-        match pending::wait_reply(guard, reply, timeout).await {
+        let frame = |req_id| Control::Unsubscribe { req_id, channel };
+        match ask(&live.ctx, frame, Instant::now() + timeout, timeout).await {
             // The connection went away: the server forgot the subscription with it.
             Err(RequestError::Closed) => Ok(()),
             other => other,
         }
     }
 
-    /// Records the position a server reported for a subscription, unless a
-    /// publication already moved it past what we sent.
-    fn settle_position(
-        &self,
-        channel: &str,
-        since: Option<&StreamPosition>,
-        reply: &SubscribeReply,
-    ) {
-        if reply.recovered && since.is_some() {
-            return;
-        }
-        let mut subscriptions = lock(&self.subscriptions);
-        if let Some(position) = subscriptions.get_mut(channel)
-            && position.as_ref() == since
+    /// Takes in the server's answer to a subscription that sent `since`: the
+    /// position moves to the reply's when that is further, and a gap (a
+    /// position was sent and the server could not recover from it) is reported.
+    fn settle(&self, channel: &str, since: Option<&StreamPosition>, reply: &SubscribeReply) {
+        if let Some(position) = &reply.position
+            && let Some(held) = lock(&self.subscriptions).get_mut(channel)
         {
-            position.clone_from(&reply.position);
+            advance(held, position);
+        }
+        if since.is_some() && !reply.recovered {
+            tracing::warn!(target: "sente_lite", channel = %channel, "subscribed with a gap: publications were missed");
+            if let Some(callback) = &self.settings.on_gap {
+                callback(channel, reply);
+            }
         }
     }
 
     /// Remembers the position of a publication on a channel we keep.
-    fn note_position(&self, channel: &str, position: StreamPosition) {
-        if let Some(last) = lock(&self.subscriptions).get_mut(channel) {
-            *last = Some(position);
+    fn note_position(&self, channel: &str, position: &StreamPosition) {
+        if let Some(held) = lock(&self.subscriptions).get_mut(channel) {
+            advance(held, position);
         }
     }
 
     /// The `sl/sub` frames that restore every subscription on a new connection,
     /// registered in its table of pending requests.
-    pub(crate) fn restore_frames(&self, ctx: &Ctx) -> (Vec<Message>, Vec<Restore>) {
+    pub(crate) fn restore_frames(&self, ctx: &Ctx) -> (Vec<Message>, Restores) {
         let subscriptions = lock(&self.subscriptions).clone();
         let mut frames = Vec::with_capacity(subscriptions.len());
         let mut restores = Vec::with_capacity(subscriptions.len());
@@ -378,12 +407,18 @@ impl Shared {
                 reply,
             });
         }
+        let pending = restores.iter().map(|r| r.channel.clone()).collect();
+        let restores = Restores {
+            restores,
+            pending: watch::Sender::new(pending),
+        };
         (frames, restores)
     }
 
-    /// Waits for the server's answers to restored subscriptions.
-    pub(crate) async fn settle_restores(self: Arc<Self>, restores: Vec<Restore>) {
+    /// Waits for the server's answers to the subscriptions restored on `live`.
+    pub(crate) async fn settle_restores(self: Arc<Self>, live: Live, restores: Restores) {
         let timeout = self.settings.request_timeout;
+        let Restores { restores, pending } = restores;
         for restore in restores {
             let Restore {
                 channel,
@@ -394,28 +429,70 @@ impl Shared {
             let result = pending::wait_reply(guard, reply, timeout).await;
             match &result {
                 Ok(reply) => {
-                    if since.is_some() && !reply.recovered {
-                        tracing::warn!(target: "sente_lite", channel = %channel, "resubscribed with a gap: publications were missed");
-                    } else {
-                        tracing::debug!(target: "sente_lite", channel = %channel, recovered = reply.recovered, "resubscribed");
+                    tracing::debug!(target: "sente_lite", channel = %channel, recovered = reply.recovered, "resubscribed");
+                    self.settle(&channel, since.as_ref(), reply);
+                    if self.presence().is_watched(&channel) {
+                        tokio::spawn(
+                            Arc::clone(&self)
+                                .rewatch(live.clone(), channel.clone())
+                                .in_current_span(),
+                        );
                     }
-                    self.settle_position(&channel, since.as_ref(), reply);
                 }
                 Err(RequestError::Remote(err)) => {
                     tracing::warn!(target: "sente_lite", channel = %channel, code = %err.code, message = %err.message, "the server refused a restored subscription");
                     lock(&self.subscriptions).remove(&channel);
                 }
                 // The connection is gone already: the next one restores it again.
-                Err(RequestError::Closed) => continue,
+                Err(RequestError::Closed) => {}
                 Err(err) => {
                     tracing::warn!(target: "sente_lite", channel = %channel, error = %err, "restoring a subscription got no answer");
                 }
+            }
+            pending.send_modify(|set| {
+                set.remove(&channel);
+            });
+            if matches!(result, Err(RequestError::Closed)) {
+                continue;
             }
             if let Some(callback) = &self.settings.on_resubscribe {
                 callback(&channel, &result);
             }
         }
     }
+}
+
+/// Moves `held` to `seen` when `seen` is further: a larger offset in the same
+/// epoch, or any position in another epoch (the channel's history was lost,
+/// and what the server reports now is what counts). A client keeps the
+/// largest position it has seen: publications may arrive before the answer
+/// to their subscription, which then reports a smaller one.
+fn advance(held: &mut Option<StreamPosition>, seen: &StreamPosition) {
+    match held {
+        Some(position) if position.epoch == seen.epoch => {
+            position.offset = position.offset.max(seen.offset);
+        }
+        _ => *held = Some(seen.clone()),
+    }
+}
+
+/// Sends the control frame that `frame` builds with a request id, on `ctx`,
+/// and waits for its reply until `deadline` (a timeout is reported as `total`).
+pub(crate) async fn ask<R: DeserializeOwned + Send + 'static>(
+    ctx: &Ctx,
+    frame: impl FnOnce(RequestId) -> Control,
+    deadline: Instant,
+    total: Duration,
+) -> Result<R, RequestError> {
+    let (guard, reply) = ctx.pending().register::<R>()?;
+    ctx.send_message(ctx.codec().encode_control(&frame(guard.req_id())))?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    pending::wait_reply(guard, reply, left)
+        .await
+        .map_err(|e| match e {
+            RequestError::Timeout(_) => RequestError::Timeout(total),
+            other => other,
+        })
 }
 
 /// What a client connection's [`Ctx::subscribe`] goes through: the client's
@@ -455,9 +532,11 @@ impl Hub for ClientHub {
     }
 }
 
-/// The client's side of a connection: publications go to the router, the
-/// server's close reason sets a floor under the next reconnect delay, and
-/// frames only a client sends are refused.
+/// The client's side of a connection: publications go to the router (their
+/// position is kept, also while their subscription's answer is on its way),
+/// presence diffs to the watched channels, the server's close reason sets a
+/// floor under the next reconnect delay, and frames only a client sends are
+/// refused.
 pub(crate) struct ClientSide {
     shared: Arc<Shared>,
     /// From the server's `sl/close`: wait at least this long before reconnecting.
@@ -482,9 +561,14 @@ impl Side for ClientSide {
         control: Control,
     ) -> Result<Option<DispatchFuture>, ProtocolError> {
         let frame = match control {
+            Control::PresenceDiff { channel, diff } => {
+                self.shared.presence().diff(&channel, diff);
+                return Ok(None);
+            }
             Control::Handshake(_) => "`sl/handshake` after the first frame",
             Control::Subscribe { .. } => "`sl/sub`",
             Control::Unsubscribe { .. } => "`sl/unsub`",
+            Control::Presence { .. } => "`sl/presence`",
             _ => "this control frame",
         };
         Err(ProtocolError::BadFrame {
@@ -502,7 +586,7 @@ impl Side for ClientSide {
         position: Option<StreamPosition>,
         payload: Payload<'_>,
     ) -> Result<Option<DispatchFuture>, ProtocolError> {
-        if let Some(position) = position {
+        if let Some(position) = &position {
             self.shared.note_position(&channel, position);
         }
         match routes.dispatch(ctx, &event, payload, None) {
@@ -531,5 +615,39 @@ impl Side for ClientSide {
         self.reconnect_floor = reason
             .reconnect_after_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(epoch: &str, offset: u64) -> StreamPosition {
+        StreamPosition {
+            epoch: epoch.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn the_largest_position_of_an_epoch_is_kept() {
+        let mut held = None;
+        advance(&mut held, &at("e1", 7));
+        assert_eq!(held, Some(at("e1", 7)));
+        // Publications 8 and 9 arrived before the subscribe's answer, which says 7.
+        advance(&mut held, &at("e1", 8));
+        advance(&mut held, &at("e1", 9));
+        advance(&mut held, &at("e1", 7));
+        assert_eq!(held, Some(at("e1", 9)));
+    }
+
+    #[test]
+    fn another_epoch_replaces_the_position() {
+        let mut held = Some(at("e1", 42));
+        // The server lost the channel: its new epoch starts lower.
+        advance(&mut held, &at("e2", 3));
+        assert_eq!(held, Some(at("e2", 3)));
+        advance(&mut held, &at("e2", 4));
+        assert_eq!(held, Some(at("e2", 4)));
     }
 }

@@ -254,16 +254,18 @@ async fn run_connection(
             queued = shared.outbound.len(),
             "connected"
         );
-        shared.set_live(Some(Live {
+        let live = Live {
             ctx: ctx.clone(),
             handshake,
-        }));
+            restoring: restores.watch(),
+        };
+        shared.set_live(Some(live.clone()));
         bump(&shared.counters.connections_total);
         shared.set_state(ConnectionState::Open);
         if !restores.is_empty() {
             tokio::spawn(
                 Arc::clone(shared)
-                    .settle_restores(restores)
+                    .settle_restores(live, restores)
                     .in_current_span(),
             );
         }
@@ -311,6 +313,8 @@ async fn run_connection(
             }
         };
         shared.set_live(None);
+        // The server forgot this connection's presence watches.
+        shared.presence().connection_lost();
         ctx.pending().fail_all();
         // Requests of this connection that never went out were just failed:
         // they must not go out on the next one.
