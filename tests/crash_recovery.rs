@@ -1,7 +1,9 @@
 //! Crash recovery across processes: a server process is killed with SIGKILL and
 //! restarted on the same port while native clients run. Every client returns to
 //! open, restores its subscriptions, and delivers what it queued while away, in
-//! order.
+//! order. Client processes that are disconnected resume and get what they
+//! missed, once; after the server's restart (which loses its in-memory
+//! history) they are told of the gap instead.
 
 #[path = "events.rs"]
 mod events;
@@ -10,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use events::{News, Note, Publish, Received};
+use events::{Kick, News, Note, Publish, Received};
 use sente_lite::{Client, Codec, ConnId, ConnectionState, ReconnectPolicy, Router};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -244,4 +246,110 @@ async fn sigterm_drains_the_server_and_tells_clients_to_go_away() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// A client process (`resume_client`), its stdout read line by line.
+struct ClientProcess {
+    _child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+fn spawn_client(url: &str, codec: &str) -> ClientProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resume_client"))
+        .args(["--url", url, "--codec", codec])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("client process starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let (tx, lines) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    ClientProcess {
+        _child: child,
+        lines,
+    }
+}
+
+impl ClientProcess {
+    /// The lines printed until (and with) one equal to `last`, within 15 s.
+    async fn until(&mut self, last: &str) -> Vec<String> {
+        self.until_all(&[last]).await
+    }
+
+    /// The lines printed until each of `wanted` was, within 15 s.
+    async fn until_all(&mut self, wanted: &[&str]) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        while !wanted.iter().all(|w| seen.iter().any(|line| line == w)) {
+            let line = tokio::time::timeout(Duration::from_secs(15), self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{wanted:?} within 15 s; saw {seen:?}"))
+                .expect("the client process runs");
+            seen.push(line);
+        }
+        seen
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_processes_resume_what_they_missed_and_are_told_when_history_was_lost() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("ws://{addr}/ws");
+    let server = spawn_server(&addr).await;
+    let mut clients = vec![spawn_client(&url, "json"), spawn_client(&url, "postcard")];
+    for client in &mut clients {
+        client.until("ready").await;
+    }
+    let control = Client::builder(url.clone())
+        .reconnect(ReconnectPolicy::default().with_initial_delay(Duration::from_millis(50)))
+        .connect()
+        .await
+        .expect("control client connects");
+    let publish = |text: &str| Publish {
+        channel: "news/all".into(),
+        text: text.into(),
+    };
+    assert_eq!(control.request(&publish("one")).await.unwrap(), 2);
+
+    // Both clients are disconnected, and three publications follow at once:
+    // they are away (or leaving) while those are made.
+    let kick = Kick {
+        channel: "news/all".into(),
+        reconnect_after_ms: 300,
+        texts: vec!["two".into(), "three".into(), "four".into()],
+    };
+    assert_eq!(control.request(&kick).await.unwrap(), 2);
+    for client in &mut clients {
+        let seen = client
+            .until_all(&["resubscribed news/all recovered=true", "news four"])
+            .await;
+        // Some may have come before the close, the rest replayed: each once.
+        let news: Vec<&String> = seen.iter().filter(|l| l.starts_with("news ")).collect();
+        assert_eq!(news, ["news one", "news two", "news three", "news four"]);
+    }
+
+    // The server process dies and comes back with no memory of the channel.
+    drop(server);
+    let _restarted = spawn_server(&addr).await;
+    for client in &mut clients {
+        let seen = client.until("resubscribed news/all recovered=false").await;
+        assert!(
+            !seen.iter().any(|line| line.starts_with("news ")),
+            "nothing is replayed across a lost history: {seen:?}"
+        );
+    }
+    control
+        .wait_for(ConnectionState::Open, Duration::from_secs(15))
+        .await
+        .expect("the control client is back");
+    assert_eq!(control.request(&publish("five")).await.unwrap(), 2);
+    for client in &mut clients {
+        assert_eq!(client.until("news five").await, ["news five"]);
+    }
 }

@@ -31,3 +31,14 @@ pub(crate) struct Publish {
 pub(crate) struct News {
     pub(crate) text: String,
 }
+
+/// Disconnects every subscriber of `channel` (asking them back after
+/// `reconnect_after_ms`), then publishes each of `texts` there; the reply is
+/// how many connections were disconnected.
+#[sente_lite::event("crash/kick", reply = usize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Kick {
+    pub(crate) channel: String,
+    pub(crate) reconnect_after_ms: u32,
+    pub(crate) texts: Vec<String>,
+}

@@ -248,9 +248,11 @@ describe("against a server", () => {
     let publishing = true;
     let published = 0;
     const publishes = (async () => {
+      // Paced, so that what is missed while away fits the history of 100.
       while (publishing) {
         await publisher.request("test/publish", { channel, text: String(published) });
         published += 1;
+        await sleep(4);
       }
     })();
     await sleep(50);

@@ -1,4 +1,5 @@
-//! A server process for the crash-recovery test: records notes, publishes news.
+//! A server process for the crash-recovery test: records notes, publishes
+//! news (channels `news/*` keep a history of 100), disconnects subscribers.
 //!
 //! `cargo run -p sente-lite-tests --bin crash_server -- --addr 127.0.0.1:4100`
 //! prints `listening ws://...` once it accepts connections.
@@ -12,7 +13,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use events::{News, Note, Publish, Received};
+use events::{Kick, News, Note, Publish, Received};
 use sente_lite::server::Shutdown;
 use sente_lite::{Ctx, ErrorReply, Router, Server};
 use tokio::io::AsyncWriteExt;
@@ -57,6 +58,30 @@ async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
         .map_err(|e| ErrorReply::new("crash/encode", e.to_string()))
 }
 
+#[sente_lite::handler]
+async fn kick(ctx: Ctx, req: Kick) -> Result<usize, ErrorReply> {
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new("crash/no-server", "no server"))?;
+    let mut kicked = 0;
+    for (conn_id, _) in server.subscribers(&req.channel) {
+        let reason = sente_lite::protocol::CloseReason {
+            code: "going-away".into(),
+            message: "disconnected by the server".into(),
+            reconnect_after_ms: Some(req.reconnect_after_ms),
+        };
+        if server.disconnect(conn_id, reason) {
+            kicked += 1;
+        }
+    }
+    for text in req.texts {
+        server
+            .broadcast(&req.channel, &News { text })
+            .map_err(|e| ErrorReply::new("crash/encode", e.to_string()))?;
+    }
+    Ok(kicked)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -65,9 +90,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Router::new()
                 .handler(note)
                 .handler(received)
-                .handler(publish),
+                .handler(publish)
+                .handler(kick),
         )
         .channel("news/*", sente_lite::server::allow_all)
+        .channel_options(
+            "news/*",
+            sente_lite::server::ChannelOptions {
+                history_size: 100,
+                ..Default::default()
+            },
+        )
         .bind(args.addr)
         .await?;
     let mut out = tokio::io::stdout();

@@ -50,6 +50,33 @@ const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 /// Close code for a message over the size limit.
 const CLOSE_TOO_BIG: u16 = 1009;
+/// Runs what was started or waiting when the connection ended, for
+/// `drain_timeout` at most; their answers have nowhere to go.
+async fn finish_handlers(
+    tasks: &mut FuturesUnordered<DispatchFuture>,
+    line: &mut Line,
+    config: &EngineConfig,
+) {
+    let all = async {
+        loop {
+            while tasks.len() < config.max_concurrent_handlers
+                && let Some(job) = line.pop()
+            {
+                tasks.push(job.running);
+            }
+            if tasks.next().await.is_none() && line.is_empty() {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(config.drain_timeout, all)
+        .await
+        .is_err()
+    {
+        tracing::warn!(target: "sente_lite", "handlers still running when the connection ended were dropped");
+    }
+}
+
 /// Close code of a graceful close (drain).
 const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -82,6 +109,11 @@ pub(crate) struct EngineConfig {
     pub(crate) warn_message_size: usize,
     /// How long a graceful close waits for running handlers.
     pub(crate) drain_timeout: Duration,
+    /// Whether the handlers running or waiting when the connection ends are
+    /// run to completion (for `drain_timeout` at most) instead of dropped: a
+    /// client's, so that a publication it has read (and whose position it
+    /// holds) is handled.
+    pub(crate) finish_handlers: bool,
     /// The rate the peer reads at (data frames per second, burst), which this
     /// side keeps to: a client paces what it sends by the server's announced
     /// limits. `None` sends as fast as the socket takes.
@@ -425,7 +457,7 @@ where
         }};
     }
 
-    let closing: Closing = loop {
+    let exit: Result<Closing, Ended> = loop {
         // Start what waits, as handler slots free up.
         while tasks.len() < config.max_concurrent_handlers
             && let Some(job) = line.pop()
@@ -455,7 +487,7 @@ where
                 && !writer.busy()
                 && writer.own_is_empty()
             {
-                break Closing::new(CLOSE_GOING_AWAY, message.clone());
+                break Ok(Closing::new(CLOSE_GOING_AWAY, message.clone()));
             }
         }
 
@@ -487,7 +519,7 @@ where
 
             () = &mut slow => {
                 bump(&counters.slow_consumers);
-                break Closing::slow_consumer("slow consumer: the outbound queue filled");
+                break Ok(Closing::slow_consumer("slow consumer: the outbound queue filled"));
             }
 
             () = &mut close_requested, if drain.is_none() => {
@@ -501,15 +533,15 @@ where
 
             io = std::future::poll_fn(|cx| poll_io(&mut ws, &mut writer, queue, counters, reading, report_writes, cx)) => {
                 if let Some(Err(_)) = io.wrote {
-                    return Ended::PeerClosed { code: None, reason: "write failed".into() };
+                    break Err(Ended::PeerClosed { code: None, reason: "write failed".into() });
                 }
                 let Some(frame) = io.read else { continue };
                 let message = match frame {
-                    None => return Ended::PeerClosed { code: None, reason: "connection lost".into() },
+                    None => break Err(Ended::PeerClosed { code: None, reason: "connection lost".into() }),
                     Some(Ok(message)) => message,
                     Some(Err(err)) => match read_failure(err, codec, &mut writer, counters) {
-                        Ok(closing) => break closing,
-                        Err(ended) => return ended,
+                        Ok(closing) => break Ok(closing),
+                        Err(ended) => break Err(ended),
                     },
                 };
                 last_heard = Instant::now();
@@ -520,7 +552,7 @@ where
                             .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
                             .unwrap_or((None, String::new()));
                         Box::pin(acknowledge_close(&mut ws)).await;
-                        return Ended::PeerClosed { code, reason };
+                        break Err(Ended::PeerClosed { code, reason });
                     }
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                     Message::Text(_) | Message::Binary(_) => {}
@@ -555,7 +587,7 @@ where
                     }
                     if !violations.take(last_heard) {
                         bump(&counters.policy_closes);
-                        break Closing::new(CLOSE_POLICY, "too many protocol violations");
+                        break Ok(Closing::new(CLOSE_POLICY, "too many protocol violations"));
                     }
                     continue;
                 }
@@ -581,7 +613,7 @@ where
                         let violation = !matches!(err, ProtocolError::UnknownEvent { .. });
                         if violation && !violations.take(last_heard) {
                             bump(&counters.policy_closes);
-                            break Closing::new(CLOSE_POLICY, "too many protocol violations");
+                            break Ok(Closing::new(CLOSE_POLICY, "too many protocol violations"));
                         }
                     }
                 }
@@ -625,13 +657,13 @@ where
                 }
                 if reading && now.saturating_duration_since(last_heard) > config.silence_limit {
                     bump(&counters.heartbeat_timeouts);
-                    break Closing::new(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout: the peer stayed silent");
+                    break Ok(Closing::new(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout: the peer stayed silent"));
                 }
                 if let Some(since) = writer.busy_since()
                     && now.saturating_duration_since(since) > config.silence_limit
                 {
                     bump(&counters.slow_consumers);
-                    break Closing::slow_consumer("slow consumer: a write made no progress");
+                    break Ok(Closing::slow_consumer("slow consumer: a write made no progress"));
                 }
                 for req_id in line.expire(now) {
                     bump(&counters.deadlines_exceeded);
@@ -641,7 +673,7 @@ where
                     && let Some(message) = &drain.close_queued
                     && now >= drain.deadline
                 {
-                    break Closing::new(CLOSE_GOING_AWAY, message.clone());
+                    break Ok(Closing::new(CLOSE_GOING_AWAY, message.clone()));
                 }
                 let mut at = now + IDLE_WAKE;
                 if let Some(ping) = next_ping {
@@ -668,10 +700,18 @@ where
         }
     };
 
-    // Closing is rare: its futures live in their own allocation, not in every
-    // idle connection's task.
+    if config.finish_handlers {
+        // Closing is rare: this lives in its own allocation.
+        Box::pin(finish_handlers(&mut tasks, &mut line, config)).await;
+    }
     drop(tasks);
     line.clear();
+    let closing = match exit {
+        Ok(closing) => closing,
+        Err(ended) => return ended,
+    };
+    // Closing is rare: its futures live in their own allocation, not in every
+    // idle connection's task.
     Box::pin(close_with(
         &mut ws,
         &mut writer,

@@ -92,6 +92,7 @@ where
         violation_refill: limits.violation_refill,
         warn_message_size: limits.warn_message_size,
         drain_timeout: limits.drain_timeout,
+        finish_handlers: false,
         send_rate: None,
     };
     let routes = shared.routes.clone();
