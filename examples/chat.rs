@@ -1,9 +1,13 @@
 //! The chat server: rooms are channels, users come from the `?name=` query.
+//! Each room keeps its last 200 messages for 10 minutes, so a page or client
+//! that loses its connection gets what was said meanwhile when it is back, in
+//! order, once; and each room keeps its presence, so everyone sees who is
+//! there (a reload within 5 s does not make anyone leave).
 //!
 //! Run with `cargo run -p sente-lite-examples --example chat` (defaults:
 //! `127.0.0.1:3000`, endpoint `/ws`; `-- --addr 127.0.0.1:4000` to change).
 //! Open `http://127.0.0.1:3000/` in a browser: pick a name, join a room, talk,
-//! and see who is online and the connection's state. The page (`chat_page/`)
+//! and see who is in the room and the connection's state. The page (`chat_page/`)
 //! and the JavaScript client (`/sente-lite.js`) are served from the binary.
 //! Or join from a terminal with
 //! `cargo run -p sente-lite-examples --example chat_client -- --name ada --room lobby`,
@@ -16,9 +20,9 @@ mod chat_events;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_events::{ChatMessage, Join, Joined, Leave, Members, Say, channel};
+use chat_events::{ChatMessage, Join, Joined, Leave, Say, channel};
 use clap::Parser;
-use sente_lite::server::{OriginPolicy, Rejection, Shutdown};
+use sente_lite::server::{ChannelOptions, OriginPolicy, Rejection, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -33,15 +37,15 @@ struct Args {
     addr: String,
 }
 
-fn members(server: &Server, room: &str) -> Vec<String> {
-    let mut names: Vec<String> = server
-        .subscribers(&channel(room))
+/// Who is in `room`: its presence's members, by name.
+async fn members(server: &Server, room: &str) -> Vec<String> {
+    server
+        .channel_presence(&channel(room))
+        .await
+        .unwrap_or_default()
         .into_iter()
-        .filter_map(|(_, user)| user.map(|u| u.0))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+        .map(|member| member.user_id.0)
+        .collect()
 }
 
 fn valid_room(room: &str) -> Result<(), ErrorReply> {
@@ -69,14 +73,7 @@ async fn join(ctx: Ctx, req: Join) -> Result<Joined, ErrorReply> {
     ctx.subscribe(channel(&req.room))
         .await
         .map_err(|e| ErrorReply::new("chat/join-failed", e.to_string()))?;
-    let members = members(&server, &req.room);
-    let _ = server.broadcast(
-        &channel(&req.room),
-        &Members {
-            room: req.room.clone(),
-            members: members.clone(),
-        },
-    );
+    let members = members(&server, &req.room).await;
     Ok(Joined {
         room: req.room,
         members,
@@ -89,14 +86,6 @@ async fn leave(ctx: Ctx, req: Leave) -> Result<(), ErrorReply> {
         .server()
         .ok_or_else(|| ErrorReply::new("chat/no-server", "not on a server"))?;
     server.unsubscribe(ctx.conn_id(), &channel(&req.room));
-    let members = members(&server, &req.room);
-    let _ = server.broadcast(
-        &channel(&req.room),
-        &Members {
-            room: req.room,
-            members,
-        },
-    );
     Ok(())
 }
 
@@ -150,6 +139,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .origins(OriginPolicy::SameHost)
         .channel("room/*", sente_lite::server::allow_all)
+        .channel_options(
+            "room/*",
+            ChannelOptions {
+                history_size: 200,
+                history_ttl: Duration::from_secs(600),
+                presence: true,
+                ..ChannelOptions::default()
+            },
+        )
+        .presence_info(|ctx, _channel| {
+            ctx.user_id()
+                .map(|user| serde_json::json!({ "name": user.0 }))
+        })
         .page("/", HTML, include_str!("chat_page/index.html"))
         .page("/chat.css", CSS, include_str!("chat_page/chat.css"))
         .page("/chat.js", JS, include_str!("chat_page/chat.js"))
@@ -161,24 +163,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("open http://{addr}/ in a browser");
     }
 
-    // Tell rooms when someone goes offline for good.
+    // Log users coming and going (rooms learn it from their presence).
     let watcher = server.clone();
     tokio::spawn(async move {
         let mut presence = watcher.presence();
         while let Ok(change) = presence.recv().await {
             tracing::info!(?change, "presence");
-            for room_channel in watcher.channels() {
-                if let Some(room) = room_channel.strip_prefix("room/") {
-                    let members = members(&watcher, room);
-                    let _ = watcher.broadcast(
-                        &room_channel,
-                        &Members {
-                            room: room.to_owned(),
-                            members,
-                        },
-                    );
-                }
-            }
         }
     });
 

@@ -11,9 +11,9 @@
 #[path = "chat_events.rs"]
 mod chat_events;
 
-use chat_events::{ChatMessage, Join, Members, Say, channel};
+use chat_events::{ChatMessage, Join, Say, channel};
 use clap::Parser;
-use sente_lite::{Client, ConnectionState, Ctx, ReconnectPolicy, Router, SendError};
+use sente_lite::{Client, ConnectionState, Ctx, PresenceEvent, ReconnectPolicy, Router, SendError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Terminal chat client.
@@ -35,18 +35,14 @@ async fn on_message(_ctx: Ctx, msg: ChatMessage) {
     println!("[{}] {}: {}", msg.room, msg.from, msg.text);
 }
 
-#[sente_lite::handler]
-async fn on_members(_ctx: Ctx, members: Members) {
-    println!("[{}] here: {}", members.room, members.members.join(", "));
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let url = format!("{}?name={}", args.url, args.name);
     let client = Client::builder(url)
-        .router(Router::new().handler(on_message).handler(on_members))
+        .router(Router::new().handler(on_message))
         .reconnect(ReconnectPolicy::default())
+        .on_gap(|channel, _reply| eprintln!("({channel}: messages said while away were missed)"))
         .on_state(|state| {
             if state != ConnectionState::Open {
                 eprintln!("(connection: {state:?})");
@@ -62,6 +58,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     println!("joined {} with {}", joined.room, joined.members.join(", "));
+    // Who comes and goes, from the room's presence (restored after reconnects).
+    let mut watch = client.watch_presence(channel(&args.room)).await?;
+    let room = args.room.clone();
+    tokio::spawn(async move {
+        while let Some(event) = watch.changed().await {
+            match event {
+                PresenceEvent::Joined(member) => println!("[{room}] {} is here", member.user_id),
+                PresenceEvent::Left(user) => println!("[{room}] {user} left"),
+                PresenceEvent::Reset(members) => {
+                    let names: Vec<String> = members.into_iter().map(|m| m.user_id.0).collect();
+                    println!("[{room}] here: {}", names.join(", "));
+                }
+            }
+        }
+    });
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-/// Join a room: subscribe to its channel and get who is there.
+/// Join a room: subscribe to its channel and get who is there (a client
+/// keeps up with who comes and goes through the channel's presence).
 #[sente_lite::event("chat/join", reply = Joined)]
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub(crate) struct Join {
@@ -51,16 +52,6 @@ pub(crate) struct ChatMessage {
     pub(crate) text: String,
     /// When, in milliseconds since the Unix epoch.
     pub(crate) at_ms: u64,
-}
-
-/// Who is in a room now (published on the room's channel when it changes).
-#[sente_lite::event("chat/members")]
-#[derive(Debug, Clone, Serialize, Deserialize, TS)]
-pub(crate) struct Members {
-    /// The room's name.
-    pub(crate) room: String,
-    /// Who is in the room, sorted.
-    pub(crate) members: Vec<String>,
 }
 
 /// The channel of a room.

@@ -14,7 +14,9 @@ const STATE_TEXT = {
 let client = null;
 let room = null;
 let me = null;
-let joined = false;
+let stopWatching = null;
+// Every presence change the page saw ("joined ada", "left bob", "reset ada,bob").
+const presenceLog = [];
 
 function showState(state) {
   $("state").dataset.state = state;
@@ -29,7 +31,7 @@ function notice(text) {
 function showMembers(members) {
   const list = $("members");
   list.replaceChildren(
-    ...members.map((name) => {
+    ...members.map(({ user_id: name }) => {
       const li = document.createElement("li");
       li.textContent = name === me ? `${name} (you)` : name;
       return li;
@@ -55,13 +57,13 @@ function addMessage({ from, text, at_ms }) {
   list.scrollTop = list.scrollHeight;
 }
 
-async function rejoin() {
-  try {
-    const answer = await client.request("chat/join", { room });
-    showMembers(answer.members);
-  } catch (err) {
-    notice(`Could not rejoin: ${err.message}`);
+function logPresence(members, change) {
+  if (change.reset) {
+    presenceLog.push(`reset ${members.map((m) => m.user_id).join(",")}`);
+    return;
   }
+  for (const user of change.left) presenceLog.push(`left ${user}`);
+  for (const member of change.joined) presenceLog.push(`joined ${member.user_id}`);
 }
 
 async function join(name, roomName) {
@@ -70,26 +72,26 @@ async function join(name, roomName) {
   client = new Client(`/ws?name=${encodeURIComponent(name)}`, {
     onState: (state) => {
       showState(state);
-      if (state === "open" && joined) {
+      if (state === "open") {
         notice("");
-        rejoin();
-      } else if (state === "reconnecting" && joined) {
+      } else if (state === "reconnecting" && stopWatching) {
         notice("Connection lost: reconnecting. Messages you send meanwhile go out when it is back.");
       }
     },
-    onResubscribe: (_channel, result) => {
-      if (result.gap) notice("Reconnected: messages said while you were away may be missing.");
-    },
+    // The room's history covers short absences; past it, say so.
+    onGap: () => notice("Reconnected: messages said while you were away may be missing."),
   });
   client.captureTelemetry({ console: true, errors: true });
   client.on("chat/message", (msg) => msg.room === room && addMessage(msg));
-  client.on("chat/members", (msg) => msg.room === room && showMembers(msg.members));
   window.chat.client = client;
   await client.connect();
+  // The client resumes the room after a reconnect, with what was said meanwhile.
   await client.subscribe(`room/${room}`);
-  const answer = await client.request("chat/join", { room });
-  joined = true;
-  showMembers(answer.members);
+  await client.request("chat/join", { room });
+  stopWatching = await client.watchPresence(`room/${room}`, (members, change) => {
+    logPresence(members, change);
+    showMembers(members);
+  });
 }
 
 $("join").addEventListener("submit", async (event) => {
@@ -124,7 +126,8 @@ $("say").addEventListener("submit", (event) => {
 });
 
 $("leave").addEventListener("click", async () => {
-  joined = false;
+  stopWatching?.();
+  stopWatching = null;
   try {
     await client.request("chat/leave", { room });
     await client.unsubscribe(`room/${room}`);
@@ -138,5 +141,5 @@ $("leave").addEventListener("click", async () => {
   $("join").hidden = false;
 });
 
-window.chat = { client: null, get room() { return room; } };
+window.chat = { client: null, presenceLog, get room() { return room; } };
 showState("closed");

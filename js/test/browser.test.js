@@ -1,6 +1,8 @@
 // The chat page in headless Chromium, against the real chat server
-// (examples/chat.rs) run as a process: two pages chat, the server is killed
-// and restarted under them, and a browser error reaches the server's log.
+// (examples/chat.rs) run as a process: two pages chat, a page's socket drops
+// and it gets what was said meanwhile, presence follows joins, a reload and a
+// leave, the server is killed and restarted under them (and the pages are
+// told what they missed), and a browser error reaches the server's log.
 //
 // Chromium comes from the system (`/usr/bin/chromium`, or $CHROMIUM), driven
 // by playwright-core. A screenshot of the chat page is saved under the
@@ -50,11 +52,15 @@ after(async () => {
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
-/** Opens the chat page and joins `room` as `name`. */
-async function joinAs(name, room) {
-  const page = await context.newPage();
-  const problems = [];
-  page.on("pageerror", (err) => problems.push(err.message));
+/** Opens the chat page (or reloads `page`) and joins `room` as `name`. */
+async function joinAs(name, room, page = null) {
+  const problems = page?.problems ?? [];
+  if (page) {
+    await page.reload();
+  } else {
+    page = await context.newPage();
+    page.on("pageerror", (err) => problems.push(err.message));
+  }
   await page.goto(server.httpUrl);
   await page.getByLabel("Your name").fill(name);
   await page.getByLabel("Room").fill(room);
@@ -78,7 +84,19 @@ function message(page, text) {
   return page.locator("#messages li p", { hasText: text });
 }
 
-test("chat in the browser: two pages, a request, a server restart, telemetry", { timeout: 90_000 }, async (t) => {
+/** The texts of the messages a page shows, in order. */
+function shownMessages(page) {
+  return page.locator("#messages li p").allTextContents();
+}
+
+/** The presence changes a page saw. */
+function presenceLog(page) {
+  return page.evaluate(() => [...window.chat.presenceLog]);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test("chat in the browser: two pages, a request, a dropped socket, presence, a server restart, telemetry", { timeout: 150_000 }, async (t) => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}`);
   const ada = await joinAs("ada", "lobby");
   const bob = await joinAs("bob", "lobby");
@@ -102,6 +120,39 @@ test("chat in the browser: two pages, a request, a server restart, telemetry", {
     assert.deepEqual(reply, { room: "lobby", members: ["ada", "bob"] });
     const handshake = await bob.evaluate(() => window.chat.client.handshake);
     assert.equal(handshake.user_id, "bob");
+  });
+
+  await t.test("a page's socket drops: what was said meanwhile appears once, in order", async () => {
+    // The socket dies under the page (as a network drop does); bob talks on.
+    await ada.evaluate(() => window.chat.client._conn.ws.close());
+    const said = [1, 2, 3, 4, 5].map((i) => `said while ada was away ${i}`);
+    for (const text of said) await say(bob, text);
+    await waitForState(ada, "open", 15_000);
+    await message(ada, said.at(-1)).waitFor();
+    await say(bob, "and after");
+    await message(ada, "and after").waitFor();
+    const shown = (await shownMessages(ada)).filter((t) => said.includes(t) || t === "and after");
+    assert.deepEqual(shown, [...said, "and after"]);
+    assert.equal(await ada.locator("#notice").isHidden(), true, "no gap was reported");
+  });
+
+  await t.test("presence: a join, a reload that does not flap, a leave", async () => {
+    const cy = await joinAs("cy", "lobby");
+    await ada.locator("#members li", { hasText: "cy" }).waitFor();
+    assert.ok((await presenceLog(ada)).includes("joined cy"));
+    // bob reloads the page and joins again within the presence grace (5 s).
+    const before = (await presenceLog(ada)).length;
+    await joinAs("bob", "lobby", bob);
+    await bob.locator("#members li", { hasText: "ada" }).waitFor();
+    await sleep(6_000);
+    const during = (await presenceLog(ada)).slice(before);
+    assert.ok(!during.some((e) => e.startsWith("left bob")), `bob flapped: ${during}`);
+    await ada.locator("#members li", { hasText: "bob" }).waitFor();
+    // cy leaves: gone once the grace has passed.
+    await cy.getByRole("button", { name: "Leave" }).click();
+    await ada.locator("#members li", { hasText: "cy" }).waitFor({ state: "detached", timeout: 10_000 });
+    assert.ok((await presenceLog(ada)).includes("left cy"));
+    await cy.close();
   });
 
   await t.test("a screenshot of the chat page", async () => {
@@ -143,6 +194,8 @@ test("chat in the browser: two pages, a request, a server restart, telemetry", {
     await message(bob, "bob, sent while away").waitFor();
     await ada.locator("#members li", { hasText: "bob" }).waitFor();
     await bob.locator("#members li", { hasText: "ada" }).waitFor();
+    // The restarted server has no memory of the room: the pages are told.
+    await ada.locator("#notice", { hasText: "may be missing" }).waitFor();
     await say(ada, "still here?");
     await message(bob, "still here?").waitFor();
     await say(bob, "yes");
