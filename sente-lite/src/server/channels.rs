@@ -147,14 +147,16 @@ impl Channels {
         let Some(subscriber) = state.subscribers.get_mut(&conn) else {
             return Err(closing());
         };
-        let Some(held) = subscriber.catching_up.take().filter(|_| new) else {
-            // Subscribed already: it stays as it was.
+        if !new {
+            // Subscribed already (or catching up under an earlier `sl/sub`):
+            // it stays as it is.
             let recovered = since.as_ref() == Some(&recovery.position);
             return Ok(SubscribeReply {
                 position: Some(recovery.position),
                 recovered,
             });
-        };
+        }
+        let held = subscriber.catching_up.take().unwrap_or_default();
         let epoch = recovery.position.epoch;
         let mut last = recovery.position.offset;
         let replay = recovery.publications.filter(|_| since.is_some());
@@ -183,9 +185,9 @@ impl Channels {
         if held.overflowed {
             shared.slow_consumer(conn);
         }
-        drop(state);
-        if new
-            && options.presence
+        // Joined under the channel's lock, as `leave` leaves under it: the
+        // engine sees a connection's join and leave in their order.
+        if options.presence
             && let Some(user) = ctx.user_id()
         {
             let member = PresenceMember {
@@ -194,6 +196,7 @@ impl Channels {
             };
             engine.presence_join(name, member, conn);
         }
+        drop(state);
         Ok(SubscribeReply {
             position: Some(StreamPosition {
                 epoch,
@@ -209,10 +212,18 @@ impl Channels {
         let Some(channel) = self.get(name) else {
             return;
         };
-        let (was_subscribed, now_empty) = {
+        let now_empty = {
             let mut state = lock(&channel.state);
             let removed = state.subscribers.remove(&conn);
-            (removed.is_some(), state.subscribers.is_empty())
+            // A subscriber still catching up has not joined the presence yet.
+            let joined = removed.is_some_and(|s| s.catching_up.is_none());
+            if joined
+                && channel.options.presence
+                && let Some(user) = user
+            {
+                shared.engine.presence_leave(name, user, conn);
+            }
+            state.subscribers.is_empty()
         };
         if now_empty {
             let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
@@ -229,12 +240,6 @@ impl Channels {
             }
         }
         shared.watchers.unwatch(name, conn);
-        if was_subscribed
-            && channel.options.presence
-            && let Some(user) = user
-        {
-            shared.engine.presence_leave(name, user, conn);
-        }
     }
 
     /// Queues `publication` for this server's subscribers of its channel.
