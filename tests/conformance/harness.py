@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import codec
-from codec import SUB_REPLY, UNIT
+from codec import PRESENCE_SNAPSHOT, SUB_REPLY, UNIT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -175,6 +175,8 @@ class Peer:
             self.reply_types[frame[1]] = SUB_REPLY
         elif name == "sl/unsub":
             self.reply_types[frame[1]] = UNIT
+        elif name == "sl/presence":
+            self.reply_types[frame[1]] = PRESENCE_SNAPSHOT
         await self.ws.send(self.encode(frame, enc))
 
     async def send_raw(self, data):
@@ -267,7 +269,7 @@ class Peer:
         """Send a request and return the next frame (which must answer it)."""
         await self.send(frame)
         f = await self.recv(timeout)
-        req_id = frame[1] if frame[0] in ("sl/sub", "sl/unsub") else frame[2]
+        req_id = frame[1] if frame[0] in ("sl/sub", "sl/unsub", "sl/presence") else frame[2]
         assert f[0] in ("sl/ok", "sl/err") and f[1] == req_id, f"not the reply to {frame}: {f}"
         return f
 
