@@ -274,6 +274,17 @@ class Peer:
         return f
 
 
+async def publish(p, req_id, channel, text, reached):
+    """test/publish from `p`, which is itself subscribed: its reply and its own
+    publication may come in either order. Returns the publication."""
+    await p.send(["test/publish", {"channel": channel, "text": text}, req_id])
+    a, b = await p.recv(), await p.recv()
+    reply, pub = (a, b) if a[0] == "sl/ok" else (b, a)
+    assert reply == ["sl/ok", req_id, reached], (a, b)
+    assert pub[:4] == ["sl/pub", channel, "test/news", {"text": text}] and len(pub) == 5, (a, b)
+    return pub
+
+
 def describe_close(e):
     r = f"received {e.rcvd.code} {e.rcvd.reason!r}" if e.rcvd else "no close frame received"
     s = f"sent {e.sent.code}" if e.sent else "none sent"
