@@ -12,6 +12,8 @@ state the frame it expects once and check it in both encodings:
     ["sl/handshake", {...}]   ["sl/ping", n]   ["sl/pong", n]
     ["sl/sub", 8, "room/lobby"(, since)]   ["sl/unsub", 9, "room/lobby"]
     ["sl/pub", channel, id, payload(, position)]
+    ["sl/presence", 10, "room/lobby", true]
+    ["sl/presence-diff", "room/lobby", {"joined": [member], "left": [user_id]}]
     ["sl/error", {...}]   ["sl/close", {...}]
 
 In postcard (section 4) a payload is the postcard encoding of a Rust type; the
@@ -192,6 +194,20 @@ class Struct(PType):
         return out, pos
 
 
+class JsonText(PType):
+    """A JSON value carried as its compact JSON text (a member's `info`)."""
+
+    def enc(self, v):
+        return STR.enc(json_encode(v))
+
+    def dec(self, buf, pos):
+        text, pos = STR.dec(buf, pos)
+        try:
+            return json.loads(text), pos
+        except ValueError as e:
+            raise DecodeError(f"not JSON text: {text!r} ({e})")
+
+
 class Unit(PType):
     def enc(self, v):
         assert v is None
@@ -206,6 +222,10 @@ USIZE = U64  # postcard writes usize as a u64 varint
 STR, BOOL, UNIT = Str(), Bool(), Unit()
 POSITION = Struct(("epoch", STR), ("offset", U64))
 SUB_REPLY = Struct(("position", Opt(POSITION)), ("recovered", BOOL))
+# Section 4: a member is user_id: str, info: Option<str> (JSON text); the reply to a
+# presence request is members: Vec<member>.
+MEMBER = Struct(("user_id", STR), ("info", Opt(JsonText())))
+PRESENCE_SNAPSHOT = Struct(("members", Vec(MEMBER)))
 
 TEXT = Struct(("text", STR))
 ECHOED = Struct(("text", STR), ("conn_id", U64), ("user_id", Opt(STR)))
@@ -255,6 +275,7 @@ def json_decode(text: str):
 KINDS = {
     "event": 0, "request": 1, "sl/ok": 2, "sl/err": 3, "sl/pub": 4, "sl/handshake": 5,
     "sl/ping": 6, "sl/pong": 7, "sl/sub": 8, "sl/unsub": 9, "sl/error": 10, "sl/close": 11,
+    "sl/presence": 12, "sl/presence-diff": 13,
 }
 
 HANDSHAKE_FIELDS = [
@@ -265,6 +286,7 @@ HANDSHAKE_FIELDS = [
 ]
 ERROR = Struct(("code", STR), ("message", STR), ("data", Opt(STR)))
 CLOSE = Struct(("code", STR), ("message", STR), ("reconnect_after_ms", Opt(U32)))
+PRESENCE_DIFF = Struct(("joined", Vec(MEMBER)), ("left", Vec(STR)))
 
 
 def _error_obj(e):
@@ -317,6 +339,10 @@ def pc_encode(frame, payload_type: PType = None) -> bytes:
         return kind + ERROR.enc(_error_fields(frame[1]))
     if name == "sl/close":
         return kind + CLOSE.enc(frame[1])
+    if name == "sl/presence":
+        return kind + U64.enc(frame[1]) + STR.enc(frame[2]) + BOOL.enc(frame[3])
+    if name == "sl/presence-diff":
+        return kind + STR.enc(frame[1]) + PRESENCE_DIFF.enc(frame[2])
     raise ValueError(name)
 
 
@@ -404,4 +430,15 @@ def pc_decode(buf: bytes, payload_type_of):
         c, pos = CLOSE.dec(buf, pos)
         rest_empty(pos)
         return ["sl/close", c], None
+    if kind == 12:
+        req_id, pos = U64.dec(buf, pos)
+        channel, pos = STR.dec(buf, pos)
+        watch, pos = BOOL.dec(buf, pos)
+        rest_empty(pos)
+        return ["sl/presence", req_id, channel, watch], None
+    if kind == 13:
+        channel, pos = STR.dec(buf, pos)
+        diff, pos = PRESENCE_DIFF.dec(buf, pos)
+        rest_empty(pos)
+        return ["sl/presence-diff", channel, diff], None
     raise DecodeError(f"unknown header kind {kind}")

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import codec
-from codec import SUB_REPLY, UNIT
+from codec import PRESENCE_SNAPSHOT, SUB_REPLY, UNIT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -175,6 +175,8 @@ class Peer:
             self.reply_types[frame[1]] = SUB_REPLY
         elif name == "sl/unsub":
             self.reply_types[frame[1]] = UNIT
+        elif name == "sl/presence":
+            self.reply_types[frame[1]] = PRESENCE_SNAPSHOT
         await self.ws.send(self.encode(frame, enc))
 
     async def send_raw(self, data):
@@ -267,9 +269,20 @@ class Peer:
         """Send a request and return the next frame (which must answer it)."""
         await self.send(frame)
         f = await self.recv(timeout)
-        req_id = frame[1] if frame[0] in ("sl/sub", "sl/unsub") else frame[2]
+        req_id = frame[1] if frame[0] in ("sl/sub", "sl/unsub", "sl/presence") else frame[2]
         assert f[0] in ("sl/ok", "sl/err") and f[1] == req_id, f"not the reply to {frame}: {f}"
         return f
+
+
+async def publish(p, req_id, channel, text, reached):
+    """test/publish from `p`, which is itself subscribed: its reply and its own
+    publication may come in either order. Returns the publication."""
+    await p.send(["test/publish", {"channel": channel, "text": text}, req_id])
+    a, b = await p.recv(), await p.recv()
+    reply, pub = (a, b) if a[0] == "sl/ok" else (b, a)
+    assert reply == ["sl/ok", req_id, reached], (a, b)
+    assert pub[:4] == ["sl/pub", channel, "test/news", {"text": text}] and len(pub) == 5, (a, b)
+    return pub
 
 
 def describe_close(e):

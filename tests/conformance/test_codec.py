@@ -4,7 +4,7 @@ byte-exactly through this suite's codec, and appear in the document as written."
 import os
 
 import codec
-from codec import SPEC_EVENTS, SUB_REPLY, UNIT
+from codec import PRESENCE_SNAPSHOT, SPEC_EVENTS, SUB_REPLY, UNIT
 from harness import REPO
 
 with open(os.path.join(REPO, "docs", "PROTOCOL.md"), encoding="utf-8") as f:
@@ -40,6 +40,11 @@ EXAMPLES = [
     ('["sl/pub","room/lobby","chat/send",{"text":"hi"}]',
      "04 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 92 f8 c2 b7 07 00 02 68 69", None),
     ('["sl/pub","room/lobby","chat/send",{"text":"hi"},{"epoch":"k3x9","offset":42}]', None, None),
+    ('["sl/presence",10,"room/lobby",true]', "0c 0a 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 01", None),
+    ('["sl/ok",10,{"members":[{"user_id":"ada","info":{"name":"Ada"}},{"user_id":"bob","info":null}]}]',
+     None, PRESENCE_SNAPSHOT),
+    ('["sl/presence-diff","room/lobby",{"joined":[{"user_id":"cy","info":null}],"left":["bob"]}]',
+     "0d 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 01 02 63 79 00 01 03 62 6f 62", None),
     ('["sl/error",{"code":"bad-event","message":"unknown event `chat/sned`: no handler is routed for it"}]',
      None, None),
     ('["sl/close",{"code":"going-away","message":"server shutting down","reconnect_after_ms":1500}]',
@@ -129,3 +134,15 @@ async def test_schema_hash_lines_of_section_2():
         h = ((h ^ b) * 0x100000001B3) % 2**64
     assert codec.schema_hash([("user/get", "request", "User"), ("chat/send", "event", "")]) \
         == "%016x" % h
+
+
+async def test_presence_snapshot_payload_is_a_vec_of_members():
+    # Section 4: the reply's payload is members: Vec<member>, a member user_id: str,
+    # info: Option<str> (compact JSON text).
+    frame = codec.json_decode('["sl/ok",10,{"members":[{"user_id":"ada","info":{"name":"Ada"}},'
+                              '{"user_id":"bob","info":null}]}]')
+    info = b'{"name":"Ada"}'
+    raw = (bytes.fromhex("02 0a 02 03 61 64 61 01") + bytes([len(info)]) + info
+           + bytes.fromhex("03 62 6f 62 00"))
+    assert codec.pc_encode(frame, PRESENCE_SNAPSHOT) == raw
+    assert codec.pc_decode(raw, _type_of(PRESENCE_SNAPSHOT))[0] == frame

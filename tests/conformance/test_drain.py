@@ -52,6 +52,8 @@ async def test_drain(enc):
             assert_err(await p.recv(), 201, "shutting-down")
             await p.send(["sl/unsub", 202, "news/drain"])
             assert_err(await p.recv(), 202, "shutting-down")
+            await p.send(["sl/presence", 204, "news/drain", True])
+            assert_err(await p.recv(), 204, "shutting-down")
             await p.send(["test/note", {"client": "drain", "seq": 1}])
             assert_error(await p.recv(), "shutting-down")
             await p.send(["test/slow", {"ms": 0}, 203, 1000])

@@ -28,7 +28,7 @@ def check_handshake(h, user_id, interval=25000, timeout=10000, max_message_size=
     assert h["schema_hash"] == codec.app_schema_hash(), (
         f"schema hash {h['schema_hash']}, computed {codec.app_schema_hash()}")
     assert h["max_message_size"] == max_message_size
-    assert h["extensions"] == []
+    assert sorted(h["extensions"]) == ["presence", "recovery"], h["extensions"]  # section 11
     assert list(h["limits"]) == LIMIT_KEYS
     assert h["limits"] == dict(zip(LIMIT_KEYS, limits)), h["limits"]
 

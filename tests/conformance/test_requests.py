@@ -385,9 +385,9 @@ async def test_postcard_malformed_frames_bad_frame(srv):
 async def test_unknown_sl_frames_bad_frame(srv, enc):
     async with await Peer.open(srv, enc) as p:
         if enc == "json":
-            raws = ['["sl/nope",1]', '["sl/presence","news/a",[]]', '["sl/",1]']
+            raws = ['["sl/nope",1]', '["sl/presences",1,"news/a",true]', '["sl/",1]']
         else:
-            raws = [b"\x0c", b"\x0c\x01\x02", b"\x7f", b"\x80\x01"]
+            raws = [b"\x0e", b"\x0e\x01\x02", b"\x7f", b"\x80\x01"]
         for raw in raws:
             await p.send_raw(raw)
             assert_error(await p.recv(), "bad-frame")
@@ -403,9 +403,11 @@ async def test_frames_in_the_wrong_direction_bad_frame(srv, enc):
                                       "max_subscriptions": 1, "max_channel_name": 1}}]
     pub = ["sl/pub", "news/dir", "test/news", {"text": "x"}]
     pub_at = ["sl/pub", "news/dir", "test/news", {"text": "x"}, {"epoch": "e", "offset": 1}]
+    diff = ["sl/presence-diff", "news/dir", {"joined": [{"user_id": "ada", "info": {"name": "A"}}],
+                                             "left": ["bob"]}]
     async with await Peer.open(srv, enc) as p:
         await p.request(["sl/sub", 1, "news/dir"])
-        for frame in (hs, pub, pub_at):
+        for frame in (hs, pub, pub_at, diff):
             await p.send(frame)
             assert_error(await p.recv(), "bad-frame")
         await p.silence(0.2)  # the client's sl/pub was not published

@@ -9,7 +9,7 @@ SERVER_ARGS = ()
 
 
 def bad_frame(enc):
-    return '["sl/nope",1]' if enc == "json" else b"\x0c"
+    return '["sl/nope",1]' if enc == "json" else b"\x0e"
 
 
 async def test_twenty_violations_then_1008(srv, enc):
@@ -100,18 +100,19 @@ async def test_rate_limit_answers_ids_and_drops(enc):
             await p.send(["test/echo", {"text": "5"}, 5])
             await p.send(["sl/sub", 6, "news/rate"])
             await p.send(["sl/unsub", 7, "news/rate"])
+            await p.send(["sl/presence", 8, "news/rate", False])
             await p.send(["test/note", {"client": client, "seq": 1}])
-            await p.send(["sl/ping", 8])
+            await p.send(["sl/ping", 9])
             await p.send(["test/note", {"client": client, "seq": 2}])
             # (replies to different requests may come in any order)
-            got = await p.recv_n(8)
+            got = await p.recv_n(9)
             oks = sorted(f[1] for f in got if f[0] == "sl/ok")
             assert oks == [1, 2, 3, 4], got
             for f in got:
                 if f[0] == "sl/ok":
                     assert f[2]["text"] == str(f[1]), f
             errs = sorted((f for f in got if f[0] == "sl/err"), key=lambda f: f[1])
-            assert [f[1] for f in errs] == [5, 6, 7], got
+            assert [f[1] for f in errs] == [5, 6, 7, 8], got
             for f in errs:
                 assert_err(f, f[1], "rate-limited")
             # the dropped note, ping, note: one sl/error per second at most
@@ -120,8 +121,8 @@ async def test_rate_limit_answers_ids_and_drops(enc):
             assert_error(errors[0], "rate-limited")
             await p.silence(0.5)
             await asyncio.sleep(0.7)  # a token back
-            f = await p.request(["test/notes", {"client": client}, 9])
-            assert f == ["sl/ok", 9, []], f"a dropped note was handled: {f}"
+            f = await p.request(["test/notes", {"client": client}, 10])
+            assert f == ["sl/ok", 10, []], f"a dropped note was handled: {f}"
 
 
 async def test_rate_limited_frames_are_violations(enc):
