@@ -7,7 +7,8 @@
 //! at most. Users come from the `?name=` query; the name `intruder` is refused
 //! with HTTP 401. Channels `news/*` are open to
 //! all, keep a history of 100 publications and presence (each member's info is
-//! `{"name": USER}`); `secret/*` are refused. The protocol conformance suite
+//! `{"name": USER}`); `plain/*` are open to all and keep neither; `secret/*`
+//! are refused. The protocol conformance suite
 //! (`tests/conformance/`) lowers the limits it exercises with the flags below.
 
 use std::collections::HashMap;
@@ -289,6 +290,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .channel("news/*", news_or_secret)
         .channel("secret/*", news_or_secret)
+        .channel("plain/*", sente_lite::server::allow_all)
         .channel_options(
             "news/*",
             ChannelOptions {

@@ -202,8 +202,8 @@ async def test_a_visit_within_one_window_appears_once(enc):
 
 
 async def test_presence_forbidden(srv, enc):
-    # Every channel this server lets subscribe (`news/*`) keeps presence: the refusal
-    # for a channel without presence is only reachable with channels not subscribed.
+    # `news/*` keeps presence, `plain/*` does not (section 8: `forbidden` either way
+    # when not subscribed; subscribed, only where the channel keeps presence).
     ch = f"news/forbidden-{enc}"
     async with await Peer.open(srv, enc, name="ivy") as p:
         for i, (name, watch) in enumerate([(ch, True), (ch, False), ("secret/x", True),
@@ -213,6 +213,9 @@ async def test_presence_forbidden(srv, enc):
         assert await p.request(["sl/presence", 11, ch, False]) == snapshot(11, "ivy")
         await p.request(["sl/unsub", 12, ch])
         assert_err(await p.request(["sl/presence", 13, ch, True]), 13, "forbidden")
+        plain = f"plain/forbidden-{enc}"
+        await p.request(["sl/sub", 14, plain])
+        assert_err(await p.request(["sl/presence", 15, plain, True]), 15, "forbidden")
         await p.silence(2 * WINDOW)
 
 
