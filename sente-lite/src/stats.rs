@@ -151,6 +151,9 @@ pub(crate) struct Counters {
     pub(crate) address_refusals: AtomicU64,
     pub(crate) telemetry_logged: AtomicU64,
     pub(crate) telemetry_dropped: AtomicU64,
+    pub(crate) resumes_recovered: AtomicU64,
+    pub(crate) resumes_not_recovered: AtomicU64,
+    pub(crate) publications_replayed: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -200,6 +203,9 @@ impl Counters {
             late_replies: get(&self.late_replies),
             telemetry_logged: get(&self.telemetry_logged),
             telemetry_dropped: get(&self.telemetry_dropped),
+            resumes_recovered: get(&self.resumes_recovered),
+            resumes_not_recovered: get(&self.resumes_not_recovered),
+            publications_replayed: get(&self.publications_replayed),
             errors: ErrorCounts {
                 bad_frame: get(&self.bad_frames),
                 bad_event: get(&self.bad_events),
@@ -262,6 +268,13 @@ pub struct StatsSnapshot {
     /// budget, past a batch's record limit, or refused (anonymous connection
     /// while telemetry requires a user).
     pub telemetry_dropped: u64,
+    /// Subscribes with `since` answered `recovered: true` (servers).
+    pub resumes_recovered: u64,
+    /// Subscribes with `since` answered `recovered: false`: the client was
+    /// told of a gap (servers).
+    pub resumes_not_recovered: u64,
+    /// Publications replayed to resuming subscribers (servers).
+    pub publications_replayed: u64,
     /// Errors, by kind.
     pub errors: ErrorCounts,
     /// The address the server was asked to bind.

@@ -155,6 +155,20 @@ async fn missed_publications_are_replayed_in_order_once_before_the_reply() {
         publish(&server, "feed/a", 7);
         assert_eq!(items(&[raw.next::<Item>().await]), [(7, 7)]);
         nothing_more(&mut raw).await;
+        let stats = server.stats();
+        assert_eq!(
+            (
+                stats.resumes_recovered,
+                stats.resumes_not_recovered,
+                stats.publications_replayed
+            ),
+            (1, 0, 5)
+        );
+        assert!(
+            server
+                .metrics_text()
+                .contains("sente_lite_publications_replayed_total 5")
+        );
     }
 }
 
@@ -173,6 +187,7 @@ async fn a_history_that_no_longer_covers_since_answers_not_recovered() {
         let reply = reply.expect("resubscribed");
         assert!(before.is_empty(), "nothing replayed past a gap: {before:?}");
         assert!(!reply.recovered);
+        assert_eq!(server.stats().resumes_not_recovered, 1);
         assert_eq!(reply.position.map(|p| p.offset), Some(5));
         // What follows starts right after the reply's position.
         publish(&server, "feed/b", 6);

@@ -13,6 +13,7 @@ use crate::protocol::{ConnId, PresenceMember, StreamPosition, SubscribeReply, Us
 use crate::{Ctx, EncodeError, ErrorReply};
 
 use super::hub::{Shared, lock};
+use crate::stats::{add, bump};
 
 /// The channels with subscribers on this server.
 #[derive(Default)]
@@ -161,8 +162,17 @@ impl Channels {
         let mut last = recovery.position.offset;
         let replay = recovery.publications.filter(|_| since.is_some());
         let recovered = replay.is_some();
+        let counters = &shared.counters;
+        if since.is_some() {
+            bump(if recovered {
+                &counters.resumes_recovered
+            } else {
+                &counters.resumes_not_recovered
+            });
+        }
         let codec = ctx.codec();
         if let Some(replay) = replay {
+            add(&counters.publications_replayed, replay.len());
             for publication in replay {
                 match publication.message(codec, None) {
                     Ok(message) => {

@@ -47,7 +47,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 29] = [
+        let counters: [(&str, &str, u64); 32] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -64,6 +64,21 @@ impl Collector for Snapshot {
                 "requests_handled",
                 "Requests dispatched to a handler",
                 s.requests_handled,
+            ),
+            (
+                "resumes_recovered",
+                "Subscribes with since answered recovered: true",
+                s.resumes_recovered,
+            ),
+            (
+                "resumes_not_recovered",
+                "Subscribes with since answered recovered: false (a gap told)",
+                s.resumes_not_recovered,
+            ),
+            (
+                "publications_replayed",
+                "Publications replayed to resuming subscribers",
+                s.publications_replayed,
             ),
             (
                 "late_replies",
