@@ -39,7 +39,8 @@ impl Default for MemoryEngineConfig {
 
 /// The engine that keeps everything in this process: the default, and what
 /// one server needs. Positions and history are lost when the process exits
-/// (every channel then starts a new epoch).
+/// (every channel then starts a new epoch). One engine serves one server
+/// (clones share it: keep one to read [`MemoryEngine::history_bytes`]).
 #[derive(Clone, Default)]
 pub struct MemoryEngine {
     inner: Arc<Inner>,
@@ -98,7 +99,12 @@ fn ready<T: Send + 'static>(value: T) -> EngineFuture<T> {
 
 impl Engine for MemoryEngine {
     fn start(&self, node: Node) {
-        let _ = self.inner.node.set(node);
+        if self.inner.node.set(node).is_err() {
+            tracing::error!(
+                target: "sente_lite",
+                "a MemoryEngine serves one server: this one is already started, and the new server gets nothing from it"
+            );
+        }
         self.inner.streams.start_sweeper();
     }
 
