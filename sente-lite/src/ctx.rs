@@ -260,6 +260,12 @@ impl Ctx {
         self.inner.outbound.try_send(message)
     }
 
+    /// Queues `message`, waiting for room in a full queue (see
+    /// `Outbound::send_when_room`).
+    pub(crate) async fn send_when_room(&self, message: Message) -> Result<(), SendError> {
+        self.inner.outbound.send_when_room(message).await
+    }
+
     /// Marks request `req_id` from the peer as in flight until the guard drops.
     pub(crate) fn begin_request(&self, req_id: RequestId) -> Result<InFlightGuard, ProtocolError> {
         self.inner.in_flight.begin(&self.inner, req_id)
@@ -353,6 +359,19 @@ impl Outbound {
                 conn_id: self.conn_id,
             },
         })
+    }
+
+    /// Queues `message`, waiting while the queue is full instead of failing
+    /// (and without counting the connection a slow consumer): for a sender
+    /// that paces itself on the peer's reading, such as a replay. The
+    /// connection's own checks still close a peer that stops reading.
+    pub(crate) async fn send_when_room(&self, message: Message) -> Result<(), SendError> {
+        self.queue
+            .push_when_room(message)
+            .await
+            .map_err(|_| SendError::Closed {
+                conn_id: self.conn_id,
+            })
     }
 
     /// Messages queued and not yet taken by the connection's task.

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
@@ -23,6 +24,10 @@ pub(crate) struct Queue {
     receiver: AtomicWaker,
     capacity: usize,
     max_bytes: usize,
+    /// Senders waiting for room ([`Queue::push_when_room`]); told when the
+    /// queue is half empty again.
+    room: tokio::sync::Notify,
+    room_wanted: AtomicBool,
 }
 
 struct State {
@@ -57,6 +62,8 @@ impl Queue {
             receiver: AtomicWaker::new(),
             capacity: capacity.max(1),
             max_bytes,
+            room: tokio::sync::Notify::new(),
+            room_wanted: AtomicBool::new(false),
         })
     }
 
@@ -77,22 +84,58 @@ impl Queue {
     }
 
     pub(crate) fn push(&self, message: Message) -> Result<(), PushError> {
+        self.push_or_return(message).map_err(|(error, _)| error)
+    }
+
+    /// [`Queue::push`], giving the message back when it is refused.
+    fn push_or_return(&self, message: Message) -> Result<(), (PushError, Message)> {
         {
             let mut state = self.lock();
             if !state.receiver_alive {
-                return Err(PushError::Closed);
+                return Err((PushError::Closed, message));
             }
             let size = message.len();
             let over_bytes =
                 !state.items.is_empty() && state.bytes.saturating_add(size) > self.max_bytes;
             if state.items.len() >= self.capacity || over_bytes {
-                return Err(PushError::Full);
+                return Err((PushError::Full, message));
             }
             state.bytes += size;
             state.items.push_back(message);
         }
         self.receiver.wake();
         Ok(())
+    }
+
+    /// Queues `message`, waiting while the queue is full (until it is half
+    /// empty again) instead of refusing it: for a sender that paces itself on
+    /// the reader, such as a replay. Fails only when the receiver is gone.
+    pub(crate) async fn push_when_room(&self, mut message: Message) -> Result<(), PushError> {
+        loop {
+            let room = self.room.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            self.room_wanted.store(true, Ordering::SeqCst);
+            match self.push_or_return(message) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Closed, _)) => return Err(PushError::Closed),
+                Err((PushError::Full, back)) => {
+                    message = back;
+                    room.await;
+                }
+            }
+        }
+    }
+
+    /// After a message was taken: wakes the senders waiting for room once the
+    /// queue is half empty (one relaxed load when none waits).
+    fn taken(&self, state: &State) {
+        if self.room_wanted.load(Ordering::Relaxed)
+            && (state.items.len() <= self.capacity / 2 && state.bytes <= self.max_bytes / 2)
+            && self.room_wanted.swap(false, Ordering::SeqCst)
+        {
+            self.room.notify_waiters();
+        }
     }
 
     /// Counts one more sender.
@@ -149,7 +192,10 @@ impl OutboundReceiver {
         self.queue.receiver.register(cx.waker());
         let mut state = self.queue.lock();
         match Queue::pop(&mut state) {
-            Some(message) => Poll::Ready(Some(message)),
+            Some(message) => {
+                self.queue.taken(&state);
+                Poll::Ready(Some(message))
+            }
             None if state.senders == 0 => Poll::Ready(None),
             None => Poll::Pending,
         }
@@ -170,7 +216,10 @@ impl OutboundReceiver {
 
     /// The next message if one is queued.
     pub fn try_recv(&mut self) -> Option<Message> {
-        Queue::pop(&mut self.queue.lock())
+        let mut state = self.queue.lock();
+        let message = Queue::pop(&mut state);
+        self.queue.taken(&state);
+        message
     }
 
     /// Messages waiting.
@@ -190,6 +239,9 @@ impl Drop for OutboundReceiver {
         state.receiver_alive = false;
         state.items = VecDeque::new();
         state.bytes = 0;
+        drop(state);
+        // Senders waiting for room learn that none will come.
+        self.queue.room.notify_waiters();
     }
 }
 
@@ -267,6 +319,36 @@ mod tests {
         assert!(matches!(
             tx.try_send(Message::text("x")),
             Err(SendError::Closed { conn_id: ConnId(2) })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_paced_send_waits_for_half_the_room_and_learns_of_a_close() {
+        let (tx, mut rx) = Outbound::channel(ConnId(1), 4);
+        for n in 0..4 {
+            tx.try_send(Message::text(n.to_string())).unwrap();
+        }
+        let paced = tx.clone();
+        let waiting = tokio::spawn(async move { paced.send_when_room(Message::text("4")).await });
+        tokio::task::yield_now().await;
+        rx.try_recv().unwrap();
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "three of four taken is not half empty"
+        );
+        rx.try_recv().unwrap();
+        waiting.await.unwrap().unwrap();
+        assert_eq!(rx.len(), 3);
+        // Still full, the receiver goes: the waiting send fails as closed.
+        tx.try_send(Message::text("5")).unwrap();
+        let paced = tx.clone();
+        let waiting = tokio::spawn(async move { paced.send_when_room(Message::text("6")).await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(SendError::Closed { conn_id: ConnId(1) })
         ));
     }
 

@@ -428,3 +428,32 @@ async fn publications_racing_resubscribes_arrive_once_in_order() {
     running.store(false, Ordering::Relaxed);
     publisher.await.unwrap();
 }
+
+/// A replay larger than the connection's outbound queue (1024 messages)
+/// paces itself on the reader instead of closing it as a slow consumer.
+#[tokio::test]
+async fn a_replay_larger_than_the_outbound_queue_is_paced_not_closed() {
+    for codec in CODECS {
+        let server = start(history(5_000)).await;
+        let (raw, reply) = subscribed(&server, codec, "feed/long").await;
+        let since = reply.position.expect("a position");
+        raw.drop_connection();
+        while !server.subscribers("feed/long").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for n in 1..=3_000 {
+            publish(&server, "feed/long", n);
+        }
+        let mut raw = Raw::connect(&server.ws_url(), "", codec).await;
+        let (before, reply) = raw.subscribe::<Item>("feed/long", Some(since)).await;
+        assert!(reply.expect("resubscribed").recovered);
+        let offsets: Vec<u64> = items(&before)
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect();
+        assert_eq!(offsets, (1..=3_000).collect::<Vec<u64>>(), "{codec:?}");
+        publish(&server, "feed/long", 3_001);
+        assert_eq!(items(&[raw.next::<Item>().await]), [(3_001, 3_001)]);
+        assert_eq!(server.stats().errors.slow_consumer, 0);
+    }
+}

@@ -144,10 +144,9 @@ impl Channels {
                 return Err(ErrorReply::new(codes::INTERNAL, e.to_string()));
             }
         };
-        let mut state = lock(&channel.state);
-        let Some(subscriber) = state.subscribers.get_mut(&conn) else {
+        if !lock(&channel.state).subscribers.contains_key(&conn) {
             return Err(closing());
-        };
+        }
         if !new {
             // Subscribed already (or catching up under an earlier `sl/sub`):
             // it stays as it is.
@@ -157,7 +156,6 @@ impl Channels {
                 recovered,
             });
         }
-        let held = subscriber.catching_up.take().unwrap_or_default();
         let epoch = recovery.position.epoch;
         let mut last = recovery.position.offset;
         let replay = recovery.publications.filter(|_| since.is_some());
@@ -170,13 +168,17 @@ impl Channels {
                 &counters.resumes_not_recovered
             });
         }
+        // The replay paces itself on the peer's reading (it may be larger
+        // than the outbound queue); what is published meanwhile is held.
         let codec = ctx.codec();
         if let Some(replay) = replay {
             add(&counters.publications_replayed, replay.len());
             for publication in replay {
                 match publication.message(codec, None) {
                     Ok(message) => {
-                        let _ = ctx.send_message(message);
+                        if ctx.send_when_room(message).await.is_err() {
+                            return Err(closing());
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(target: "sente_lite", error = %e, "replay skipped a publication")
@@ -184,29 +186,22 @@ impl Channels {
                 }
             }
         }
-        // What arrived while catching up: only what the replay and the
-        // position do not cover already.
-        for (publication, message) in held.publications {
-            if publication.epoch() == epoch && publication.offset() > last {
-                last = publication.offset();
-                let _ = ctx.send_message(message);
+        // Then what was held, batch by batch, only what the replay and the
+        // position do not cover already, until none is left: then live.
+        loop {
+            let batch = self.take_held(shared, &channel, ctx, name, conn, &options)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (publication, message) in batch {
+                if publication.epoch() == epoch && publication.offset() > last {
+                    last = publication.offset();
+                    if ctx.send_when_room(message).await.is_err() {
+                        return Err(closing());
+                    }
+                }
             }
         }
-        if held.overflowed {
-            shared.slow_consumer(conn);
-        }
-        // Joined under the channel's lock, as `leave` leaves under it: the
-        // engine sees a connection's join and leave in their order.
-        if options.presence
-            && let Some(user) = ctx.user_id()
-        {
-            let member = PresenceMember {
-                user_id: user.clone(),
-                info: shared.presence_info(ctx, name),
-            };
-            engine.presence_join(name, member, conn);
-        }
-        drop(state);
         Ok(SubscribeReply {
             position: Some(StreamPosition {
                 epoch,
@@ -214,6 +209,48 @@ impl Channels {
             }),
             recovered,
         })
+    }
+
+    /// The publications held for a subscriber catching up, taken; when none
+    /// is left, the subscriber turns live (and joins the presence).
+    fn take_held(
+        &self,
+        shared: &Shared,
+        channel: &LocalChannel,
+        ctx: &Ctx,
+        name: &str,
+        conn: ConnId,
+        options: &ChannelOptions,
+    ) -> Result<Vec<(Arc<Publication>, Message)>, ErrorReply> {
+        let mut state = lock(&channel.state);
+        let Some(subscriber) = state.subscribers.get_mut(&conn) else {
+            return Err(closing());
+        };
+        let held = subscriber
+            .catching_up
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if held.overflowed {
+            drop(state);
+            shared.slow_consumer(conn);
+            return Err(closing());
+        }
+        if held.publications.is_empty() {
+            subscriber.catching_up = None;
+            // Joined under the channel's lock, as `leave` leaves under it:
+            // the engine sees a connection's join and leave in their order.
+            if options.presence
+                && let Some(user) = ctx.user_id()
+            {
+                let member = PresenceMember {
+                    user_id: user.clone(),
+                    info: shared.presence_info(ctx, name),
+                };
+                shared.engine.presence_join(name, member, conn);
+            }
+        }
+        Ok(held.publications)
     }
 
     /// Removes connection `conn` from channel `name`; `user` leaves its
