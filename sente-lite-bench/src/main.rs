@@ -49,6 +49,9 @@ enum Command {
         /// Tokio runtime workers.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// sente-lite: publications kept in the bench channels' history (0: none).
+        #[arg(long, default_value_t = 0)]
+        history: usize,
     },
     /// Runs one load generator (started by `run`): a JSON job.
     #[command(hide = true)]
@@ -68,7 +71,8 @@ fn main() -> std::process::ExitCode {
             kind,
             addr,
             threads,
-        } => serve::run(kind, &addr, threads).map_err(Into::into),
+            history,
+        } => serve::run(kind, &addr, threads, history).map_err(Into::into),
         Command::Load { job } => serde_json::from_str(&job)
             .map_err(Into::into)
             .and_then(load::run),

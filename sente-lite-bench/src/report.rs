@@ -299,6 +299,15 @@ impl Report {
         }
         let _ = writeln!(
             out,
+            "\n**sente-lite json + history** and **sente-lite postcard + history** are the same \
+             server with a history on the bench channel (`ChannelOptions {{ history_size: {}, \
+             ..ChannelOptions::default() }}`: each publication is numbered, encoded in both \
+             codecs and kept for recovery); they are measured in fan-out only, since a \
+             history changes nothing for requests or idle connections.",
+            crate::run::HISTORY_SIZE
+        );
+        let _ = writeln!(
+            out,
             "\n**socketioxide** (Rust, on axum) and **socket.io 4 on Node.js** \
              (`sente-lite-bench/node`) serve the same echo (an event acknowledged with its \
              payload) and room broadcast, with their default settings (WebSocket transport only). \

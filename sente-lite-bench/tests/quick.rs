@@ -32,6 +32,8 @@ fn the_quick_run_completes_every_scenario() {
         "bare",
         "sente-lite json",
         "sente-lite postcard",
+        "sente-lite json + history",
+        "sente-lite postcard + history",
         "socketioxide",
     ] {
         assert!(

@@ -27,6 +27,10 @@ pub(crate) enum System {
     SenteJson,
     /// sente-lite, postcard.
     SentePostcard,
+    /// sente-lite, JSON, with a history on the bench channel.
+    SenteJsonHistory,
+    /// sente-lite, postcard, with a history on the bench channel.
+    SentePostcardHistory,
     /// socketioxide (Rust, socket.io protocol).
     Socketioxide,
     /// socket.io 4 on Node.js.
@@ -35,10 +39,12 @@ pub(crate) enum System {
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 5] = [
+    pub(crate) const ALL: [System; 7] = [
         Self::Bare,
         Self::SenteJson,
         Self::SentePostcard,
+        Self::SenteJsonHistory,
+        Self::SentePostcardHistory,
         Self::Socketioxide,
         Self::SocketIoNode,
     ];
@@ -49,6 +55,8 @@ impl System {
             Self::Bare => "bare",
             Self::SenteJson => "sente-lite json",
             Self::SentePostcard => "sente-lite postcard",
+            Self::SenteJsonHistory => "sente-lite json + history",
+            Self::SentePostcardHistory => "sente-lite postcard + history",
             Self::Socketioxide => "socketioxide",
             Self::SocketIoNode => "socket.io (Node.js)",
         }
@@ -58,12 +66,24 @@ impl System {
     pub(crate) fn protocol(self) -> Protocol {
         match self {
             Self::Bare => Protocol::Bare,
-            Self::SenteJson => Protocol::SenteJson,
-            Self::SentePostcard => Protocol::SentePostcard,
+            Self::SenteJson | Self::SenteJsonHistory => Protocol::SenteJson,
+            Self::SentePostcard | Self::SentePostcardHistory => Protocol::SentePostcard,
             Self::Socketioxide | Self::SocketIoNode => Protocol::SocketIo,
         }
     }
+
+    /// Publications its server keeps in the bench channel's history (0: none).
+    pub(crate) fn history_size(self) -> usize {
+        match self {
+            Self::SenteJsonHistory | Self::SentePostcardHistory => HISTORY_SIZE,
+            _ => 0,
+        }
+    }
 }
+
+/// The history of the `+ history` systems' bench channel, in publications
+/// (the other channel options are the defaults).
+pub(crate) const HISTORY_SIZE: usize = 1000;
 
 /// What a run measures and for how long.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +173,18 @@ impl Plan {
             conns_per_process: 5_000,
             clients_per_process: 2_500,
         }
+    }
+
+    /// The systems of `scenario`, in table order: a history changes nothing in
+    /// request/reply and idle connections, so the `+ history` systems are in
+    /// fan-out only; the storm needs a client that reconnects.
+    pub(crate) fn systems_for(&self, scenario: Scenario) -> Vec<System> {
+        let wanted = |system: &System| match scenario {
+            Scenario::Reqrep | Scenario::Idle => system.history_size() == 0,
+            Scenario::Fanout => true,
+            Scenario::Storm => matches!(system, System::Bare | System::SenteJson),
+        };
+        self.systems.iter().copied().filter(wanted).collect()
     }
 
     /// A smoke run: every scenario with tiny counts, a few seconds in all.
@@ -266,7 +298,17 @@ impl Context {
         system: System,
         addr: &str,
     ) -> Result<ServerProcess, BoxError> {
-        ServerProcess::start(system, addr, &self.pinning, self.node.as_ref(), self.ticks).await
+        self.start_server(system, addr, system.history_size()).await
+    }
+
+    async fn start_server(
+        &self,
+        system: System,
+        addr: &str,
+        history: usize,
+    ) -> Result<ServerProcess, BoxError> {
+        let node = self.node.as_ref();
+        ServerProcess::start(system, addr, history, &self.pinning, node, self.ticks).await
     }
 
     /// How many load-generator processes `conns` connections need.

@@ -53,10 +53,12 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server of `system` on `addr` (`127.0.0.1:0` for any port).
+    /// Starts the server of `system` on `addr` (`127.0.0.1:0` for any port),
+    /// keeping `history` publications of the bench channel (sente-lite only).
     pub(crate) async fn start(
         system: System,
         addr: &str,
+        history: usize,
         pinning: &Pinning,
         node: Option<&NodePeer>,
         ticks: f64,
@@ -72,6 +74,9 @@ impl ServerProcess {
                     .arg(addr)
                     .arg("--threads")
                     .arg(pinning.server_cpus.to_string());
+                if history > 0 {
+                    command.arg("--history").arg(history.to_string());
+                }
                 command
             }
             None => {
@@ -254,7 +259,10 @@ impl System {
     pub(crate) fn server_kind(self) -> Option<ServerKind> {
         match self {
             Self::Bare => Some(ServerKind::Bare),
-            Self::SenteJson | Self::SentePostcard => Some(ServerKind::Sente),
+            Self::SenteJson
+            | Self::SentePostcard
+            | Self::SenteJsonHistory
+            | Self::SentePostcardHistory => Some(ServerKind::Sente),
             Self::Socketioxide => Some(ServerKind::Socketioxide),
             Self::SocketIoNode => None,
         }
