@@ -110,6 +110,30 @@ pub(crate) struct StormCell {
     pub(crate) rounds: Vec<StormRound>,
 }
 
+/// Scenario 5.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReplayCell {
+    pub(crate) system: System,
+    pub(crate) clients: usize,
+    /// Publications each client missed.
+    pub(crate) missed: u64,
+    /// The history's size on the server.
+    pub(crate) history: usize,
+    pub(crate) processes: usize,
+    /// From `go` until the last client had every missed publication.
+    pub(crate) all_caught_up_s: f64,
+    /// Per client, from `go` until it had every missed publication.
+    pub(crate) each_p50_ms: f64,
+    /// See `each_p50_ms`.
+    pub(crate) each_p99_ms: f64,
+    /// See `each_p50_ms`.
+    pub(crate) each_max_ms: f64,
+    /// Server CPU time from `go` until every client had everything.
+    pub(crate) server_cpu_s: f64,
+    /// Publications delivered by the replay (clients × missed) per second.
+    pub(crate) publications_per_s: f64,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Report {
@@ -124,6 +148,8 @@ pub(crate) struct Report {
     pub(crate) fanout: Vec<FanoutCell>,
     pub(crate) idle: Vec<IdleCell>,
     pub(crate) storm: Vec<StormCell>,
+    #[serde(default)]
+    pub(crate) replay: Vec<ReplayCell>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -136,6 +162,17 @@ pub(crate) fn median(values: &[f64]) -> f64 {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
+}
+
+/// The value below which `p` percent of `values` lie (nearest rank; 0 when empty).
+pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.clamp(1, sorted.len().max(1)) - 1)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 fn max(values: &[f64]) -> f64 {
@@ -203,6 +240,7 @@ impl Report {
             fanout: Vec::new(),
             idle: Vec::new(),
             storm: Vec::new(),
+            replay: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -302,8 +340,8 @@ impl Report {
             "\n**sente-lite json + history** and **sente-lite postcard + history** are the same \
              server with a history on the bench channel (`ChannelOptions {{ history_size: {}, \
              ..ChannelOptions::default() }}`: each publication is numbered, encoded in both \
-             codecs and kept for recovery); they are measured in fan-out only, since a \
-             history changes nothing for requests or idle connections.",
+             codecs and kept for recovery); they are measured in fan-out and recovery replay \
+             only, since a history changes nothing for requests or idle connections.",
             crate::run::HISTORY_SIZE
         );
         let _ = writeln!(
@@ -664,6 +702,51 @@ impl Report {
         out.push('\n');
     }
 
+    fn replay(&self, out: &mut String) {
+        if self.replay.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "### 5. Recovery replay\n\n\
+             Clients in load-generator processes of at most {} connections subscribe to the \
+             bench channel of a `+ history` server, keep the position of the subscribe reply \
+             and disconnect; while they are away the server publishes the missed messages \
+             ({} B of filler each; one `bench/publish-many` request). Then all of them \
+             reconnect at once and resubscribe with `since` (`[\"sl/sub\", id, channel, \
+             {{\"epoch\": …, \"offset\": …}}]`): each must receive exactly the missed \
+             publications as `sl/pub`, in order, then `sl/ok` with `recovered: true`; \
+             anything else fails the run. *All caught up*: from the moment the run says go \
+             until the last client has everything; *per client*: from go until that client \
+             has everything (connect, handshake, subscribe, replay). Server CPU over the same \
+             span, from `/proc/PID/stat`; publications/s = clients × missed / all caught up.\n",
+            self.plan.conns_per_process, self.plan.fanout_pad
+        );
+        let _ = writeln!(
+            out,
+            "| system | clients | missed each (history) | all caught up | per client p50 / p99 / max | server CPU | per replayed publication | publications/s |\n|---|---|---|---|---|---|---|---|"
+        );
+        for c in &self.replay {
+            let replayed = (c.clients as f64 * c.missed as f64).max(1.0);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} ({}) | {:.0} ms | {:.0} / {:.0} / {:.0} ms | {:.0} ms | {:.0} ns | {} |",
+                c.system.label(),
+                grouped(c.clients as f64),
+                grouped(c.missed as f64),
+                grouped(c.history as f64),
+                c.all_caught_up_s * 1000.0,
+                c.each_p50_ms,
+                c.each_p99_ms,
+                c.each_max_ms,
+                c.server_cpu_s * 1000.0,
+                c.server_cpu_s * 1e9 / replayed,
+                grouped(c.publications_per_s)
+            );
+        }
+        out.push('\n');
+    }
+
     fn verdicts(&self) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
         let sente = System::SenteJson;
@@ -853,7 +936,7 @@ impl Report {
              cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
              ```\n\n\
              `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
-             also run by `cargo test -p sente-lite-bench`); `--only reqrep,fanout,idle,storm` \
+             also run by `cargo test -p sente-lite-bench`); `--only reqrep,fanout,idle,storm,replay` \
              and `--systems bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
              figures and `render --results FILE ...` writes the tables again. On a machine \
              shared with other work, `--nice -10` gives the measured processes the CPUs first \
@@ -882,6 +965,7 @@ impl Report {
         self.fanout(&mut out);
         self.idle(&mut out);
         self.storm(&mut out);
+        self.replay(&mut out);
         if !self.notes.is_empty() {
             let _ = writeln!(out, "### Notes of this run\n");
             for note in &self.notes {
@@ -962,6 +1046,11 @@ mod tests {
         assert_eq!(ratio(8.0, None), "–");
         assert_eq!(payload_label(16384), "16 KiB");
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 50.0), 50.0);
+        assert_eq!(percentile(&hundred, 99.0), 99.0);
+        assert_eq!(percentile(&hundred, 100.0), 100.0);
+        assert_eq!(percentile(&[], 99.0), 0.0);
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn the_quick_run_completes_every_scenario() {
         "### 2. Broadcast fan-out",
         "### 3. Idle connections",
         "### 4. Reconnection storm",
+        "### 5. Recovery replay",
     ] {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }

@@ -4,6 +4,7 @@
 mod fanout;
 mod idle;
 mod processes;
+mod replay;
 mod reqrep;
 mod storm;
 
@@ -128,6 +129,15 @@ pub(crate) struct Plan {
     pub(crate) conns_per_process: usize,
     /// Storm: native clients per load-generator process.
     pub(crate) clients_per_process: usize,
+    /// Replay: clients that leave and come back.
+    #[serde(default)]
+    pub(crate) replay_clients: usize,
+    /// Replay: publications each of them missed.
+    #[serde(default)]
+    pub(crate) replay_missed: u64,
+    /// Replay: how long to wait for every client to catch up, ms.
+    #[serde(default)]
+    pub(crate) replay_deadline_ms: u64,
 }
 
 /// The scenarios.
@@ -141,6 +151,8 @@ pub(crate) enum Scenario {
     Idle,
     /// 4: reconnection storm.
     Storm,
+    /// 5: recovery replay after a reconnection.
+    Replay,
 }
 
 impl Plan {
@@ -154,6 +166,7 @@ impl Plan {
                 Scenario::Fanout,
                 Scenario::Idle,
                 Scenario::Storm,
+                Scenario::Replay,
             ],
             clients: vec![1, 100, 1000],
             payloads: vec![20, 16 << 10],
@@ -172,17 +185,21 @@ impl Plan {
             storm_deadline_ms: 60_000,
             conns_per_process: 5_000,
             clients_per_process: 2_500,
+            replay_clients: 1_000,
+            replay_missed: 1_000,
+            replay_deadline_ms: 60_000,
         }
     }
 
     /// The systems of `scenario`, in table order: a history changes nothing in
     /// request/reply and idle connections, so the `+ history` systems are in
-    /// fan-out only; the storm needs a client that reconnects.
+    /// fan-out and replay only; the storm needs a client that reconnects.
     pub(crate) fn systems_for(&self, scenario: Scenario) -> Vec<System> {
         let wanted = |system: &System| match scenario {
             Scenario::Reqrep | Scenario::Idle => system.history_size() == 0,
             Scenario::Fanout => true,
             Scenario::Storm => matches!(system, System::Bare | System::SenteJson),
+            Scenario::Replay => system.history_size() > 0,
         };
         self.systems.iter().copied().filter(wanted).collect()
     }
@@ -205,6 +222,9 @@ impl Plan {
             storm_deadline_ms: 10_000,
             conns_per_process: 30,
             clients_per_process: 10,
+            replay_clients: 40,
+            replay_missed: 100,
+            replay_deadline_ms: 10_000,
             ..Self::full()
         }
     }
@@ -247,6 +267,15 @@ pub(crate) struct RunArgs {
     /// Save the raw figures (JSON), to render again with `render`.
     #[arg(long)]
     pub(crate) results: Option<PathBuf>,
+    /// Replay: clients that leave and come back (full run default 1,000).
+    #[arg(long)]
+    pub(crate) replay_clients: Option<usize>,
+    /// Replay: publications each client misses while away (full run default
+    /// 1,000). The server keeps at least 1,000 in the history, more when asked;
+    /// the whole replay must fit a connection's outbound queue (1,024 messages
+    /// by default) or the server closes it as a slow consumer.
+    #[arg(long)]
+    pub(crate) replay_missed: Option<u64>,
     /// The folder of the socket.io (Node.js) server (`server.js` with its
     /// `node_modules` installed by `npm ci`). Default: this crate's `node/`.
     #[arg(long)]
@@ -299,6 +328,16 @@ impl Context {
         addr: &str,
     ) -> Result<ServerProcess, BoxError> {
         self.start_server(system, addr, system.history_size()).await
+    }
+
+    /// Starts the server of `system` on any free port, keeping `history`
+    /// publications of the bench channel (sente-lite only).
+    pub(crate) async fn server_with_history(
+        &self,
+        system: System,
+        history: usize,
+    ) -> Result<ServerProcess, BoxError> {
+        self.start_server(system, "127.0.0.1:0", history).await
     }
 
     async fn start_server(
@@ -361,6 +400,12 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     if let Some(secs) = args.duration {
         plan.duration_ms = (secs * 1000.0) as u64;
     }
+    if let Some(clients) = args.replay_clients {
+        plan.replay_clients = clients.max(1);
+    }
+    if let Some(missed) = args.replay_missed {
+        plan.replay_missed = missed;
+    }
     if !args.only.is_empty() {
         plan.scenarios = args.only.clone();
     }
@@ -406,6 +451,7 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
             Scenario::Fanout => fanout::run(&context, &mut report).await,
             Scenario::Idle => idle::run(&context, &mut report).await,
             Scenario::Storm => storm::run(&context, &mut report).await,
+            Scenario::Replay => replay::run(&context, &mut report).await,
         }
         eprintln!(
             "sente-lite-bench: {scenario:?} done in {:.1} s",

@@ -1,15 +1,17 @@
 //! The sente-lite server under test: `bench/echo` answers with its payload,
-//! `bench/publish` broadcasts a `bench/tick` on the bench channel. With
-//! `--history N` the bench channels keep a history of N publications.
+//! `bench/publish` broadcasts a `bench/tick` on the bench channel,
+//! `bench/publish-many` publishes many in one go. With `--history N` the bench
+//! channels keep a history of N publications.
 //!
 //! Default settings, except the one a load test must change: the inbound rate
 //! limit (200 messages/s per connection by default) is off, since one
 //! connection of the closed-loop scenario sends tens of thousands a second.
 
+use sente_lite::protocol::codes;
 use sente_lite::server::{ChannelOptions, allow_all};
-use sente_lite::{Ctx, Router, Server};
+use sente_lite::{Ctx, ErrorReply, Router, Server};
 
-use crate::events::{Echo, Publish, ROOM, Tick};
+use crate::events::{Echo, Publish, PublishMany, ROOM, Tick};
 
 #[sente_lite::handler]
 async fn echo(request: Echo) -> String {
@@ -27,6 +29,26 @@ async fn publish_tick(ctx: Ctx, request: Publish) {
             },
         );
     }
+}
+
+#[sente_lite::handler]
+async fn publish_many(ctx: Ctx, request: PublishMany) -> Result<u64, ErrorReply> {
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new(codes::INTERNAL, "no server"))?;
+    let mut last = 0;
+    for seq in 1..=request.count {
+        let tick = Tick {
+            seq,
+            pad: request.pad.clone(),
+        };
+        let published = server
+            .publish(ROOM, &tick)
+            .await
+            .map_err(|e| ErrorReply::new(codes::INTERNAL, e.to_string()))?;
+        last = published.position.map_or(last, |p| p.offset);
+    }
+    Ok(last)
 }
 
 /// The limits the bench changes from [`sente_lite::server::Limits::default`],
@@ -55,7 +77,12 @@ fn history_options(history: usize) -> ChannelOptions {
 /// publications (none when 0).
 pub(crate) async fn serve(addr: &str, history: usize) -> std::io::Result<()> {
     let mut builder = Server::builder()
-        .router(Router::new().handler(echo).handler(publish_tick))
+        .router(
+            Router::new()
+                .handler(echo)
+                .handler(publish_tick)
+                .handler(publish_many),
+        )
         .channel("bench/*", allow_all)
         .configure(|config| config.limits.rate_per_sec = None);
     if history > 0 {
