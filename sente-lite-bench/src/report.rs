@@ -134,6 +134,43 @@ pub(crate) struct ReplayCell {
     pub(crate) publications_per_s: f64,
 }
 
+/// Scenario 6: one layout of histories filled in a process of its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HistoryMemoryCell {
+    /// Channels the publications were spread over.
+    pub(crate) channels: usize,
+    /// Publications kept in all.
+    pub(crate) publications: usize,
+    /// Each channel's `history_size`.
+    pub(crate) per_channel: usize,
+    /// Mean bytes of a publication's payload, as JSON.
+    pub(crate) payload_bytes: f64,
+    /// Mean bytes of a kept `sl/pub` frame in JSON.
+    pub(crate) json_frame_bytes: f64,
+    /// The same in postcard.
+    pub(crate) postcard_frame_bytes: f64,
+    /// `MemoryEngine::history_bytes()` after the fill.
+    pub(crate) history_bytes: usize,
+    /// `MemoryEngine::channel_count()` after the fill.
+    pub(crate) channel_count: usize,
+    /// The process's resident memory before the first publication.
+    pub(crate) rss_before: u64,
+    /// And after the last.
+    pub(crate) rss_after: u64,
+}
+
+impl HistoryMemoryCell {
+    /// Resident memory grown per publication kept, bytes.
+    pub(crate) fn rss_per_publication(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.publications.max(1) as f64
+    }
+
+    /// `history_bytes` per publication kept.
+    pub(crate) fn history_bytes_per_publication(&self) -> f64 {
+        self.history_bytes as f64 / self.publications.max(1) as f64
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Report {
@@ -150,6 +187,8 @@ pub(crate) struct Report {
     pub(crate) storm: Vec<StormCell>,
     #[serde(default)]
     pub(crate) replay: Vec<ReplayCell>,
+    #[serde(default)]
+    pub(crate) history_memory: Vec<HistoryMemoryCell>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -241,6 +280,7 @@ impl Report {
             idle: Vec::new(),
             storm: Vec::new(),
             replay: Vec::new(),
+            history_memory: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -747,6 +787,52 @@ impl Report {
         out.push('\n');
     }
 
+    fn history_memory(&self, out: &mut String) {
+        let Some(first) = self.history_memory.first() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "### 6. Memory per stored publication\n\n\
+             A process of its own (pinned like the servers) builds a sente-lite server with \
+             the in-memory engine (`MemoryEngine`) and no connection, and publishes {} \
+             messages (`bench/tick`, {:.0} B of JSON payload each) in turn on the channels of \
+             a layout, each keeping its share (`history_size` = publications / channels; \
+             `history_max_bytes` and the engine's `max_history_bytes` out of reach). *RSS*: \
+             the process's `VmRSS` (`/proc/self/status`) before the first publication and \
+             after the last, the growth divided by the publications. *Frames*: \
+             `MemoryEngine::history_bytes()` per publication, the encoded `sl/pub` frames \
+             the histories hold (every publication is kept in both codecs, JSON + \
+             postcard). *Overhead*: RSS growth beyond the frames (the publication's \
+             record, the history's slot, the allocator's rounding).\n",
+            grouped(first.publications as f64),
+            first.payload_bytes
+        );
+        let _ = writeln!(
+            out,
+            "| channels × kept each | payload (JSON) | frames: json + postcard | RSS growth | RSS per publication | frames per publication | overhead | RSS ÷ frames |\n|---|---|---|---|---|---|---|---|"
+        );
+        for c in &self.history_memory {
+            let rss = c.rss_per_publication();
+            let frames = c.history_bytes_per_publication();
+            let _ = writeln!(
+                out,
+                "| {} × {} | {:.0} B | {:.0} + {:.0} B | {:.1} MiB | {:.0} B | {:.0} B | {:.0} B | {} |",
+                grouped(c.channels as f64),
+                grouped(c.per_channel as f64),
+                c.payload_bytes,
+                c.json_frame_bytes,
+                c.postcard_frame_bytes,
+                c.rss_after.saturating_sub(c.rss_before) as f64 / (1 << 20) as f64,
+                rss,
+                frames,
+                rss - frames,
+                ratio(rss, Some(frames))
+            );
+        }
+        out.push('\n');
+    }
+
     fn verdicts(&self) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
         let sente = System::SenteJson;
@@ -936,8 +1022,9 @@ impl Report {
              cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
              ```\n\n\
              `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
-             also run by `cargo test -p sente-lite-bench`); `--only reqrep,fanout,idle,storm,replay` \
-             and `--systems bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
+             also run by `cargo test -p sente-lite-bench`); `--only \
+             reqrep,fanout,idle,storm,replay,history-memory` and `--systems \
+             bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
              figures and `render --results FILE ...` writes the tables again. On a machine \
              shared with other work, `--nice -10` gives the measured processes the CPUs first \
              and `--quiet-wait SECS` waits (bounded) for the machine to be idle before each \
@@ -966,6 +1053,7 @@ impl Report {
         self.idle(&mut out);
         self.storm(&mut out);
         self.replay(&mut out);
+        self.history_memory(&mut out);
         if !self.notes.is_empty() {
             let _ = writeln!(out, "### Notes of this run\n");
             for note in &self.notes {

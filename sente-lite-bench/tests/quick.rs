@@ -26,6 +26,7 @@ fn the_quick_run_completes_every_scenario() {
         "### 3. Idle connections",
         "### 4. Reconnection storm",
         "### 5. Recovery replay",
+        "### 6. Memory per stored publication",
     ] {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }

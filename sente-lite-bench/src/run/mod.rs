@@ -2,6 +2,7 @@
 //! the figures, prints the tables, and writes the report and chart on request.
 
 mod fanout;
+mod history_memory;
 mod idle;
 mod processes;
 mod replay;
@@ -138,6 +139,16 @@ pub(crate) struct Plan {
     /// Replay: how long to wait for every client to catch up, ms.
     #[serde(default)]
     pub(crate) replay_deadline_ms: u64,
+    /// History memory: publications kept in all, in each layout.
+    #[serde(default)]
+    pub(crate) memory_publications: usize,
+    /// History memory: the layouts, as channel counts (the publications are
+    /// spread over them evenly).
+    #[serde(default)]
+    pub(crate) memory_channels: Vec<usize>,
+    /// History memory: bytes of each publication's payload, as JSON.
+    #[serde(default)]
+    pub(crate) memory_payload: usize,
 }
 
 /// The scenarios.
@@ -153,6 +164,8 @@ pub(crate) enum Scenario {
     Storm,
     /// 5: recovery replay after a reconnection.
     Replay,
+    /// 6: memory per publication kept in a channel history.
+    HistoryMemory,
 }
 
 impl Plan {
@@ -167,6 +180,7 @@ impl Plan {
                 Scenario::Idle,
                 Scenario::Storm,
                 Scenario::Replay,
+                Scenario::HistoryMemory,
             ],
             clients: vec![1, 100, 1000],
             payloads: vec![20, 16 << 10],
@@ -188,6 +202,9 @@ impl Plan {
             replay_clients: 1_000,
             replay_missed: 1_000,
             replay_deadline_ms: 60_000,
+            memory_publications: 100_000,
+            memory_channels: vec![1, 1_000],
+            memory_payload: 100,
         }
     }
 
@@ -200,6 +217,8 @@ impl Plan {
             Scenario::Fanout => true,
             Scenario::Storm => matches!(system, System::Bare | System::SenteJson),
             Scenario::Replay => system.history_size() > 0,
+            // sente-lite's engine on its own, no system to compare.
+            Scenario::HistoryMemory => false,
         };
         self.systems.iter().copied().filter(wanted).collect()
     }
@@ -225,6 +244,8 @@ impl Plan {
             replay_clients: 40,
             replay_missed: 100,
             replay_deadline_ms: 10_000,
+            memory_publications: 2_000,
+            memory_channels: vec![1, 20],
             ..Self::full()
         }
     }
@@ -276,6 +297,10 @@ pub(crate) struct RunArgs {
     /// by default) or the server closes it as a slow consumer.
     #[arg(long)]
     pub(crate) replay_missed: Option<u64>,
+    /// History memory: publications kept in all, in each layout (full run
+    /// default 100,000: on one channel, then on 1,000 channels of 100).
+    #[arg(long)]
+    pub(crate) memory_publications: Option<usize>,
     /// The folder of the socket.io (Node.js) server (`server.js` with its
     /// `node_modules` installed by `npm ci`). Default: this crate's `node/`.
     #[arg(long)]
@@ -406,6 +431,9 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     if let Some(missed) = args.replay_missed {
         plan.replay_missed = missed;
     }
+    if let Some(publications) = args.memory_publications {
+        plan.memory_publications = publications.max(1);
+    }
     if !args.only.is_empty() {
         plan.scenarios = args.only.clone();
     }
@@ -452,6 +480,7 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
             Scenario::Idle => idle::run(&context, &mut report).await,
             Scenario::Storm => storm::run(&context, &mut report).await,
             Scenario::Replay => replay::run(&context, &mut report).await,
+            Scenario::HistoryMemory => history_memory::run(&context, &mut report).await,
         }
         eprintln!(
             "sente-lite-bench: {scenario:?} done in {:.1} s",

@@ -132,6 +132,29 @@ impl ServerProcess {
     }
 }
 
+/// Runs this program with `args` as a process of its own, pinned to the
+/// servers' CPUs, until it ends (within `timeout`); its standard output.
+pub(crate) async fn run_to_end(
+    args: &[String],
+    pinning: &Pinning,
+    timeout: Duration,
+) -> Result<String, BoxError> {
+    let child = command(pinning.server.as_deref(), this_program()?.as_os_str())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("`{}` did not end within {timeout:?}", args.join(" ")))??;
+    if !output.status.success() {
+        return Err(format!("`{}` failed ({})", args.join(" "), output.status).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Load-generator processes running one job each.
 pub(crate) struct Workers {
     children: Vec<Child>,

@@ -4,6 +4,7 @@
 //! accepts connections, and serves until it is killed.
 
 mod bare;
+pub(crate) mod fill;
 mod sente;
 mod socketioxide;
 
