@@ -623,6 +623,47 @@ impl Report {
             }
         }
         out.push('\n');
+        self.history_cost(out);
+    }
+
+    /// What a history adds to the server's CPU per delivery: each `+ history`
+    /// system against the same codec without one, at each subscriber count.
+    fn history_cost(&self, out: &mut String) {
+        let pairs = [
+            (System::SenteJson, System::SenteJsonHistory),
+            (System::SentePostcard, System::SentePostcardHistory),
+        ];
+        let mut lines = Vec::new();
+        for with in &self.fanout {
+            let Some((without, _)) = pairs.iter().find(|(_, h)| *h == with.system) else {
+                continue;
+            };
+            let Some(base) = self
+                .fanout
+                .iter()
+                .find(|c| c.system == *without && c.subscribers == with.subscribers)
+            else {
+                continue;
+            };
+            lines.push(format!(
+                "{} at {} subscribers: {:.0} ns with, {:.0} ns without ({})",
+                without.label(),
+                grouped(with.subscribers as f64),
+                with.server_cpu_us_per_delivery * 1000.0,
+                base.server_cpu_us_per_delivery * 1000.0,
+                ratio(
+                    with.server_cpu_us_per_delivery,
+                    Some(base.server_cpu_us_per_delivery)
+                )
+            ));
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(
+                out,
+                "**History on vs off**, server CPU per delivery: {}.\n",
+                lines.join("; ")
+            );
+        }
     }
 
     fn idle(&self, out: &mut String) {

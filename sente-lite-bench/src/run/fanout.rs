@@ -165,7 +165,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
             match one(context, system, subscribers).await {
                 Ok(cell) => {
                     eprintln!(
-                        "  fanout {:<22} subscribers {subscribers:>6}: all have it in {:.1} ms (median), {:.0} deliveries/s",
+                        "  fanout {:<29} subscribers {subscribers:>6}: all have it in {:.1} ms (median), {:.0} deliveries/s",
                         system.label(),
                         crate::report::median(&cell.all_have_it_ms),
                         cell.deliveries_per_s

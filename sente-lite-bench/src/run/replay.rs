@@ -115,7 +115,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
         match one(context, system).await {
             Ok(cell) => {
                 eprintln!(
-                    "  replay {:<22} clients {:>6}: {} missed each, all caught up in {:.3} s",
+                    "  replay {:<29} clients {:>6}: {} missed each, all caught up in {:.3} s",
                     system.label(),
                     cell.clients,
                     cell.missed,
