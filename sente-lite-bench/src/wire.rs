@@ -355,6 +355,7 @@ impl Protocol {
         self,
         message: &Message,
     ) -> Option<Result<SubscribeReply, BoxError>> {
+        // Only sente-lite answers a subscribe with a reply of its own.
         self.codec()?;
         match Codec::decode(message) {
             Ok(Inbound::Reply {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use sente_lite::protocol::StreamPosition;
 
 use super::{Commands, JobResult, Target, every_one, gather, own_cpu, say, say_result};
@@ -106,6 +106,14 @@ pub(super) async fn resume(
             .map_err(|_| format!("a client did not catch up within {deadline:?}"))??;
         sockets.push(ws);
         done_at.push(done);
+    }
+    // Nothing was published after the replay: nothing may follow the reply.
+    for ws in &mut sockets {
+        while let Some(Some(Ok(message))) = ws.next().now_or_never() {
+            if let Some(offset) = protocol.publication_offset(&message) {
+                return Err(format!("publication {offset} arrived again after the reply").into());
+            }
+        }
     }
     say_result(&JobResult {
         completed: done_at.len() as u64,
