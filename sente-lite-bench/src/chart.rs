@@ -29,6 +29,8 @@ fn color(system: System) -> RGBColor {
         System::Bare => RGBColor(60, 60, 60),
         System::SenteJson => RGBColor(31, 119, 180),
         System::SentePostcard => RGBColor(44, 160, 44),
+        System::SenteJsonHistory => RGBColor(148, 103, 189),
+        System::SentePostcardHistory => RGBColor(140, 86, 75),
         System::Socketioxide => RGBColor(255, 127, 14),
         System::SocketIoNode => RGBColor(214, 39, 40),
     }

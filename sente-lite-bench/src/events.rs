@@ -29,3 +29,14 @@ pub(crate) struct Tick {
     /// Filler.
     pub(crate) pad: String,
 }
+
+/// Asks the server to publish `count` [`Tick`]s on [`ROOM`] in one go,
+/// numbered from 1; the reply is the offset of the last one in the channel.
+#[sente_lite::event("bench/publish-many", reply = u64)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PublishMany {
+    /// How many.
+    pub(crate) count: u64,
+    /// Filler of each.
+    pub(crate) pad: String,
+}

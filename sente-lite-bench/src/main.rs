@@ -7,10 +7,11 @@
 //! ```
 //!
 //! `run` starts every server and load generator as a process of its own (the
-//! same binary's `serve` and `load` subcommands), pinned with `taskset` to
-//! separate CPUs when it can, and prints the tables. Scenarios: request/reply
-//! throughput and latency, broadcast fan-out, idle connections' memory, and a
-//! reconnection storm. See `BENCHMARKS.md` for the figures and how they are made.
+//! same binary's `serve`, `load` and `fill` subcommands), pinned with
+//! `taskset` to separate CPUs when it can, and prints the tables. Scenarios:
+//! request/reply throughput and latency, broadcast fan-out, idle connections'
+//! memory, a reconnection storm, recovery replay, and the memory of a channel
+//! history. See `BENCHMARKS.md` for the figures and how they are made.
 
 mod chart;
 mod events;
@@ -49,6 +50,23 @@ enum Command {
         /// Tokio runtime workers.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// sente-lite: publications kept in the bench channels' history (0: none).
+        #[arg(long, default_value_t = 0)]
+        history: usize,
+    },
+    /// Fills a history in a process of its own and reports its memory
+    /// (started by `run`).
+    #[command(hide = true)]
+    Fill {
+        /// Publications kept in all.
+        #[arg(long)]
+        publications: usize,
+        /// Channels they are spread over, in turn.
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Bytes of each publication's payload, as JSON.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
     },
     /// Runs one load generator (started by `run`): a JSON job.
     #[command(hide = true)]
@@ -68,7 +86,13 @@ fn main() -> std::process::ExitCode {
             kind,
             addr,
             threads,
-        } => serve::run(kind, &addr, threads).map_err(Into::into),
+            history,
+        } => serve::run(kind, &addr, threads, history).map_err(Into::into),
+        Command::Fill {
+            publications,
+            channels,
+            payload,
+        } => serve::fill::run(publications, channels, payload),
         Command::Load { job } => serde_json::from_str(&job)
             .map_err(Into::into)
             .and_then(load::run),

@@ -110,6 +110,67 @@ pub(crate) struct StormCell {
     pub(crate) rounds: Vec<StormRound>,
 }
 
+/// Scenario 5.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReplayCell {
+    pub(crate) system: System,
+    pub(crate) clients: usize,
+    /// Publications each client missed.
+    pub(crate) missed: u64,
+    /// The history's size on the server.
+    pub(crate) history: usize,
+    pub(crate) processes: usize,
+    /// From `go` until the last client had every missed publication.
+    pub(crate) all_caught_up_s: f64,
+    /// Per client, from `go` until it had every missed publication.
+    pub(crate) each_p50_ms: f64,
+    /// See `each_p50_ms`.
+    pub(crate) each_p99_ms: f64,
+    /// See `each_p50_ms`.
+    pub(crate) each_max_ms: f64,
+    /// Server CPU time from `go` until every client had everything.
+    pub(crate) server_cpu_s: f64,
+    /// Publications delivered by the replay (clients × missed) per second.
+    pub(crate) publications_per_s: f64,
+}
+
+/// Scenario 6: one layout of histories filled in a process of its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HistoryMemoryCell {
+    /// Channels the publications were spread over.
+    pub(crate) channels: usize,
+    /// Publications kept in all.
+    pub(crate) publications: usize,
+    /// Each channel's `history_size`.
+    pub(crate) per_channel: usize,
+    /// Mean bytes of a publication's payload, as JSON.
+    pub(crate) payload_bytes: f64,
+    /// Mean bytes of a kept `sl/pub` frame in JSON.
+    pub(crate) json_frame_bytes: f64,
+    /// The same in postcard.
+    pub(crate) postcard_frame_bytes: f64,
+    /// `MemoryEngine::history_bytes()` after the fill.
+    pub(crate) history_bytes: usize,
+    /// `MemoryEngine::channel_count()` after the fill.
+    pub(crate) channel_count: usize,
+    /// The process's resident memory before the first publication.
+    pub(crate) rss_before: u64,
+    /// And after the last.
+    pub(crate) rss_after: u64,
+}
+
+impl HistoryMemoryCell {
+    /// Resident memory grown per publication kept, bytes.
+    pub(crate) fn rss_per_publication(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.publications.max(1) as f64
+    }
+
+    /// `history_bytes` per publication kept.
+    pub(crate) fn history_bytes_per_publication(&self) -> f64 {
+        self.history_bytes as f64 / self.publications.max(1) as f64
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Report {
@@ -124,6 +185,10 @@ pub(crate) struct Report {
     pub(crate) fanout: Vec<FanoutCell>,
     pub(crate) idle: Vec<IdleCell>,
     pub(crate) storm: Vec<StormCell>,
+    #[serde(default)]
+    pub(crate) replay: Vec<ReplayCell>,
+    #[serde(default)]
+    pub(crate) history_memory: Vec<HistoryMemoryCell>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -136,6 +201,17 @@ pub(crate) fn median(values: &[f64]) -> f64 {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
+}
+
+/// The value below which `p` percent of `values` lie (nearest rank; 0 when empty).
+pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.clamp(1, sorted.len().max(1)) - 1)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 fn max(values: &[f64]) -> f64 {
@@ -203,6 +279,8 @@ impl Report {
             fanout: Vec::new(),
             idle: Vec::new(),
             storm: Vec::new(),
+            replay: Vec::new(),
+            history_memory: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -297,6 +375,15 @@ impl Report {
         for (name, default, raised) in crate::serve::RAISED_LIMITS {
             let _ = writeln!(out, "| `Limits::{name}` | {default} | {raised} |");
         }
+        let _ = writeln!(
+            out,
+            "\n**sente-lite json + history** and **sente-lite postcard + history** are the same \
+             server with a history on the bench channel (`ChannelOptions {{ history_size: {}, \
+             ..ChannelOptions::default() }}`: each publication is numbered, encoded in both \
+             codecs and kept for recovery); they are measured in fan-out and recovery replay \
+             only, since a history changes nothing for requests or idle connections.",
+            crate::run::HISTORY_SIZE
+        );
         let _ = writeln!(
             out,
             "\n**socketioxide** (Rust, on axum) and **socket.io 4 on Node.js** \
@@ -536,6 +623,47 @@ impl Report {
             }
         }
         out.push('\n');
+        self.history_cost(out);
+    }
+
+    /// What a history adds to the server's CPU per delivery: each `+ history`
+    /// system against the same codec without one, at each subscriber count.
+    fn history_cost(&self, out: &mut String) {
+        let pairs = [
+            (System::SenteJson, System::SenteJsonHistory),
+            (System::SentePostcard, System::SentePostcardHistory),
+        ];
+        let mut lines = Vec::new();
+        for with in &self.fanout {
+            let Some((without, _)) = pairs.iter().find(|(_, h)| *h == with.system) else {
+                continue;
+            };
+            let Some(base) = self
+                .fanout
+                .iter()
+                .find(|c| c.system == *without && c.subscribers == with.subscribers)
+            else {
+                continue;
+            };
+            lines.push(format!(
+                "{} at {} subscribers: {:.0} ns with, {:.0} ns without ({})",
+                without.label(),
+                grouped(with.subscribers as f64),
+                with.server_cpu_us_per_delivery * 1000.0,
+                base.server_cpu_us_per_delivery * 1000.0,
+                ratio(
+                    with.server_cpu_us_per_delivery,
+                    Some(base.server_cpu_us_per_delivery)
+                )
+            ));
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(
+                out,
+                "**History on vs off**, server CPU per delivery: {}.\n",
+                lines.join("; ")
+            );
+        }
     }
 
     fn idle(&self, out: &mut String) {
@@ -650,6 +778,97 @@ impl Report {
                     "–".to_owned()
                 },
                 ratio(cpu(c), base_cpu)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn replay(&self, out: &mut String) {
+        if self.replay.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "### 5. Recovery replay\n\n\
+             Clients in load-generator processes of at most {} connections subscribe to the \
+             bench channel of a `+ history` server, keep the position of the subscribe reply \
+             and disconnect; while they are away the server publishes the missed messages \
+             ({} B of filler each; one `bench/publish-many` request). Then all of them \
+             reconnect at once and resubscribe with `since` (`[\"sl/sub\", id, channel, \
+             {{\"epoch\": …, \"offset\": …}}]`): each must receive exactly the missed \
+             publications as `sl/pub`, in order, then `sl/ok` with `recovered: true`; \
+             anything else fails the run. *All caught up*: from the moment the run says go \
+             until the last client has everything; *per client*: from go until that client \
+             has everything (connect, handshake, subscribe, replay). Server CPU over the same \
+             span, from `/proc/PID/stat`; publications/s = clients × missed / all caught up.\n",
+            self.plan.conns_per_process, self.plan.fanout_pad
+        );
+        let _ = writeln!(
+            out,
+            "| system | clients | missed each (history) | all caught up | per client p50 / p99 / max | server CPU | per replayed publication | publications/s |\n|---|---|---|---|---|---|---|---|"
+        );
+        for c in &self.replay {
+            let replayed = (c.clients as f64 * c.missed as f64).max(1.0);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} ({}) | {:.0} ms | {:.0} / {:.0} / {:.0} ms | {:.0} ms | {:.0} ns | {} |",
+                c.system.label(),
+                grouped(c.clients as f64),
+                grouped(c.missed as f64),
+                grouped(c.history as f64),
+                c.all_caught_up_s * 1000.0,
+                c.each_p50_ms,
+                c.each_p99_ms,
+                c.each_max_ms,
+                c.server_cpu_s * 1000.0,
+                c.server_cpu_s * 1e9 / replayed,
+                grouped(c.publications_per_s)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn history_memory(&self, out: &mut String) {
+        let Some(first) = self.history_memory.first() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "### 6. Memory per stored publication\n\n\
+             A process of its own (pinned like the servers) builds a sente-lite server with \
+             the in-memory engine (`MemoryEngine`) and no connection, and publishes {} \
+             messages (`bench/tick`, {:.0} B of JSON payload each) in turn on the channels of \
+             a layout, each keeping its share (`history_size` = publications / channels; \
+             `history_max_bytes` and the engine's `max_history_bytes` out of reach). *RSS*: \
+             the process's `VmRSS` (`/proc/self/status`) before the first publication and \
+             after the last, the growth divided by the publications. *Frames*: \
+             `MemoryEngine::history_bytes()` per publication, the encoded `sl/pub` frames \
+             the histories hold (every publication is kept in both codecs, JSON + \
+             postcard). *Overhead*: RSS growth beyond the frames (the publication's \
+             record, the history's slot, the allocator's rounding).\n",
+            grouped(first.publications as f64),
+            first.payload_bytes
+        );
+        let _ = writeln!(
+            out,
+            "| channels × kept each | payload (JSON) | frames: json + postcard | RSS growth | RSS per publication | frames per publication | overhead | RSS ÷ frames |\n|---|---|---|---|---|---|---|---|"
+        );
+        for c in &self.history_memory {
+            let rss = c.rss_per_publication();
+            let frames = c.history_bytes_per_publication();
+            let _ = writeln!(
+                out,
+                "| {} × {} | {:.0} B | {:.0} + {:.0} B | {:.1} MiB | {:.0} B | {:.0} B | {:.0} B | {} |",
+                grouped(c.channels as f64),
+                grouped(c.per_channel as f64),
+                c.payload_bytes,
+                c.json_frame_bytes,
+                c.postcard_frame_bytes,
+                c.rss_after.saturating_sub(c.rss_before) as f64 / (1 << 20) as f64,
+                rss,
+                frames,
+                rss - frames,
+                ratio(rss, Some(frames))
             );
         }
         out.push('\n');
@@ -844,8 +1063,9 @@ impl Report {
              cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
              ```\n\n\
              `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
-             also run by `cargo test -p sente-lite-bench`); `--only reqrep,fanout,idle,storm` \
-             and `--systems bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
+             also run by `cargo test -p sente-lite-bench`); `--only \
+             reqrep,fanout,idle,storm,replay,history-memory` and `--systems \
+             bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
              figures and `render --results FILE ...` writes the tables again. On a machine \
              shared with other work, `--nice -10` gives the measured processes the CPUs first \
              and `--quiet-wait SECS` waits (bounded) for the machine to be idle before each \
@@ -873,6 +1093,8 @@ impl Report {
         self.fanout(&mut out);
         self.idle(&mut out);
         self.storm(&mut out);
+        self.replay(&mut out);
+        self.history_memory(&mut out);
         if !self.notes.is_empty() {
             let _ = writeln!(out, "### Notes of this run\n");
             for note in &self.notes {
@@ -953,6 +1175,11 @@ mod tests {
         assert_eq!(ratio(8.0, None), "–");
         assert_eq!(payload_label(16384), "16 KiB");
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 50.0), 50.0);
+        assert_eq!(percentile(&hundred, 99.0), 99.0);
+        assert_eq!(percentile(&hundred, 100.0), 100.0);
+        assert_eq!(percentile(&[], 99.0), 0.0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sente_lite::protocol::Control;
+use sente_lite::protocol::{Control, StreamPosition, SubscribeReply};
 use sente_lite::{Codec, EventKey, Inbound};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
@@ -21,13 +21,16 @@ use tungstenite::Message;
 use tungstenite::client::IntoClientRequest as _;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::events::{Publish, ROOM, Tick};
+use crate::events::{Publish, PublishMany, ROOM, Tick};
 
 /// A load generator's connection.
 pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// Errors of the load generator and the run: they end the scenario with a message.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request id of a load generator's subscribe (its only one on a connection).
+const SUBSCRIBE_REQ: u64 = 1;
 
 /// How long opening a connection (TCP, upgrade, the protocol's own handshake) may take.
 pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -329,41 +332,106 @@ impl Protocol {
         }
     }
 
-    /// Joins the bench channel (room) and waits for the server's answer.
-    pub(crate) async fn subscribe(self, ws: &mut Ws) -> Result<(), BoxError> {
-        let request = match self {
+    /// The frame that joins the bench channel (room); sente-lite resumes after
+    /// `since` when given.
+    pub(crate) fn subscribe_frame(self, since: Option<StreamPosition>) -> Message {
+        match self {
             Self::Bare => Message::text("sub"),
             Self::SenteJson | Self::SentePostcard => {
                 let codec = self.codec().unwrap_or_default();
                 codec.encode_control(&Control::Subscribe {
-                    req_id: 1,
+                    req_id: SUBSCRIBE_REQ,
                     channel: ROOM.into(),
-                    since: None,
+                    since,
                 })
             }
             Self::SocketIo => Message::text("421[\"join\"]"),
-        };
-        ws.send(request).await?;
+        }
+    }
+
+    /// sente-lite's answer to [`Protocol::subscribe_frame`], if `message` is it:
+    /// the subscribe reply, or the refusal as an error.
+    pub(crate) fn subscribe_reply(
+        self,
+        message: &Message,
+    ) -> Option<Result<SubscribeReply, BoxError>> {
+        // Only sente-lite answers a subscribe with a reply of its own.
+        self.codec()?;
+        match Codec::decode(message) {
+            Ok(Inbound::Reply {
+                req_id: SUBSCRIBE_REQ,
+                result,
+            }) => Some(match result {
+                Ok(payload) => payload
+                    .decode::<SubscribeReply>("sl/sub")
+                    .map_err(|e| bad(format!("bad subscribe reply: {e}"))),
+                Err(e) => Err(bad(format!("subscribe refused: {e:?}"))),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Joins the bench channel (room) and waits for the server's answer: with
+    /// sente-lite, the position where the subscription starts.
+    pub(crate) async fn subscribe(self, ws: &mut Ws) -> Result<Option<StreamPosition>, BoxError> {
+        ws.send(self.subscribe_frame(None)).await?;
         loop {
             let message = next_data(ws).await?;
             if let Some(answer) = self.keepalive(&message) {
                 ws.send(answer).await?;
                 continue;
             }
-            let joined = match self {
-                Self::Bare => message.to_text().is_ok_and(|t| t == "subbed"),
-                Self::SenteJson | Self::SentePostcard => match Codec::decode(&message) {
-                    Ok(Inbound::Reply { req_id: 1, result }) => {
-                        result.map_err(|e| bad(format!("subscribe refused: {e:?}")))?;
-                        true
+            match self {
+                Self::Bare if message.to_text().is_ok_and(|t| t == "subbed") => return Ok(None),
+                Self::SenteJson | Self::SentePostcard => {
+                    if let Some(reply) = self.subscribe_reply(&message) {
+                        return Ok(reply?.position);
                     }
-                    _ => false,
-                },
-                Self::SocketIo => message.to_text().is_ok_and(|t| t.starts_with("431")),
-            };
-            if joined {
-                return Ok(());
+                }
+                Self::SocketIo if message.to_text().is_ok_and(|t| t.starts_with("431")) => {
+                    return Ok(None);
+                }
+                _ => {}
             }
+        }
+    }
+
+    /// The sente-lite request (id `req_id`) that asks the server to publish
+    /// `count` messages with `pad` to the room in one go.
+    pub(crate) fn publish_many(
+        self,
+        req_id: u64,
+        count: u64,
+        pad: &str,
+    ) -> Result<Message, BoxError> {
+        let codec = self
+            .codec()
+            .ok_or("only sente-lite publishes many at once")?;
+        let request = PublishMany {
+            count,
+            pad: pad.to_owned(),
+        };
+        Ok(codec.encode_request(req_id, None, &request)?)
+    }
+
+    /// The offset in its channel of the sente-lite publication `message`
+    /// carries, if it is one and has a position.
+    pub(crate) fn publication_offset(self, message: &Message) -> Option<u64> {
+        match (self, message) {
+            (Self::SenteJson, Message::Text(text)) => {
+                // `["sl/pub",channel,id,payload,{"epoch":..,"offset":N}]`
+                let text = text.as_str();
+                if !text.starts_with("[\"sl/pub\",") {
+                    return None;
+                }
+                let at = text.rfind("\"offset\":")?;
+                leading_number(&text[at + 9..])
+            }
+            (Self::SentePostcard, Message::Binary(_)) => match Codec::decode(message) {
+                Ok(Inbound::Publication { position, .. }) => position.map(|p| p.offset),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -476,6 +544,38 @@ mod tests {
             Protocol::SocketIo.reply(&Message::text("4312[\"abc\"]")),
             Reply::Ok { id: 12, len: 11 }
         );
+    }
+
+    #[test]
+    fn replayed_publications_carry_their_offset() {
+        let position = StreamPosition {
+            epoch: "e1".into(),
+            offset: 4_321,
+        };
+        let tick = Tick {
+            seq: 9,
+            pad: "\"offset\":1".into(),
+        };
+        for protocol in [Protocol::SenteJson, Protocol::SentePostcard] {
+            let codec = protocol.codec().expect("sente codec");
+            let message = codec
+                .encode_publication(ROOM, Some(&position), &tick)
+                .expect("encodes");
+            assert_eq!(protocol.publication_offset(&message), Some(4_321));
+            let reply = SubscribeReply {
+                position: Some(position.clone()),
+                recovered: true,
+            };
+            let ok = codec.encode_reply(SUBSCRIBE_REQ, &reply).expect("reply");
+            assert_eq!(protocol.publication_offset(&ok), None);
+            let got = protocol.subscribe_reply(&ok).expect("a reply").expect("ok");
+            assert_eq!(got, reply);
+            let frame = protocol.subscribe_frame(Some(position.clone()));
+            assert!(matches!(
+                Codec::decode(&frame),
+                Ok(Inbound::Control(Control::Subscribe { since: Some(p), .. })) if p == position
+            ));
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ fn the_quick_run_completes_every_scenario() {
         "### 2. Broadcast fan-out",
         "### 3. Idle connections",
         "### 4. Reconnection storm",
+        "### 5. Recovery replay",
+        "### 6. Memory per stored publication",
     ] {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }
@@ -32,6 +34,8 @@ fn the_quick_run_completes_every_scenario() {
         "bare",
         "sente-lite json",
         "sente-lite postcard",
+        "sente-lite json + history",
+        "sente-lite postcard + history",
         "socketioxide",
     ] {
         assert!(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures_util::{SinkExt, StreamExt};
 
 use super::reqrep::open_all;
-use super::{Commands, JobResult, Target, own_cpu, say, say_result};
+use super::{Commands, JobResult, Target, every_one, own_cpu, say, say_result};
 use crate::machine::wall_ns;
 use crate::wire::{BoxError, Protocol, Ws};
 
@@ -57,15 +57,11 @@ pub(super) async fn subscribe(
     source: Option<IpAddr>,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
-    let (sockets, failures) = open_all(target, conns, source, true).await;
-    if !failures.is_empty() {
-        return Err(format!(
-            "{} of {conns} subscribers failed; first: {}",
-            failures.len(),
-            failures[0]
-        )
-        .into());
-    }
+    let sockets = every_one(
+        "subscribers",
+        conns,
+        open_all(target, conns, source, true).await,
+    )?;
     let shared: Shared = Arc::default();
     let subscribers = sockets.len();
     for ws in sockets {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::{SinkExt, StreamExt};
 
 use super::reqrep::open_all;
-use super::{Commands, JobResult, Target, say, say_result};
+use super::{Commands, JobResult, Target, every_one, say, say_result};
 use crate::wire::{BoxError, Protocol, Ws};
 
 async fn hold_one(mut ws: Ws, protocol: Protocol, closed: Arc<AtomicU64>) {
@@ -28,15 +28,11 @@ pub(super) async fn hold(
     source: Option<IpAddr>,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
-    let (sockets, failures) = open_all(target, conns, source, false).await;
-    if !failures.is_empty() {
-        return Err(format!(
-            "{} of {conns} connections failed; first: {}",
-            failures.len(),
-            failures[0]
-        )
-        .into());
-    }
+    let sockets = every_one(
+        "connections",
+        conns,
+        open_all(target, conns, source, false).await,
+    )?;
     let closed = Arc::new(AtomicU64::new(0));
     let opened = sockets.len() as u64;
     for ws in sockets {

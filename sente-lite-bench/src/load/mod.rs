@@ -9,6 +9,7 @@
 mod fanout;
 mod idle;
 mod precise_sleep;
+mod replay;
 mod reqrep;
 mod storm;
 
@@ -16,6 +17,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -75,6 +77,14 @@ pub(crate) enum Job {
         clients: usize,
         deadline_ms: u64,
     },
+    /// Recovery replay: `clients` clients subscribe and leave; after `go` they
+    /// resubscribe with `since` and must each get the `missed` publications.
+    Replay {
+        target: Target,
+        clients: usize,
+        missed: u64,
+        deadline_ms: u64,
+    },
 }
 
 /// What a load generator reports at the end of a job.
@@ -98,8 +108,51 @@ pub(crate) struct JobResult {
     pub(crate) first_back_ns: u64,
     /// See `first_back_ns`.
     pub(crate) last_back_ns: u64,
+    /// Replay: per client, ms from `go` until it had every missed publication.
+    #[serde(default)]
+    pub(crate) each_ms: Vec<f64>,
     /// This process's CPU seconds during the measured part.
     pub(crate) cpu_s: f64,
+}
+
+/// Runs `open` `count` times, [`OPEN_CONCURRENCY`] at a time: what succeeded,
+/// and the errors of what failed.
+pub(crate) async fn gather<T, F, Fut>(count: usize, open: F) -> (Vec<T>, Vec<String>)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, BoxError>>,
+{
+    let opened: Vec<Result<T, BoxError>> = futures_util::stream::iter(0..count)
+        .map(|_| open())
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect()
+        .await;
+    let mut done = Vec::with_capacity(count);
+    let mut failures = Vec::new();
+    for result in opened {
+        match result {
+            Ok(value) => done.push(value),
+            Err(err) => failures.push(err.to_string()),
+        }
+    }
+    (done, failures)
+}
+
+/// What [`gather`] gave, or an error naming the first failure when any of the
+/// `wanted` `what`s failed.
+pub(crate) fn every_one<T>(
+    what: &str,
+    wanted: usize,
+    (done, failures): (Vec<T>, Vec<String>),
+) -> Result<Vec<T>, BoxError> {
+    match failures.first() {
+        None => Ok(done),
+        Some(first) => Err(format!(
+            "{} of {wanted} {what} failed; first: {first}",
+            failures.len()
+        )
+        .into()),
+    }
 }
 
 /// Writes one line to `run` and flushes it.
@@ -216,6 +269,21 @@ pub(crate) fn run(job: Job) -> Result<(), BoxError> {
                 storm::watch(
                     &target,
                     clients,
+                    Duration::from_millis(deadline_ms),
+                    &mut commands,
+                )
+                .await
+            }
+            Job::Replay {
+                target,
+                clients,
+                missed,
+                deadline_ms,
+            } => {
+                replay::resume(
+                    &target,
+                    clients,
+                    missed,
                     Duration::from_millis(deadline_ms),
                     &mut commands,
                 )

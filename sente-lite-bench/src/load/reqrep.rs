@@ -6,7 +6,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::precise_sleep::PreciseSleep;
-use super::{Commands, JobResult, Target, own_cpu, say, say_result};
+use super::{Commands, JobResult, Target, gather, own_cpu, say, say_result};
 use crate::latency::Latencies;
 use crate::wire::{BoxError, EchoFrames, Protocol, Reply, Ws, payload_of};
 
@@ -25,28 +25,16 @@ pub(super) async fn open_all(
 ) -> (Vec<Ws>, Vec<String>) {
     let protocol = target.protocol;
     let addr = target.addr;
-    let opened: Vec<Result<Ws, BoxError>> = futures_util::stream::iter(0..conns)
-        .map(|_| async move {
-            let mut ws = protocol.open(addr, source).await?;
-            if subscribe {
-                tokio::time::timeout(crate::wire::OPEN_TIMEOUT, protocol.subscribe(&mut ws))
-                    .await
-                    .map_err(|_| BoxError::from("subscribing timed out"))??;
-            }
-            Ok(ws)
-        })
-        .buffer_unordered(super::OPEN_CONCURRENCY)
-        .collect()
-        .await;
-    let mut sockets = Vec::with_capacity(conns);
-    let mut failures = Vec::new();
-    for result in opened {
-        match result {
-            Ok(ws) => sockets.push(ws),
-            Err(err) => failures.push(err.to_string()),
+    gather(conns, || async move {
+        let mut ws = protocol.open(addr, source).await?;
+        if subscribe {
+            tokio::time::timeout(crate::wire::OPEN_TIMEOUT, protocol.subscribe(&mut ws))
+                .await
+                .map_err(|_| BoxError::from("subscribing timed out"))??;
         }
-    }
-    (sockets, failures)
+        Ok(ws)
+    })
+    .await
 }
 
 #[derive(Default)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 
 use super::processes::Workers;
-use super::{Context, System, shares};
+use super::{Context, Scenario, System, shares};
 use crate::load::{Job, Target};
 use crate::machine::wall_ns;
 use crate::report::{FanoutCell, Report};
@@ -161,11 +161,11 @@ async fn one(
 /// Runs scenario 2 for every system and subscriber count.
 pub(crate) async fn run(context: &Context, report: &mut Report) {
     for &subscribers in &context.plan.subscribers {
-        for &system in &context.plan.systems {
+        for system in context.plan.systems_for(Scenario::Fanout) {
             match one(context, system, subscribers).await {
                 Ok(cell) => {
                     eprintln!(
-                        "  fanout {:<22} subscribers {subscribers:>6}: all have it in {:.1} ms (median), {:.0} deliveries/s",
+                        "  fanout {:<29} subscribers {subscribers:>6}: all have it in {:.1} ms (median), {:.0} deliveries/s",
                         system.label(),
                         crate::report::median(&cell.all_have_it_ms),
                         cell.deliveries_per_s

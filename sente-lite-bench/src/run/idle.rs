@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::processes::Workers;
-use super::{Context, System, shares};
+use super::{Context, Scenario, System, shares};
 use crate::load::{Job, Target};
 use crate::report::{IdleCell, Report};
 use crate::wire::BoxError;
@@ -75,7 +75,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                  at most {limit} open files."
             ));
         }
-        for &system in &context.plan.systems {
+        for system in context.plan.systems_for(Scenario::Idle) {
             match one(context, system, conns).await {
                 Ok(cell) => {
                     eprintln!(

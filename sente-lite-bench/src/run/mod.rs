@@ -2,8 +2,10 @@
 //! the figures, prints the tables, and writes the report and chart on request.
 
 mod fanout;
+mod history_memory;
 mod idle;
 mod processes;
+mod replay;
 mod reqrep;
 mod storm;
 
@@ -27,6 +29,10 @@ pub(crate) enum System {
     SenteJson,
     /// sente-lite, postcard.
     SentePostcard,
+    /// sente-lite, JSON, with a history on the bench channel.
+    SenteJsonHistory,
+    /// sente-lite, postcard, with a history on the bench channel.
+    SentePostcardHistory,
     /// socketioxide (Rust, socket.io protocol).
     Socketioxide,
     /// socket.io 4 on Node.js.
@@ -35,10 +41,12 @@ pub(crate) enum System {
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 5] = [
+    pub(crate) const ALL: [System; 7] = [
         Self::Bare,
         Self::SenteJson,
         Self::SentePostcard,
+        Self::SenteJsonHistory,
+        Self::SentePostcardHistory,
         Self::Socketioxide,
         Self::SocketIoNode,
     ];
@@ -49,6 +57,8 @@ impl System {
             Self::Bare => "bare",
             Self::SenteJson => "sente-lite json",
             Self::SentePostcard => "sente-lite postcard",
+            Self::SenteJsonHistory => "sente-lite json + history",
+            Self::SentePostcardHistory => "sente-lite postcard + history",
             Self::Socketioxide => "socketioxide",
             Self::SocketIoNode => "socket.io (Node.js)",
         }
@@ -58,12 +68,24 @@ impl System {
     pub(crate) fn protocol(self) -> Protocol {
         match self {
             Self::Bare => Protocol::Bare,
-            Self::SenteJson => Protocol::SenteJson,
-            Self::SentePostcard => Protocol::SentePostcard,
+            Self::SenteJson | Self::SenteJsonHistory => Protocol::SenteJson,
+            Self::SentePostcard | Self::SentePostcardHistory => Protocol::SentePostcard,
             Self::Socketioxide | Self::SocketIoNode => Protocol::SocketIo,
         }
     }
+
+    /// Publications its server keeps in the bench channel's history (0: none).
+    pub(crate) fn history_size(self) -> usize {
+        match self {
+            Self::SenteJsonHistory | Self::SentePostcardHistory => HISTORY_SIZE,
+            _ => 0,
+        }
+    }
 }
+
+/// The history of the `+ history` systems' bench channel, in publications
+/// (the other channel options are the defaults).
+pub(crate) const HISTORY_SIZE: usize = 1000;
 
 /// What a run measures and for how long.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +130,25 @@ pub(crate) struct Plan {
     pub(crate) conns_per_process: usize,
     /// Storm: native clients per load-generator process.
     pub(crate) clients_per_process: usize,
+    /// Replay: clients that leave and come back.
+    #[serde(default)]
+    pub(crate) replay_clients: usize,
+    /// Replay: publications each of them missed.
+    #[serde(default)]
+    pub(crate) replay_missed: u64,
+    /// Replay: how long to wait for every client to catch up, ms.
+    #[serde(default)]
+    pub(crate) replay_deadline_ms: u64,
+    /// History memory: publications kept in all, in each layout.
+    #[serde(default)]
+    pub(crate) memory_publications: usize,
+    /// History memory: the layouts, as channel counts (the publications are
+    /// spread over them evenly).
+    #[serde(default)]
+    pub(crate) memory_channels: Vec<usize>,
+    /// History memory: bytes of each publication's payload, as JSON.
+    #[serde(default)]
+    pub(crate) memory_payload: usize,
 }
 
 /// The scenarios.
@@ -121,6 +162,10 @@ pub(crate) enum Scenario {
     Idle,
     /// 4: reconnection storm.
     Storm,
+    /// 5: recovery replay after a reconnection.
+    Replay,
+    /// 6: memory per publication kept in a channel history.
+    HistoryMemory,
 }
 
 impl Plan {
@@ -134,6 +179,8 @@ impl Plan {
                 Scenario::Fanout,
                 Scenario::Idle,
                 Scenario::Storm,
+                Scenario::Replay,
+                Scenario::HistoryMemory,
             ],
             clients: vec![1, 100, 1000],
             payloads: vec![20, 16 << 10],
@@ -152,7 +199,28 @@ impl Plan {
             storm_deadline_ms: 60_000,
             conns_per_process: 5_000,
             clients_per_process: 2_500,
+            replay_clients: 1_000,
+            replay_missed: 1_000,
+            replay_deadline_ms: 60_000,
+            memory_publications: 100_000,
+            memory_channels: vec![1, 1_000],
+            memory_payload: 100,
         }
+    }
+
+    /// The systems of `scenario`, in table order: a history changes nothing in
+    /// request/reply and idle connections, so the `+ history` systems are in
+    /// fan-out and replay only; the storm needs a client that reconnects.
+    pub(crate) fn systems_for(&self, scenario: Scenario) -> Vec<System> {
+        let wanted = |system: &System| match scenario {
+            Scenario::Reqrep | Scenario::Idle => system.history_size() == 0,
+            Scenario::Fanout => true,
+            Scenario::Storm => matches!(system, System::Bare | System::SenteJson),
+            Scenario::Replay => system.history_size() > 0,
+            // sente-lite's engine on its own, no system to compare.
+            Scenario::HistoryMemory => false,
+        };
+        self.systems.iter().copied().filter(wanted).collect()
     }
 
     /// A smoke run: every scenario with tiny counts, a few seconds in all.
@@ -173,6 +241,11 @@ impl Plan {
             storm_deadline_ms: 10_000,
             conns_per_process: 30,
             clients_per_process: 10,
+            replay_clients: 40,
+            replay_missed: 100,
+            replay_deadline_ms: 10_000,
+            memory_publications: 2_000,
+            memory_channels: vec![1, 20],
             ..Self::full()
         }
     }
@@ -215,6 +288,19 @@ pub(crate) struct RunArgs {
     /// Save the raw figures (JSON), to render again with `render`.
     #[arg(long)]
     pub(crate) results: Option<PathBuf>,
+    /// Replay: clients that leave and come back (full run default 1,000).
+    #[arg(long)]
+    pub(crate) replay_clients: Option<usize>,
+    /// Replay: publications each client misses while away (full run default
+    /// 1,000). The server keeps at least 1,000 in the history, more when asked;
+    /// the whole replay must fit a connection's outbound queue (1,024 messages
+    /// by default) or the server closes it as a slow consumer.
+    #[arg(long)]
+    pub(crate) replay_missed: Option<u64>,
+    /// History memory: publications kept in all, in each layout (full run
+    /// default 100,000: on one channel, then on 1,000 channels of 100).
+    #[arg(long)]
+    pub(crate) memory_publications: Option<usize>,
     /// The folder of the socket.io (Node.js) server (`server.js` with its
     /// `node_modules` installed by `npm ci`). Default: this crate's `node/`.
     #[arg(long)]
@@ -266,7 +352,27 @@ impl Context {
         system: System,
         addr: &str,
     ) -> Result<ServerProcess, BoxError> {
-        ServerProcess::start(system, addr, &self.pinning, self.node.as_ref(), self.ticks).await
+        self.start_server(system, addr, system.history_size()).await
+    }
+
+    /// Starts the server of `system` on any free port, keeping `history`
+    /// publications of the bench channel (sente-lite only).
+    pub(crate) async fn server_with_history(
+        &self,
+        system: System,
+        history: usize,
+    ) -> Result<ServerProcess, BoxError> {
+        self.start_server(system, "127.0.0.1:0", history).await
+    }
+
+    async fn start_server(
+        &self,
+        system: System,
+        addr: &str,
+        history: usize,
+    ) -> Result<ServerProcess, BoxError> {
+        let node = self.node.as_ref();
+        ServerProcess::start(system, addr, history, &self.pinning, node, self.ticks).await
     }
 
     /// How many load-generator processes `conns` connections need.
@@ -319,6 +425,15 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     if let Some(secs) = args.duration {
         plan.duration_ms = (secs * 1000.0) as u64;
     }
+    if let Some(clients) = args.replay_clients {
+        plan.replay_clients = clients.max(1);
+    }
+    if let Some(missed) = args.replay_missed {
+        plan.replay_missed = missed;
+    }
+    if let Some(publications) = args.memory_publications {
+        plan.memory_publications = publications.max(1);
+    }
     if !args.only.is_empty() {
         plan.scenarios = args.only.clone();
     }
@@ -364,6 +479,8 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
             Scenario::Fanout => fanout::run(&context, &mut report).await,
             Scenario::Idle => idle::run(&context, &mut report).await,
             Scenario::Storm => storm::run(&context, &mut report).await,
+            Scenario::Replay => replay::run(&context, &mut report).await,
+            Scenario::HistoryMemory => history_memory::run(&context, &mut report).await,
         }
         eprintln!(
             "sente-lite-bench: {scenario:?} done in {:.1} s",

@@ -53,10 +53,12 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server of `system` on `addr` (`127.0.0.1:0` for any port).
+    /// Starts the server of `system` on `addr` (`127.0.0.1:0` for any port),
+    /// keeping `history` publications of the bench channel (sente-lite only).
     pub(crate) async fn start(
         system: System,
         addr: &str,
+        history: usize,
         pinning: &Pinning,
         node: Option<&NodePeer>,
         ticks: f64,
@@ -72,6 +74,9 @@ impl ServerProcess {
                     .arg(addr)
                     .arg("--threads")
                     .arg(pinning.server_cpus.to_string());
+                if history > 0 {
+                    command.arg("--history").arg(history.to_string());
+                }
                 command
             }
             None => {
@@ -125,6 +130,29 @@ impl ServerProcess {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// Runs this program with `args` as a process of its own, pinned to the
+/// servers' CPUs, until it ends (within `timeout`); its standard output.
+pub(crate) async fn run_to_end(
+    args: &[String],
+    pinning: &Pinning,
+    timeout: Duration,
+) -> Result<String, BoxError> {
+    let child = command(pinning.server.as_deref(), this_program()?.as_os_str())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("`{}` did not end within {timeout:?}", args.join(" ")))??;
+    if !output.status.success() {
+        return Err(format!("`{}` failed ({})", args.join(" "), output.status).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Load-generator processes running one job each.
@@ -254,7 +282,10 @@ impl System {
     pub(crate) fn server_kind(self) -> Option<ServerKind> {
         match self {
             Self::Bare => Some(ServerKind::Bare),
-            Self::SenteJson | Self::SentePostcard => Some(ServerKind::Sente),
+            Self::SenteJson
+            | Self::SentePostcard
+            | Self::SenteJsonHistory
+            | Self::SentePostcardHistory => Some(ServerKind::Sente),
             Self::Socketioxide => Some(ServerKind::Socketioxide),
             Self::SocketIoNode => None,
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::processes::{ServerProcess, Workers};
-use super::{Context, System, settle};
+use super::{Context, Scenario, System, settle};
 use crate::load::{Job, JobResult, Target};
 use crate::report::{ClosedCell, OpenCell, Report};
 use crate::wire::BoxError;
@@ -56,8 +56,9 @@ async fn one_worker(
 /// Runs scenario 1 for every system, client count and payload.
 pub(crate) async fn run(context: &Context, report: &mut Report) {
     let plan = &context.plan;
+    let systems = plan.systems_for(Scenario::Reqrep);
     let mut servers: HashMap<System, ServerProcess> = HashMap::new();
-    for system in &plan.systems {
+    for system in &systems {
         match context.server(*system).await {
             Ok(server) => {
                 servers.insert(*system, server);
@@ -73,7 +74,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
     for &clients in &plan.clients {
         for &payload in &plan.payloads {
             let mut saturation: HashMap<System, f64> = HashMap::new();
-            for system in &plan.systems {
+            for system in &systems {
                 let Some(server) = servers.get(system) else {
                     continue;
                 };
@@ -135,7 +136,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                 continue;
             };
             let rate = (reference * plan.open_fraction).max(1.0);
-            for system in &plan.systems {
+            for system in &systems {
                 let Some(server) = servers.get(system) else {
                     continue;
                 };

@@ -5,15 +5,11 @@
 use std::time::Duration;
 
 use super::processes::Workers;
-use super::{Context, System, shares};
+use super::{Context, Scenario, System, shares};
 use crate::load::{Job, Target};
 use crate::machine::wall_ns;
 use crate::report::{Report, StormCell, StormRound};
 use crate::wire::BoxError;
-
-/// Systems with a client that reconnects: sente-lite's own, and the bare
-/// baseline's hand-written one with the same policy.
-const STORM_SYSTEMS: [System; 2] = [System::Bare, System::SenteJson];
 
 async fn one(context: &Context, system: System) -> Result<StormCell, BoxError> {
     let plan = &context.plan;
@@ -95,10 +91,9 @@ async fn one(context: &Context, system: System) -> Result<StormCell, BoxError> {
 
 /// Runs scenario 4 for sente-lite and the bare baseline.
 pub(crate) async fn run(context: &Context, report: &mut Report) {
-    for system in STORM_SYSTEMS {
-        if !context.plan.systems.contains(&system) {
-            continue;
-        }
+    // Systems with a client that reconnects: sente-lite's own, and the bare
+    // baseline's hand-written one with the same policy.
+    for system in context.plan.systems_for(Scenario::Storm) {
         match one(context, system).await {
             Ok(cell) => report.storm.push(cell),
             Err(err) => report.note(format!(

@@ -4,6 +4,7 @@
 //! accepts connections, and serves until it is killed.
 
 mod bare;
+pub(crate) mod fill;
 mod sente;
 mod socketioxide;
 
@@ -41,8 +42,14 @@ fn announce(addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// Runs a server of `kind` on `addr` with `threads` runtime workers until killed.
-pub(crate) fn run(kind: ServerKind, addr: &str, threads: usize) -> std::io::Result<()> {
+/// Runs a server of `kind` on `addr` with `threads` runtime workers until
+/// killed; sente-lite keeps `history` publications of each bench channel.
+pub(crate) fn run(
+    kind: ServerKind,
+    addr: &str,
+    threads: usize,
+    history: usize,
+) -> std::io::Result<()> {
     crate::machine::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -50,7 +57,7 @@ pub(crate) fn run(kind: ServerKind, addr: &str, threads: usize) -> std::io::Resu
         .build()?;
     runtime.block_on(async {
         match kind {
-            ServerKind::Sente => sente::serve(addr).await,
+            ServerKind::Sente => sente::serve(addr, history).await,
             ServerKind::Bare => bare::serve(addr).await,
             ServerKind::Socketioxide => socketioxide::serve(addr).await,
         }

@@ -1,14 +1,17 @@
 //! The sente-lite server under test: `bench/echo` answers with its payload,
-//! `bench/publish` broadcasts a `bench/tick` on the bench channel.
+//! `bench/publish` broadcasts a `bench/tick` on the bench channel,
+//! `bench/publish-many` publishes many in one go. With `--history N` the bench
+//! channels keep a history of N publications.
 //!
 //! Default settings, except the one a load test must change: the inbound rate
 //! limit (200 messages/s per connection by default) is off, since one
 //! connection of the closed-loop scenario sends tens of thousands a second.
 
-use sente_lite::server::allow_all;
-use sente_lite::{Ctx, Router, Server};
+use sente_lite::protocol::codes;
+use sente_lite::server::{ChannelOptions, allow_all};
+use sente_lite::{Ctx, ErrorReply, Router, Server};
 
-use crate::events::{Echo, Publish, ROOM, Tick};
+use crate::events::{Echo, Publish, PublishMany, ROOM, Tick};
 
 #[sente_lite::handler]
 async fn echo(request: Echo) -> String {
@@ -28,6 +31,26 @@ async fn publish_tick(ctx: Ctx, request: Publish) {
     }
 }
 
+#[sente_lite::handler]
+async fn publish_many(ctx: Ctx, request: PublishMany) -> Result<u64, ErrorReply> {
+    let server = ctx
+        .server()
+        .ok_or_else(|| ErrorReply::new(codes::INTERNAL, "no server"))?;
+    let mut last = 0;
+    for seq in 1..=request.count {
+        let tick = Tick {
+            seq,
+            pad: request.pad.clone(),
+        };
+        let published = server
+            .publish(ROOM, &tick)
+            .await
+            .map_err(|e| ErrorReply::new(codes::INTERNAL, e.to_string()))?;
+        last = published.position.map_or(last, |p| p.offset);
+    }
+    Ok(last)
+}
+
 /// The limits the bench changes from [`sente_lite::server::Limits::default`],
 /// each with its reason, as the report lists them.
 pub(crate) const RAISED_LIMITS: &[(&str, &str, &str)] = &[(
@@ -36,15 +59,36 @@ pub(crate) const RAISED_LIMITS: &[(&str, &str, &str)] = &[(
     "off: one closed-loop connection sends far more than 200 requests/s",
 )];
 
-/// Serves until the process is killed.
-pub(crate) async fn serve(addr: &str) -> std::io::Result<()> {
-    let server = Server::builder()
-        .router(Router::new().handler(echo).handler(publish_tick))
+/// The options of the bench channels when they keep `history` publications:
+/// the defaults otherwise, with room in bytes for that many publications of up
+/// to 1 KiB of frames each when the default bound (1 MiB) is smaller.
+fn history_options(history: usize) -> ChannelOptions {
+    let default = ChannelOptions::default();
+    ChannelOptions {
+        history_size: history,
+        history_max_bytes: default
+            .history_max_bytes
+            .max(history.saturating_mul(1 << 10)),
+        ..default
+    }
+}
+
+/// Serves until the process is killed; the bench channels keep `history`
+/// publications (none when 0).
+pub(crate) async fn serve(addr: &str, history: usize) -> std::io::Result<()> {
+    let mut builder = Server::builder()
+        .router(
+            Router::new()
+                .handler(echo)
+                .handler(publish_tick)
+                .handler(publish_many),
+        )
         .channel("bench/*", allow_all)
-        .configure(|config| config.limits.rate_per_sec = None)
-        .bind(addr)
-        .await
-        .map_err(std::io::Error::other)?;
+        .configure(|config| config.limits.rate_per_sec = None);
+    if history > 0 {
+        builder = builder.channel_options("bench/*", history_options(history));
+    }
+    let server = builder.bind(addr).await.map_err(std::io::Error::other)?;
     let local = server
         .local_addr()
         .ok_or_else(|| std::io::Error::other("the server has no local address"))?;
