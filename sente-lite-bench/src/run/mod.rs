@@ -293,8 +293,8 @@ pub(crate) struct RunArgs {
     pub(crate) replay_clients: Option<usize>,
     /// Replay: publications each client misses while away (full run default
     /// 1,000). The server keeps at least 1,000 in the history, more when asked;
-    /// the whole replay must fit a connection's outbound queue (1,024 messages
-    /// by default) or the server closes it as a slow consumer.
+    /// a replay longer than a connection's outbound queue is paced on the
+    /// client's reading.
     #[arg(long)]
     pub(crate) replay_missed: Option<u64>,
     /// History memory: publications kept in all, in each layout (full run
