@@ -695,6 +695,41 @@ proptest! {
         round_trip(&Frame::Publication { channel, position: Some(position), event })?;
     }
 
+    /// A publication framed from its payload alone (as an engine that carries
+    /// publications between processes does) is byte for byte the one
+    /// encoded from the value.
+    #[test]
+    fn publications_framed_from_payloads_are_the_same_bytes(
+        channel in text(),
+        position in position(),
+        event in rich(),
+    ) {
+        for codec in [Codec::Json, Codec::Postcard] {
+            let payload = codec.encode_payload(Rich::ID, &event)?;
+            let framed =
+                codec.encode_publication_of_payload(&channel, Rich::ID, &position, &payload)?;
+            let direct = codec.encode_publication(&channel, Some(&position), &event)?;
+            prop_assert_eq!(framed, direct);
+        }
+        let json = Codec::Json.encode_payload(Rich::ID, &event)?;
+        let postcard = Codec::Postcard.encode_payload(Rich::ID, &event)?;
+        let publication = sente_lite::engine::Publication::from_payloads(
+            channel.as_str().into(),
+            position.epoch.as_str().into(),
+            position.offset,
+            Rich::ID,
+            Some(&json),
+            Some(&postcard),
+        );
+        for codec in [Codec::Json, Codec::Postcard] {
+            prop_assert_eq!(
+                publication.message(codec, None)?,
+                codec.encode_publication(&channel, Some(&position), &event)?
+            );
+        }
+        prop_assert_eq!(publication.decode::<Rich>(), Some(event));
+    }
+
     #[test]
     fn controls_round_trip(control in control()) {
         round_trip(&Frame::Control(control))?;
@@ -1501,4 +1536,22 @@ fn postcard_headers_must_use_the_shortest_varints() {
     let err =
         Codec::decode_postcard(&[0x80, 0x00, 0x92, 0xf8, 0xc2, 0xb7, 0x07, 0x00]).unwrap_err();
     assert_eq!(err.code(), "bad-frame", "{err:?}");
+}
+
+#[test]
+fn a_payload_that_is_not_json_text_is_not_framed() {
+    let position = StreamPosition {
+        epoch: "e".into(),
+        offset: 1,
+    };
+    for bad in [&b"{not json"[..], &[0xff, 0xfe][..]] {
+        let framed = Codec::Json.encode_publication_of_payload("room/a", "a/b", &position, bad);
+        assert!(framed.is_err(), "{bad:?}");
+    }
+    // postcard payloads are bytes: framed as they are.
+    assert!(
+        Codec::Postcard
+            .encode_publication_of_payload("room/a", "a/b", &position, &[1, 2, 3])
+            .is_ok()
+    );
 }

@@ -85,6 +85,32 @@ pub(super) fn publication<T: Serialize>(
     }
 }
 
+/// A payload alone, as JSON text (what goes in a frame's payload place).
+pub(super) fn payload<T: Serialize + ?Sized>(
+    what: &'static str,
+    payload: &T,
+) -> Result<String, EncodeError> {
+    super::json_str::to_string(payload).map_err(|e| encode_error(what, ENCODING, e))
+}
+
+/// `sl/pub` around a payload already encoded as JSON text: the same bytes as
+/// [`publication`] writes for the value it came from.
+pub(super) fn publication_of_payload(
+    channel: &str,
+    id: &str,
+    position: &StreamPosition,
+    payload: &str,
+) -> Result<Message, EncodeError> {
+    let raw: &RawValue = serde_json::from_str(payload).map_err(|e| EncodeError {
+        what: "publication",
+        encoding: ENCODING,
+        detail: format!("the payload is not JSON: {e}"),
+    })?;
+    super::json_str::to_string(&(PUB, channel, id, raw, position))
+        .map(|text| Message::Text(text.into()))
+        .map_err(|e| encode_error("publication", ENCODING, e))
+}
+
 /// Protocol types serialize infallibly: strings, numbers, options and a JSON value.
 fn put_infallible<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
     if serde_json::to_writer(&mut *buf, value).is_err() {

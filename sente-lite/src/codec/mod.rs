@@ -138,6 +138,50 @@ impl Codec {
         }
     }
 
+    /// Encodes a value alone, as it stands in a frame's payload place: JSON
+    /// text, or postcard bytes. With [`Codec::encode_publication_of_payload`],
+    /// a publication can be encoded once where it is published and framed
+    /// where it is delivered (another process, say).
+    pub fn encode_payload<T: Serialize + ?Sized>(
+        self,
+        what: &'static str,
+        value: &T,
+    ) -> Result<bytes::Bytes, EncodeError> {
+        match self {
+            Self::Json => json::payload(what, value).map(bytes::Bytes::from),
+            Self::Postcard => postcard::payload(what, value).map(bytes::Bytes::from),
+        }
+    }
+
+    /// Frames a payload from [`Codec::encode_payload`] (of the same codec)
+    /// as the `sl/pub` of event `id` on `channel` at `position`: the same
+    /// bytes as [`Codec::encode_publication`] of the value. A JSON payload
+    /// that is not JSON text is an error.
+    pub fn encode_publication_of_payload(
+        self,
+        channel: &str,
+        id: &str,
+        position: &StreamPosition,
+        payload: &[u8],
+    ) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => {
+                let text = std::str::from_utf8(payload).map_err(|e| EncodeError {
+                    what: "publication",
+                    encoding: "json",
+                    detail: format!("the payload is not UTF-8: {e}"),
+                })?;
+                json::publication_of_payload(channel, id, position, text)
+            }
+            Self::Postcard => Ok(postcard::publication_of_payload(
+                channel,
+                EventKey::of(id),
+                position,
+                payload,
+            )),
+        }
+    }
+
     /// Encodes a control frame.
     pub fn encode_control(self, control: &Control) -> Message {
         match self {

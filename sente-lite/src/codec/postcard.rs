@@ -187,6 +187,31 @@ pub(super) fn publication<T: Serialize>(
     with_payload(&head, "publication", payload)
 }
 
+/// A payload alone, as postcard bytes.
+pub(super) fn payload<T: Serialize + ?Sized>(
+    what: &'static str,
+    payload: &T,
+) -> Result<Vec<u8>, EncodeError> {
+    postcard::to_allocvec(payload).map_err(|e| encode_error(what, ENCODING, e))
+}
+
+/// `sl/pub` around a payload already encoded: the same bytes as
+/// [`publication`] writes for the value it came from.
+pub(super) fn publication_of_payload(
+    channel: &str,
+    key: EventKey,
+    position: &StreamPosition,
+    payload: &[u8],
+) -> Message {
+    let mut buf = header(&Header::Publication {
+        channel: Cow::Borrowed(channel),
+        key,
+        position: Some(position.clone()),
+    });
+    buf.extend_from_slice(payload);
+    to_message(buf)
+}
+
 pub(super) fn control(control: &Control) -> Message {
     let head = match control {
         Control::Handshake(h) => Header::Handshake(h.clone()),

@@ -1,7 +1,10 @@
 //! Publications as engines carry them: numbered, encoded at most once per
 //! codec, the bytes shared by every subscriber.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde::de::IgnoredAny;
 use tungstenite::Message;
@@ -30,6 +33,7 @@ impl std::fmt::Debug for OutgoingEvent<'_> {
 /// An event whose type is forgotten, still able to encode itself.
 trait ErasedEvent: Send + Sync {
     fn event(&self, codec: Codec) -> Result<Message, EncodeError>;
+    fn payload(&self, codec: Codec) -> Result<Bytes, EncodeError>;
     fn publication(
         &self,
         codec: Codec,
@@ -41,6 +45,10 @@ trait ErasedEvent: Send + Sync {
 impl<E: Event> ErasedEvent for E {
     fn event(&self, codec: Codec) -> Result<Message, EncodeError> {
         codec.encode_event(self)
+    }
+
+    fn payload(&self, codec: Codec) -> Result<Bytes, EncodeError> {
+        codec.encode_payload(E::ID, self)
     }
 
     fn publication(
@@ -81,6 +89,13 @@ impl<'a> OutgoingEvent<'a> {
         self.key
     }
 
+    /// The event's payload alone in `codec` (JSON text or postcard bytes),
+    /// for an engine that frames it elsewhere
+    /// ([`Publication::from_payloads`]).
+    pub fn payload(&self, codec: Codec) -> Result<Bytes, EncodeError> {
+        self.value.payload(codec)
+    }
+
     /// The event as a one-way event frame in `codec`, encoded at the first call.
     pub fn message(&self, codec: Codec) -> Result<Message, EncodeError> {
         self.frames[slot(codec)]
@@ -95,7 +110,7 @@ pub struct Publication {
     channel: Arc<str>,
     epoch: Arc<str>,
     offset: u64,
-    id: &'static str,
+    id: Cow<'static, str>,
     frames: [OnceLock<Result<Message, EncodeError>>; 2],
 }
 
@@ -119,9 +134,44 @@ impl Publication {
             channel,
             epoch,
             offset,
-            id: event.id,
+            id: Cow::Borrowed(event.id),
             frames: Default::default(),
         }
+    }
+
+    /// Publication number `offset` of `channel` in `epoch`, of event `id`,
+    /// framed from its payloads as [`OutgoingEvent::payload`] encoded them
+    /// (an engine that carries publications between processes builds them
+    /// so). A codec without a payload has no frame: its subscribers get an
+    /// encoding error.
+    pub fn from_payloads(
+        channel: Arc<str>,
+        epoch: Arc<str>,
+        offset: u64,
+        id: impl Into<Cow<'static, str>>,
+        json: Option<&[u8]>,
+        postcard: Option<&[u8]>,
+    ) -> Self {
+        let publication = Self {
+            channel,
+            epoch,
+            offset,
+            id: id.into(),
+            frames: Default::default(),
+        };
+        let position = publication.position();
+        for (codec, payload) in [(Codec::Json, json), (Codec::Postcard, postcard)] {
+            if let Some(payload) = payload {
+                let frame = codec.encode_publication_of_payload(
+                    &publication.channel,
+                    &publication.id,
+                    &position,
+                    payload,
+                );
+                let _ = publication.frames[slot(codec)].set(frame);
+            }
+        }
+        publication
     }
 
     /// Encodes the publication in every codec now, as a history needs it
@@ -161,8 +211,8 @@ impl Publication {
     }
 
     /// The event's id.
-    pub fn event_id(&self) -> &'static str {
-        self.id
+    pub fn event_id(&self) -> &str {
+        &self.id
     }
 
     /// The `sl/pub` frame in `codec`: the one already encoded, or encoded now
@@ -178,7 +228,7 @@ impl Publication {
         }
         let Some(event) = event else {
             return Err(EncodeError {
-                what: self.id,
+                what: "publication",
                 encoding: codec.name(),
                 detail: "the publication was not kept in this encoding".into(),
             });
