@@ -13,7 +13,7 @@ use sente_lite::protocol::{StreamPosition, SubscribeReply};
 use sente_lite::server::{ChannelOptions, allow_all};
 use sente_lite::{Codec, Server};
 use serde::{Deserialize, Serialize};
-use support::{Frame, Raw};
+use support::{Frame, Raw, until};
 
 #[sente_lite::event("feed/item")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,8 +106,7 @@ async fn a_channel_s_only_subscriber_that_missed_nothing_is_recovered() {
             let position = reply.position.expect("a position");
             raw.drop_connection();
             // The channel empties: its epoch stays.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(server.channels().is_empty());
+            until("the channel empties", || server.channels().is_empty()).await;
             let mut raw = Raw::connect(&server.ws_url(), "", codec).await;
             let (before, reply) = raw.subscribe::<Item>(channel, Some(position.clone())).await;
             let reply = reply.expect("subscribed again");
@@ -237,8 +236,14 @@ async fn expired_history_answers_not_recovered() {
     publish(&server, "feed/ttl", 1);
     publish(&server, "feed/ttl", 2);
     assert_eq!(server.history("feed/ttl").await.unwrap().len(), 2);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(server.history("feed/ttl").await.unwrap().is_empty());
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    while !server.history("feed/ttl").await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the history never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut raw = Raw::connect(&server.ws_url(), "", Codec::Json).await;
     let (before, reply) = raw.subscribe::<Item>("feed/ttl", Some(since)).await;
     assert!(before.is_empty());
@@ -281,7 +286,7 @@ async fn a_channel_without_history_recovers_only_when_nothing_was_missed() {
     let (raw, reply) = subscribed(&server, Codec::Json, "plain/d").await;
     let since = reply.position.expect("a position");
     raw.drop_connection();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("the channel empties", || server.channels().is_empty()).await;
     // Nobody is subscribed: the publication reaches no one, but the channel
     // is kept, so it is numbered and a resume learns of it.
     let published = server.publish("plain/d", &Item { n: 1 }).await.unwrap();
@@ -325,11 +330,10 @@ async fn an_idle_channel_is_forgotten_after_its_retention_and_resumes_are_told()
     let since = reply.position.expect("a position");
     assert_eq!(engine.channel_count(), 1);
     raw.drop_connection();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while engine.channel_count() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never forgotten");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("the idle channel is forgotten", || {
+        engine.channel_count() == 0
+    })
+    .await;
     let mut raw = Raw::connect(&server.ws_url(), "", Codec::Json).await;
     let (_, reply) = raw
         .subscribe::<Item>("plain/idle", Some(since.clone()))
@@ -438,9 +442,10 @@ async fn a_replay_larger_than_the_outbound_queue_is_paced_not_closed() {
         let (raw, reply) = subscribed(&server, codec, "feed/long").await;
         let since = reply.position.expect("a position");
         raw.drop_connection();
-        while !server.subscribers("feed/long").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until("the dropped connection leaves", || {
+            server.subscribers("feed/long").is_empty()
+        })
+        .await;
         for n in 1..=3_000 {
             publish(&server, "feed/long", n);
         }

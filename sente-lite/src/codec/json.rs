@@ -285,16 +285,13 @@ impl<'de> Visitor<'de> for FrameVisitor {
             PONG => Inbound::Control(Control::Pong(need(&mut seq, "pong number")?)),
             SUB | UNSUB | PRESENCE => {
                 // The id is known from here on: what is wrong with the rest is
-                // answered to this subscription.
+                // answered to this frame.
                 let req_id = need::<_, WireReqId>(&mut seq, "request id")?.0;
                 let mut rest = Vec::new();
                 while let Some(element) = seq.next_element::<serde_json::Value>()? {
                     rest.push(element);
                 }
-                return Ok(match head.as_ref() {
-                    PRESENCE => presence_request(req_id, rest),
-                    name => subscription(name == SUB, req_id, rest),
-                });
+                return Ok(request_control(head.as_ref(), req_id, rest));
             }
             PRESENCE_DIFF => Inbound::Control(Control::PresenceDiff {
                 channel: need(&mut seq, "channel")?,
@@ -354,13 +351,10 @@ impl<'de> Visitor<'de> for FrameVisitor {
     }
 }
 
-/// `sl/sub` (`subscribe`) or `sl/unsub` after its id: the channel, and for a
-/// subscribe an optional `since`; anything else is answered to the id.
-fn subscription<'a>(
-    subscribe: bool,
-    req_id: RequestId,
-    rest: Vec<serde_json::Value>,
-) -> Decoded<'a> {
+/// `sl/sub`, `sl/unsub` or `sl/presence` after its id: the channel, then
+/// what the frame takes after it (a subscribe's optional `since`, a presence
+/// request's `watch`); anything else is answered to the id.
+fn request_control<'a>(head: &str, req_id: RequestId, rest: Vec<serde_json::Value>) -> Decoded<'a> {
     let bad = |detail: &str| Decoded::BadRequest {
         req_id,
         detail: detail.into(),
@@ -369,51 +363,37 @@ fn subscription<'a>(
     let Some(serde_json::Value::String(channel)) = rest.next() else {
         return bad("the channel must be a string");
     };
-    if !subscribe {
-        return match rest.next() {
-            None => Decoded::Frame(Inbound::Control(Control::Unsubscribe { req_id, channel })),
-            Some(_) => bad("unexpected extra elements"),
-        };
-    }
-    let since = match rest.next() {
-        None | Some(serde_json::Value::Null) => None,
-        Some(value) => match serde_json::from_value::<StreamPosition>(value) {
-            Ok(position) => Some(position),
-            Err(e) => return bad(&format!("`since` is not a position: {e}")),
-        },
+    let control = match head {
+        SUB => {
+            let since = match rest.next() {
+                None | Some(serde_json::Value::Null) => None,
+                Some(value) => match serde_json::from_value::<StreamPosition>(value) {
+                    Ok(position) => Some(position),
+                    Err(e) => return bad(&format!("`since` is not a position: {e}")),
+                },
+            };
+            Control::Subscribe {
+                req_id,
+                channel,
+                since,
+            }
+        }
+        UNSUB => Control::Unsubscribe { req_id, channel },
+        _ => {
+            let Some(serde_json::Value::Bool(watch)) = rest.next() else {
+                return bad("`watch` must be true or false");
+            };
+            Control::Presence {
+                req_id,
+                channel,
+                watch,
+            }
+        }
     };
     if rest.next().is_some() {
         return bad("unexpected extra elements");
     }
-    Decoded::Frame(Inbound::Control(Control::Subscribe {
-        req_id,
-        channel,
-        since,
-    }))
-}
-
-/// `sl/presence` after its id: the channel and whether to watch; anything else
-/// is answered to the id.
-fn presence_request<'a>(req_id: RequestId, rest: Vec<serde_json::Value>) -> Decoded<'a> {
-    let bad = |detail: &str| Decoded::BadRequest {
-        req_id,
-        detail: detail.into(),
-    };
-    let mut rest = rest.into_iter();
-    let Some(serde_json::Value::String(channel)) = rest.next() else {
-        return bad("the channel must be a string");
-    };
-    let Some(serde_json::Value::Bool(watch)) = rest.next() else {
-        return bad("`watch` must be true or false");
-    };
-    if rest.next().is_some() {
-        return bad("unexpected extra elements");
-    }
-    Decoded::Frame(Inbound::Control(Control::Presence {
-        req_id,
-        channel,
-        watch,
-    }))
+    Decoded::Frame(Inbound::Control(control))
 }
 
 /// The event id of a frame written in the compact form `["id",...` with no

@@ -162,6 +162,18 @@ impl Raw {
         }
     }
 
+    /// Sends the control frame `make(req_id)` and reads until its answer;
+    /// returns the frames that came before and the answer as `R`.
+    async fn ask<T: Event, R: DeserializeOwned>(
+        &mut self,
+        make: impl FnOnce(u64) -> Control,
+    ) -> (Vec<Frame<T>>, Result<R, ErrorReply>) {
+        let req_id = self.req_id();
+        self.send(&make(req_id)).await;
+        let (before, result) = self.until_reply(req_id).await;
+        (before, result.map(|bytes| self.payload(&bytes)))
+    }
+
     /// Subscribes to `channel` from `since`; returns the frames that came
     /// before the answer (replayed publications, most often) and the answer.
     pub(crate) async fn subscribe<T: Event>(
@@ -169,15 +181,12 @@ impl Raw {
         channel: &str,
         since: Option<StreamPosition>,
     ) -> (Vec<Frame<T>>, Result<SubscribeReply, ErrorReply>) {
-        let req_id = self.req_id();
-        self.send(&Control::Subscribe {
+        self.ask(|req_id| Control::Subscribe {
             req_id,
             channel: channel.into(),
             since,
         })
-        .await;
-        let (before, result) = self.until_reply(req_id).await;
-        (before, result.map(|bytes| self.payload(&bytes)))
+        .await
     }
 
     /// Asks for `channel`'s presence.
@@ -186,15 +195,12 @@ impl Raw {
         channel: &str,
         watch: bool,
     ) -> (Vec<Frame<T>>, Result<PresenceSnapshot, ErrorReply>) {
-        let req_id = self.req_id();
-        self.send(&Control::Presence {
+        self.ask(|req_id| Control::Presence {
             req_id,
             channel: channel.into(),
             watch,
         })
-        .await;
-        let (before, result) = self.until_reply(req_id).await;
-        (before, result.map(|bytes| self.payload(&bytes)))
+        .await
     }
 
     /// A reply payload in this connection's encoding, as `R`.
@@ -208,5 +214,17 @@ impl Raw {
     /// Closes the connection without a goodbye (as a dropped network does).
     pub(crate) fn drop_connection(self) {
         drop(self.ws);
+    }
+}
+
+/// Waits until `condition` holds ([`PATIENCE`] at most).
+pub(crate) async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
