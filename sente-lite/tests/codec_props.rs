@@ -730,6 +730,52 @@ proptest! {
         prop_assert_eq!(publication.decode::<Rich>(), Some(event));
     }
 
+    /// A one-way event framed from its payloads (as an engine carries an
+    /// event for a user to another process) is byte for byte the one
+    /// encoded from the value, in each encoding and as a publication.
+    #[test]
+    fn events_framed_from_payloads_are_the_same_bytes(
+        channel in text(),
+        position in position(),
+        event in rich(),
+    ) {
+        let json = Codec::Json.encode_payload(Rich::ID, &event)?;
+        let postcard = Codec::Postcard.encode_payload(Rich::ID, &event)?;
+        for (codec, payload) in [(Codec::Json, &json), (Codec::Postcard, &postcard)] {
+            prop_assert_eq!(
+                codec.encode_event_of_payload(Rich::ID, payload)?,
+                codec.encode_event(&event)?
+            );
+        }
+        let typed = sente_lite::engine::OutgoingEvent::new(&event);
+        sente_lite::engine::OutgoingEvent::with_payloads(
+            Rich::ID,
+            Some(&json),
+            Some(&postcard),
+            |outgoing| {
+                prop_assert_eq!(outgoing.id(), Rich::ID);
+                prop_assert_eq!(outgoing.key(), typed.key());
+                for codec in [Codec::Json, Codec::Postcard] {
+                    prop_assert_eq!(outgoing.message(codec)?, typed.message(codec)?);
+                    prop_assert_eq!(outgoing.payload(codec)?, typed.payload(codec)?);
+                }
+                let publication = sente_lite::engine::Publication::new(
+                    channel.as_str().into(),
+                    position.epoch.as_str().into(),
+                    position.offset,
+                    outgoing,
+                );
+                for codec in [Codec::Json, Codec::Postcard] {
+                    prop_assert_eq!(
+                        publication.message(codec, Some(outgoing))?,
+                        codec.encode_publication(&channel, Some(&position), &event)?
+                    );
+                }
+                Ok(())
+            },
+        )?;
+    }
+
     #[test]
     fn controls_round_trip(control in control()) {
         round_trip(&Frame::Control(control))?;
@@ -1554,4 +1600,15 @@ fn a_payload_that_is_not_json_text_is_not_framed() {
             .encode_publication_of_payload("room/a", "a/b", &position, &[1, 2, 3])
             .is_ok()
     );
+    for bad in [&b"{not json"[..], &[0xff, 0xfe][..]] {
+        assert!(
+            Codec::Json.encode_event_of_payload("a/b", bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    // An event without a payload in an encoding cannot be sent in it.
+    sente_lite::engine::OutgoingEvent::with_payloads("a/b", Some(b"1"), None, |event| {
+        assert!(event.message(Codec::Json).is_ok());
+        assert!(event.message(Codec::Postcard).is_err());
+    });
 }

@@ -111,6 +111,19 @@ pub(super) fn publication_of_payload(
         .map_err(|e| encode_error("publication", ENCODING, e))
 }
 
+/// A one-way event around a payload already encoded as JSON text: the same
+/// bytes as [`event`] writes for the value it came from.
+pub(super) fn event_of_payload(id: &str, payload: &str) -> Result<Message, EncodeError> {
+    let raw: &RawValue = serde_json::from_str(payload).map_err(|e| EncodeError {
+        what: "event",
+        encoding: ENCODING,
+        detail: format!("the payload is not JSON: {e}"),
+    })?;
+    super::json_str::to_string(&(id, raw))
+        .map(|text| Message::Text(text.into()))
+        .map_err(|e| encode_error("event", ENCODING, e))
+}
+
 /// Protocol types serialize infallibly: strings, numbers, options and a JSON value.
 fn put_infallible<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
     if serde_json::to_writer(&mut *buf, value).is_err() {

@@ -182,6 +182,23 @@ impl Codec {
         }
     }
 
+    /// Frames a payload from [`Codec::encode_payload`] (of the same codec)
+    /// as the one-way event `id`: the same bytes as [`Codec::encode_event`]
+    /// of the value. A JSON payload that is not JSON text is an error.
+    pub fn encode_event_of_payload(self, id: &str, payload: &[u8]) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => {
+                let text = std::str::from_utf8(payload).map_err(|e| EncodeError {
+                    what: "event",
+                    encoding: "json",
+                    detail: format!("the payload is not UTF-8: {e}"),
+                })?;
+                json::event_of_payload(id, text)
+            }
+            Self::Postcard => Ok(postcard::event_of_payload(EventKey::of(id), payload)),
+        }
+    }
+
     /// Encodes a control frame.
     pub fn encode_control(self, control: &Control) -> Message {
         match self {

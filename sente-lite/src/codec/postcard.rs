@@ -212,6 +212,14 @@ pub(super) fn publication_of_payload(
     to_message(buf)
 }
 
+/// A one-way event around a payload already encoded: the same bytes as
+/// [`event`] writes for the value it came from.
+pub(super) fn event_of_payload(key: EventKey, payload: &[u8]) -> Message {
+    let mut buf = header(&Header::Event { key });
+    buf.extend_from_slice(payload);
+    to_message(buf)
+}
+
 pub(super) fn control(control: &Control) -> Message {
     let head = match control {
         Control::Handshake(h) => Header::Handshake(h.clone()),

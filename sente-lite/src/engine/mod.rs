@@ -184,6 +184,32 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Sends `event` to every connection of `user`, on every server.
     fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize>;
+
+    /// The engine's own health, served in `/health` as the check `engine`
+    /// (a failing engine makes the status `failing`); `None` for an engine
+    /// with nothing outside the process to fail, as the memory engine.
+    fn health(&self) -> Option<Result<(), String>> {
+        None
+    }
+
+    /// The engine's own metrics, served in `/metrics` beside the server's.
+    fn metrics(&self) -> Vec<EngineMetric> {
+        Vec::new()
+    }
+}
+
+/// One of an engine's metrics ([`Engine::metrics`]), served with the prefix
+/// `sente_lite_engine_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineMetric {
+    /// The name, after the prefix (`redis_reconnects`, say).
+    pub name: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// A counter (only goes up) or a gauge.
+    pub counter: bool,
+    /// Its value now.
+    pub value: u64,
 }
 
 /// The server as an engine sees it: where publications, presence changes and
@@ -249,6 +275,22 @@ impl Node {
         match self.shared.upgrade() {
             Some(shared) => shared.send_to_user_here(user, event),
             None => Ok(0),
+        }
+    }
+
+    /// Runs `expire` once the presence grace has passed (at once without a
+    /// grace, or outside a Tokio runtime): how an engine lets a member or a
+    /// user leave only if no connection of theirs came back meanwhile.
+    pub fn after_grace(&self, expire: impl FnOnce() + Send + 'static) {
+        let grace = self.presence_grace();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !grace.is_zero() => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    expire();
+                });
+            }
+            _ => expire(),
         }
     }
 

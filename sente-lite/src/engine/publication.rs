@@ -16,7 +16,7 @@ use crate::{Codec, EncodeError, Event, EventKey};
 /// and [`super::Engine::send_to_user`] take. It encodes the event when a
 /// subscriber needs it, once per codec.
 pub struct OutgoingEvent<'a> {
-    id: &'static str,
+    id: Id<'a>,
     key: EventKey,
     value: &'a dyn ErasedEvent,
     frames: [OnceLock<Result<Message, EncodeError>>; 2],
@@ -25,7 +25,7 @@ pub struct OutgoingEvent<'a> {
 impl std::fmt::Debug for OutgoingEvent<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutgoingEvent")
-            .field("id", &self.id)
+            .field("id", &self.id.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +61,69 @@ impl<E: Event> ErasedEvent for E {
     }
 }
 
+/// An event's id: the type's own, or one read off the wire.
+#[derive(Clone, Copy)]
+enum Id<'a> {
+    Static(&'static str),
+    Read(&'a str),
+}
+
+impl Id<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Static(id) => id,
+            Self::Read(id) => id,
+        }
+    }
+
+    fn to_cow(self) -> Cow<'static, str> {
+        match self {
+            Self::Static(id) => Cow::Borrowed(id),
+            Self::Read(id) => Cow::Owned(id.to_owned()),
+        }
+    }
+}
+
+/// An event already encoded, as payloads (another process encoded it).
+struct Payloads<'a> {
+    id: &'a str,
+    json: Option<&'a [u8]>,
+    postcard: Option<&'a [u8]>,
+}
+
+impl Payloads<'_> {
+    fn get(&self, codec: Codec) -> Result<&[u8], EncodeError> {
+        match codec {
+            Codec::Json => self.json,
+            Codec::Postcard => self.postcard,
+        }
+        .ok_or_else(|| EncodeError {
+            what: "event",
+            encoding: codec.name(),
+            detail: "the event could not be encoded in this encoding where it was sent".into(),
+        })
+    }
+}
+
+impl ErasedEvent for Payloads<'_> {
+    fn event(&self, codec: Codec) -> Result<Message, EncodeError> {
+        codec.encode_event_of_payload(self.id, self.get(codec)?)
+    }
+
+    fn payload(&self, codec: Codec) -> Result<Bytes, EncodeError> {
+        self.get(codec).map(Bytes::copy_from_slice)
+    }
+
+    fn publication(
+        &self,
+        codec: Codec,
+        channel: &str,
+        position: &StreamPosition,
+    ) -> Result<Message, EncodeError> {
+        codec.encode_publication_of_payload(channel, self.id, position, self.get(codec)?)
+    }
+}
+
 fn slot(codec: Codec) -> usize {
     match codec {
         Codec::Json => 0,
@@ -72,16 +135,35 @@ impl<'a> OutgoingEvent<'a> {
     /// Wraps `event`; nothing is encoded yet.
     pub fn new<E: Event>(event: &'a E) -> Self {
         Self {
-            id: E::ID,
+            id: Id::Static(E::ID),
             key: E::KEY,
             value: event,
             frames: Default::default(),
         }
     }
 
+    /// Calls `f` with the event `id` whose payloads were encoded elsewhere by
+    /// [`OutgoingEvent::payload`] (an engine that carries events between
+    /// processes delivers them so). A codec without a payload cannot be sent:
+    /// its connections get an encoding error.
+    pub fn with_payloads<R>(
+        id: &str,
+        json: Option<&[u8]>,
+        postcard: Option<&[u8]>,
+        f: impl FnOnce(&OutgoingEvent<'_>) -> R,
+    ) -> R {
+        let payloads = Payloads { id, json, postcard };
+        f(&OutgoingEvent {
+            id: Id::Read(id),
+            key: EventKey::of(id),
+            value: &payloads,
+            frames: Default::default(),
+        })
+    }
+
     /// The event's id.
-    pub fn id(&self) -> &'static str {
-        self.id
+    pub fn id(&self) -> &str {
+        self.id.as_str()
     }
 
     /// The event's key.
@@ -134,7 +216,7 @@ impl Publication {
             channel,
             epoch,
             offset,
-            id: Cow::Borrowed(event.id),
+            id: event.id.to_cow(),
             frames: Default::default(),
         }
     }

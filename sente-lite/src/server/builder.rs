@@ -274,15 +274,34 @@ impl ServerBuilder {
     /// Builds the server and starts listening on `addr` (`"127.0.0.1:0"` picks a free port).
     pub async fn bind(self, addr: impl Into<String>) -> Result<Server, ServerError> {
         let addr = addr.into();
-        #[cfg(feature = "tls")]
-        let self_tls = self.tls.clone();
-        let server = self.build()?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind {
                 addr: addr.clone(),
                 source,
             })?;
+        self.listen_as(listener, addr)
+    }
+
+    /// Builds the server and serves on `listener`, made by the application
+    /// (with [`shared_listener`](super::shared_listener), say, so that several
+    /// server processes share one port).
+    pub fn listen(self, listener: tokio::net::TcpListener) -> Result<Server, ServerError> {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        self.listen_as(listener, addr)
+    }
+
+    fn listen_as(
+        self,
+        listener: tokio::net::TcpListener,
+        addr: String,
+    ) -> Result<Server, ServerError> {
+        #[cfg(feature = "tls")]
+        let self_tls = self.tls.clone();
+        let server = self.build()?;
         *hub::lock(&server.shared.requested_addr) = Some(addr);
         *hub::lock(&server.shared.local_addr) = listener.local_addr().ok();
         #[cfg(feature = "tls")]
@@ -297,6 +316,23 @@ impl ServerBuilder {
         ));
         Ok(server)
     }
+}
+
+/// A listener on `addr` that other processes may bind too (`SO_REUSEPORT`;
+/// the kernel spreads new connections over them): several server processes
+/// on one port, on one machine. A process that exits leaves the others
+/// serving; its clients reconnect to them. Unix only.
+#[cfg(unix)]
+pub fn shared_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 impl Server {

@@ -20,12 +20,15 @@ pub struct Health {
 impl Server {
     /// The server's health, as served at `/health`.
     pub fn health(&self) -> Health {
-        let checks: std::collections::BTreeMap<String, String> = self
+        let mut checks: std::collections::BTreeMap<String, String> = self
             .shared
             .health_checks
             .iter()
             .map(|(name, check)| (name.clone(), check().err().unwrap_or_else(|| "ok".into())))
             .collect();
+        if let Some(engine) = self.shared.engine.health() {
+            checks.insert("engine".into(), engine.err().unwrap_or_else(|| "ok".into()));
+        }
         let status = if self.is_draining() {
             "draining"
         } else if checks.values().any(|v| v != "ok") {

@@ -9,6 +9,7 @@ use prometheus_client::registry::Registry;
 
 use super::hub::Shared;
 use crate::StatsSnapshot;
+use crate::engine::EngineMetric;
 
 /// The content type of [`render`]'s output.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -18,6 +19,7 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 struct Snapshot {
     stats: StatsSnapshot,
     queued: u64,
+    engine: Vec<EngineMetric>,
 }
 
 impl Collector for Snapshot {
@@ -198,6 +200,26 @@ impl Collector for Snapshot {
                 counter.metric_type(),
             )?)?;
         }
+        for metric in &self.engine {
+            let name = format!("engine_{}", metric.name);
+            if metric.counter {
+                let counter = ConstCounter::new(metric.value);
+                counter.encode(encoder.encode_descriptor(
+                    &name,
+                    metric.help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
+            } else {
+                let gauge = ConstGauge::new(i64::try_from(metric.value).unwrap_or(i64::MAX));
+                gauge.encode(encoder.encode_descriptor(
+                    &name,
+                    metric.help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -224,6 +246,7 @@ pub(crate) fn render(shared: &Shared, stats: StatsSnapshot) -> String {
     registry.register_collector(Box::new(Snapshot {
         stats,
         queued: shared.queued_messages(),
+        engine: shared.engine.metrics(),
     }));
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {

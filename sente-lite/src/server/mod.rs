@@ -40,6 +40,8 @@ use tokio::sync::broadcast;
 pub use crate::engine::ChannelOptions;
 pub use auth::{ChannelAccess, HandshakeRequest, Rejection, allow_all};
 pub use builder::ServerBuilder;
+#[cfg(unix)]
+pub use builder::shared_listener;
 pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig};
 pub use health::Health;
 pub use shutdown::Shutdown;

@@ -103,21 +103,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs `expire` after the node's presence grace (at once without one, or
-/// outside a runtime).
-fn after_grace(node: &Node, expire: impl FnOnce() + Send + 'static) {
-    let grace = node.presence_grace();
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if !grace.is_zero() => {
-            runtime.spawn(async move {
-                tokio::time::sleep(grace).await;
-                expire();
-            });
-        }
-        _ => expire(),
-    }
-}
-
 impl Members {
     pub(super) fn join(&self, node: &Node, channel: &str, member: PresenceMember, conn: ConnId) {
         let mut channels = lock(&self.channels);
@@ -144,7 +129,7 @@ impl Members {
         };
         let channels = Arc::clone(&self.channels);
         let (channel, user, told) = (channel.to_owned(), user.clone(), node.clone());
-        after_grace(node, move || {
+        node.after_grace(move || {
             let mut channels = lock(&channels);
             let Some(present) = channels.get_mut(&channel) else {
                 return;
@@ -190,7 +175,7 @@ impl Members {
         };
         let users = Arc::clone(&self.users);
         let (user, told) = (user.clone(), node.clone());
-        after_grace(node, move || {
+        node.after_grace(move || {
             let mut users = lock(&users);
             if users.expire(&user, generation) {
                 // Told under the lock, like the join: in order.
