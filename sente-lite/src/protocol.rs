@@ -21,7 +21,8 @@ pub const SUBPROTOCOL_POSTCARD: &str = "sente-lite.postcard.v1";
 /// JSON frame with a larger id is a `bad-frame`.
 pub const MAX_JSON_REQ_ID: u64 = (1 << 53) - 1;
 
-/// The protocol extension that replays missed publications from `since`.
+/// The protocol extension that replays missed publications from `since`
+/// (`sl/sub` with `since`, and the server's `sl/resub`).
 pub const EXTENSION_RECOVERY: &str = "recovery";
 
 /// The protocol extension of channel presence (`sl/presence`, `sl/presence-diff`).
@@ -331,6 +332,16 @@ pub enum Control {
         channel: String,
         /// What changed.
         diff: PresenceDiff,
+    },
+    /// `sl/resub`: the server ended the connection's subscription to
+    /// `channel` because its subscribers here may have missed publications
+    /// (part of the `recovery` extension). The client subscribes again with
+    /// `since`, the largest position it holds for the channel, and so learns
+    /// through the normal recovery whether it missed anything; a client that
+    /// ignores it stops receiving the channel. Only a server sends it.
+    Resubscribe {
+        /// The channel name.
+        channel: String,
     },
     /// `sl/error`: something the peer sent was rejected and no reply can carry it.
     Error(ErrorReply),

@@ -154,6 +154,7 @@ pub(crate) struct Counters {
     pub(crate) resumes_recovered: AtomicU64,
     pub(crate) resumes_not_recovered: AtomicU64,
     pub(crate) publications_replayed: AtomicU64,
+    pub(crate) resubscribes_requested: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -206,6 +207,7 @@ impl Counters {
             resumes_recovered: get(&self.resumes_recovered),
             resumes_not_recovered: get(&self.resumes_not_recovered),
             publications_replayed: get(&self.publications_replayed),
+            resubscribes_requested: get(&self.resubscribes_requested),
             errors: ErrorCounts {
                 bad_frame: get(&self.bad_frames),
                 bad_event: get(&self.bad_events),
@@ -275,6 +277,9 @@ pub struct StatsSnapshot {
     pub resumes_not_recovered: u64,
     /// Publications replayed to resuming subscribers (servers).
     pub publications_replayed: u64,
+    /// Subscriptions the server ended with `sl/resub`, asking the client to
+    /// subscribe again because it may have missed publications (servers).
+    pub resubscribes_requested: u64,
     /// Errors, by kind.
     pub errors: ErrorCounts,
     /// The address the server was asked to bind.

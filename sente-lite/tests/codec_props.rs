@@ -380,6 +380,7 @@ fn control() -> impl Strategy<Value = Control> {
         }),
         (text(), presence_diff())
             .prop_map(|(channel, diff)| Control::PresenceDiff { channel, diff }),
+        text().prop_map(|channel| Control::Resubscribe { channel }),
         error_reply().prop_map(Control::Error),
         close_reason().prop_map(Control::Close),
     ]
@@ -841,6 +842,7 @@ fn frame_head() -> impl Strategy<Value = String> {
         3 => select(vec![
             "sl/ok", "sl/err", "sl/pub", "sl/handshake", "sl/ping", "sl/pong", "sl/sub",
             "sl/unsub", "sl/error", "sl/close", "sl/", "sl/nope", "sl/presence", "SL/ping",
+            "sl/presence-diff", "sl/resub",
             "chat/send", "user/get", "", "not an id",
         ])
         .prop_map(|name| Value::from(name).to_string()),
@@ -880,7 +882,7 @@ proptest! {
 
     /// Arbitrary bytes after a valid frame kind, to get past the first byte more often.
     #[test]
-    fn postcard_decoder_never_panics_on_any_frame_body(kind in 0u8..14, body in vec(any::<u8>(), 0..96)) {
+    fn postcard_decoder_never_panics_on_any_frame_body(kind in 0u8..15, body in vec(any::<u8>(), 0..96)) {
         let bytes: Vec<u8> = std::iter::once(kind).chain(body).collect();
         let result = Codec::decode_postcard(&bytes);
         prop_assert!(is_ok_or_bad_frame(&result, "postcard"), "{:?}", result);
@@ -1016,6 +1018,11 @@ fn malformed_json_frames_are_bad_frames() {
         "[\"sl/handshake\",{}]",
         "[\"sl/error\",{}]",
         "[\"sl/close\",{\"code\":\"x\"}]",
+        "[\"sl/resub\"]",
+        "[\"sl/resub\",\"room/lobby\"]",
+        "[\"sl/resub\",{}]",
+        "[\"sl/resub\",{\"channel\":7}]",
+        "[\"sl/resub\",{\"channel\":\"room/lobby\"},1]",
         // unknown protocol frames
         "[\"sl/nope\",1]",
         "[\"sl/\",1]",
@@ -1098,6 +1105,9 @@ fn malformed_postcard_frames_are_bad_frames() {
         &[0x06, 0x03, 0x00],
         &[0x09, 0x09, 0x00, 0x00],
         &[0x03, 0x07, 0x00, 0x00, 0x00, 0x00],
+        &[0x0e, 0x01, b'a', 0x00],
+        // a resubscribe without its channel
+        &[0x0e],
     ];
     for &frame in frames {
         let result = Codec::decode_postcard(frame);
@@ -1427,6 +1437,15 @@ fn controls_are_pinned() {
         r#"["sl/presence-diff","room/lobby",{"joined":[{"user_id":"cy","info":null}],"left":["bob"]}]"#,
         "0d 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 01 02 63 79 00 01 03 62 6f 62",
     );
+    pin(
+        |c| {
+            c.encode_control(&Control::Resubscribe {
+                channel: lobby.clone(),
+            })
+        },
+        r#"["sl/resub",{"channel":"room/lobby"}]"#,
+        "0e 0a 72 6f 6f 6d 2f 6c 6f 62 62 79",
+    );
     let handshake = Handshake {
         version: 1,
         conn_id: ConnId(12),
@@ -1494,6 +1513,19 @@ fn unknown_object_fields_are_ignored() {
             message: "bye".into(),
             reconnect_after_ms: None,
         }))
+    );
+}
+
+/// `sl/resub` is an object so that it may gain fields: unknown ones are ignored.
+#[test]
+fn unknown_resubscribe_fields_are_ignored() {
+    let inbound =
+        Codec::decode_json(r#"["sl/resub",{"reason":"epoch","channel":"room/lobby"}]"#).unwrap();
+    assert_eq!(
+        inbound,
+        Inbound::Control(Control::Resubscribe {
+            channel: "room/lobby".into(),
+        })
     );
 }
 

@@ -2,24 +2,19 @@
 //! gets every missed publication, in order, once, before the reply and before
 //! anything new, or is told `recovered: false`; never a silent gap.
 
+mod feed;
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use feed::{Item, items, publish};
 use sente_lite::engine::{MemoryEngine, MemoryEngineConfig};
 use sente_lite::protocol::{StreamPosition, SubscribeReply};
 use sente_lite::server::{ChannelOptions, allow_all};
 use sente_lite::{Codec, Server};
-use serde::{Deserialize, Serialize};
 use support::{Frame, Raw, until};
-
-#[sente_lite::event("feed/item")]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Item {
-    n: u64,
-}
 
 const CODECS: [Codec; 2] = [Codec::Json, Codec::Postcard];
 
@@ -44,27 +39,6 @@ async fn start_with(options: ChannelOptions, engine: MemoryEngine) -> Server {
         .bind("127.0.0.1:0")
         .await
         .expect("server binds")
-}
-
-fn publish(server: &Server, channel: &str, n: u64) {
-    server
-        .broadcast(channel, &Item { n })
-        .expect("the item encodes");
-}
-
-/// The offsets and items of `frames`, which must all be publications.
-fn items(frames: &[Frame<Item>]) -> Vec<(u64, u64)> {
-    frames
-        .iter()
-        .map(|frame| match frame {
-            Frame::Pub {
-                position: Some(position),
-                event,
-                ..
-            } => (position.offset, event.n),
-            other => panic!("expected a publication, got {other:?}"),
-        })
-        .collect()
 }
 
 /// Connects, subscribes to `channel` and returns the connection and the reply.

@@ -75,7 +75,9 @@
 //! [`StreamPosition`]: an epoch and an offset). The client keeps, per
 //! channel, the largest position it has seen (from publications, which may
 //! arrive before the answer to their subscription, and from that answer), and
-//! after a reconnect subscribes again with it as `since`. A server that kept
+//! after a reconnect subscribes again with it as `since` (and likewise when
+//! the server ends a subscription that may have missed publications and asks
+//! the client to subscribe again, `sl/resub`). A server that kept
 //! the channel's history replays what was missed (`recovered: true`). When it
 //! cannot, publications were lost: the client reports the **gap** to
 //! [`ClientBuilder::on_gap`], and the application reloads the channel's state
@@ -104,8 +106,10 @@ mod dial;
 mod error;
 mod members;
 mod presence;
+mod resub;
 mod shared;
 mod state;
+mod subscribing;
 mod supervisor;
 
 use std::fmt;
@@ -661,7 +665,8 @@ impl ClientBuilder {
     }
 
     /// Called with the server's answer to each subscription restored after a
-    /// reconnect. `Ok(reply)` with `recovered == false` after a position was
+    /// reconnect, or after the server ended it and asked the client to
+    /// subscribe again (`sl/resub`). `Ok(reply)` with `recovered == false` after a position was
     /// known means publications were missed (also reported to
     /// [`ClientBuilder::on_gap`]). An `Err(RequestError::Remote(_))` means the server now refuses the
     /// channel, which the client then forgets; `Err(RequestError::Timeout(_))`
@@ -687,8 +692,9 @@ impl ClientBuilder {
     }
 
     /// Called when publications on a channel were missed: the client
-    /// subscribed with the position it had seen (after a reconnect, or
-    /// subscribing again to a channel it keeps) and the server answered
+    /// subscribed with the position it had seen (after a reconnect, when the
+    /// server asked it to subscribe again, or subscribing again to a channel
+    /// it keeps) and the server answered
     /// `recovered: false` (it lost the channel, or no longer holds what came
     /// after that position). The application must reload the channel's state;
     /// publications after the reply's position follow. Called with the

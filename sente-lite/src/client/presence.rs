@@ -193,8 +193,8 @@ impl Shared {
         self.presence().forget_if_unused(&channel, &lane);
     }
 
-    /// The open connection, when it offers presence and `channel` is not
-    /// being subscribed again on it (the server would not know it yet).
+    /// The open connection, when it offers presence and no `sl/sub` of
+    /// `channel` is unanswered on it (the server would not know it yet).
     async fn presence_ready(
         &self,
         channel: &str,
@@ -207,12 +207,9 @@ impl Shared {
                 extension: EXTENSION_PRESENCE,
             });
         }
-        let mut restoring = live.restoring.clone();
-        // An error means that restoring is over.
-        tokio::time::timeout_at(deadline, restoring.wait_for(|set| !set.contains(channel)))
+        tokio::time::timeout_at(deadline, live.subscribing.answered(channel))
             .await
-            .map_err(|_| RequestError::Timeout(total))?
-            .ok();
+            .map_err(|_| RequestError::Timeout(total))?;
         Ok(live)
     }
 

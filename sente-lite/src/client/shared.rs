@@ -2,7 +2,7 @@
 //! the connection state, the live connection, the subscriptions and the queue.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use tungstenite::Message;
 
 use super::dial::Target;
 use super::members::Registry;
+use super::subscribing::{Subscribing, Unanswered};
 use super::{ClientError, ConnectionState, ReconnectPolicy};
 use crate::connection::Side;
 use crate::ctx::{Hub, HubFuture};
@@ -26,7 +27,8 @@ use crate::{Ctx, EventRef, Outbound, Payload, ProtocolError, RouteTable, SendErr
 
 /// Called on every state change.
 pub(crate) type StateCallback = Arc<dyn Fn(ConnectionState) + Send + Sync>;
-/// Called with the server's answer to each subscription restored after a reconnect.
+/// Called with the server's answer to each subscription restored after a
+/// reconnect or an `sl/resub`.
 pub(crate) type ResubscribeCallback =
     Arc<dyn Fn(&str, &Result<SubscribeReply, RequestError>) + Send + Sync>;
 /// Called with a channel on which publications were missed.
@@ -53,9 +55,8 @@ pub(crate) struct Settings {
 pub(crate) struct Live {
     pub(crate) ctx: Ctx,
     pub(crate) handshake: Handshake,
-    /// The channels being subscribed again on this connection, until the
-    /// server answers (closed once every answer came).
-    pub(crate) restoring: watch::Receiver<BTreeSet<String>>,
+    /// The channels with an `sl/sub` unanswered on this connection.
+    pub(crate) subscribing: Subscribing,
 }
 
 /// Commands from the handles to the background task.
@@ -116,29 +117,22 @@ struct Restore {
     since: Option<StreamPosition>,
     guard: PendingGuard,
     reply: tokio::sync::oneshot::Receiver<Result<SubscribeReply, RequestError>>,
+    /// Marks the channel answered once its answer was taken in.
+    unanswered: Unanswered,
 }
 
 /// The subscriptions restored on a new connection, waiting for the server's answers.
-pub(crate) struct Restores {
-    restores: Vec<Restore>,
-    /// The channels not answered yet.
-    pending: watch::Sender<BTreeSet<String>>,
-}
+pub(crate) struct Restores(Vec<Restore>);
 
 impl Restores {
     /// How many subscriptions are restored.
     pub(crate) fn len(&self) -> usize {
-        self.restores.len()
+        self.0.len()
     }
 
     /// Whether none is.
     pub(crate) fn is_empty(&self) -> bool {
-        self.restores.is_empty()
-    }
-
-    /// Follows the channels not answered yet.
-    pub(crate) fn watch(&self) -> watch::Receiver<BTreeSet<String>> {
-        self.pending.subscribe()
+        self.0.is_empty()
     }
 }
 
@@ -303,23 +297,46 @@ impl Shared {
                 }
             }
         };
+        self.subscribe_on(&live, &channel, since, added, deadline, timeout)
+            .await
+    }
+
+    /// Sends `sl/sub` for `channel` from `since` on `live` and takes in the
+    /// answer (its position, a gap, the presence watch to restore) by
+    /// `deadline`. `added`: the channel was not wanted before, and is
+    /// forgotten again when the frame never went out.
+    pub(super) async fn subscribe_on(
+        self: &Arc<Self>,
+        live: &Live,
+        channel: &str,
+        since: Option<StreamPosition>,
+        added: bool,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<SubscribeReply, RequestError> {
+        let _unanswered = live.subscribing.begin(channel);
         let frame = |req_id| Control::Subscribe {
             req_id,
-            channel: channel.clone(),
+            channel: channel.to_owned(),
             since: since.clone(),
         };
         let result = ask(&live.ctx, frame, deadline, timeout).await;
         match &result {
             Ok(reply) => {
-                self.settle(&channel, since.as_ref(), reply);
-                // Subscribed again after leaving: the server watches no more.
-                if self.presence().is_watched(&channel) {
-                    tokio::spawn(Arc::clone(self).rewatch(live, channel.clone()));
+                self.settle(channel, since.as_ref(), reply);
+                // Subscribed again (after leaving, or as the server asked):
+                // the server watches no more.
+                if self.presence().is_watched(channel) {
+                    tokio::spawn(
+                        Arc::clone(self)
+                            .rewatch(live.clone(), channel.to_owned())
+                            .in_current_span(),
+                    );
                 }
             }
             // Refused: asking again on the next connection would be refused again.
             Err(RequestError::Remote(_)) => {
-                lock(&self.subscriptions).remove(&channel);
+                lock(&self.subscriptions).remove(channel);
             }
             // Never sent: a new channel is not kept.
             Err(
@@ -327,13 +344,19 @@ impl Shared {
                 | RequestError::Encode(_)
                 | RequestError::TooManyInFlight { .. },
             ) if added => {
-                lock(&self.subscriptions).remove(&channel);
+                lock(&self.subscriptions).remove(channel);
             }
             // A timeout or a lost connection: it stays wanted, and is restored
             // on the next connection.
             Err(_) => {}
         }
         result
+    }
+
+    /// Whether the client keeps `channel` subscribed, and then the largest
+    /// position it has seen there (the `since` of its next subscribe).
+    pub(super) fn wanted(&self, channel: &str) -> Option<Option<StreamPosition>> {
+        lock(&self.subscriptions).get(channel).cloned()
     }
 
     /// Stops keeping `channel` subscribed and tells the server, when connected.
@@ -382,8 +405,13 @@ impl Shared {
     }
 
     /// The `sl/sub` frames that restore every subscription on a new connection,
-    /// registered in its table of pending requests.
-    pub(crate) fn restore_frames(&self, ctx: &Ctx) -> (Vec<Message>, Restores) {
+    /// registered in its table of pending requests and marked unanswered in
+    /// `subscribing`.
+    pub(crate) fn restore_frames(
+        &self,
+        ctx: &Ctx,
+        subscribing: &Subscribing,
+    ) -> (Vec<Message>, Restores) {
         let subscriptions = lock(&self.subscriptions).clone();
         let mut frames = Vec::with_capacity(subscriptions.len());
         let mut restores = Vec::with_capacity(subscriptions.len());
@@ -401,30 +429,26 @@ impl Shared {
                 since: since.clone(),
             }));
             restores.push(Restore {
+                unanswered: subscribing.begin(&channel),
                 channel,
                 since,
                 guard,
                 reply,
             });
         }
-        let pending = restores.iter().map(|r| r.channel.clone()).collect();
-        let restores = Restores {
-            restores,
-            pending: watch::Sender::new(pending),
-        };
-        (frames, restores)
+        (frames, Restores(restores))
     }
 
     /// Waits for the server's answers to the subscriptions restored on `live`.
     pub(crate) async fn settle_restores(self: Arc<Self>, live: Live, restores: Restores) {
         let timeout = self.settings.request_timeout;
-        let Restores { restores, pending } = restores;
-        for restore in restores {
+        for restore in restores.0 {
             let Restore {
                 channel,
                 since,
                 guard,
                 reply,
+                unanswered,
             } = restore;
             let result = pending::wait_reply(guard, reply, timeout).await;
             match &result {
@@ -449,9 +473,7 @@ impl Shared {
                     tracing::warn!(target: "sente_lite", channel = %channel, error = %err, "restoring a subscription got no answer");
                 }
             }
-            pending.send_modify(|set| {
-                set.remove(&channel);
-            });
+            drop(unanswered);
             if matches!(result, Err(RequestError::Closed)) {
                 continue;
             }
@@ -563,6 +585,10 @@ impl Side for ClientSide {
         let frame = match control {
             Control::PresenceDiff { channel, diff } => {
                 self.shared.presence().diff(&channel, diff);
+                return Ok(None);
+            }
+            Control::Resubscribe { channel } => {
+                self.shared.resubscribe_asked(ctx, channel);
                 return Ok(None);
             }
             Control::Handshake(_) => "`sl/handshake` after the first frame",

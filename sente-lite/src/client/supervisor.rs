@@ -13,6 +13,7 @@ use super::ConnectionState;
 use super::backoff::Backoff;
 use super::dial::Socket;
 use super::shared::{ClientHub, ClientSide, Command, Live, Shared};
+use super::subscribing::Subscribing;
 use crate::connection::{self, CloseSignal, Ended, EngineConfig};
 use crate::protocol::{CloseReason, Handshake};
 use crate::stats::bump;
@@ -248,7 +249,8 @@ async fn run_connection(
                 .then_some((handshake.limits.rate_per_sec, handshake.limits.rate_burst)),
         };
         // Subscriptions are restored before anything queued goes out.
-        let (first, restores) = shared.restore_frames(&ctx);
+        let subscribing = Subscribing::new();
+        let (first, restores) = shared.restore_frames(&ctx, &subscribing);
         tracing::info!(
             target: "sente_lite",
             user_id = handshake.user_id.as_ref().map(|u| u.0.as_str()),
@@ -259,7 +261,7 @@ async fn run_connection(
         let live = Live {
             ctx: ctx.clone(),
             handshake,
-            restoring: restores.watch(),
+            subscribing,
         };
         shared.set_live(Some(live.clone()));
         bump(&shared.counters.connections_total);

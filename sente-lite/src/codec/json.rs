@@ -27,6 +27,14 @@ pub(super) const ERROR: &str = "sl/error";
 pub(super) const CLOSE: &str = "sl/close";
 pub(super) const PRESENCE: &str = "sl/presence";
 pub(super) const PRESENCE_DIFF: &str = "sl/presence-diff";
+pub(super) const RESUB: &str = "sl/resub";
+
+/// The object of `sl/resub`: `{"channel": ...}` (unknown fields are ignored).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResubBody<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+}
 
 fn text(buf: Vec<u8>) -> Message {
     // serde_json writes UTF-8 and every literal written here is ASCII.
@@ -183,6 +191,15 @@ pub(super) fn control(control: &Control) -> Message {
             buf.push(b',');
             put_infallible(&mut buf, diff);
         }
+        Control::Resubscribe { channel } => {
+            head(RESUB);
+            put_infallible(
+                &mut buf,
+                &ResubBody {
+                    channel: Cow::Borrowed(channel),
+                },
+            );
+        }
         Control::Error(e) => {
             head(ERROR);
             put_infallible(&mut buf, e);
@@ -310,6 +327,12 @@ impl<'de> Visitor<'de> for FrameVisitor {
                 channel: need(&mut seq, "channel")?,
                 diff: need(&mut seq, "presence diff")?,
             }),
+            RESUB => {
+                let body: ResubBody<'_> = need(&mut seq, "resubscribe")?;
+                Inbound::Control(Control::Resubscribe {
+                    channel: body.channel.into_owned(),
+                })
+            }
             ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
             CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(
                 &mut seq,

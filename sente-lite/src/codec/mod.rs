@@ -253,6 +253,28 @@ impl fmt::Display for Codec {
     }
 }
 
+/// One control frame for many connections: encoded at most once per codec.
+pub(crate) struct ControlFrames<'a> {
+    control: &'a Control,
+    frames: [Option<Message>; 2],
+}
+
+impl<'a> ControlFrames<'a> {
+    pub(crate) fn new(control: &'a Control) -> Self {
+        Self {
+            control,
+            frames: [None, None],
+        }
+    }
+
+    /// The frame in `codec` (a cheap clone of the bytes encoded once).
+    pub(crate) fn get(&mut self, codec: Codec) -> Message {
+        let slot = &mut self.frames[usize::from(codec == Codec::Postcard)];
+        slot.get_or_insert_with(|| codec.encode_control(self.control))
+            .clone()
+    }
+}
+
 /// How an inbound frame names its event: by id (JSON) or by key (postcard).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventRef<'a> {

@@ -77,6 +77,11 @@ enum Header<'a> {
         channel: Cow<'a, str>,
         diff: PresenceDiff,
     },
+    /// 14: subscribe again.
+    Resubscribe {
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+    },
 }
 
 /// [`ErrorReply`] on the binary wire: `data` travels as JSON text.
@@ -251,6 +256,9 @@ pub(super) fn control(control: &Control) -> Message {
             channel: Cow::Borrowed(channel),
             diff: diff.clone(),
         },
+        Control::Resubscribe { channel } => Header::Resubscribe {
+            channel: Cow::Borrowed(channel),
+        },
         Control::Error(e) => Header::Error(WireError::from_reply(e)),
         Control::Close(c) => Header::Close(c.clone()),
     };
@@ -388,5 +396,8 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
                 diff,
             }))
         }
+        Header::Resubscribe { channel } => no_rest(Inbound::Control(Control::Resubscribe {
+            channel: channel.into_owned(),
+        })),
     }
 }

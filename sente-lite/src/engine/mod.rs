@@ -16,6 +16,11 @@
 //!   [`Node::presence_changed`] and [`Node::user_presence`];
 //! - [`Engine::send_to_user`] reaches a user's connections wherever they are.
 //!
+//! An engine whose delivery to this server broke (a lost link to its
+//! service, a channel that changed epoch) calls [`Node::resubscribe`]: the
+//! channel's subscribers here subscribe again from the position they hold,
+//! and so get what they missed replayed, or are told of the gap.
+//!
 //! [`MemoryEngine`] is the default: everything in this process, nothing to run
 //! beside it. Its history and positions are lost when the process exits, so
 //! every channel starts a new epoch after a restart and resuming clients are
@@ -247,6 +252,21 @@ impl Node {
         match self.shared.upgrade() {
             Some(shared) => shared.channels.deliver(&shared, publication, event),
             None => Ok(0),
+        }
+    }
+
+    /// This server's subscribers of `channel` may have missed publications:
+    /// each is unsubscribed and told to subscribe again (`sl/resub`), which
+    /// replays what it missed from the channel's history or tells it of the
+    /// gap. Call it when delivery to this server broke (the link to the
+    /// engine's service dropped, the channel's epoch changed), **before**
+    /// delivering anything that came after the break: a client resumes from
+    /// the largest position it holds. Returns how many connections were told
+    /// (see [`crate::Server::resubscribe`]).
+    pub fn resubscribe(&self, channel: &str) -> usize {
+        match self.shared.upgrade() {
+            Some(shared) => shared.channels.resubscribe(&shared, channel),
+            None => 0,
         }
     }
 

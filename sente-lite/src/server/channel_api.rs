@@ -113,6 +113,33 @@ impl Server {
             .is_some_and(|ctx| self.shared.forget_subscription(&ctx, channel))
     }
 
+    /// Tells this server's subscribers of `channel` that they may have missed
+    /// publications: each subscription is ended and its client asked to
+    /// subscribe again (`sl/resub`). A client of this crate (Rust or
+    /// JavaScript) then subscribes with `since`, the largest position it
+    /// holds, and gets what it missed replayed from the channel's history,
+    /// or a gap reported (`on_gap`) when the history no longer holds it.
+    ///
+    /// For an engine that learns its delivery to this server broke (a lost
+    /// link to its service, a channel whose epoch changed), and for an
+    /// application that knows better than the engine. A subscription still
+    /// catching up is answered first and then ended; a presence watch of the
+    /// channel ends with its subscription (the clients of this crate watch
+    /// again once subscribed). A subscription the server made itself
+    /// ([`Server::subscribe`], [`Ctx::subscribe`](crate::Ctx::subscribe) in a
+    /// server handler) is ended too: a client that did not ask for it does
+    /// not subscribe again. Returns how many connections were told.
+    ///
+    /// ```no_run
+    /// # fn run(server: sente_lite::Server) {
+    /// let told = server.resubscribe("room/lobby");
+    /// println!("{told} subscribers asked to subscribe again");
+    /// # }
+    /// ```
+    pub fn resubscribe(&self, channel: &str) -> usize {
+        self.shared.channels.resubscribe(&self.shared, channel)
+    }
+
     /// Channels with at least one subscriber on this server, sorted.
     pub fn channels(&self) -> Vec<String> {
         self.shared.channels.names()

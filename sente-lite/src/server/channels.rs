@@ -1,6 +1,7 @@
 //! This server's channel subscriptions: who is subscribed here, delivery of
-//! the engine's publications to them, and the resubscribe that replays what a
-//! client missed, in order, once.
+//! the engine's publications to them, the resubscribe that replays what a
+//! client missed, in order, once, and `sl/resub`, which ends subscriptions
+//! that may have missed publications so that their clients resubscribe.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,8 +9,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tungstenite::Message;
 
+use crate::codec::ControlFrames;
 use crate::engine::{ChannelOptions, OutgoingEvent, Publication};
-use crate::protocol::{ConnId, PresenceMember, StreamPosition, SubscribeReply, UserId, codes};
+use crate::protocol::{
+    ConnId, Control, PresenceMember, StreamPosition, SubscribeReply, UserId, codes,
+};
 use crate::{Ctx, EncodeError, ErrorReply};
 
 use super::hub::{Shared, lock};
@@ -43,6 +47,20 @@ struct Subscriber {
     /// Publications held while the subscription catches up (its recovery is
     /// being read), released in order when it has.
     catching_up: Option<Held>,
+    /// A resubscribe ended the subscription while it caught up: it takes no
+    /// more publications, sends what it holds and `sl/resub`, and leaves
+    /// instead of turning live.
+    ended: bool,
+}
+
+/// What a subscriber catching up does next.
+enum CatchUp {
+    /// Sends these publications, held while it caught up, then looks again.
+    Send(Vec<(Arc<Publication>, Message)>),
+    /// Nothing is held: it is live.
+    Live,
+    /// Nothing is held and a resubscribe ended it: it leaves.
+    Ended,
 }
 
 #[derive(Default)]
@@ -51,6 +69,13 @@ struct Held {
     bytes: usize,
     /// More arrived than the connection's outbound queue could have held.
     overflowed: bool,
+}
+
+/// `sl/resub` of channel `name`.
+fn resub(name: &str) -> Control {
+    Control::Resubscribe {
+        channel: name.to_owned(),
+    }
 }
 
 fn closing() -> ErrorReply {
@@ -97,6 +122,7 @@ impl Channels {
                     Subscriber {
                         ctx: ctx.clone(),
                         catching_up: Some(Held::default()),
+                        ended: false,
                     },
                 );
             }
@@ -189,10 +215,20 @@ impl Channels {
         // Then what was held, batch by batch, only what the replay and the
         // position do not cover already, until none is left: then live.
         loop {
-            let batch = self.take_held(shared, &channel, ctx, name, conn, &options)?;
-            if batch.is_empty() {
-                break;
-            }
+            let batch = match self.take_held(shared, &channel, ctx, name, conn, &options)? {
+                CatchUp::Send(batch) => batch,
+                CatchUp::Live => break,
+                CatchUp::Ended => {
+                    // Answered as it stands: the client subscribes again
+                    // from there.
+                    shared.forget_subscription(ctx, name);
+                    let frame = ctx.codec().encode_control(&resub(name));
+                    if ctx.send_when_room(frame).await.is_err() {
+                        return Err(closing());
+                    }
+                    break;
+                }
+            };
             for (publication, message) in batch {
                 if publication.epoch() == epoch && publication.offset() > last {
                     last = publication.offset();
@@ -212,7 +248,8 @@ impl Channels {
     }
 
     /// The publications held for a subscriber catching up, taken; when none
-    /// is left, the subscriber turns live (and joins the presence).
+    /// is left, the subscriber turns live (and joins the presence), unless a
+    /// resubscribe ended it.
     fn take_held(
         &self,
         shared: &Shared,
@@ -221,7 +258,7 @@ impl Channels {
         name: &str,
         conn: ConnId,
         options: &ChannelOptions,
-    ) -> Result<Vec<(Arc<Publication>, Message)>, ErrorReply> {
+    ) -> Result<CatchUp, ErrorReply> {
         let mut state = lock(&channel.state);
         let Some(subscriber) = state.subscribers.get_mut(&conn) else {
             return Err(closing());
@@ -236,21 +273,25 @@ impl Channels {
             shared.slow_consumer(conn);
             return Err(closing());
         }
-        if held.publications.is_empty() {
-            subscriber.catching_up = None;
-            // Joined under the channel's lock, as `leave` leaves under it:
-            // the engine sees a connection's join and leave in their order.
-            if options.presence
-                && let Some(user) = ctx.user_id()
-            {
-                let member = PresenceMember {
-                    user_id: user.clone(),
-                    info: shared.presence_info(ctx, name),
-                };
-                shared.engine.presence_join(name, member, conn);
-            }
+        if !held.publications.is_empty() {
+            return Ok(CatchUp::Send(held.publications));
         }
-        Ok(held.publications)
+        if subscriber.ended {
+            return Ok(CatchUp::Ended);
+        }
+        subscriber.catching_up = None;
+        // Joined under the channel's lock, as `leave` leaves under it: the
+        // engine sees a connection's join and leave in their order.
+        if options.presence
+            && let Some(user) = ctx.user_id()
+        {
+            let member = PresenceMember {
+                user_id: user.clone(),
+                info: shared.presence_info(ctx, name),
+            };
+            shared.engine.presence_join(name, member, conn);
+        }
+        Ok(CatchUp::Live)
     }
 
     /// Removes connection `conn` from channel `name`; `user` leaves its
@@ -304,6 +345,9 @@ impl Channels {
         let mut delivered = 0;
         let mut failed = None;
         for subscriber in state.subscribers.values_mut() {
+            if subscriber.ended {
+                continue;
+            }
             let message = match publication.message(subscriber.ctx.codec(), event) {
                 Ok(message) => message,
                 Err(e) => {
@@ -335,6 +379,53 @@ impl Channels {
             Some(e) => Err(e),
             None => Ok(delivered),
         }
+    }
+
+    /// Ends every subscription to channel `name` on this server, because its
+    /// subscribers may have missed publications, and has `sl/resub` sent for
+    /// each, so that its client subscribes again from the position it holds.
+    ///
+    /// A live subscription leaves as `sl/unsub` leaves (its user's presence
+    /// too, and the engine is told when it was the last) and `sl/resub` is
+    /// queued at once: a connection whose queue is full closes as a slow
+    /// consumer instead (its client subscribes again after reconnecting). One
+    /// still catching up takes no more publications, sends what it holds and
+    /// `sl/resub` at the pace of the peer's reading, then leaves and is
+    /// answered. A presence watch of the channel ends with the subscription.
+    /// Returns how many subscriptions were ended.
+    pub(crate) fn resubscribe(&self, shared: &Shared, name: &str) -> usize {
+        let Some(channel) = self.get(name) else {
+            return 0;
+        };
+        let (live, catching_up) = {
+            let mut state = lock(&channel.state);
+            let mut live = Vec::new();
+            let mut catching_up = 0;
+            for subscriber in state.subscribers.values_mut() {
+                if subscriber.catching_up.is_none() {
+                    live.push(subscriber.ctx.clone());
+                } else if !std::mem::replace(&mut subscriber.ended, true) {
+                    catching_up += 1;
+                }
+            }
+            (live, catching_up)
+        };
+        let control = resub(name);
+        let mut frames = ControlFrames::new(&control);
+        let mut told = catching_up;
+        for ctx in live {
+            // Left first, so that no publication follows the `sl/resub`.
+            if !shared.forget_subscription(&ctx, name) {
+                continue;
+            }
+            told += 1;
+            if let Err(e) = ctx.send_message(frames.get(ctx.codec())) {
+                tracing::debug!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = name, error = %e, "`sl/resub` not queued");
+            }
+        }
+        add(&shared.counters.resubscribes_requested, told);
+        tracing::info!(target: "sente_lite", channel = name, subscriptions = told, "subscriptions ended: their clients subscribe again");
+        told
     }
 
     pub(crate) fn counts(&self) -> (u64, u64) {

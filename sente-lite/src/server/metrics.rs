@@ -49,7 +49,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 32] = [
+        let counters: [(&str, &str, u64); 33] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -81,6 +81,11 @@ impl Collector for Snapshot {
                 "publications_replayed",
                 "Publications replayed to resuming subscribers",
                 s.publications_replayed,
+            ),
+            (
+                "resubscribes_requested",
+                "Subscriptions ended with sl/resub: the client subscribes again",
+                s.resubscribes_requested,
             ),
             (
                 "late_replies",

@@ -96,6 +96,10 @@ impl Side for ServerSide {
                 encoding: codec.name(),
                 detail: "only a server sends `sl/handshake`".into(),
             }),
+            Control::Resubscribe { .. } => Err(ProtocolError::BadFrame {
+                encoding: codec.name(),
+                detail: "only a server sends `sl/resub`".into(),
+            }),
             other => Err(ProtocolError::BadFrame {
                 encoding: codec.name(),
                 detail: format!("unexpected control frame {other:?}"),

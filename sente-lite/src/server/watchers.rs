@@ -6,11 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tungstenite::Message;
-
+use crate::codec::ControlFrames;
 use crate::engine::PresenceChange;
 use crate::protocol::{Control, PresenceDiff, PresenceMember, UserId};
-use crate::{Codec, ConnId, Ctx};
+use crate::{ConnId, Ctx};
 
 use super::hub::{Shared, lock};
 
@@ -115,13 +114,10 @@ impl Watchers {
                 channel: channel.to_owned(),
                 diff,
             };
-            let mut frames: [Option<Message>; 2] = [None, None];
+            let mut frames = ControlFrames::new(&control);
             // Sent under the lock: each watcher gets a channel's diffs in order.
             for ctx in watched.watchers.values() {
-                let codec = ctx.codec();
-                let slot = &mut frames[usize::from(codec == Codec::Postcard)];
-                let frame = slot.get_or_insert_with(|| codec.encode_control(&control));
-                let _ = ctx.send_message(frame.clone());
+                let _ = ctx.send_message(frames.get(ctx.codec()));
             }
         }
     }

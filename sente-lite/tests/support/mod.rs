@@ -91,52 +91,66 @@ impl Raw {
         self.next_req
     }
 
-    /// The next frame within `wait`, pings answered; `None` when none came.
-    pub(crate) async fn next_within<T: Event>(&mut self, wait: Duration) -> Option<Frame<T>> {
+    /// The next text or binary message within `wait`, as it came, pings
+    /// answered; `None` when none came, `Some(Err(code))` when the connection
+    /// closed (with this close code, if any).
+    pub(crate) async fn next_message_within(
+        &mut self,
+        wait: Duration,
+    ) -> Option<Result<Message, Option<u16>>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let message = match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return None,
-                Ok(None | Some(Err(_))) => return Some(Frame::Closed(None)),
+                Ok(None | Some(Err(_))) => return Some(Err(None)),
                 Ok(Some(Ok(message))) => message,
             };
             if let Message::Close(close) = &message {
-                return Some(Frame::Closed(close.as_ref().map(|c| u16::from(c.code))));
+                return Some(Err(close.as_ref().map(|c| u16::from(c.code))));
             }
             if !(message.is_text() || message.is_binary()) {
                 continue;
             }
+            if let Ok(Inbound::Control(Control::Ping(n))) = Codec::decode(&message) {
+                self.send(&Control::Pong(n)).await;
+                continue;
+            }
+            return Some(Ok(message));
+        }
+    }
+
+    /// The next frame within `wait`, pings answered; `None` when none came.
+    pub(crate) async fn next_within<T: Event>(&mut self, wait: Duration) -> Option<Frame<T>> {
+        let message = match self.next_message_within(wait).await? {
+            Ok(message) => message,
+            Err(code) => return Some(Frame::Closed(code)),
+        };
+        Some(
             match Codec::decode(&message).expect("a frame the client can decode") {
-                Inbound::Control(Control::Ping(n)) => {
-                    self.send(&Control::Pong(n)).await;
-                }
                 Inbound::Control(Control::PresenceDiff { channel, diff }) => {
-                    return Some(Frame::PresenceDiff { channel, diff });
+                    Frame::PresenceDiff { channel, diff }
                 }
-                Inbound::Control(control) => return Some(Frame::Control(control)),
+                Inbound::Control(control) => Frame::Control(control),
                 Inbound::Publication {
                     channel,
                     position,
                     payload,
                     ..
-                } => {
-                    let event = payload.decode::<T>(T::ID).expect("a publication of T");
-                    return Some(Frame::Pub {
-                        channel: channel.into_owned(),
-                        position,
-                        event,
-                    });
-                }
-                Inbound::Reply { req_id, result } => {
-                    let result = result.map(|payload| match payload {
+                } => Frame::Pub {
+                    channel: channel.into_owned(),
+                    position,
+                    event: payload.decode::<T>(T::ID).expect("a publication of T"),
+                },
+                Inbound::Reply { req_id, result } => Frame::Reply {
+                    req_id,
+                    result: result.map(|payload| match payload {
                         Payload::Json(raw) => raw.get().as_bytes().to_vec(),
                         Payload::Postcard(bytes) => bytes.to_vec(),
-                    });
-                    return Some(Frame::Reply { req_id, result });
-                }
+                    }),
+                },
                 other => panic!("unexpected frame {other:?}"),
-            }
-        }
+            },
+        )
     }
 
     /// The next frame (at most [`PATIENCE`] away).
