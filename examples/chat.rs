@@ -14,6 +14,16 @@
 //! and from a second terminal as another user. Each line typed is said in the
 //! room; everyone in it sees it. `GET /health` tells how the server is doing,
 //! `GET /metrics` gives its metrics. Ctrl-C or SIGTERM drains it gracefully.
+//!
+//! Clustered: with `--redis redis://127.0.0.1:6379`, rooms, their history and
+//! presence live in Redis, and several chat servers act as one. Start Redis
+//! (`redis-server --port 6379`), then two servers:
+//! `cargo run -p sente-lite-examples --example chat -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3000`
+//! and the same with `--addr 127.0.0.1:3001`; open `http://127.0.0.1:3000/`
+//! and `http://127.0.0.1:3001/` in two windows, join the same room, and watch
+//! messages and presence cross. With `--shared-port`, the servers share one
+//! address (SO_REUSEPORT): stop one and its pages reconnect to the others and
+//! get what they missed.
 
 #[path = "chat_events.rs"]
 mod chat_events;
@@ -24,6 +34,7 @@ use chat_events::{ChatMessage, Join, Joined, Leave, Say, channel};
 use clap::Parser;
 use sente_lite::server::{ChannelOptions, OriginPolicy, Rejection, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
+use sente_lite_redis::{RedisConfig, RedisEngine};
 
 const HTML: &str = "text/html; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -35,6 +46,13 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: String,
+    /// Keep rooms in this Redis, shared with other chat servers
+    /// (`redis://127.0.0.1:6379`); without it, everything stays in this process.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Listen beside other processes on the same address (SO_REUSEPORT).
+    #[arg(long)]
+    shared_port: bool,
 }
 
 /// Who is in `room`: its presence's members, by name.
@@ -128,7 +146,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(url) = &args.redis {
+        let engine = RedisEngine::connect(RedisConfig::new(url.as_str())).await?;
+        tracing::info!(node = engine.node_id(), "rooms are kept in Redis at {url}");
+        builder = builder.engine(engine);
+    }
+    let builder = builder
         .router(Router::new().handler(join).handler(leave).handler(say))
         .auth(|req| async move {
             match req.query("name") {
@@ -155,9 +179,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .page("/", HTML, include_str!("chat_page/index.html"))
         .page("/chat.css", CSS, include_str!("chat_page/chat.css"))
         .page("/chat.js", JS, include_str!("chat_page/chat.js"))
-        .page("/sente-lite.js", JS, sente_lite::JS_CLIENT)
-        .bind(args.addr)
-        .await?;
+        .page("/sente-lite.js", JS, sente_lite::JS_CLIENT);
+    let server = if args.shared_port {
+        builder.listen(sente_lite::server::shared_listener(args.addr.parse()?)?)?
+    } else {
+        builder.bind(args.addr).await?
+    };
     tracing::info!("chat server listening at {}", server.ws_url());
     if let Some(addr) = server.local_addr() {
         tracing::info!("open http://{addr}/ in a browser");
