@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use cluster_events::{Members, NameOf, News, Note, Publish, Tell};
+use cluster_events::{Ask, Members, NameOf, News, Note, Publish, Question, Tell};
 use futures_util::{SinkExt, StreamExt};
 use redis_process::{RedisProcess, free_port};
 use sente_lite::{Client, Codec, ConnectionState, Ctx, ReconnectPolicy, Router};
@@ -95,6 +95,12 @@ async fn on_note(ctx: Ctx, note: Note) {
     }
 }
 
+#[sente_lite::handler]
+async fn on_question(ctx: Ctx, question: Question) -> String {
+    let label = ctx.state::<Label>().map_or("?", |l| l.0.as_str());
+    format!("{label} answers {}", question.text)
+}
+
 async fn client(label: &str, url: &str, user: Option<&str>, codec: Codec) -> Client {
     let url = match user {
         Some(user) => format!("{url}?user={user}"),
@@ -102,7 +108,12 @@ async fn client(label: &str, url: &str, user: Option<&str>, codec: Codec) -> Cli
     };
     let gap_label = label.to_owned();
     Client::builder(url)
-        .router(Router::new().handler(on_news).handler(on_note))
+        .router(
+            Router::new()
+                .handler(on_news)
+                .handler(on_note)
+                .handler(on_question),
+        )
         .state(Label(label.to_owned()))
         .codec(codec)
         .reconnect(
@@ -200,6 +211,27 @@ async fn three_servers_on_one_redis_act_as_one() {
     .await;
     assert_eq!(seen("t1-postcard", |s| s.notes.clone()), vec!["hello bob"]);
     assert!(seen("t1-json", |s| s.notes.is_empty()));
+
+    // A request from a reaches bob on c and comes back, in either encoding;
+    // alice is asked on b; a user with no connection anywhere is told so.
+    for (user, label) in [("bob", "t1-postcard"), ("alice", "t1-json")] {
+        let answer = publisher
+            .request(&Ask {
+                user: user.into(),
+                text: "ready?".into(),
+            })
+            .await
+            .expect("asked across servers");
+        assert_eq!(answer, format!("{label} answers ready?"));
+    }
+    let nobody = publisher
+        .request(&Ask {
+            user: "nobody".into(),
+            text: "there?".into(),
+        })
+        .await
+        .expect_err("nobody to ask");
+    assert_eq!(nobody.code(), "not-connected", "{nobody}");
 
     // Presence is the union: alice (on b) and bob (on c), seen from a.
     let mut members = Vec::new();

@@ -50,3 +50,19 @@ pub(crate) struct HealthOf;
 #[sente_lite::event("cluster/name", reply = String)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NameOf;
+
+/// Ask `user` (one of its connections, on any server) `text`; the reply is
+/// its answer.
+#[sente_lite::event("cluster/ask", reply = String)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Ask {
+    pub(crate) user: String,
+    pub(crate) text: String,
+}
+
+/// What `cluster/ask` asks a client; it answers.
+#[sente_lite::event("cluster/question", reply = String)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Question {
+    pub(crate) text: String,
+}

@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 
 use redis::{PushInfo, PushKind, Value};
+use sente_lite::RequestError;
 use sente_lite::engine::{
     ChannelOptions, Engine, EngineError, EngineFuture, EngineMetric, Node, OutgoingEvent,
-    Publication, Published, Recovery,
+    Publication, Published, Recovery, ReplyFuture,
 };
 use sente_lite::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
 use tokio::sync::oneshot;
@@ -16,6 +17,7 @@ use crate::config::Keys;
 use crate::link::{ConnectError, Link, OnPush, bump};
 use crate::members::{self, Members};
 use crate::queue::{Pending, Publish, PublishQueue};
+use crate::requests::{self, Requests};
 use crate::streams::{self, Streams, millis};
 use crate::{RedisConfig, scripts, wire};
 
@@ -50,6 +52,9 @@ pub(crate) struct Inner {
     pub(crate) streams: Streams,
     pub(crate) members: Arc<Members>,
     pub(crate) queue: PublishQueue,
+    pub(crate) requests: Requests,
+    /// Itself, for what Redis pushes that starts a task.
+    this: OnceLock<Weak<Inner>>,
 }
 
 /// A new epoch: 16 hex digits, random.
@@ -91,8 +96,11 @@ impl RedisEngine {
             streams: Streams::default(),
             members: Arc::new(Members::default()),
             queue: PublishQueue::new(&config),
+            requests: Requests::new(config.max_pending),
+            this: OnceLock::new(),
             config,
         });
+        let _ = inner.this.set(Arc::downgrade(&inner));
         let weak: Weak<dyn OnPush> = Arc::downgrade(&inner) as Weak<dyn OnPush>;
         let _ = target.set(weak);
         Ok(Self { inner })
@@ -124,7 +132,16 @@ impl OnPush for Inner {
                 if channel == self.keys.presence_events().as_bytes() {
                     members::arrived(self, &message);
                 } else if channel == self.keys.node(&self.id).as_bytes() {
-                    self.user_event(&message);
+                    match message.split_first() {
+                        Some((b'e', body)) => self.user_event(body),
+                        Some((b'q', body)) => {
+                            if let Some(inner) = self.this.get().and_then(Weak::upgrade) {
+                                requests::asked(&inner, body);
+                            }
+                        }
+                        Some((b'r', body)) => requests::answered(self, body),
+                        _ => bump(&self.link.counters.malformed),
+                    }
                 } else if let Some(name) = self.keys.channel_of(&channel) {
                     self.streams.arrived(self, name, &message);
                 }
@@ -140,7 +157,7 @@ impl OnPush for Inner {
 
 impl Inner {
     /// An event for a user of this server, sent by another: `len:user` then
-    /// the packed event.
+    /// the packed event (after the kind byte `e`).
     fn user_event(&self, message: &[u8]) {
         let Some(node) = self.node.get() else {
             return;
@@ -377,6 +394,22 @@ impl Engine for RedisEngine {
         self.inner.members.user_leave(&self.inner, user, conn);
     }
 
+    fn request_user(
+        &self,
+        user: &UserId,
+        event: &OutgoingEvent<'_>,
+        timeout: std::time::Duration,
+    ) -> ReplyFuture {
+        let Some(node) = self.inner.node.get() else {
+            return Box::pin(std::future::ready(Err(RequestError::NotConnected)));
+        };
+        if node.has_user(user) {
+            node.request_user(user, event, timeout)
+        } else {
+            requests::ask(&self.inner, user, event, timeout)
+        }
+    }
+
     fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize> {
         let inner = &self.inner;
         let here = match inner.node.get() {
@@ -386,11 +419,12 @@ impl Engine for RedisEngine {
             },
             None => 0,
         };
-        let mut message = format!("{}:{}", user.0.len(), user.0).into_bytes();
+        let mut message = format!("e{}:{}", user.0.len(), user.0).into_bytes();
         message.extend_from_slice(&wire::pack(event));
         let route = Pending::Route {
             user: user.0.clone(),
             message,
+            one: None,
         };
         // Queued with the publications: events to one user keep their order.
         if inner.queue.push(route).is_err() {

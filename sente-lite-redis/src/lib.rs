@@ -34,6 +34,9 @@
 //!   every heartbeat (1 s): its members leave within about 11 seconds.
 //! - **`send_to_user`** reaches the user's connections on this server at
 //!   once and is sent to the other servers that hold the user.
+//! - **`request_user`** asks one connection of the user: on this server when
+//!   it has one, else on one server that holds the user, which sends the
+//!   reply back (at most [`RedisConfig::max_pending`] wait at once).
 //!
 //! # When Redis goes away
 //!
@@ -65,6 +68,7 @@ mod engine;
 mod link;
 mod members;
 mod queue;
+mod requests;
 mod scripts;
 mod streams;
 mod wire;

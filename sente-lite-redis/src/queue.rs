@@ -19,16 +19,22 @@ const BATCH: usize = 256;
 pub(crate) enum Pending {
     /// A publication, whose publisher waits for its position.
     Publish(Publish),
-    /// An event for a user's connections on other servers (`len:user`
-    /// then the packed event).
-    Route { user: String, message: Vec<u8> },
+    /// A message for the other servers that hold a user: all of them, or
+    /// (with `one`) the first, told how many it reached.
+    Route {
+        user: String,
+        message: Vec<u8>,
+        one: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+    /// A message on a Redis channel.
+    Send { channel: String, message: Vec<u8> },
 }
 
 impl Pending {
     fn size(&self) -> usize {
         match self {
             Self::Publish(p) => p.packed.len(),
-            Self::Route { message, .. } => message.len(),
+            Self::Route { message, .. } | Self::Send { message, .. } => message.len(),
         }
     }
 }
@@ -137,7 +143,7 @@ async fn send(inner: &Arc<crate::engine::Inner>, batch: Vec<Pending>) {
                     .arg(p.retention_ms)
                     .arg(&p.redis_channel);
             }
-            Pending::Route { user, message } => {
+            Pending::Route { user, message, one } => {
                 pipe.cmd("EVALSHA")
                     .arg(scripts::ROUTE.get_hash())
                     .arg(1)
@@ -145,7 +151,11 @@ async fn send(inner: &Arc<crate::engine::Inner>, batch: Vec<Pending>) {
                     .arg(user)
                     .arg(&inner.id)
                     .arg(message)
-                    .arg(inner.keys.prefix());
+                    .arg(inner.keys.prefix())
+                    .arg(if one.is_some() { "one" } else { "all" });
+            }
+            Pending::Send { channel, message } => {
+                pipe.cmd("PUBLISH").arg(channel).arg(message);
             }
         }
     }
@@ -186,10 +196,22 @@ async fn send(inner: &Arc<crate::engine::Inner>, batch: Vec<Pending>) {
                             });
                         let _ = p.reply.send(result);
                     }
-                    Pending::Route { user, .. } => {
+                    Pending::Route { user, one, .. } => {
+                        let value = value.and_then(|v| {
+                            redis::from_redis_value::<u64>(v).map_err(|e| e.to_string())
+                        });
+                        if let Err(e) = &value {
+                            bump(failures);
+                            tracing::warn!(target: "sente_lite_redis", user, error = %e, "a message for a user could not reach the other servers");
+                        }
+                        if let Some(one) = one {
+                            let _ = one.send(value);
+                        }
+                    }
+                    Pending::Send { channel, .. } => {
                         if let Err(e) = value {
                             bump(failures);
-                            tracing::warn!(target: "sente_lite_redis", user, error = %e, "an event for a user could not reach the other servers");
+                            tracing::warn!(target: "sente_lite_redis", channel, error = %e, "a message could not be sent on Redis");
                         }
                     }
                 }
@@ -200,10 +222,16 @@ async fn send(inner: &Arc<crate::engine::Inner>, batch: Vec<Pending>) {
             tracing::warn!(target: "sente_lite_redis", error = %e, sends = batch.len(), "publications and user events could not be sent to Redis");
             for pending in batch {
                 bump(failures);
-                if let Pending::Publish(p) = pending {
-                    let _ = p.reply.send(Err(EngineError::Unavailable(format!(
-                        "Redis is unreachable (the publication may or may not have been made): {e}"
-                    ))));
+                match pending {
+                    Pending::Publish(p) => {
+                        let _ = p.reply.send(Err(EngineError::Unavailable(format!(
+                            "Redis is unreachable (the publication may or may not have been made): {e}"
+                        ))));
+                    }
+                    Pending::Route { one: Some(one), .. } => {
+                        let _ = one.send(Err(format!("Redis is unreachable: {e}")));
+                    }
+                    Pending::Route { .. } | Pending::Send { .. } => {}
                 }
             }
         }

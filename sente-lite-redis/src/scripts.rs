@@ -255,9 +255,9 @@ return #dead
     )
 });
 
-/// Sends an event to a user's connections on the other servers.
-/// KEYS: user nodes set. ARGV: user, this node's id, message, key prefix.
-/// Returns how many servers it was sent to.
+/// Sends a message to the other servers that hold a user.
+/// KEYS: user nodes set. ARGV: user, this node's id, message, key prefix,
+/// `all` or `one` (the first only). Returns how many servers it was sent to.
 pub(crate) static ROUTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -269,6 +269,7 @@ for _, entry in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], '[' .. user .. '\0', '
     if node ~= me then
       redis.call('PUBLISH', ARGV[4] .. ':node:' .. node, ARGV[3])
       sent = sent + 1
+      if ARGV[5] == 'one' then return sent end
     end
   end
 end

@@ -221,6 +221,31 @@ impl Ctx {
         .await
     }
 
+    /// Sends `event` to the peer as a request and waits for its reply, at most
+    /// `timeout`, keeping the reply as it came (an engine carries it to the
+    /// server that asked). The request is sent before this returns.
+    pub(crate) fn request_raw(
+        &self,
+        event: &crate::engine::OutgoingEvent<'_>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<crate::pending::RawReply, RequestError>> + Send + 'static
+    {
+        let sent = (|| {
+            let (guard, reply) = self.inner.pending.register_raw()?;
+            let message = event.request_message(
+                self.inner.codec,
+                guard.req_id(),
+                Some(pending::deadline_ms(timeout)),
+            )?;
+            self.inner.outbound.try_send(message)?;
+            Ok::<_, RequestError>((guard, reply))
+        })();
+        async move {
+            let (guard, reply) = sent?;
+            pending::wait_reply(guard, reply, timeout).await
+        }
+    }
+
     /// Subscribes this connection to `channel` (on a server: directly, after the
     /// channel's authorisation; on a client: by asking the server).
     pub async fn subscribe(

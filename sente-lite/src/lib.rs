@@ -39,7 +39,7 @@ pub use ctx::{Ctx, DEFAULT_REQUEST_TIMEOUT, Outbound};
 pub use error::{EncodeError, ProtocolError, SendError};
 pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
-pub use pending::RequestError;
+pub use pending::{RawReply, RequestError};
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
 pub use queue::OutboundReceiver;
 pub use router::{

@@ -45,6 +45,14 @@ pub enum RequestError {
         /// The extension, for example [`EXTENSION_PRESENCE`](crate::protocol::EXTENSION_PRESENCE).
         extension: &'static str,
     },
+    /// The user has no open connection, on this server or any other of the
+    /// engine ([`Server::request_user`](crate::Server::request_user)).
+    #[error("the user has no open connection")]
+    NotConnected,
+    /// The engine could not carry the request to the server holding the
+    /// user (its service is unreachable).
+    #[error("the engine is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl RequestError {
@@ -59,11 +67,59 @@ impl RequestError {
             Self::Send(_) => "send",
             Self::TooManyInFlight { .. } => crate::protocol::codes::TOO_MANY_REQUESTS,
             Self::Unsupported { .. } => "unsupported",
+            Self::NotConnected => "not-connected",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }
 
 type Completer = Box<dyn FnOnce(Result<Payload<'_>, ErrorReply>) + Send>;
+
+/// A reply kept as it came: its payload in the encoding of the connection
+/// that answered. An engine carries it back to the server that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawReply {
+    /// The encoding of `payload`.
+    pub codec: crate::Codec,
+    /// JSON text, or postcard bytes.
+    pub payload: bytes::Bytes,
+}
+
+impl RawReply {
+    fn of(payload: &Payload<'_>) -> Self {
+        match payload {
+            Payload::Json(raw) => Self {
+                codec: crate::Codec::Json,
+                payload: bytes::Bytes::copy_from_slice(raw.get().as_bytes()),
+            },
+            Payload::Postcard(bytes) => Self {
+                codec: crate::Codec::Postcard,
+                payload: bytes::Bytes::copy_from_slice(bytes),
+            },
+        }
+    }
+
+    /// Decodes the reply into `R`, as the reply of a request on a
+    /// connection would be.
+    pub fn decode<R: DeserializeOwned>(&self) -> Result<R, RequestError> {
+        let bad = |detail: String| {
+            RequestError::BadReply(ProtocolError::BadPayload {
+                event: "reply",
+                detail,
+            })
+        };
+        let payload = match self.codec {
+            crate::Codec::Json => {
+                let text = std::str::from_utf8(&self.payload).map_err(|e| bad(e.to_string()))?;
+                let raw: &serde_json::value::RawValue =
+                    serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+                Payload::Json(raw)
+            }
+            crate::Codec::Postcard => Payload::Postcard(&self.payload),
+        };
+        payload.decode("reply").map_err(RequestError::BadReply)
+    }
+}
 
 /// Our requests in flight on one connection (or one client across reconnects).
 #[derive(Clone)]
@@ -104,10 +160,30 @@ impl PendingRequests {
     pub(crate) fn register<R: DeserializeOwned + Send + 'static>(
         &self,
     ) -> Result<(PendingGuard, oneshot::Receiver<Result<R, RequestError>>), RequestError> {
+        self.register_with(|payload| payload.decode::<R>("reply").map_err(RequestError::BadReply))
+    }
+
+    /// Reserves a request id whose reply is kept as it came, undecoded.
+    pub(crate) fn register_raw(
+        &self,
+    ) -> Result<
+        (
+            PendingGuard,
+            oneshot::Receiver<Result<RawReply, RequestError>>,
+        ),
+        RequestError,
+    > {
+        self.register_with(|payload| Ok(RawReply::of(&payload)))
+    }
+
+    fn register_with<T: Send + 'static>(
+        &self,
+        take: impl FnOnce(Payload<'_>) -> Result<T, RequestError> + Send + 'static,
+    ) -> Result<(PendingGuard, oneshot::Receiver<Result<T, RequestError>>), RequestError> {
         let (tx, rx) = oneshot::channel();
         let complete: Completer = Box::new(move |result| {
             let value = match result {
-                Ok(payload) => payload.decode::<R>("reply").map_err(RequestError::BadReply),
+                Ok(payload) => take(payload),
                 Err(remote) => Err(RequestError::Remote(remote)),
             };
             let _ = tx.send(value);

@@ -567,6 +567,36 @@ async fn the_server_s_requests_are_answered_by_client_handlers() {
 }
 
 #[tokio::test]
+async fn the_server_s_requests_to_a_user_reach_one_of_its_connections() {
+    let server = server().await;
+    let client = builder(&format!("{}?token=ada", server.ws_url()))
+        .codec(Codec::Postcard)
+        .connect()
+        .await
+        .unwrap();
+    let conn_id = client.conn_id().unwrap();
+    let answer = server
+        .request_user(
+            &"ada".into(),
+            &Ask {
+                question: "there?".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, format!("THERE? (conn {conn_id})"));
+    let nobody = server
+        .request_user(
+            &"nobody".into(),
+            &Ask {
+                question: "there?".into(),
+            },
+        )
+        .await;
+    assert_eq!(nobody, Err(RequestError::NotConnected));
+}
+
+#[tokio::test]
 async fn a_full_queue_refuses_sends() {
     // Nothing listens: everything stays queued.
     let port = free_port().await;

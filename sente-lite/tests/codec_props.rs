@@ -777,6 +777,26 @@ proptest! {
         )?;
     }
 
+    /// A request framed from its payload (as an engine carries a request to
+    /// a user on another server) is byte for byte the one encoded from the
+    /// value; a reply kept as it came decodes as the typed one would.
+    #[test]
+    fn requests_framed_from_payloads_are_the_same_bytes(
+        search in search(),
+        req_id in 1u64..(1 << 53),
+        deadline_ms in proptest::option::of(any::<u32>()),
+    ) {
+        for codec in [Codec::Json, Codec::Postcard] {
+            let payload = codec.encode_payload(Search::ID, &search)?;
+            prop_assert_eq!(
+                codec.encode_request_of_payload(Search::ID, req_id, deadline_ms, &payload)?,
+                codec.encode_request(req_id, deadline_ms, &search)?
+            );
+            let kept = sente_lite::RawReply { codec, payload };
+            prop_assert_eq!(kept.decode::<Search>(), Ok(search.clone()));
+        }
+    }
+
     #[test]
     fn controls_round_trip(control in control()) {
         round_trip(&Frame::Control(control))?;

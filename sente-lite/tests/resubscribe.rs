@@ -244,6 +244,15 @@ impl Engine for Gated {
     fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize> {
         self.inner.send_to_user(user, event)
     }
+
+    fn request_user(
+        &self,
+        user: &UserId,
+        event: &OutgoingEvent<'_>,
+        timeout: Duration,
+    ) -> sente_lite::engine::ReplyFuture {
+        self.inner.request_user(user, event, timeout)
+    }
 }
 
 #[tokio::test]

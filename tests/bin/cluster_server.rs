@@ -12,7 +12,7 @@ mod cluster_events;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster_events::{HealthOf, Members, NameOf, News, Note, Publish, Tell};
+use cluster_events::{Ask, HealthOf, Members, NameOf, News, Note, Publish, Question, Tell};
 use sente_lite::server::{ChannelOptions, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server, UserId};
 use sente_lite_redis::{RedisConfig, RedisEngine};
@@ -68,6 +68,14 @@ async fn do_tell(ctx: Ctx, req: Tell) -> Result<usize, ErrorReply> {
 }
 
 #[sente_lite::handler]
+async fn do_ask(ctx: Ctx, req: Ask) -> Result<String, ErrorReply> {
+    server_of(&ctx)?
+        .request_user(&UserId(req.user), &Question { text: req.text })
+        .await
+        .map_err(|e| ErrorReply::new(e.code().to_owned(), e.to_string()))
+}
+
+#[sente_lite::handler]
 async fn do_members(ctx: Ctx, req: Members) -> Result<Vec<String>, ErrorReply> {
     let members = server_of(&ctx)?
         .channel_presence(&req.channel)
@@ -115,6 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Router::new()
                 .handler(do_publish)
                 .handler(do_tell)
+                .handler(do_ask)
                 .handler(do_members)
                 .handler(do_health)
                 .handler(do_name),

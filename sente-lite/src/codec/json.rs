@@ -122,14 +122,38 @@ pub(super) fn publication_of_payload(
 /// A one-way event around a payload already encoded as JSON text: the same
 /// bytes as [`event`] writes for the value it came from.
 pub(super) fn event_of_payload(id: &str, payload: &str) -> Result<Message, EncodeError> {
+    frame_of_payload("event", payload, |raw| {
+        super::json_str::to_string(&(id, raw))
+    })
+}
+
+/// A request around a payload already encoded as JSON text: the same bytes
+/// as [`event`] writes for the value it came from.
+pub(super) fn request_of_payload(
+    id: &str,
+    req_id: RequestId,
+    deadline_ms: Option<u32>,
+    payload: &str,
+) -> Result<Message, EncodeError> {
+    frame_of_payload("request", payload, |raw| match deadline_ms {
+        None => super::json_str::to_string(&(id, raw, req_id)),
+        Some(ms) => super::json_str::to_string(&(id, raw, req_id, ms)),
+    })
+}
+
+fn frame_of_payload<E: std::fmt::Display>(
+    what: &'static str,
+    payload: &str,
+    write: impl FnOnce(&RawValue) -> Result<String, E>,
+) -> Result<Message, EncodeError> {
     let raw: &RawValue = serde_json::from_str(payload).map_err(|e| EncodeError {
-        what: "event",
+        what,
         encoding: ENCODING,
         detail: format!("the payload is not JSON: {e}"),
     })?;
-    super::json_str::to_string(&(id, raw))
+    write(raw)
         .map(|text| Message::Text(text.into()))
-        .map_err(|e| encode_error("event", ENCODING, e))
+        .map_err(|e| encode_error(what, ENCODING, e))
 }
 
 /// Protocol types serialize infallibly: strings, numbers, options and a JSON value.

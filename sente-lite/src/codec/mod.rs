@@ -166,11 +166,7 @@ impl Codec {
     ) -> Result<Message, EncodeError> {
         match self {
             Self::Json => {
-                let text = std::str::from_utf8(payload).map_err(|e| EncodeError {
-                    what: "publication",
-                    encoding: "json",
-                    detail: format!("the payload is not UTF-8: {e}"),
-                })?;
+                let text = json_text("publication", payload)?;
                 json::publication_of_payload(channel, id, position, text)
             }
             Self::Postcard => Ok(postcard::publication_of_payload(
@@ -188,14 +184,34 @@ impl Codec {
     pub fn encode_event_of_payload(self, id: &str, payload: &[u8]) -> Result<Message, EncodeError> {
         match self {
             Self::Json => {
-                let text = std::str::from_utf8(payload).map_err(|e| EncodeError {
-                    what: "event",
-                    encoding: "json",
-                    detail: format!("the payload is not UTF-8: {e}"),
-                })?;
+                let text = json_text("event", payload)?;
                 json::event_of_payload(id, text)
             }
             Self::Postcard => Ok(postcard::event_of_payload(EventKey::of(id), payload)),
+        }
+    }
+
+    /// Frames a payload from [`Codec::encode_payload`] (of the same codec) as
+    /// request `req_id` of event `id`: the same bytes as
+    /// [`Codec::encode_request`] of the value.
+    pub fn encode_request_of_payload(
+        self,
+        id: &str,
+        req_id: RequestId,
+        deadline_ms: Option<u32>,
+        payload: &[u8],
+    ) -> Result<Message, EncodeError> {
+        match self {
+            Self::Json => {
+                let text = json_text("request", payload)?;
+                json::request_of_payload(id, req_id, deadline_ms, text)
+            }
+            Self::Postcard => Ok(postcard::request_of_payload(
+                EventKey::of(id),
+                req_id,
+                deadline_ms,
+                payload,
+            )),
         }
     }
 
@@ -318,6 +334,15 @@ pub enum Payload<'a> {
     Json(&'a RawValue),
     /// postcard bytes (the rest of the binary frame).
     Postcard(&'a [u8]),
+}
+
+/// A JSON payload as text, or the error naming `what` it was for.
+fn json_text<'a>(what: &'static str, payload: &'a [u8]) -> Result<&'a str, EncodeError> {
+    std::str::from_utf8(payload).map_err(|e| EncodeError {
+        what,
+        encoding: "json",
+        detail: format!("the payload is not UTF-8: {e}"),
+    })
 }
 
 impl<'a> Payload<'a> {

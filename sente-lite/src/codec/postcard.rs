@@ -225,6 +225,23 @@ pub(super) fn event_of_payload(key: EventKey, payload: &[u8]) -> Message {
     to_message(buf)
 }
 
+/// A request around a payload already encoded: the same bytes as [`event`]
+/// writes for the value it came from.
+pub(super) fn request_of_payload(
+    key: EventKey,
+    req_id: RequestId,
+    deadline_ms: Option<u32>,
+    payload: &[u8],
+) -> Message {
+    let mut buf = header(&Header::Request {
+        key,
+        req_id,
+        deadline_ms,
+    });
+    buf.extend_from_slice(payload);
+    to_message(buf)
+}
+
 pub(super) fn control(control: &Control) -> Message {
     let head = match control {
         Control::Handshake(h) => Header::Handshake(h.clone()),

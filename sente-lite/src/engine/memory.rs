@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::{
     ChannelOptions, Engine, EngineFuture, Node, OutgoingEvent, Publication, Published, Recovery,
+    ReplyFuture,
 };
+use crate::RequestError;
 use crate::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
 
 /// The bounds of a [`MemoryEngine`].
@@ -172,6 +174,18 @@ impl Engine for MemoryEngine {
     fn user_leave(&self, user: &UserId, conn: ConnId) {
         if let Some(node) = self.node() {
             self.inner.members.user_leave(node, user, conn);
+        }
+    }
+
+    fn request_user(
+        &self,
+        user: &UserId,
+        event: &OutgoingEvent<'_>,
+        timeout: Duration,
+    ) -> ReplyFuture {
+        match self.node() {
+            Some(node) => node.request_user(user, event, timeout),
+            None => Box::pin(std::future::ready(Err(RequestError::NotConnected))),
         }
     }
 

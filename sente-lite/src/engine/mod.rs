@@ -42,13 +42,17 @@ use std::time::Duration;
 pub use memory::{MemoryEngine, MemoryEngineConfig};
 pub use publication::{OutgoingEvent, Publication};
 
-use crate::EncodeError;
+use crate::pending::RawReply;
 use crate::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
 use crate::server::{Presence, hub::Shared};
+use crate::{EncodeError, RequestError};
 
 /// What an engine answers, later: a boxed future, so that [`Engine`] stays a
 /// trait object.
 pub type EngineFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send>>;
+
+/// The reply to a request sent to a user ([`Engine::request_user`]), later.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<RawReply, RequestError>> + Send>>;
 
 /// An engine could not do what it was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +194,17 @@ pub trait Engine: Send + Sync + 'static {
     /// Sends `event` to every connection of `user`, on every server.
     fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize>;
 
+    /// Sends the request `event` to one connection of `user` (on this server
+    /// when it has one, else on another server of the engine), waits for the
+    /// reply at most `timeout`, and answers it as it came.
+    /// [`RequestError::NotConnected`] when the user has no open connection.
+    fn request_user(
+        &self,
+        user: &UserId,
+        event: &OutgoingEvent<'_>,
+        timeout: Duration,
+    ) -> ReplyFuture;
+
     /// The engine's own health, served in `/health` as the check `engine`
     /// (a failing engine makes the status `failing`); `None` for an engine
     /// with nothing outside the process to fail, as the memory engine.
@@ -268,6 +283,33 @@ impl Node {
             Some(shared) => shared.channels.resubscribe(&shared, channel),
             None => 0,
         }
+    }
+
+    /// Sends the request `event` to one of this server's connections of
+    /// `user` and waits for its reply, at most `timeout` (the request is sent
+    /// before this returns). [`RequestError::NotConnected`] when the user has
+    /// no connection here.
+    pub fn request_user(
+        &self,
+        user: &UserId,
+        event: &OutgoingEvent<'_>,
+        timeout: Duration,
+    ) -> ReplyFuture {
+        let ctx = self
+            .shared
+            .upgrade()
+            .and_then(|shared| shared.user_conns(user).into_iter().next());
+        match ctx {
+            Some(ctx) => Box::pin(ctx.request_raw(event, timeout)),
+            None => Box::pin(std::future::ready(Err(RequestError::NotConnected))),
+        }
+    }
+
+    /// Whether `user` has an open connection on this server.
+    pub fn has_user(&self, user: &UserId) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|shared| !shared.user_conns(user).is_empty())
     }
 
     /// Tells this server's watchers of `channel` about a presence change.

@@ -178,6 +178,17 @@ impl<'a> OutgoingEvent<'a> {
         self.value.payload(codec)
     }
 
+    /// The event as request `req_id` in `codec`, with its deadline (not kept:
+    /// a request goes to one connection).
+    pub fn request_message(
+        &self,
+        codec: Codec,
+        req_id: crate::protocol::RequestId,
+        deadline_ms: Option<u32>,
+    ) -> Result<Message, EncodeError> {
+        codec.encode_request_of_payload(self.id(), req_id, deadline_ms, &self.payload(codec)?)
+    }
+
     /// The event as a one-way event frame in `codec`, encoded at the first call.
     pub fn message(&self, codec: Codec) -> Result<Message, EncodeError> {
         self.frames[slot(codec)]

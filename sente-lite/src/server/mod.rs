@@ -205,6 +205,23 @@ impl Server {
         }
     }
 
+    /// Sends a request to one connection of `user` (on this server when it
+    /// has one, else on another server of the engine) and waits for its reply
+    /// (at most the configured request timeout).
+    /// [`RequestError::NotConnected`] when the user has no open connection.
+    pub async fn request_user<E: Request>(
+        &self,
+        user: &UserId,
+        request: &E,
+    ) -> Result<E::Reply, RequestError> {
+        let event = OutgoingEvent::new(request);
+        let reply =
+            self.shared
+                .engine
+                .request_user(user, &event, self.shared.config.request_timeout);
+        reply.await?.decode()
+    }
+
     /// Users with at least one open connection, sorted.
     pub fn connected_users(&self) -> Vec<UserId> {
         self.shared.users_online()
