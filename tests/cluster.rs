@@ -145,6 +145,16 @@ async fn http_get(ws_url: &str, path: &str) -> String {
     response
 }
 
+/// The next change a presence watch sees, within 10 s.
+async fn next_change(
+    watch: &mut sente_lite::client::PresenceWatch,
+) -> sente_lite::client::PresenceEvent {
+    tokio::time::timeout(Duration::from_secs(10), watch.changed())
+        .await
+        .expect("a change within 10 s")
+        .expect("watching")
+}
+
 /// Waits (at most 15 s) until `check` holds.
 async fn until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -241,14 +251,36 @@ async fn three_servers_on_one_redis_act_as_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(members, ["alice", "bob"]);
+    // A watcher on a sees carol join on c and leave, with her info.
+    publisher
+        .subscribe("news/x")
+        .await
+        .expect("pat subscribes on a");
+    let mut watch = publisher.watch_presence("news/x").await.expect("watching");
+    let carol = client("t1-carol", &nodes[2].url, Some("carol"), Codec::Json).await;
+    carol
+        .subscribe("news/x")
+        .await
+        .expect("carol subscribes on c");
+    match next_change(&mut watch).await {
+        sente_lite::client::PresenceEvent::Joined(member) => {
+            assert_eq!(member.user_id.0, "carol");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(carol);
+    assert_eq!(
+        next_change(&mut watch).await,
+        sente_lite::client::PresenceEvent::Left("carol".into())
+    );
     // alice leaves on b: after the grace, a no longer lists her.
     json.unsubscribe("news/x").await.expect("unsubscribed");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while members != ["bob"] && tokio::time::Instant::now() < deadline {
+    while members != ["bob", "pat"] && tokio::time::Instant::now() < deadline {
         members = members_of(&publisher, "news/x").await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(members, ["bob"]);
+    assert_eq!(members, ["bob", "pat"]);
 
     // A client that held a position on c resumes on a and b: every
     // publication it missed is replayed there, from Redis.
