@@ -1,5 +1,6 @@
 //! The server the JavaScript client's tests run against: echo, errors, slow
-//! requests, numbered notes, channels, and requests from the server to the client.
+//! requests, numbered notes, channels (and the server asking their
+//! subscribers to subscribe again), and requests from the server to the client.
 //!
 //! Run with `cargo run -p sente-lite-examples --example js_test_server -- --addr 127.0.0.1:4200`;
 //! it prints `listening ws://...` once it accepts connections, and drains on
@@ -126,6 +127,17 @@ struct Publish {
     text: String,
 }
 
+/// End every subscription to `channel` and ask their clients to subscribe
+/// again (`sl/resub`), as an engine does when publications may have been
+/// missed, then publish `then_publish` as [`News`] on the channel, if given,
+/// before any client can be back; the reply is how many connections were told.
+#[sente_lite::event("test/resub", reply = usize)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Resub {
+    channel: String,
+    then_publish: Option<String>,
+}
+
 /// What [`Publish`] publishes, and what [`Push`] sends.
 #[sente_lite::event("test/news")]
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +218,18 @@ async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
 }
 
 #[sente_lite::handler]
+async fn resub(ctx: Ctx, req: Resub) -> Result<usize, ErrorReply> {
+    let server = server_of(&ctx)?;
+    let told = server.resubscribe(&req.channel);
+    if let Some(text) = req.then_publish {
+        server
+            .broadcast(&req.channel, &News { text })
+            .map_err(|e| ErrorReply::new("test/encode", e.to_string()))?;
+    }
+    Ok(told)
+}
+
+#[sente_lite::handler]
 async fn push(ctx: Ctx, req: Push) -> Result<(), ErrorReply> {
     let _ = ctx.send(&News { text: req.text });
     Ok(())
@@ -245,6 +269,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .handler(note)
                 .handler(list_notes)
                 .handler(publish)
+                .handler(resub)
                 .handler(push)
                 .handler(ask),
         )

@@ -219,7 +219,10 @@ export interface ClientOptions {
   maxPeerRequests?: number;
   /** Called on every state change. */
   onState?: (state: ConnectionState, previous: ConnectionState) => void;
-  /** Called with the server's answer to each subscription restored after a reconnect. */
+  /**
+   * Called with the server's answer to each subscription restored after a
+   * reconnect, or after the server ended it and asked for it again (`sl/resub`).
+   */
   onResubscribe?: (channel: string, result: ResubscribeResult) => void;
   /** Called when publications on a channel were missed: reload its state (see `Client.onGap`). */
   onGap?: (channel: string, reply: SubscribeReply) => void;

@@ -15,8 +15,8 @@
 //
 // It behaves as the native Rust client does: six connection states, capped
 // exponential backoff with full jitter, subscriptions restored after a
-// reconnect from the largest position seen (a gap the server cannot recover
-// is reported to `onGap`), channel presence (`presence`, `watchPresence`), a
+// reconnect, or when the server asks (`sl/resub`), from the largest position
+// seen (a gap the server cannot recover is reported to `onGap`), channel presence (`presence`, `watchPresence`), a
 // bounded queue of events sent while away (written in order after the
 // handshake and the restored subscriptions), `sl/ping` answered, a silent
 // server taken for dead, and a server's `reconnect_after_ms` honoured. The
@@ -783,8 +783,9 @@ export class Client {
       ticker: null,
       pacer: Pacer.from(handshake.limits),
       flushTimer: null,
-      // Channels subscribed again on this connection, until the server answers.
-      restoring: new Map(),
+      // Channels with an `sl/sub` unanswered on this connection: a promise
+      // settled once every one of them is answered.
+      subscribing: new Map(),
     };
     this._conn = conn;
     ws.onmessage = (event) => {
@@ -936,6 +937,9 @@ export class Client {
       }
       case "sl/presence-diff":
         this._onPresenceDiff(frame[1], frame[2]);
+        return;
+      case "sl/resub":
+        this._resubscribeAsked(conn, frame[1]?.channel);
         return;
       case "sl/close":
         this._lastClose = frame[1] ?? null;
@@ -1157,8 +1161,9 @@ export class Client {
   // ------------------------------------------------------------ channels
 
   /**
-   * Subscribes to `channel` and keeps it subscribed: after every reconnect the
-   * subscription is restored from the largest position seen (`since`).
+   * Subscribes to `channel` and keeps it subscribed: after every reconnect,
+   * and when the server ends the subscription and asks for it again
+   * (`sl/resub`), it is restored from the largest position seen (`since`).
    * Resolves with the server's answer `{ position, recovered }`. If no
    * connection opens in time nothing changes; if the server refuses
    * (`RemoteError`, such as `forbidden`) the channel is forgotten; if the
@@ -1175,6 +1180,7 @@ export class Client {
     const conn = await this._openConnection(deadline, timeoutMs);
     if (!this._subscriptions.has(channel)) this._subscriptions.set(channel, null);
     const since = this._subscriptions.get(channel);
+    const answered = this._unanswered(conn, channel);
     try {
       const reply = await this._callOn(
         conn,
@@ -1187,6 +1193,8 @@ export class Client {
     } catch (err) {
       if (err instanceof RemoteError) this._subscriptions.delete(channel);
       throw err;
+    } finally {
+      answered();
     }
   }
 
@@ -1236,13 +1244,43 @@ export class Client {
     this._rewatch(conn, channel);
   }
 
+  /**
+   * Marks an `sl/sub` of `channel` on `conn` unanswered, until the returned
+   * function is called (once its answer was taken in).
+   */
+  _unanswered(conn, channel) {
+    let answered;
+    const mine = new Promise((resolve) => (answered = resolve));
+    const before = conn.subscribing.get(channel);
+    const all = before ? Promise.all([before, mine]) : mine;
+    conn.subscribing.set(channel, all);
+    return () => {
+      answered();
+      if (conn.subscribing.get(channel) === all) conn.subscribing.delete(channel);
+    };
+  }
+
+  /**
+   * The server ended the subscription to `channel` on `conn` (`sl/resub`):
+   * when the channel is still wanted, subscribes again from the largest
+   * position seen, as after a reconnect, once every `sl/sub` of it still
+   * unanswered was answered (an answer may move the position).
+   */
+  async _resubscribeAsked(conn, channel) {
+    if (typeof channel !== "string") return;
+    // The server's watch of the channel ended with the subscription.
+    this._presence.get(channel)?.set.stop();
+    if (!this._subscriptions.has(channel)) return;
+    await conn.subscribing.get(channel);
+    if (conn.ended || !this._subscriptions.has(channel)) return;
+    this._restore(conn, channel, this._subscriptions.get(channel));
+  }
+
   _restore(conn, channel, since) {
     const reqId = this._nextRequestId();
     const timeoutMs = this._requestTimeoutMs;
-    let answered;
-    conn.restoring.set(channel, new Promise((resolve) => (answered = resolve)));
+    const answered = this._unanswered(conn, channel);
     const report = (result) => {
-      conn.restoring.delete(channel);
       answered();
       if (!this._onResubscribe || result === null) return;
       try {
@@ -1322,7 +1360,7 @@ export class Client {
     return () => this._unwatch(channel, entry, watcher);
   }
 
-  /** The open connection, once it offers presence and `channel` is subscribed again on it. */
+  /** The open connection, once it offers presence and no `sl/sub` of `channel` is unanswered on it. */
   async _presenceConnection(channel) {
     if (typeof channel !== "string" || channel.length === 0) {
       throw new TypeError("a channel is a non-empty string");
@@ -1332,7 +1370,7 @@ export class Client {
     if (!conn.handshake.extensions?.includes(EXTENSION_PRESENCE)) {
       throw new SenteError("unsupported", `the server does not offer the \`${EXTENSION_PRESENCE}\` extension`);
     }
-    await conn.restoring.get(channel);
+    await conn.subscribing.get(channel);
     return conn;
   }
 

@@ -14,6 +14,7 @@ state the frame it expects once and check it in both encodings:
     ["sl/pub", channel, id, payload(, position)]
     ["sl/presence", 10, "room/lobby", true]
     ["sl/presence-diff", "room/lobby", {"joined": [member], "left": [user_id]}]
+    ["sl/resub", {"channel": "room/lobby"}]
     ["sl/error", {...}]   ["sl/close", {...}]
 
 In postcard (section 4) a payload is the postcard encoding of a Rust type; the
@@ -238,6 +239,7 @@ EVENTS = {
     "test/note": ("event", Struct(("client", STR), ("seq", U64)), None, ""),
     "test/notes": ("request", Struct(("client", STR)), Vec(U64), "Vec<u64>"),
     "test/publish": ("request", Struct(("channel", STR), ("text", STR)), USIZE, "usize"),
+    "test/resub": ("request", Struct(("channel", STR), ("then_publish", Opt(STR))), USIZE, "usize"),
     "test/news": ("event", TEXT, None, ""),
     "test/push": ("event", TEXT, None, ""),
     "test/ask": ("request", TEXT, STR, "String"),
@@ -275,7 +277,7 @@ def json_decode(text: str):
 KINDS = {
     "event": 0, "request": 1, "sl/ok": 2, "sl/err": 3, "sl/pub": 4, "sl/handshake": 5,
     "sl/ping": 6, "sl/pong": 7, "sl/sub": 8, "sl/unsub": 9, "sl/error": 10, "sl/close": 11,
-    "sl/presence": 12, "sl/presence-diff": 13,
+    "sl/presence": 12, "sl/presence-diff": 13, "sl/resub": 14,
 }
 
 HANDSHAKE_FIELDS = [
@@ -287,6 +289,7 @@ HANDSHAKE_FIELDS = [
 ERROR = Struct(("code", STR), ("message", STR), ("data", Opt(STR)))
 CLOSE = Struct(("code", STR), ("message", STR), ("reconnect_after_ms", Opt(U32)))
 PRESENCE_DIFF = Struct(("joined", Vec(MEMBER)), ("left", Vec(STR)))
+RESUB = Struct(("channel", STR))
 
 
 def _error_obj(e):
@@ -343,6 +346,8 @@ def pc_encode(frame, payload_type: PType = None) -> bytes:
         return kind + U64.enc(frame[1]) + STR.enc(frame[2]) + BOOL.enc(frame[3])
     if name == "sl/presence-diff":
         return kind + STR.enc(frame[1]) + PRESENCE_DIFF.enc(frame[2])
+    if name == "sl/resub":
+        return kind + RESUB.enc(frame[1])
     raise ValueError(name)
 
 
@@ -441,4 +446,8 @@ def pc_decode(buf: bytes, payload_type_of):
         diff, pos = PRESENCE_DIFF.dec(buf, pos)
         rest_empty(pos)
         return ["sl/presence-diff", channel, diff], None
+    if kind == 14:
+        resub, pos = RESUB.dec(buf, pos)
+        rest_empty(pos)
+        return ["sl/resub", resub], None
     raise DecodeError(f"unknown header kind {kind}")

@@ -405,9 +405,10 @@ async def test_frames_in_the_wrong_direction_bad_frame(srv, enc):
     pub_at = ["sl/pub", "news/dir", "test/news", {"text": "x"}, {"epoch": "e", "offset": 1}]
     diff = ["sl/presence-diff", "news/dir", {"joined": [{"user_id": "ada", "info": {"name": "A"}}],
                                              "left": ["bob"]}]
+    resub = ["sl/resub", {"channel": "news/dir"}]
     async with await Peer.open(srv, enc) as p:
         await p.request(["sl/sub", 1, "news/dir"])
-        for frame in (hs, pub, pub_at, diff):
+        for frame in (hs, pub, pub_at, diff, resub):
             await p.send(frame)
             assert_error(await p.recv(), "bad-frame")
         await p.silence(0.2)  # the client's sl/pub was not published
