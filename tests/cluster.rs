@@ -5,6 +5,8 @@
 
 #[path = "cluster_events.rs"]
 mod cluster_events;
+#[path = "ports.rs"]
+mod ports;
 #[path = "redis_process.rs"]
 mod redis_process;
 

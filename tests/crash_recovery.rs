@@ -7,6 +7,10 @@
 
 #[path = "events.rs"]
 mod events;
+#[path = "ports.rs"]
+mod ports;
+
+use ports::free_port;
 
 use std::process::Stdio;
 use std::sync::{LazyLock, Mutex};
@@ -50,14 +54,6 @@ async fn spawn_server(addr: &str) -> ServerProcess {
         child,
         stdout: lines,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Sends what a client received: its connection and the news text.

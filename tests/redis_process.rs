@@ -72,11 +72,4 @@ impl RedisProcess {
     }
 }
 
-/// A free loopback port.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
+pub(crate) use super::ports::free_port;
