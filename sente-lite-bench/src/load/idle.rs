@@ -1,4 +1,5 @@
-//! Idle connections: opened, then held (answering keep-alive pings) until `stop`.
+//! Idle connections: opened (each subscribed to a channel of its own, when
+//! asked), then held (answering keep-alive pings) until `stop`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
 
-use super::reqrep::open_all;
+use super::reqrep::{Join, open_all};
 use super::{Commands, JobResult, Target, every_one, say, say_result};
 use crate::wire::{BoxError, Protocol, Ws};
 
@@ -21,18 +22,19 @@ async fn hold_one(mut ws: Ws, protocol: Protocol, closed: Arc<AtomicU64>) {
     closed.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Opens `conns` connections from `source`, says `ready`, holds them until `stop`.
+/// Opens `conns` connections from `source`, each subscribed to the channel
+/// `{channels}{n}` of its own when `channels` is given (`n` from 0), says
+/// `ready`, holds them until `stop`.
 pub(super) async fn hold(
     target: &Target,
     conns: usize,
     source: Option<IpAddr>,
+    channels: Option<&str>,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
-    let sockets = every_one(
-        "connections",
-        conns,
-        open_all(target, conns, source, false).await,
-    )?;
+    let join = channels.map_or(Join::Nothing, Join::OwnChannel);
+    let opened = open_all(target, conns, source, join).await;
+    let sockets = every_one("connections", conns, opened)?;
     let closed = Arc::new(AtomicU64::new(0));
     let opened = sockets.len() as u64;
     for ws in sockets {
