@@ -1137,7 +1137,7 @@ impl Report {
                 },
             });
         }
-        verdicts.extend(self.cross_node_verdict());
+        verdicts.extend(self.cross_node_verdicts());
         verdicts
     }
 

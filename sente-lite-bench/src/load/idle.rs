@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
 
-use super::reqrep::{Join, open_all};
+use super::reqrep::{Join, open_each};
 use super::{Commands, JobResult, Target, every_one, say, say_result};
 use crate::wire::{BoxError, Protocol, Ws};
 
@@ -33,13 +33,18 @@ pub(super) async fn hold(
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
     let join = channels.map_or(Join::Nothing, Join::OwnChannel);
-    let opened = open_all(target, conns, source, join).await;
-    let sockets = every_one("connections", conns, opened)?;
     let closed = Arc::new(AtomicU64::new(0));
-    let opened = sockets.len() as u64;
-    for ws in sockets {
+    // Each held at once: the server closes a connection that leaves its
+    // pings unanswered while thousands of others open.
+    let hold = |ws| {
         tokio::spawn(hold_one(ws, target.protocol, Arc::clone(&closed)));
-    }
+    };
+    let held = every_one(
+        "connections",
+        conns,
+        open_each(target, conns, source, join, hold).await,
+    )?;
+    let opened = held.len() as u64;
     say("ready");
     while commands.next().await != "stop" {}
     let closed = closed.load(Ordering::Relaxed);

@@ -37,9 +37,22 @@ pub(super) async fn open_all(
     source: Option<std::net::IpAddr>,
     join: Join<'_>,
 ) -> (Vec<Ws>, Vec<String>) {
+    open_each(target, conns, source, join, |ws| ws).await
+}
+
+/// Like [`open_all`], handing each connection to `keep` as soon as it is
+/// open (so that it answers pings while the others open).
+pub(super) async fn open_each<T>(
+    target: &Target,
+    conns: usize,
+    source: Option<std::net::IpAddr>,
+    join: Join<'_>,
+    keep: impl Fn(Ws) -> T,
+) -> (Vec<T>, Vec<String>) {
     let protocol = target.protocol;
     let addr = target.addr;
     let next = AtomicUsize::new(0);
+    let keep = &keep;
     gather(conns, || {
         let channel = match join {
             Join::Nothing => None,
@@ -58,7 +71,7 @@ pub(super) async fn open_all(
                 .await
                 .map_err(|_| BoxError::from("subscribing timed out"))??;
             }
-            Ok(ws)
+            Ok(keep(ws))
         }
     })
     .await

@@ -439,23 +439,26 @@ async fn climb(context: &Context, report: &mut Report, ladder: &Ladder<'_>) -> V
     cells
 }
 
-/// Scenario 7: cross-node delivery latency at a fixed rate, three layouts.
+/// Scenario 7: cross-node delivery latency at a fixed rate, three layouts,
+/// each subscriber count.
 pub(crate) async fn latency(context: &Context, report: &mut Report) {
     let plan = &context.plan;
-    let ladder = Ladder {
-        what: "Cross-node delivery",
-        layouts: &[
-            Layout::Memory,
-            Layout::RedisOneServer,
-            Layout::RedisTwoServers,
-        ],
-        subscribers: plan.cluster_subscribers,
-        rates: &[plan.cluster_rate],
-        duration: Duration::from_millis(plan.cluster_duration_ms),
-        stop_behind: false,
-    };
-    let cells = climb(context, report, &ladder).await;
-    report.cross_node.extend(cells);
+    for &subscribers in &plan.cluster_subscribers {
+        let ladder = Ladder {
+            what: "Cross-node delivery",
+            layouts: &[
+                Layout::Memory,
+                Layout::RedisOneServer,
+                Layout::RedisTwoServers,
+            ],
+            subscribers,
+            rates: &[plan.cluster_rate],
+            duration: Duration::from_millis(plan.cluster_duration_ms),
+            stop_behind: false,
+        };
+        let cells = climb(context, report, &ladder).await;
+        report.cross_node.extend(cells);
+    }
 }
 
 /// Scenario 8: rising rates through one Redis (two servers) and through one

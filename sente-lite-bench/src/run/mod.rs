@@ -151,9 +151,9 @@ pub(crate) struct Plan {
     /// History memory: bytes of each publication's payload, as JSON.
     #[serde(default)]
     pub(crate) memory_payload: usize,
-    /// Cross-node delivery: subscribers (on the second server).
+    /// Cross-node delivery: subscriber counts (on the second server).
     #[serde(default)]
-    pub(crate) cluster_subscribers: usize,
+    pub(crate) cluster_subscribers: Vec<usize>,
     /// Cross-node delivery: load-generator processes they are spread over.
     #[serde(default)]
     pub(crate) cluster_processes: usize,
@@ -254,14 +254,17 @@ impl Plan {
             memory_publications: 100_000,
             memory_channels: vec![1, 1_000],
             memory_payload: 100,
-            cluster_subscribers: 100,
+            cluster_subscribers: vec![10, 100],
             cluster_processes: 4,
             cluster_rate: 1_000.0,
             cluster_warmup_ms: 1_000,
             cluster_duration_ms: 10_000,
             cluster_drain_ms: 1_000,
             throughput_subscribers: 4,
-            throughput_rates: vec![5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0, 160_000.0],
+            throughput_rates: vec![
+                5_000.0, 10_000.0, 15_000.0, 20_000.0, 25_000.0, 30_000.0, 40_000.0, 60_000.0,
+                80_000.0,
+            ],
             throughput_duration_ms: 3_000,
             cluster_servers: 7,
             cluster_connections: 100_000,
@@ -310,7 +313,7 @@ impl Plan {
             replay_deadline_ms: 10_000,
             memory_publications: 2_000,
             memory_channels: vec![1, 20],
-            cluster_subscribers: 10,
+            cluster_subscribers: vec![10],
             cluster_processes: 2,
             cluster_rate: 200.0,
             cluster_warmup_ms: 200,
@@ -376,9 +379,9 @@ pub(crate) struct RunArgs {
     /// default 100,000: on one channel, then on 1,000 channels of 100).
     #[arg(long)]
     pub(crate) memory_publications: Option<usize>,
-    /// Cross-node delivery: subscribers (full run default 100).
-    #[arg(long)]
-    pub(crate) cluster_subscribers: Option<usize>,
+    /// Cross-node delivery: subscriber counts (full run default 10,100).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) cluster_subscribers: Vec<usize>,
     /// Cross-node delivery: publications a second (full run default 1,000).
     #[arg(long)]
     pub(crate) cluster_rate: Option<f64>,
@@ -525,8 +528,12 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     if let Some(publications) = args.memory_publications {
         plan.memory_publications = publications.max(1);
     }
-    if let Some(subscribers) = args.cluster_subscribers {
-        plan.cluster_subscribers = subscribers.max(1);
+    if !args.cluster_subscribers.is_empty() {
+        plan.cluster_subscribers = args
+            .cluster_subscribers
+            .iter()
+            .map(|n| *n.max(&1))
+            .collect();
     }
     if let Some(rate) = args.cluster_rate {
         plan.cluster_rate = rate.max(1.0);
