@@ -32,6 +32,15 @@ fn ns(value: f64) -> String {
     format!("{} ns", grouped(value))
 }
 
+/// The servers' CPU per delivery, when anything was delivered.
+fn per_delivery(c: &PacedCell) -> String {
+    if c.delivered == 0 {
+        "–".to_owned()
+    } else {
+        ns(c.server_ns_per_delivery())
+    }
+}
+
 fn redis_ns_per_publication(c: &PacedCell) -> String {
     c.redis_cpu_s.map_or_else(
         || "–".to_owned(),
@@ -80,7 +89,7 @@ impl Report {
                 c.layout.label(),
                 delivered(c),
                 percentiles(c, &[50.0, 90.0, 99.0, 99.9, 100.0]),
-                ns(c.server_ns_per_delivery()),
+                per_delivery(c),
                 ratio(c.server_ns_per_delivery(), base),
                 redis_ns_per_publication(c),
             );
@@ -122,7 +131,7 @@ impl Report {
                 c.redis_cpu_s
                     .map_or_else(|| "–".to_owned(), |s| format!("{:.2}", s / elapsed)),
                 c.load_cpu_share,
-                ns(c.server_ns_per_delivery()),
+                per_delivery(c),
                 redis_ns_per_publication(c),
             );
         }
