@@ -1155,8 +1155,9 @@ impl Report {
              ```\n\n\
              `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
              also run by `cargo test -p sente-lite-bench`); `--only \
-             reqrep,fanout,idle,storm,replay,history-memory` and `--systems \
-             bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
+             reqrep,fanout,idle,storm,replay,history-memory,cross-node,redis-throughput,cluster-idle` \
+             and `--systems bare,sente-json,...` narrow a run (the last three need \
+             `redis-server`, and measure sente-lite alone); `--results FILE` saves the raw \
              figures and `render --results FILE ...` writes the tables again. On a machine \
              shared with other work, `--nice -10` gives the measured processes the CPUs first \
              and `--quiet-wait SECS` waits (bounded) for the machine to be idle before each \
