@@ -32,6 +32,26 @@ impl Latencies {
         let _ = self.0.add(&other.0);
     }
 
+    /// The recorded counts, `(nanoseconds, count)` per non-empty bucket: what
+    /// a load generator hands back so that the run can merge the histograms
+    /// of several processes ([`Latencies::from_counts`]).
+    pub(crate) fn counts(&self) -> Vec<(u64, u64)> {
+        self.0
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// A histogram of [`Latencies::counts`].
+    pub(crate) fn from_counts(counts: &[(u64, u64)]) -> Self {
+        let mut latencies = Self::default();
+        for &(nanos, count) in counts {
+            // Within the bounds: the counts come from a histogram like this one.
+            let _ = latencies.0.record_n(nanos.max(1), count);
+        }
+        latencies
+    }
+
     /// Percentiles in microseconds.
     pub(crate) fn summary(&self) -> LatencySummary {
         let us = |nanos: u64| nanos as f64 / 1_000.0;
@@ -87,5 +107,10 @@ mod tests {
         let max = summary.at(100.0).expect("max");
         assert!((max - 1000.0).abs() < 1.0, "{max}");
         assert_eq!(LatencySummary::default().at(50.0), None);
+        let mut merged = Latencies::from_counts(&latencies.counts());
+        merged.merge(&Latencies::from_counts(&latencies.counts()));
+        let twice = merged.summary();
+        assert_eq!(twice.count, 2000);
+        assert!((twice.at(99.0).expect("p99") - summary.at(99.0).expect("p99")).abs() < 1.0);
     }
 }

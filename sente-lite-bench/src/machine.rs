@@ -232,6 +232,12 @@ pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// How many files (sockets among them) a process holds open, from
+/// `/proc/PID/fd` (0 when it cannot be read).
+pub(crate) fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +252,7 @@ mod tests {
         assert!(x != 1);
         assert!(cpu_time(pid, clock_ticks()).is_some());
         assert!(rss_bytes(pid).unwrap_or(0) > 0);
+        assert!(open_fds(pid) >= 3);
         assert!(machine_busy(clock_ticks()).is_some());
     }
 }

@@ -10,8 +10,11 @@
 //! same binary's `serve`, `load` and `fill` subcommands), pinned with
 //! `taskset` to separate CPUs when it can, and prints the tables. Scenarios:
 //! request/reply throughput and latency, broadcast fan-out, idle connections'
-//! memory, a reconnection storm, recovery replay, and the memory of a channel
-//! history. See `BENCHMARKS.md` for the figures and how they are made.
+//! memory, a reconnection storm, recovery replay, the memory of a channel
+//! history, and several servers on one Redis (`sente-lite-redis`): delivery
+//! latency across servers, throughput through one Redis, idle connections
+//! across many server processes. See `BENCHMARKS.md` for the figures and how
+//! they are made.
 
 mod chart;
 mod events;
@@ -36,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the scenarios and prints (or writes) the report.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Writes the report again from figures saved with `run --results`.
     Render(run::RenderArgs),
     /// Runs one server under test (started by `run`).
@@ -53,6 +56,14 @@ enum Command {
         /// sente-lite: publications kept in the bench channels' history (0: none).
         #[arg(long, default_value_t = 0)]
         history: usize,
+        /// sente-lite: run on the Redis engine, on the Redis at this URL
+        /// (`redis://127.0.0.1:6379`), one of the servers sharing it.
+        #[arg(long)]
+        redis: Option<String>,
+        /// sente-lite: listen with `SO_REUSEPORT`, so that several server
+        /// processes share the port.
+        #[arg(long)]
+        shared: bool,
     },
     /// Fills a history in a process of its own and reports its memory
     /// (started by `run`).
@@ -80,14 +91,26 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Render(args) => run::render(args),
         Command::Serve {
             kind,
             addr,
             threads,
             history,
-        } => serve::run(kind, &addr, threads, history).map_err(Into::into),
+            redis,
+            shared,
+        } => serve::run(
+            kind,
+            &addr,
+            threads,
+            serve::SenteSetup {
+                history,
+                redis,
+                shared,
+            },
+        )
+        .map_err(Into::into),
         Command::Fill {
             publications,
             channels,

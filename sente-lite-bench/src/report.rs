@@ -6,9 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod cluster;
+
 use crate::latency::LatencySummary;
 use crate::machine::{Machine, Pinning};
-use crate::run::{Plan, System};
+use crate::run::{Layout, Plan, System};
 use crate::wire::BoxError;
 
 /// Marks the start of this tool's section in `BENCHMARKS.md`.
@@ -171,6 +173,85 @@ impl HistoryMemoryCell {
     }
 }
 
+/// Scenarios 7 and 8: a paced publisher on one server, subscribers measuring
+/// every delivery's latency on another (or the same).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PacedCell {
+    pub(crate) layout: Layout,
+    pub(crate) subscribers: usize,
+    /// Load-generator processes the subscribers are spread over.
+    pub(crate) processes: usize,
+    /// Publications a second, offered.
+    pub(crate) rate: f64,
+    /// Publications of the measured part.
+    pub(crate) published: u64,
+    /// Deliveries of those that arrived.
+    pub(crate) delivered: u64,
+    /// Seconds of the measured part.
+    pub(crate) elapsed_s: f64,
+    /// Every delivery's latency from the time its publication was due.
+    pub(crate) latency: LatencySummary,
+    /// CPU seconds of each server during the measured part.
+    pub(crate) server_cpu_s: Vec<f64>,
+    /// Redis's, when there is one.
+    pub(crate) redis_cpu_s: Option<f64>,
+    pub(crate) lost_connections: u64,
+    /// Cores the publisher and the subscribers' processes kept busy, summed.
+    #[serde(default)]
+    pub(crate) load_cpu_share: f64,
+}
+
+impl PacedCell {
+    /// The share of the deliveries due that arrived.
+    pub(crate) fn delivered_share(&self) -> f64 {
+        let due = self.published * self.subscribers as u64;
+        self.delivered as f64 / due.max(1) as f64
+    }
+
+    /// The servers' CPU time per delivery, ns.
+    fn server_ns_per_delivery(&self) -> f64 {
+        self.server_cpu_s.iter().sum::<f64>() * 1e9 / self.delivered.max(1) as f64
+    }
+}
+
+/// One server of scenario 9.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ServerMemory {
+    pub(crate) rss_before: u64,
+    pub(crate) rss_after: u64,
+    /// Files it opened meanwhile (its connections).
+    pub(crate) connections: usize,
+}
+
+/// Scenario 9: idle connections across several servers on one Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ClusterIdleCell {
+    /// Connections asked for.
+    pub(crate) connections: usize,
+    /// Connections the load generators held at the end.
+    pub(crate) open: u64,
+    pub(crate) processes: usize,
+    /// Each connection subscribed to a channel of its own.
+    pub(crate) channels: bool,
+    /// Seconds until every connection was open (and subscribed).
+    pub(crate) open_s: f64,
+    pub(crate) servers: Vec<ServerMemory>,
+    pub(crate) redis_rss_before: u64,
+    pub(crate) redis_rss_after: u64,
+}
+
+impl ClusterIdleCell {
+    /// The servers' memory growth per connection held, KiB.
+    pub(crate) fn per_connection_kib(&self) -> f64 {
+        let grown: u64 = self
+            .servers
+            .iter()
+            .map(|s| s.rss_after.saturating_sub(s.rss_before))
+            .sum();
+        grown as f64 / 1024.0 / self.open.max(1) as f64
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Report {
@@ -189,6 +270,12 @@ pub(crate) struct Report {
     pub(crate) replay: Vec<ReplayCell>,
     #[serde(default)]
     pub(crate) history_memory: Vec<HistoryMemoryCell>,
+    #[serde(default)]
+    pub(crate) cross_node: Vec<PacedCell>,
+    #[serde(default)]
+    pub(crate) redis_throughput: Vec<PacedCell>,
+    #[serde(default)]
+    pub(crate) cluster_idle: Vec<ClusterIdleCell>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -281,6 +368,9 @@ impl Report {
             storm: Vec::new(),
             replay: Vec::new(),
             history_memory: Vec::new(),
+            cross_node: Vec::new(),
+            redis_throughput: Vec::new(),
+            cluster_idle: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -1047,6 +1137,7 @@ impl Report {
                 },
             });
         }
+        verdicts.extend(self.cross_node_verdicts());
         verdicts
     }
 
@@ -1064,8 +1155,9 @@ impl Report {
              ```\n\n\
              `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
              also run by `cargo test -p sente-lite-bench`); `--only \
-             reqrep,fanout,idle,storm,replay,history-memory` and `--systems \
-             bare,sente-json,...` narrow a run; `--results FILE` saves the raw \
+             reqrep,fanout,idle,storm,replay,history-memory,cross-node,redis-throughput,cluster-idle` \
+             and `--systems bare,sente-json,...` narrow a run (the last three need \
+             `redis-server`, and measure sente-lite alone); `--results FILE` saves the raw \
              figures and `render --results FILE ...` writes the tables again. On a machine \
              shared with other work, `--nice -10` gives the measured processes the CPUs first \
              and `--quiet-wait SECS` waits (bounded) for the machine to be idle before each \
@@ -1095,6 +1187,9 @@ impl Report {
         self.storm(&mut out);
         self.replay(&mut out);
         self.history_memory(&mut out);
+        self.cross_node(&mut out);
+        self.redis_throughput(&mut out);
+        self.cluster_idle(&mut out);
         if !self.notes.is_empty() {
             let _ = writeln!(out, "### Notes of this run\n");
             for note in &self.notes {

@@ -335,13 +335,19 @@ impl Protocol {
     /// The frame that joins the bench channel (room); sente-lite resumes after
     /// `since` when given.
     pub(crate) fn subscribe_frame(self, since: Option<StreamPosition>) -> Message {
+        self.subscribe_frame_on(ROOM, since)
+    }
+
+    /// The frame that joins `channel` (sente-lite; the other systems have the
+    /// room only).
+    fn subscribe_frame_on(self, channel: &str, since: Option<StreamPosition>) -> Message {
         match self {
             Self::Bare => Message::text("sub"),
             Self::SenteJson | Self::SentePostcard => {
                 let codec = self.codec().unwrap_or_default();
                 codec.encode_control(&Control::Subscribe {
                     req_id: SUBSCRIBE_REQ,
-                    channel: ROOM.into(),
+                    channel: channel.into(),
                     since,
                 })
             }
@@ -374,7 +380,17 @@ impl Protocol {
     /// Joins the bench channel (room) and waits for the server's answer: with
     /// sente-lite, the position where the subscription starts.
     pub(crate) async fn subscribe(self, ws: &mut Ws) -> Result<Option<StreamPosition>, BoxError> {
-        ws.send(self.subscribe_frame(None)).await?;
+        self.subscribe_on(ws, ROOM).await
+    }
+
+    /// Joins `channel` (sente-lite; the other systems join the room) and
+    /// waits for the server's answer, as [`Protocol::subscribe`].
+    pub(crate) async fn subscribe_on(
+        self,
+        ws: &mut Ws,
+        channel: &str,
+    ) -> Result<Option<StreamPosition>, BoxError> {
+        ws.send(self.subscribe_frame_on(channel, None)).await?;
         loop {
             let message = next_data(ws).await?;
             if let Some(answer) = self.keepalive(&message) {
@@ -475,6 +491,40 @@ impl Protocol {
     }
 }
 
+/// A publication's filler that carries `stamp` (wall-clock nanoseconds, see
+/// [`crate::machine::wall_ns`]) in its first 19 digits, `len` bytes long at
+/// least.
+pub(crate) fn stamped_pad(stamp: u64, len: usize) -> String {
+    let mut pad = format!("{stamp:019}");
+    if len > pad.len() {
+        pad.push_str(&payload_of(len - pad.len()));
+    }
+    pad
+}
+
+impl Protocol {
+    /// The number and the stamp ([`stamped_pad`]) of the sente-lite
+    /// publication `message` carries, if it is one.
+    pub(crate) fn publication_stamp(self, message: &Message) -> Option<(u64, u64)> {
+        match (self, message) {
+            (Self::SentePostcard, Message::Binary(_)) => match Codec::decode(message) {
+                Ok(Inbound::Publication { payload, .. }) => {
+                    let tick: Tick = payload.decode("bench/tick").ok()?;
+                    Some((tick.seq, leading_number(&tick.pad)?))
+                }
+                _ => None,
+            },
+            (Self::SenteJson, Message::Text(text)) => {
+                let text = text.as_str();
+                let at = text.find("\"pad\":\"")?;
+                let stamp = leading_number(&text[at + 7..])?;
+                Some((self.publication_seq(message)?, stamp))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The next text or binary frame (WebSocket pings are answered by tungstenite).
 pub(crate) async fn next_data(ws: &mut Ws) -> Result<Message, BoxError> {
     loop {
@@ -544,6 +594,27 @@ mod tests {
             Protocol::SocketIo.reply(&Message::text("4312[\"abc\"]")),
             Reply::Ok { id: 12, len: 11 }
         );
+    }
+
+    #[test]
+    fn publications_carry_their_stamp() {
+        let pad = stamped_pad(1_234_567_890_123_456_789, 30);
+        assert_eq!(pad.len(), 30);
+        for protocol in [Protocol::SenteJson, Protocol::SentePostcard] {
+            let codec = protocol.codec().expect("sente codec");
+            let tick = Tick {
+                seq: 8,
+                pad: pad.clone(),
+            };
+            let message = codec
+                .encode_publication(ROOM, None, &tick)
+                .expect("encodes");
+            assert_eq!(
+                protocol.publication_stamp(&message),
+                Some((8, 1_234_567_890_123_456_789))
+            );
+        }
+        assert_eq!(stamped_pad(42, 5), "0000000000000000042");
     }
 
     #[test]

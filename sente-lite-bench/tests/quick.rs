@@ -1,6 +1,8 @@
 //! The instrument end to end: `run --quick` starts every Rust server and load
 //! generator as processes, completes every scenario, and prints every table.
-//! socket.io on Node.js is left out so that the test needs no npm install.
+//! socket.io on Node.js is left out so that the test needs no npm install; the
+//! scenarios of several servers on one Redis need `redis-server` on the PATH
+//! (as the workspace's cluster tests do).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,6 +29,9 @@ fn the_quick_run_completes_every_scenario() {
         "### 4. Reconnection storm",
         "### 5. Recovery replay",
         "### 6. Memory per stored publication",
+        "### 7. Several servers on one Redis: cross-node delivery",
+        "### 8. Throughput through one Redis",
+        "### 9. Idle connections across servers on one Redis",
     ] {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }
@@ -49,6 +54,16 @@ fn the_quick_run_completes_every_scenario() {
         .filter(|l| l.contains("note: ") && !l.contains("left out"))
         .collect();
     assert!(failures.is_empty(), "a scenario failed:\n{stderr}");
+    for layout in [
+        "one server, memory engine",
+        "one server on Redis",
+        "two servers on Redis, across",
+    ] {
+        assert!(
+            stdout.contains(&format!("| {layout} |")),
+            "no figures of {layout} in:\n{stdout}"
+        );
+    }
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the quick run took {:?}",

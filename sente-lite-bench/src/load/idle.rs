@@ -1,4 +1,5 @@
-//! Idle connections: opened, then held (answering keep-alive pings) until `stop`.
+//! Idle connections: opened (each subscribed to a channel of its own, when
+//! asked), then held (answering keep-alive pings) until `stop`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
 
-use super::reqrep::open_all;
+use super::reqrep::{Join, open_each};
 use super::{Commands, JobResult, Target, every_one, say, say_result};
 use crate::wire::{BoxError, Protocol, Ws};
 
@@ -21,23 +22,29 @@ async fn hold_one(mut ws: Ws, protocol: Protocol, closed: Arc<AtomicU64>) {
     closed.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Opens `conns` connections from `source`, says `ready`, holds them until `stop`.
+/// Opens `conns` connections from `source`, each subscribed to the channel
+/// `{channels}{n}` of its own when `channels` is given (`n` from 0), says
+/// `ready`, holds them until `stop`.
 pub(super) async fn hold(
     target: &Target,
     conns: usize,
     source: Option<IpAddr>,
+    channels: Option<&str>,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
-    let sockets = every_one(
+    let join = channels.map_or(Join::Nothing, Join::OwnChannel);
+    let closed = Arc::new(AtomicU64::new(0));
+    // Each held at once: the server closes a connection that leaves its
+    // pings unanswered while thousands of others open.
+    let hold = |ws| {
+        tokio::spawn(hold_one(ws, target.protocol, Arc::clone(&closed)));
+    };
+    let held = every_one(
         "connections",
         conns,
-        open_all(target, conns, source, false).await,
+        open_each(target, conns, source, join, hold).await,
     )?;
-    let closed = Arc::new(AtomicU64::new(0));
-    let opened = sockets.len() as u64;
-    for ws in sockets {
-        tokio::spawn(hold_one(ws, target.protocol, Arc::clone(&closed)));
-    }
+    let opened = held.len() as u64;
     say("ready");
     while commands.next().await != "stop" {}
     let closed = closed.load(Ordering::Relaxed);

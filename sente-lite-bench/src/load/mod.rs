@@ -3,11 +3,13 @@
 //! The process talks to `run` in lines. On standard output: `ready` once its
 //! connections are open (or `failed MESSAGE`), then, for fan-out, `got SEQ NS`
 //! each time every one of its subscribers has message `SEQ` (NS: wall-clock
-//! nanoseconds of the last arrival), and finally `result JSON`. On standard
+//! nanoseconds of the last arrival; not when the subscribers measure each
+//! delivery's latency instead), and finally `result JSON`. On standard
 //! input: `go` starts the measured part, `stop` ends a job that runs until told.
 
 mod fanout;
 mod idle;
+mod pace;
 mod precise_sleep;
 mod replay;
 mod reqrep;
@@ -58,17 +60,33 @@ pub(crate) enum Job {
         warmup_ms: u64,
         duration_ms: u64,
     },
-    /// Fan-out subscribers: join the room and report each message once all have it.
+    /// Fan-out subscribers: join the room and report each message once all
+    /// have it; with `latency_from`, record instead the latency of every
+    /// delivery of the stamped publications numbered from it on (a [`Job::Pace`]
+    /// publisher's), reported in the result.
     Subscribe {
         target: Target,
         conns: usize,
         source: Option<IpAddr>,
+        #[serde(default)]
+        latency_from: Option<u64>,
     },
-    /// Idle connections held open until `stop`.
+    /// Idle connections held open until `stop`; each subscribed to a channel
+    /// of its own, `channels` followed by its number, when `channels` is given.
     Idle {
         target: Target,
         conns: usize,
         source: Option<IpAddr>,
+        #[serde(default)]
+        channels: Option<String>,
+    },
+    /// A paced publisher: after `go`, `rate` stamped publications a second
+    /// for `duration_ms`, `pad` bytes of filler each.
+    Pace {
+        target: Target,
+        rate: f64,
+        duration_ms: u64,
+        pad: usize,
     },
     /// Reconnection storm: `clients` subscribed clients; after each `go`,
     /// report when every one of them is back and subscribed again.
@@ -100,6 +118,10 @@ pub(crate) struct JobResult {
     pub(crate) elapsed_s: f64,
     /// Latencies of the measured part.
     pub(crate) latency: LatencySummary,
+    /// The same as counts per histogram bucket, to merge the latencies of
+    /// several processes (stamped fan-out only).
+    #[serde(default)]
+    pub(crate) latency_counts: Vec<(u64, u64)>,
     /// Connections (clients) that were open at the end.
     pub(crate) open: u64,
     /// Storm: clients that were back and subscribed again.
@@ -152,6 +174,15 @@ pub(crate) fn every_one<T>(
             failures.len()
         )
         .into()),
+    }
+}
+
+/// An error unless `rate` (per second) is a positive number.
+pub(crate) fn positive_rate(rate: f64) -> Result<(), BoxError> {
+    if rate.is_finite() && rate > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("the rate must be positive, not {rate}").into())
     }
 }
 
@@ -255,12 +286,29 @@ pub(crate) fn run(job: Job) -> Result<(), BoxError> {
                 target,
                 conns,
                 source,
-            } => fanout::subscribe(&target, conns, source, &mut commands).await,
+                latency_from,
+            } => fanout::subscribe(&target, conns, source, latency_from, &mut commands).await,
             Job::Idle {
                 target,
                 conns,
                 source,
-            } => idle::hold(&target, conns, source, &mut commands).await,
+                channels,
+            } => idle::hold(&target, conns, source, channels.as_deref(), &mut commands).await,
+            Job::Pace {
+                target,
+                rate,
+                duration_ms,
+                pad,
+            } => {
+                pace::publish(
+                    &target,
+                    rate,
+                    Duration::from_millis(duration_ms),
+                    pad,
+                    &mut commands,
+                )
+                .await
+            }
             Job::Storm {
                 target,
                 clients,

@@ -1,12 +1,14 @@
 //! Request/reply load: closed loop for throughput, open loop for latency.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::precise_sleep::PreciseSleep;
-use super::{Commands, JobResult, Target, gather, own_cpu, say, say_result};
+use super::{Commands, JobResult, Target, gather, own_cpu, positive_rate, say, say_result};
+use crate::events::ROOM;
 use crate::latency::Latencies;
 use crate::wire::{BoxError, EchoFrames, Protocol, Reply, Ws, payload_of};
 
@@ -16,23 +18,61 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the open loop waits for outstanding replies after its last send.
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// Opens `conns` connections, `OPEN_CONCURRENCY` at a time.
+/// What each connection joins once open.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Join<'a> {
+    /// Nothing.
+    Nothing,
+    /// The bench channel (room).
+    Room,
+    /// A channel of its own: this prefix and the connection's number (from 0).
+    OwnChannel(&'a str),
+}
+
+/// Opens `conns` connections, `OPEN_CONCURRENCY` at a time, each joining what
+/// `join` says.
 pub(super) async fn open_all(
     target: &Target,
     conns: usize,
     source: Option<std::net::IpAddr>,
-    subscribe: bool,
+    join: Join<'_>,
 ) -> (Vec<Ws>, Vec<String>) {
+    open_each(target, conns, source, join, |ws| ws).await
+}
+
+/// Like [`open_all`], handing each connection to `keep` as soon as it is
+/// open (so that it answers pings while the others open).
+pub(super) async fn open_each<T>(
+    target: &Target,
+    conns: usize,
+    source: Option<std::net::IpAddr>,
+    join: Join<'_>,
+    keep: impl Fn(Ws) -> T,
+) -> (Vec<T>, Vec<String>) {
     let protocol = target.protocol;
     let addr = target.addr;
-    gather(conns, || async move {
-        let mut ws = protocol.open(addr, source).await?;
-        if subscribe {
-            tokio::time::timeout(crate::wire::OPEN_TIMEOUT, protocol.subscribe(&mut ws))
+    let next = AtomicUsize::new(0);
+    let keep = &keep;
+    gather(conns, || {
+        let channel = match join {
+            Join::Nothing => None,
+            Join::Room => Some(ROOM.to_owned()),
+            Join::OwnChannel(prefix) => {
+                Some(format!("{prefix}{}", next.fetch_add(1, Ordering::Relaxed)))
+            }
+        };
+        async move {
+            let mut ws = protocol.open(addr, source).await?;
+            if let Some(channel) = channel {
+                tokio::time::timeout(
+                    crate::wire::OPEN_TIMEOUT,
+                    protocol.subscribe_on(&mut ws, &channel),
+                )
                 .await
                 .map_err(|_| BoxError::from("subscribing timed out"))??;
+            }
+            Ok(keep(ws))
         }
-        Ok(ws)
     })
     .await
 }
@@ -143,7 +183,7 @@ pub(super) async fn closed(
     duration: Duration,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
-    let (sockets, failures) = open_all(target, conns, None, false).await;
+    let (sockets, failures) = open_all(target, conns, None, Join::Nothing).await;
     fail_if_none_opened(&sockets, &failures)?;
     let frames = EchoFrames::new(target.protocol, payload_of(payload));
     let (sockets, _) = closed_round(sockets, target.protocol, &frames, warmup).await;
@@ -289,10 +329,8 @@ pub(super) async fn open(
     duration: Duration,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
-    if !(rate.is_finite() && rate > 0.0) {
-        return Err(format!("the offered rate must be positive, not {rate}").into());
-    }
-    let (sockets, failures) = open_all(target, conns, None, false).await;
+    positive_rate(rate)?;
+    let (sockets, failures) = open_all(target, conns, None, Join::Nothing).await;
     fail_if_none_opened(&sockets, &failures)?;
     let frames = EchoFrames::new(target.protocol, payload_of(payload));
     say("ready");

@@ -82,6 +82,7 @@ async fn one(
             target: target.clone(),
             conns,
             source: None,
+            latency_from: None,
         })
         .collect();
     let mut workers = Workers::spawn(&jobs, &context.pinning)?;

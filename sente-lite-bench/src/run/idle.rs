@@ -37,6 +37,7 @@ async fn one(context: &Context, system: System, conns: usize) -> Result<IdleCell
                 0,
                 2 + u8::try_from(i % 250).unwrap_or(0),
             ))),
+            channels: None,
         })
         .collect();
     let mut workers = Workers::spawn(&jobs, &context.pinning)?;

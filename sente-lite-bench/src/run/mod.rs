@@ -1,6 +1,7 @@
 //! `run`: starts the servers and load generators of every scenario, collects
 //! the figures, prints the tables, and writes the report and chart on request.
 
+mod cluster;
 mod fanout;
 mod history_memory;
 mod idle;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::machine::{Machine, Pinning};
 use crate::report::Report;
 use crate::wire::{BoxError, Protocol};
+pub(crate) use cluster::{BEHIND_P99_US, Layout};
 pub(crate) use processes::NodePeer;
 use processes::ServerProcess;
 
@@ -149,6 +151,44 @@ pub(crate) struct Plan {
     /// History memory: bytes of each publication's payload, as JSON.
     #[serde(default)]
     pub(crate) memory_payload: usize,
+    /// Cross-node delivery: subscriber counts (on the second server).
+    #[serde(default)]
+    pub(crate) cluster_subscribers: Vec<usize>,
+    /// Cross-node delivery: load-generator processes they are spread over.
+    #[serde(default)]
+    pub(crate) cluster_processes: usize,
+    /// Cross-node delivery: publications a second.
+    #[serde(default)]
+    pub(crate) cluster_rate: f64,
+    /// Paced scenarios: publishing before the measured part, ms.
+    #[serde(default)]
+    pub(crate) cluster_warmup_ms: u64,
+    /// Cross-node delivery: the measured part, ms.
+    #[serde(default)]
+    pub(crate) cluster_duration_ms: u64,
+    /// Paced scenarios: how long deliveries may still arrive after the last
+    /// publication, ms.
+    #[serde(default)]
+    pub(crate) cluster_drain_ms: u64,
+    /// Throughput through one Redis: subscribers.
+    #[serde(default)]
+    pub(crate) throughput_subscribers: usize,
+    /// Throughput through one Redis: the rates tried in turn, until one falls
+    /// behind.
+    #[serde(default)]
+    pub(crate) throughput_rates: Vec<f64>,
+    /// Throughput through one Redis: each rate's measured part, ms.
+    #[serde(default)]
+    pub(crate) throughput_duration_ms: u64,
+    /// Idle across servers: server processes on one port and one Redis.
+    #[serde(default)]
+    pub(crate) cluster_servers: usize,
+    /// Idle across servers: connections in all.
+    #[serde(default)]
+    pub(crate) cluster_connections: usize,
+    /// Idle across servers: each connection subscribed to a channel of its own.
+    #[serde(default)]
+    pub(crate) cluster_idle_channels: bool,
 }
 
 /// The scenarios.
@@ -166,6 +206,12 @@ pub(crate) enum Scenario {
     Replay,
     /// 6: memory per publication kept in a channel history.
     HistoryMemory,
+    /// 7: delivery latency across two servers on one Redis.
+    CrossNode,
+    /// 8: publications per second through one Redis.
+    RedisThroughput,
+    /// 9: idle connections across several servers on one Redis.
+    ClusterIdle,
 }
 
 impl Plan {
@@ -181,6 +227,9 @@ impl Plan {
                 Scenario::Storm,
                 Scenario::Replay,
                 Scenario::HistoryMemory,
+                Scenario::CrossNode,
+                Scenario::RedisThroughput,
+                Scenario::ClusterIdle,
             ],
             clients: vec![1, 100, 1000],
             payloads: vec![20, 16 << 10],
@@ -205,6 +254,21 @@ impl Plan {
             memory_publications: 100_000,
             memory_channels: vec![1, 1_000],
             memory_payload: 100,
+            cluster_subscribers: vec![10, 100],
+            cluster_processes: 4,
+            cluster_rate: 1_000.0,
+            cluster_warmup_ms: 1_000,
+            cluster_duration_ms: 10_000,
+            cluster_drain_ms: 1_000,
+            throughput_subscribers: 4,
+            throughput_rates: vec![
+                5_000.0, 10_000.0, 15_000.0, 20_000.0, 25_000.0, 30_000.0, 40_000.0, 60_000.0,
+                80_000.0,
+            ],
+            throughput_duration_ms: 3_000,
+            cluster_servers: 7,
+            cluster_connections: 100_000,
+            cluster_idle_channels: true,
         }
     }
 
@@ -217,8 +281,11 @@ impl Plan {
             Scenario::Fanout => true,
             Scenario::Storm => matches!(system, System::Bare | System::SenteJson),
             Scenario::Replay => system.history_size() > 0,
-            // sente-lite's engine on its own, no system to compare.
-            Scenario::HistoryMemory => false,
+            // sente-lite's engines on their own, no system to compare.
+            Scenario::HistoryMemory
+            | Scenario::CrossNode
+            | Scenario::RedisThroughput
+            | Scenario::ClusterIdle => false,
         };
         self.systems.iter().copied().filter(wanted).collect()
     }
@@ -246,6 +313,17 @@ impl Plan {
             replay_deadline_ms: 10_000,
             memory_publications: 2_000,
             memory_channels: vec![1, 20],
+            cluster_subscribers: vec![10],
+            cluster_processes: 2,
+            cluster_rate: 200.0,
+            cluster_warmup_ms: 200,
+            cluster_duration_ms: 500,
+            cluster_drain_ms: 300,
+            throughput_subscribers: 2,
+            throughput_rates: vec![500.0, 1_000.0],
+            throughput_duration_ms: 300,
+            cluster_servers: 3,
+            cluster_connections: 60,
             ..Self::full()
         }
     }
@@ -301,6 +379,22 @@ pub(crate) struct RunArgs {
     /// default 100,000: on one channel, then on 1,000 channels of 100).
     #[arg(long)]
     pub(crate) memory_publications: Option<usize>,
+    /// Cross-node delivery: subscriber counts (full run default 10,100).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) cluster_subscribers: Vec<usize>,
+    /// Cross-node delivery: publications a second (full run default 1,000).
+    #[arg(long)]
+    pub(crate) cluster_rate: Option<f64>,
+    /// Idle across servers: server processes on one Redis (full run default 7).
+    #[arg(long)]
+    pub(crate) cluster_servers: Option<usize>,
+    /// Idle across servers: connections in all (full run default 100,000).
+    #[arg(long)]
+    pub(crate) cluster_connections: Option<usize>,
+    /// Idle across servers: plain idle connections, not subscribed to a
+    /// channel of their own.
+    #[arg(long)]
+    pub(crate) cluster_idle_plain: bool,
     /// The folder of the socket.io (Node.js) server (`server.js` with its
     /// `node_modules` installed by `npm ci`). Default: this crate's `node/`.
     #[arg(long)]
@@ -434,6 +528,25 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     if let Some(publications) = args.memory_publications {
         plan.memory_publications = publications.max(1);
     }
+    if !args.cluster_subscribers.is_empty() {
+        plan.cluster_subscribers = args
+            .cluster_subscribers
+            .iter()
+            .map(|n| *n.max(&1))
+            .collect();
+    }
+    if let Some(rate) = args.cluster_rate {
+        plan.cluster_rate = rate.max(1.0);
+    }
+    if let Some(servers) = args.cluster_servers {
+        plan.cluster_servers = servers.max(1);
+    }
+    if let Some(connections) = args.cluster_connections {
+        plan.cluster_connections = connections.max(1);
+    }
+    if args.cluster_idle_plain {
+        plan.cluster_idle_channels = false;
+    }
     if !args.only.is_empty() {
         plan.scenarios = args.only.clone();
     }
@@ -481,6 +594,9 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
             Scenario::Storm => storm::run(&context, &mut report).await,
             Scenario::Replay => replay::run(&context, &mut report).await,
             Scenario::HistoryMemory => history_memory::run(&context, &mut report).await,
+            Scenario::CrossNode => cluster::latency(&context, &mut report).await,
+            Scenario::RedisThroughput => cluster::throughput(&context, &mut report).await,
+            Scenario::ClusterIdle => cluster::idle(&context, &mut report).await,
         }
         eprintln!(
             "sente-lite-bench: {scenario:?} done in {:.1} s",

@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use super::System;
 use crate::load::{Job, JobResult};
 use crate::machine::{Pinning, cpu_time, rss_bytes};
-use crate::serve::ServerKind;
+use crate::serve::{SenteSetup, ServerKind};
 use crate::wire::BoxError;
 
 /// How long a server may take to say it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn command(pin: Option<&str>, program: &std::ffi::OsStr) -> Command {
+pub(crate) fn command(pin: Option<&str>, program: &std::ffi::OsStr) -> Command {
     match pin {
         Some(cpus) => {
             let mut command = Command::new("taskset");
@@ -32,6 +32,20 @@ fn command(pin: Option<&str>, program: &std::ffi::OsStr) -> Command {
 
 fn this_program() -> Result<PathBuf, BoxError> {
     Ok(std::env::current_exe()?)
+}
+
+/// This program's `serve` of `kind` on `addr`, pinned to the servers' CPUs.
+fn serve_command(kind: ServerKind, addr: &str, pinning: &Pinning) -> Result<Command, BoxError> {
+    let mut command = command(pinning.server.as_deref(), this_program()?.as_os_str());
+    command
+        .arg("serve")
+        .arg("--kind")
+        .arg(kind.arg())
+        .arg("--addr")
+        .arg(addr)
+        .arg("--threads")
+        .arg(pinning.server_cpus.to_string());
+    Ok(command)
 }
 
 /// Where the socket.io (Node.js) server script lives.
@@ -63,17 +77,9 @@ impl ServerProcess {
         node: Option<&NodePeer>,
         ticks: f64,
     ) -> Result<Self, BoxError> {
-        let mut command = match system.server_kind() {
+        let command = match system.server_kind() {
             Some(kind) => {
-                let mut command = command(pinning.server.as_deref(), this_program()?.as_os_str());
-                command
-                    .arg("serve")
-                    .arg("--kind")
-                    .arg(kind.arg())
-                    .arg("--addr")
-                    .arg(addr)
-                    .arg("--threads")
-                    .arg(pinning.server_cpus.to_string());
+                let mut command = serve_command(kind, addr, pinning)?;
                 if history > 0 {
                     command.arg("--history").arg(history.to_string());
                 }
@@ -87,6 +93,37 @@ impl ServerProcess {
                 command
             }
         };
+        Self::launch(command, system.label(), ticks).await
+    }
+
+    /// Starts a sente-lite server (JSON and postcard alike) on `addr` as
+    /// `setup` says: on a Redis, sharing its port.
+    pub(crate) async fn start_sente(
+        addr: &str,
+        setup: &SenteSetup,
+        pinning: &Pinning,
+        ticks: f64,
+    ) -> Result<Self, BoxError> {
+        let mut command = serve_command(ServerKind::Sente, addr, pinning)?;
+        if setup.history > 0 {
+            command.arg("--history").arg(setup.history.to_string());
+        }
+        if let Some(url) = &setup.redis {
+            command.arg("--redis").arg(url);
+        }
+        if setup.shared {
+            command.arg("--shared");
+        }
+        let label = if setup.redis.is_some() {
+            "sente-lite on Redis"
+        } else {
+            "sente-lite"
+        };
+        Self::launch(command, label, ticks).await
+    }
+
+    /// Spawns `command` and waits for its `listening ADDR` line.
+    async fn launch(mut command: Command, label: &str, ticks: f64) -> Result<Self, BoxError> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -98,11 +135,11 @@ impl ServerProcess {
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
             .await
-            .map_err(|_| format!("{} did not start within {START_TIMEOUT:?}", system.label()))??
-            .ok_or_else(|| format!("{} exited before listening", system.label()))?;
+            .map_err(|_| format!("{label} did not start within {START_TIMEOUT:?}"))??
+            .ok_or_else(|| format!("{label} exited before listening"))?;
         let addr: SocketAddr = line
             .strip_prefix("listening ")
-            .ok_or_else(|| format!("unexpected first line from {}: {line}", system.label()))?
+            .ok_or_else(|| format!("unexpected first line from {label}: {line}"))?
             .trim()
             .parse()?;
         // Keep reading (and dropping) its output so the pipe never fills.

@@ -11,7 +11,7 @@ mod socketioxide;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-pub(crate) use sente::RAISED_LIMITS;
+pub(crate) use sente::{RAISED_LIMITS, SenteSetup};
 
 /// The Rust servers this binary can run (socket.io on Node.js is a script).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,13 +43,18 @@ fn announce(addr: SocketAddr) {
 }
 
 /// Runs a server of `kind` on `addr` with `threads` runtime workers until
-/// killed; sente-lite keeps `history` publications of each bench channel.
+/// killed; `setup` is sente-lite's (history, Redis, shared port).
 pub(crate) fn run(
     kind: ServerKind,
     addr: &str,
     threads: usize,
-    history: usize,
+    setup: SenteSetup,
 ) -> std::io::Result<()> {
+    if kind != ServerKind::Sente && (setup.redis.is_some() || setup.shared || setup.history > 0) {
+        return Err(std::io::Error::other(
+            "`--history`, `--redis` and `--shared` are sente-lite's",
+        ));
+    }
     crate::machine::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -57,7 +62,7 @@ pub(crate) fn run(
         .build()?;
     runtime.block_on(async {
         match kind {
-            ServerKind::Sente => sente::serve(addr, history).await,
+            ServerKind::Sente => sente::serve(addr, setup).await,
             ServerKind::Bare => bare::serve(addr).await,
             ServerKind::Socketioxide => socketioxide::serve(addr).await,
         }

@@ -1,15 +1,19 @@
 //! The sente-lite server under test: `bench/echo` answers with its payload,
 //! `bench/publish` broadcasts a `bench/tick` on the bench channel,
 //! `bench/publish-many` publishes many in one go. With `--history N` the bench
-//! channels keep a history of N publications.
+//! channels keep a history of N publications; with `--redis URL` the server
+//! runs on the Redis engine (`sente-lite-redis`), one of several servers on
+//! that Redis; with `--shared` it listens with `SO_REUSEPORT`, so that several
+//! server processes share one port.
 //!
 //! Default settings, except the one a load test must change: the inbound rate
 //! limit (200 messages/s per connection by default) is off, since one
 //! connection of the closed-loop scenario sends tens of thousands a second.
 
 use sente_lite::protocol::codes;
-use sente_lite::server::{ChannelOptions, allow_all};
+use sente_lite::server::{ChannelOptions, allow_all, shared_listener};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
+use sente_lite_redis::{RedisConfig, RedisEngine};
 
 use crate::events::{Echo, Publish, PublishMany, ROOM, Tick};
 
@@ -73,9 +77,20 @@ fn history_options(history: usize) -> ChannelOptions {
     }
 }
 
-/// Serves until the process is killed; the bench channels keep `history`
-/// publications (none when 0).
-pub(crate) async fn serve(addr: &str, history: usize) -> std::io::Result<()> {
+/// How a sente-lite server under test runs besides its routes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SenteSetup {
+    /// Publications kept in each bench channel's history (0: none).
+    pub(crate) history: usize,
+    /// The Redis the server joins (`redis://host:port`); the in-memory
+    /// engine when `None`.
+    pub(crate) redis: Option<String>,
+    /// Listen with `SO_REUSEPORT`, sharing the port with other processes.
+    pub(crate) shared: bool,
+}
+
+/// Serves until the process is killed.
+pub(crate) async fn serve(addr: &str, setup: SenteSetup) -> std::io::Result<()> {
     let mut builder = Server::builder()
         .router(
             Router::new()
@@ -85,10 +100,22 @@ pub(crate) async fn serve(addr: &str, history: usize) -> std::io::Result<()> {
         )
         .channel("bench/*", allow_all)
         .configure(|config| config.limits.rate_per_sec = None);
-    if history > 0 {
-        builder = builder.channel_options("bench/*", history_options(history));
+    if setup.history > 0 {
+        builder = builder.channel_options("bench/*", history_options(setup.history));
     }
-    let server = builder.bind(addr).await.map_err(std::io::Error::other)?;
+    if let Some(url) = &setup.redis {
+        let engine = RedisEngine::connect(RedisConfig::new(url.as_str()))
+            .await
+            .map_err(std::io::Error::other)?;
+        builder = builder.engine(engine);
+    }
+    let server = if setup.shared {
+        let addr = addr.parse().map_err(std::io::Error::other)?;
+        builder.listen(shared_listener(addr)?)
+    } else {
+        builder.bind(addr).await
+    }
+    .map_err(std::io::Error::other)?;
     let local = server
         .local_addr()
         .ok_or_else(|| std::io::Error::other("the server has no local address"))?;
