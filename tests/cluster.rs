@@ -332,6 +332,35 @@ async fn three_servers_on_one_redis_act_as_one() {
             );
         }
     }
+
+    // Many channels at once (subscribed on Redis together): a publication
+    // on each reaches its subscriber across servers.
+    let many = client("t1-many", &nodes[1].url, None, Codec::Postcard).await;
+    let channels: Vec<String> = (0..200).map(|i| format!("news/many-{i}")).collect();
+    // 50 at a time: the client keeps at most 64 requests in flight.
+    for chunk in channels.chunks(50) {
+        let subscribed =
+            futures_util::future::join_all(chunk.iter().map(|c| many.subscribe(c.clone()))).await;
+        assert!(subscribed.iter().all(Result::is_ok), "{subscribed:?}");
+    }
+    for channel in &channels {
+        publisher
+            .request(&Publish {
+                channel: channel.clone(),
+                text: channel.clone(),
+            })
+            .await
+            .expect("published");
+    }
+    until("a publication on each of 200 channels", || {
+        seen("t1-many", |s| s.news.len()) == 200
+    })
+    .await;
+    let mut got = seen("t1-many", |s| s.news.clone());
+    got.sort();
+    let mut want = channels.clone();
+    want.sort();
+    assert_eq!(got, want);
     drop(nodes);
     drop(redis);
 }

@@ -88,6 +88,9 @@ impl RedisEngine {
     pub async fn connect(config: RedisConfig) -> Result<Self, ConnectError> {
         let target: Arc<OnceLock<Weak<dyn OnPush>>> = Arc::new(OnceLock::new());
         let link = Link::connect(&config, Arc::clone(&target)).await?;
+        load_scripts(&mut link.commands())
+            .await
+            .map_err(|source| ConnectError::new(&config.url, source))?;
         let inner = Arc::new(Inner {
             keys: Keys::new(&config.prefix),
             id: new_epoch(),

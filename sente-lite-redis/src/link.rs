@@ -58,6 +58,15 @@ pub struct ConnectError {
     source: redis::RedisError,
 }
 
+impl ConnectError {
+    pub(crate) fn new(url: &str, source: redis::RedisError) -> Self {
+        Self {
+            url: url.to_owned(),
+            source,
+        }
+    }
+}
+
 impl Link {
     /// Connects both links; what Redis pushes goes to whatever `target` holds
     /// by then.
@@ -65,10 +74,7 @@ impl Link {
         config: &RedisConfig,
         target: Arc<OnceLock<Weak<dyn OnPush>>>,
     ) -> Result<Self, ConnectError> {
-        let fail = |source| ConnectError {
-            url: config.url.clone(),
-            source,
-        };
+        let fail = |source| ConnectError::new(&config.url, source);
         let info = config.url.as_str().into_connection_info().map_err(fail)?;
         let resp3 = info
             .redis_settings()

@@ -98,6 +98,11 @@ impl Streams {
         self.notify.notify_one();
     }
 
+    /// Marks `name` for the next round (the caller wakes the task).
+    fn dirty_later(&self, name: &Arc<str>) {
+        lock(&self.dirty).insert(Arc::clone(name));
+    }
+
     /// The channels subscribed on Redis now.
     pub(crate) fn subscribed(&self) -> Vec<Arc<str>> {
         lock(&self.chans)
@@ -340,13 +345,22 @@ impl Chan {
 }
 
 /// Subscribes and unsubscribes on Redis as the channels' interest changes,
-/// until the engine is dropped.
+/// until the engine is dropped: what changed meanwhile goes in one command
+/// each way (at most [`BATCH`] channels), and the new channels' positions in
+/// one pipeline.
 pub(crate) async fn run(engine: Weak<Inner>) {
     loop {
         let Some(inner) = engine.upgrade() else {
             return;
         };
-        let names: Vec<Arc<str>> = lock(&inner.streams.dirty).drain().collect();
+        let names: Vec<Arc<str>> = {
+            let mut dirty = lock(&inner.streams.dirty);
+            let names: Vec<Arc<str>> = dirty.iter().take(BATCH).cloned().collect();
+            for name in &names {
+                dirty.remove(name);
+            }
+            names
+        };
         if names.is_empty() {
             // A wake-up given meanwhile is kept as a permit.
             let notify = Arc::clone(&inner.streams.notify);
@@ -354,38 +368,73 @@ pub(crate) async fn run(engine: Weak<Inner>) {
             notify.notified().await;
             continue;
         }
-        for name in names {
-            reconcile(&inner, &name).await;
-        }
+        reconcile(&inner, names).await;
     }
 }
 
-async fn reconcile(inner: &Inner, name: &Arc<str>) {
+/// The most channels subscribed or unsubscribed in one command.
+const BATCH: usize = 1_000;
+
+async fn reconcile(inner: &Inner, names: Vec<Arc<str>>) {
     let streams = &inner.streams;
-    let (want, on) = match lock(&streams.chans).get(name) {
-        Some(chan) => (chan.interest > 0, chan.on_redis),
-        None => return,
-    };
-    let redis_channel = inner.keys.publications(name);
+    let (mut join, mut leave) = (Vec::new(), Vec::new());
+    {
+        let mut chans = lock(&streams.chans);
+        for name in names {
+            let Some(chan) = chans.get_mut(&name) else {
+                continue;
+            };
+            match (chan.interest > 0, chan.on_redis) {
+                (true, false) => join.push(name),
+                (false, true) => {
+                    chan.leaving = true;
+                    leave.push(name);
+                }
+                (false, false) => {
+                    chans.remove(&name);
+                }
+                (true, true) => {
+                    for waiter in chan.waiters.drain(..) {
+                        let _ = waiter.send(Ok(()));
+                    }
+                }
+            }
+        }
+    }
+    if !join.is_empty() {
+        subscribe_all(inner, &join).await;
+    }
+    if !leave.is_empty() {
+        unsubscribe_all(inner, &leave).await;
+    }
+}
+
+/// Subscribes to `names` and reads their positions, then answers their waiters.
+async fn subscribe_all(inner: &Inner, names: &[Arc<str>]) {
+    let streams = &inner.streams;
+    let redis_channels: Vec<String> = names.iter().map(|n| inner.keys.publications(n)).collect();
     let mut pushes = inner.link.pushes.clone();
-    if want && !on {
-        let subscribed = async {
-            pushes.subscribe(&redis_channel).await?;
-            let mut commands = inner.link.commands();
-            redis::cmd("HMGET")
+    let positions = async {
+        pushes.subscribe(&redis_channels).await?;
+        let mut pipe = redis::pipe();
+        for name in names {
+            pipe.cmd("HMGET")
                 .arg(inner.keys.position(name))
                 .arg("epoch")
-                .arg("offset")
-                .query_async::<(Option<String>, Option<u64>)>(&mut commands)
-                .await
+                .arg("offset");
         }
-        .await;
-        let mut chans = lock(&streams.chans);
-        let Some(chan) = chans.get_mut(name) else {
-            return;
-        };
-        match subscribed {
-            Ok((epoch, offset)) => {
+        let mut commands = inner.link.commands();
+        pipe.query_async::<Vec<(Option<String>, Option<u64>)>>(&mut commands)
+            .await
+    }
+    .await;
+    let mut chans = lock(&streams.chans);
+    match positions {
+        Ok(positions) => {
+            for (name, (epoch, offset)) in names.iter().zip(positions) {
+                let Some(chan) = chans.get_mut(name) else {
+                    continue;
+                };
                 chan.on_redis = true;
                 let offset = offset.unwrap_or(0);
                 let newer = chan.epoch.as_deref() == epoch.as_deref() && chan.offset > offset;
@@ -397,9 +446,18 @@ async fn reconcile(inner: &Inner, name: &Arc<str>) {
                 for waiter in chan.waiters.drain(..) {
                     let _ = waiter.send(Ok(()));
                 }
+                if chan.interest == 0 {
+                    // Left meanwhile: unsubscribed on the next round.
+                    streams.dirty_later(name);
+                }
             }
-            Err(e) => {
-                inner.link.mark_down(&e);
+        }
+        Err(e) => {
+            inner.link.mark_down(&e);
+            for name in names {
+                let Some(chan) = chans.get_mut(name) else {
+                    continue;
+                };
                 let failed = chan.waiters.len();
                 chan.interest = chan.interest.saturating_sub(failed);
                 for waiter in chan.waiters.drain(..) {
@@ -412,41 +470,40 @@ async fn reconcile(inner: &Inner, name: &Arc<str>) {
                 }
             }
         }
-    } else if !want && on {
-        if let Some(chan) = lock(&streams.chans).get_mut(name) {
-            chan.leaving = true;
-        }
-        if let Err(e) = pushes.unsubscribe(&redis_channel).await {
-            // The link is down: once back, it subscribes to what it still
-            // tracks, and publications of a channel without subscribers
-            // here are dropped.
-            tracing::debug!(target: "sente_lite_redis", channel = %name, error = %e, "unsubscribe failed");
-        }
-        let mut chans = lock(&streams.chans);
-        let again = match chans.get_mut(name) {
+    }
+    drop(chans);
+    streams.notify.notify_one();
+}
+
+/// Unsubscribes from `names`; those wanted again meanwhile are subscribed
+/// again on the next round.
+async fn unsubscribe_all(inner: &Inner, names: &[Arc<str>]) {
+    let streams = &inner.streams;
+    let redis_channels: Vec<String> = names.iter().map(|n| inner.keys.publications(n)).collect();
+    let mut pushes = inner.link.pushes.clone();
+    if let Err(e) = pushes.unsubscribe(&redis_channels).await {
+        // The link is down: once back, it subscribes to what it still
+        // tracks, and publications of a channel without subscribers here
+        // are dropped.
+        tracing::debug!(target: "sente_lite_redis", channels = names.len(), error = %e, "unsubscribe failed");
+    }
+    let mut chans = lock(&streams.chans);
+    for name in names {
+        match chans.get_mut(name) {
             Some(chan) if chan.interest > 0 => {
                 chan.on_redis = false;
                 chan.leaving = false;
                 chan.known = false;
-                true
+                streams.dirty_later(name);
             }
             Some(_) => {
                 chans.remove(name);
-                false
             }
-            None => false,
-        };
-        drop(chans);
-        if again {
-            streams.touch(Arc::clone(name));
-        }
-    } else if !want {
-        lock(&streams.chans).remove(name);
-    } else if let Some(chan) = lock(&streams.chans).get_mut(name) {
-        for waiter in chan.waiters.drain(..) {
-            let _ = waiter.send(Ok(()));
+            None => {}
         }
     }
+    drop(chans);
+    streams.notify.notify_one();
 }
 
 /// `duration` in whole milliseconds, at least 1.
