@@ -147,6 +147,23 @@ async fn http_get(ws_url: &str, path: &str) -> String {
     response
 }
 
+/// The members of `channel` once `done` holds of them (asked again every
+/// 20 ms, for 15 s at most), or the last answer.
+async fn members_until(
+    client: &Client,
+    channel: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let members = members_of(client, channel).await;
+        if done(&members) || tokio::time::Instant::now() >= deadline {
+            return members;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The next change a presence watch sees, within 10 s.
 async fn next_change(
     watch: &mut sente_lite::client::PresenceWatch,
@@ -246,12 +263,7 @@ async fn three_servers_on_one_redis_act_as_one() {
     assert_eq!(nobody.code(), "not-connected", "{nobody}");
 
     // Presence is the union: alice (on b) and bob (on c), seen from a.
-    let mut members = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while members != ["alice", "bob"] && tokio::time::Instant::now() < deadline {
-        members = members_of(&publisher, "news/x").await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let members = members_until(&publisher, "news/x", |m| m == ["alice", "bob"]).await;
     assert_eq!(members, ["alice", "bob"]);
     // A watcher on a sees carol join on c and leave, with her info.
     publisher
@@ -277,11 +289,7 @@ async fn three_servers_on_one_redis_act_as_one() {
     );
     // alice leaves on b: after the grace, a no longer lists her.
     json.unsubscribe("news/x").await.expect("unsubscribed");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while members != ["bob", "pat"] && tokio::time::Instant::now() < deadline {
-        members = members_of(&publisher, "news/x").await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let members = members_until(&publisher, "news/x", |m| m == ["bob", "pat"]).await;
     assert_eq!(members, ["bob", "pat"]);
 
     // A client that held a position on c resumes on a and b: every
@@ -402,12 +410,7 @@ async fn a_server_killed_under_traffic_loses_its_clients_nothing() {
     let own = format!("127.0.0.1:{}", free_port());
     let p = node("p", &own, &redis, false).await;
     let publisher = Arc::new(client("t2-publisher", &p.url, None, Codec::Json).await);
-    let mut members = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !members.contains(&"ghost".to_owned()) && tokio::time::Instant::now() < deadline {
-        members = members_of(&publisher, "news/k").await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let members = members_until(&publisher, "news/k", |m| m.iter().any(|u| u == "ghost")).await;
     assert!(members.contains(&"ghost".to_owned()), "{members:?}");
 
     let total = 400;
@@ -446,11 +449,7 @@ async fn a_server_killed_under_traffic_loses_its_clients_nothing() {
         assert!(sub.stats().reconnects >= 1);
     }
     // The ghost's server is found dead: the ghost leaves; the others are members still.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while members.contains(&"ghost".to_owned()) && tokio::time::Instant::now() < deadline {
-        members = members_of(&publisher, "news/k").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let members = members_until(&publisher, "news/k", |m| !m.iter().any(|u| u == "ghost")).await;
     assert_eq!(members, ["s0", "s1", "s2", "s3", "s4", "s5"]);
     drop(redis);
 }
@@ -569,12 +568,7 @@ async fn redis_restarted_under_traffic_is_told_and_survived() {
         assert_eq!(news[..20], expected[..], "{label}");
     }
     // Presence is announced again to the new Redis.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut members = members_of(&publisher, "news/r").await;
-    while members != ["u1", "u2"] && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        members = members_of(&publisher, "news/r").await;
-    }
+    let members = members_until(&publisher, "news/r", |m| m == ["u1", "u2"]).await;
     assert_eq!(members, ["u1", "u2"]);
     drop((a, b));
     drop(redis);

@@ -358,7 +358,10 @@ impl Engine for RedisEngine {
                 .streams
                 .reach(&channel, &position, inner.config.command_timeout)
                 .await;
-            Ok(streams::recovery(position, publications))
+            Ok(Recovery {
+                position,
+                publications,
+            })
         })
     }
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use redis::Value;
-use sente_lite::engine::{ChannelOptions, EngineError, Publication, Recovery};
+use sente_lite::engine::{ChannelOptions, EngineError, Publication};
 use sente_lite::protocol::StreamPosition;
 use tokio::sync::{Notify, oneshot};
 
@@ -580,15 +580,4 @@ pub(crate) async fn recover(
     let (position, found, publications) = read_recovery(&name, value)?;
     let recovered = (all || since.is_some()) && found;
     Ok((position, recovered.then_some(publications)))
-}
-
-/// Wraps [`recover`] as the engine answers it.
-pub(crate) fn recovery(
-    position: StreamPosition,
-    publications: Option<Vec<Arc<Publication>>>,
-) -> Recovery {
-    Recovery {
-        position,
-        publications,
-    }
 }
