@@ -16,7 +16,7 @@
 //!
 //! Recorded twice is a duplicate, whatever the kind.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::ledger::{Arrival, Ledger, Position};
 use crate::records::RunRecords;
@@ -302,12 +302,10 @@ fn check_publishes(
 
 /// What a subscriber received of one epoch of a channel (of the
 /// publications confirmed to their publisher, whose positions are known).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct EpochSeen {
-    /// The smallest offset received.
-    pub min: u64,
-    /// The largest offset received.
-    pub max: u64,
+    /// The offsets received.
+    pub offsets: BTreeSet<u64>,
     /// The index (among the channel's arrivals) of the last one received.
     pub last_arrival: usize,
 }
@@ -316,9 +314,10 @@ pub struct EpochSeen {
 /// the confirmed publication at `missed`, given what the subscriber received
 /// of the missed publication's epoch:
 ///
-/// - a gap in the same epoch covers what the server said the subscription
-///   starts after (`offset <= gap.offset`), provided nothing earlier of that
-///   epoch was received (else the subscription was there before);
+/// - a gap in the same epoch covers what the server said the restored
+///   subscription starts after (`missed.offset <= gap.offset`), provided
+///   nothing between the two was received (else the subscription was there
+///   when the missed one was published);
 /// - a gap in another epoch (or without a position) covers the tail of the
 ///   missed publication's epoch: nothing later of that epoch was received,
 ///   and the gap was told after the last of it that was.
@@ -328,11 +327,16 @@ pub fn gap_covers(
     told: usize,
     gap: Option<&Position>,
 ) -> bool {
+    let received_in = |range: std::ops::RangeInclusive<u64>| {
+        !range.is_empty() && seen.is_some_and(|e| e.offsets.range(range).next().is_some())
+    };
     match gap {
         Some(g) if g.epoch == missed.epoch => {
-            missed.offset <= g.offset && seen.is_none_or(|e| e.min > missed.offset)
+            missed.offset <= g.offset && !received_in(missed.offset + 1..=g.offset)
         }
-        _ => seen.is_none_or(|e| e.max < missed.offset && told > e.last_arrival),
+        _ => {
+            !received_in(missed.offset + 1..=u64::MAX) && seen.is_none_or(|e| told > e.last_arrival)
+        }
     }
 }
 
@@ -385,13 +389,8 @@ fn check_channel(
                 }
                 max = max.max(seq);
                 if let Some(p) = position(seq) {
-                    let e = epochs.entry(p.epoch.as_str()).or_insert(EpochSeen {
-                        min: p.offset,
-                        max: p.offset,
-                        last_arrival: index,
-                    });
-                    e.min = e.min.min(p.offset);
-                    e.max = e.max.max(p.offset);
+                    let e = epochs.entry(p.epoch.as_str()).or_default();
+                    e.offsets.insert(p.offset);
                     e.last_arrival = index;
                 }
             }
@@ -417,5 +416,206 @@ fn check_channel(
                 missed.epoch, missed.offset
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{PublishOutcome, Refusal};
+    use crate::records::Record;
+
+    fn at(epoch: &str, offset: u64) -> Position {
+        Position {
+            epoch: epoch.into(),
+            offset,
+        }
+    }
+
+    /// Publisher `p`, whose publications landed at `positions` (all `ok`),
+    /// all recorded by run `r0`; subscriber `s` received `arrivals` of it.
+    fn channel(positions: &[Position], arrivals: Vec<Arrival>) -> Audit {
+        let publisher = Ledger {
+            client: "p".into(),
+            first_run: "r0".into(),
+            last_run: "r0".into(),
+            publishes: positions
+                .iter()
+                .map(|p| PublishOutcome {
+                    outcome: "ok".into(),
+                    position: Some(p.clone()),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let subscriber = Ledger {
+            client: "s".into(),
+            first_run: "r0".into(),
+            last_run: "r0".into(),
+            received: [("p".to_owned(), arrivals)].into(),
+            ..Default::default()
+        };
+        let records = (1..=positions.len() as u64)
+            .map(|seq| Record {
+                kind: 'P',
+                client: "p".into(),
+                seq,
+            })
+            .collect();
+        let runs = [RunRecords {
+            run: "r0".into(),
+            records,
+        }];
+        audit(&[publisher, subscriber], &runs)
+    }
+
+    fn gap(epoch: &str, offset: u64) -> Arrival {
+        Arrival::Gap {
+            gap: Some(at(epoch, offset)),
+        }
+    }
+
+    use Arrival::Publication as P;
+
+    #[test]
+    fn everything_received_once_in_order_is_clean() {
+        let audit = channel(&[at("e", 1), at("e", 2)], vec![P(1), P(2)]);
+        assert!(audit.clean(), "{:?}", audit.findings);
+        assert_eq!(audit.total().received, 2);
+    }
+
+    #[test]
+    fn a_publication_missed_without_a_gap_is_unexplained() {
+        let audit = channel(&[at("e", 1), at("e", 2), at("e", 3)], vec![P(1), P(3)]);
+        assert_eq!(audit.total().unexplained, 1, "{:?}", audit.findings);
+        assert!(!audit.clean());
+    }
+
+    #[test]
+    fn twice_or_backwards_is_counted() {
+        let audit = channel(&[at("e", 1), at("e", 2)], vec![P(1), P(1), P(2)]);
+        assert_eq!(audit.total().duplicates, 1);
+        let audit = channel(&[at("e", 1), at("e", 2)], vec![P(2), P(1)]);
+        assert_eq!(audit.total().out_of_order, 1);
+    }
+
+    #[test]
+    fn a_lost_epoch_and_the_start_of_the_next_are_covered_by_the_gap_told() {
+        // 2 was the tail of e1 (lost with the server); 3 was published on
+        // the new server before the subscriber came back; 5 came before the
+        // answer to its subscription, hence before the gap was told.
+        let positions = [
+            at("e1", 1),
+            at("e1", 2),
+            at("e2", 1),
+            at("e2", 2),
+            at("e2", 3),
+        ];
+        let audit = channel(&positions, vec![P(1), P(5), gap("e2", 2), P(4)]);
+        // 4 after 5 is out of order: the publisher published 4 first.
+        assert_eq!(audit.total().out_of_order, 1);
+        let audit = channel(&positions, vec![P(1), gap("e2", 1), P(4), P(5)]);
+        assert!(audit.clean(), "{:?}", audit.findings);
+        assert_eq!(audit.total().gap_covered, 2);
+    }
+
+    #[test]
+    fn a_gap_does_not_cover_what_the_subscription_skipped_before_it() {
+        // 2 skipped while 3 arrived on the same subscription: a later gap in
+        // the same epoch does not explain it (it explains 4).
+        let positions = [at("e", 1), at("e", 2), at("e", 3), at("e", 4), at("e", 5)];
+        let audit = channel(&positions, vec![P(1), P(3), gap("e", 4), P(5)]);
+        assert_eq!(audit.total().unexplained, 1, "{:?}", audit.findings);
+        // Trimmed history: 2 and 3 missed while away, told.
+        let audit = channel(&positions, vec![P(1), gap("e", 3), P(4), P(5)]);
+        assert!(audit.clean(), "{:?}", audit.findings);
+        // Another epoch's gap covers the old epoch's tail (4, 5), not a
+        // skip inside it (2).
+        let audit = channel(&positions, vec![P(1), P(3), gap("f", 0)]);
+        assert_eq!(audit.total().unexplained, 1, "{:?}", audit.findings);
+        assert_eq!(audit.total().gap_covered, 2);
+    }
+
+    fn sender(events_sent: u64, refused: &[u64], requests: &[&str]) -> Ledger {
+        Ledger {
+            client: "c".into(),
+            first_run: "r0".into(),
+            last_run: "r1".into(),
+            events_sent,
+            events_refused: refused
+                .iter()
+                .map(|&seq| Refusal {
+                    seq,
+                    code: "queue-full".into(),
+                })
+                .collect(),
+            requests: requests.iter().map(|&o| o.to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn runs(recorded: &[&[(char, u64)]]) -> Vec<RunRecords> {
+        recorded
+            .iter()
+            .enumerate()
+            .map(|(i, records)| RunRecords {
+                run: format!("r{i}"),
+                records: records
+                    .iter()
+                    .map(|&(kind, seq)| Record {
+                        kind,
+                        client: "c".into(),
+                        seq,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_event_is_lost_only_with_a_server() {
+        let ledger = sender(4, &[], &[]);
+        // 3 lost while run 0 went on recording 4: unexplained.
+        let checked = audit(
+            std::slice::from_ref(&ledger),
+            &runs(&[&[('E', 1), ('E', 2), ('E', 4)], &[]]),
+        );
+        assert_eq!(checked.total().unexplained, 1);
+        // 3 lost when run 0 died; 4 went to run 1.
+        let checked = audit(&[ledger], &runs(&[&[('E', 1), ('E', 2)], &[('E', 4)]]));
+        assert!(checked.clean(), "{:?}", checked.findings);
+        assert_eq!(checked.total().events_lost_with_server, 1);
+        assert_eq!(checked.total().events_delivered, 3);
+    }
+
+    #[test]
+    fn a_refused_event_is_not_delivered() {
+        let ledger = sender(2, &[2], &[]);
+        let checked = audit(std::slice::from_ref(&ledger), &runs(&[&[('E', 1)], &[]]));
+        assert!(checked.clean());
+        assert_eq!(checked.total().events_refused, 1);
+        let checked = audit(&[ledger], &runs(&[&[('E', 1), ('E', 2)], &[]]));
+        assert_eq!(checked.total().unexplained, 1, "refused yet delivered");
+    }
+
+    #[test]
+    fn requests_are_answered_once_and_recorded_when_ok() {
+        let ledger = sender(0, &[], &["ok", "closed", "timeout"]);
+        let checked = audit(
+            std::slice::from_ref(&ledger),
+            &runs(&[&[('R', 1), ('R', 2)], &[]]),
+        );
+        assert!(checked.clean(), "{:?}", checked.findings);
+        let t = checked.total();
+        assert_eq!(
+            (t.requests_answered, t.requests_failed, t.requests_timed_out),
+            (1, 1, 1)
+        );
+        // Answered ok, never recorded.
+        let checked = audit(std::slice::from_ref(&ledger), &runs(&[&[('R', 2)], &[]]));
+        assert_eq!(checked.total().unexplained, 1);
+        // Handled twice.
+        let checked = audit(&[ledger], &runs(&[&[('R', 1)], &[('R', 1)]]));
+        assert_eq!(checked.total().duplicates, 1);
     }
 }

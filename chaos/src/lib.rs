@@ -7,7 +7,8 @@
 //! - [`ledger`]: what each client process reports when it is done;
 //! - [`records`]: what each server process appended to its record file;
 //! - [`audit`]: the ledgers checked against the records, into counts;
-//! - [`report`]: the counts, printed as a table.
+//! - [`report`]: the counts, printed as a table;
+//! - [`pace`]: how fast clients send.
 //!
 //! The binaries: `chaos` (the orchestrator), `chaos_server` and
 //! `chaos_client`; the Node client is `chaos/node_client.mjs`. How to run it
@@ -16,5 +17,6 @@
 pub mod audit;
 pub mod events;
 pub mod ledger;
+pub mod pace;
 pub mod records;
 pub mod report;

@@ -30,6 +30,7 @@ use clap::{Parser, ValueEnum};
 use redis_process::{RedisProcess, free_port};
 use sente_lite_chaos::audit::audit;
 use sente_lite_chaos::ledger::Ledger;
+use sente_lite_chaos::pace::Pace;
 use sente_lite_chaos::records::RunRecords;
 use sente_lite_chaos::report::render;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -82,7 +83,10 @@ struct Args {
     /// Quiet time after traffic stopped, before the ledgers are collected.
     #[arg(long, default_value_t = 2000)]
     settle_ms: u64,
-    /// Where records and the processes' stderr go (a fresh folder by default).
+    #[command(flatten)]
+    pace: Pace,
+    /// Where records, ledgers and the processes' stderr go (by default a
+    /// fresh folder, removed after a clean run).
     #[arg(long)]
     workdir: Option<PathBuf>,
     /// The Node client script.
@@ -256,6 +260,7 @@ fn clients(args: &Args, url: &str, workdir: &Path) -> Result<Vec<ClientProcess>,
             c
         };
         command.args(["--url", url, "--name", name, "--feeds", &feeds]);
+        command.args(args.pace.to_args());
         if publishers.contains(name) {
             command.arg("--publish");
         }
@@ -353,6 +358,8 @@ async fn run(args: Args, seed: u64) -> Result<bool, String> {
         let ledger = expect_line(&name, &mut client.lines, Ledger::from_line).await?;
         ledgers.push(ledger.map_err(|e| format!("{name}: bad ledger: {e}"))?);
     }
+    let kept: String = ledgers.iter().map(|l| l.to_line() + "\n").collect();
+    std::fs::write(workdir.join("ledgers"), kept).map_err(|e| e.to_string())?;
     for node in &mut nodes {
         Servers::kill(node).await;
     }
@@ -362,6 +369,9 @@ async fn run(args: Args, seed: u64) -> Result<bool, String> {
         runs.push(RunRecords::read(run, path).map_err(|e| e.to_string())?);
     }
     let audit = audit(&ledgers, &runs);
+    if args.workdir.is_none() && audit.clean() {
+        let _ = std::fs::remove_dir_all(&workdir);
+    }
     println!();
     println!(
         "mode {}, seed {seed}, kills {}, server runs {}, clients {} native + {} node, {:.0} s",

@@ -17,6 +17,7 @@ use sente_lite::protocol::{StreamPosition, SubscribeReply};
 use sente_lite::{Client, Codec, Ctx, ReconnectPolicy, RequestError, Router};
 use sente_lite_chaos::events::{Ask, Mark, Note, Numbered, Publish, feed};
 use sente_lite_chaos::ledger::{Arrival, Ledger, Position, PublishOutcome, Refusal};
+use sente_lite_chaos::pace::Pace;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -39,15 +40,8 @@ struct Args {
     /// Publish on this client's own channel.
     #[arg(long)]
     publish: bool,
-    /// Milliseconds between one-way events.
-    #[arg(long, default_value_t = 25)]
-    event_every_ms: u64,
-    /// Milliseconds between requests.
-    #[arg(long, default_value_t = 50)]
-    request_every_ms: u64,
-    /// Milliseconds between publications.
-    #[arg(long, default_value_t = 40)]
-    publish_every_ms: u64,
+    #[command(flatten)]
+    pace: Pace,
     /// How long a request waits, for a connection and its reply.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
@@ -301,14 +295,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     client.clone(),
                     book.clone(),
                     args.name.clone(),
-                    ms(args.event_every_ms),
+                    ms(args.pace.event_every_ms),
                     stop.clone(),
                 ));
                 traffic.spawn(send_requests(
                     client.clone(),
                     book.clone(),
                     args.name.clone(),
-                    ms(args.request_every_ms),
+                    ms(args.pace.request_every_ms),
                     stop.clone(),
                 ));
                 if args.publish {
@@ -316,7 +310,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         client.clone(),
                         book.clone(),
                         args.name.clone(),
-                        ms(args.publish_every_ms),
+                        ms(args.pace.publish_every_ms),
                         stop.clone(),
                     ));
                 }
