@@ -175,8 +175,8 @@ for await (const command of createInterface({ input: process.stdin })) {
     console.log("stopped");
   } else if (command === "report") {
     ledger.reconnects = Math.max(0, opened - 1);
-    console.log(`ledger ${JSON.stringify(ledger)}`);
-    process.exit(0);
+    // Exits once the line is written: a pipe takes long lines in parts.
+    process.stdout.write(`ledger ${JSON.stringify(ledger)}\n`, () => process.exit(0));
   } else {
     console.error(`node_client: unknown command ${JSON.stringify(command)}`);
   }

@@ -1032,7 +1032,9 @@ export class Client {
    * next handshake and restored subscriptions. Throws a `QueueFullError` when
    * the queue holds `queueCapacity` events (the event is dropped), and a
    * `ClosedError` when the client is not connecting (never connected, or
-   * disconnected).
+   * disconnected). Delivered at most once: an event already written to a
+   * connection that then dies is lost with it, and nothing says which; send
+   * what must be accounted for as a request.
    */
   send(id, payload) {
     checkEventId(id);

@@ -65,10 +65,11 @@ pub struct RecordFile {
 }
 
 impl RecordFile {
-    /// Creates (or appends to) the file at `path`.
+    /// Creates the file at `path`, which must not exist: a run's records
+    /// are its own.
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .append(true)
             .open(path)?;
         Ok(Self {

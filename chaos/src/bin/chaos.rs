@@ -10,11 +10,15 @@
 //! port (SO_REUSEPORT), killed and restarted one at a time while the others
 //! run.
 //!
-//! `cargo build -p sente-lite-chaos --bins && target/debug/chaos --mode memory`
-//! (`--mode redis`; `--help` for the kills, clients, pace and seed). Needs
-//! `node` and `js/node_modules` (`npm ci --prefix js`) for the Node clients,
-//! and `redis-server` on the PATH for `--mode redis`. Documented in
-//! `docs/reliability-chaos.md`.
+//! ```sh
+//! cargo build -p sente-lite-chaos --bins
+//! cargo run -p sente-lite-chaos --bin chaos -- --mode memory   # or --mode redis
+//! ```
+//!
+//! (`--help` for the kills, clients, pace and seed). The server and client
+//! binaries are found beside this one. Needs `node` and `js/node_modules`
+//! (`npm ci --prefix js`) for the Node clients, and `redis-server` on the
+//! PATH for `--mode redis`. Documented in `docs/reliability-chaos.md`.
 
 #[path = "../../../tests/ports.rs"]
 mod ports;
@@ -274,7 +278,7 @@ fn sibling(name: &str) -> Result<PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let path = me.with_file_name(name);
     path.exists().then_some(path).ok_or_else(|| {
-        format!("{name} is not built beside chaos (cargo build -p sente-lite-chaos --bins)")
+        format!("{name} is not built beside chaos: cargo build -p sente-lite-chaos --bins")
     })
 }
 
@@ -284,6 +288,16 @@ async fn run(args: Args, seed: u64) -> Result<bool, String> {
         None => std::env::temp_dir().join(format!("sente-lite-chaos-{}", std::process::id())),
     };
     std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
+    let used = std::fs::read_dir(&workdir)
+        .map_err(|e| format!("{}: {e}", workdir.display()))?
+        .next()
+        .is_some();
+    if used {
+        return Err(format!(
+            "{} is not empty: give a new folder",
+            workdir.display()
+        ));
+    }
     println!("records and stderr in {}", workdir.display());
     let began = Instant::now();
     let redis = match args.mode {

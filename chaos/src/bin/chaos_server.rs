@@ -5,7 +5,7 @@
 //! channels in memory and loses them with its life.
 //!
 //! Started by the `chaos` orchestrator; by hand:
-//! `cargo run -p sente-lite-chaos --bin chaos_server -- --addr 127.0.0.1:4100 --run a-1 --record /tmp/a-1.log`
+//! `cargo run -p sente-lite-chaos --bin chaos_server -- --addr 127.0.0.1:4100 --run a-1 --record a-1.records`
 //! prints `listening ws://...` once it accepts connections.
 
 use std::path::PathBuf;

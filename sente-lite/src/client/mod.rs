@@ -292,6 +292,10 @@ impl Client {
     /// dropped: retry later or shed load), and with [`SendError::Closed`]
     /// once the client was disconnected.
     ///
+    /// Delivered at most once: an event already written to a connection that
+    /// then dies is lost with it, and nothing says which. Send what must be
+    /// accounted for as a request (a reply of `()` is enough).
+    ///
     /// ```no_run,standalone_crate
     /// # use serde::{Deserialize, Serialize};
     /// #[sente_lite::event("chat/send")]
