@@ -5,21 +5,22 @@
 
 #[path = "cluster_events.rs"]
 mod cluster_events;
+#[path = "listening.rs"]
+mod listening;
 #[path = "ports.rs"]
 mod ports;
 #[path = "redis_process.rs"]
 mod redis_process;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use cluster_events::{Ask, Members, NameOf, News, Note, Publish, Question, Tell};
 use futures_util::{SinkExt, StreamExt};
+use listening::spawn_listening;
 use redis_process::{RedisProcess, free_port};
 use sente_lite::{Client, Codec, ConnectionState, Ctx, ReconnectPolicy, Router};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -41,22 +42,7 @@ async fn node(name: &str, addr: &str, redis: &RedisProcess, shared_port: bool) -
     if shared_port {
         command.arg("--shared-port");
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server process starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("server says it listens within 20 s")
-        .expect("stdout readable")
-        .expect("a line");
-    let url = line
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
+    let (child, mut lines, url) = spawn_listening(&mut command).await;
     // The rest of its output is not read; keep the pipe drained.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Node { child, url }

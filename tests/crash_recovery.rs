@@ -7,9 +7,12 @@
 
 #[path = "events.rs"]
 mod events;
+#[path = "listening.rs"]
+mod listening;
 #[path = "ports.rs"]
 mod ports;
 
+use listening::{Output, spawn_listening};
 use ports::free_port;
 
 use std::process::Stdio;
@@ -25,7 +28,7 @@ use tokio::sync::mpsc;
 /// Kills the server process when dropped, so a failing test leaves nothing behind.
 struct ServerProcess {
     child: Child,
-    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stdout: Output,
 }
 
 impl Drop for ServerProcess {
@@ -35,25 +38,11 @@ impl Drop for ServerProcess {
 }
 
 async fn spawn_server(addr: &str) -> ServerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_server"))
-        .args(["--addr", addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server process starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("server says it listens within 20 s")
-        .expect("stdout readable")
-        .expect("a line");
-    assert!(line.starts_with("listening ws://"), "{line}");
-    ServerProcess {
-        child,
-        stdout: lines,
-    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crash_server"));
+    command.args(["--addr", addr]);
+    let (child, stdout, url) = spawn_listening(&mut command).await;
+    assert!(url.starts_with("ws://"), "{url}");
+    ServerProcess { child, stdout }
 }
 
 /// Sends what a client received: its connection and the news text.

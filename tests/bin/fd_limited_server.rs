@@ -5,11 +5,12 @@
 //! prints `listening ADDR` once it accepts connections. Start it under a low
 //! `ulimit -n` to see what the server does when it runs out of descriptors.
 
+mod announce;
+
 use std::time::Duration;
 
 use clap::Parser;
 use sente_lite::Server;
-use tokio::io::AsyncWriteExt;
 
 /// File-limit test server.
 #[derive(Parser)]
@@ -34,11 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .configure(|c| c.limits.http_header_timeout = Duration::from_millis(args.header_timeout_ms))
         .bind(args.addr)
         .await?;
-    let mut out = tokio::io::stdout();
-    let addr = server.local_addr().ok_or("no local address")?;
-    out.write_all(format!("listening {addr}\n").as_bytes())
-        .await?;
-    out.flush().await?;
+    announce::listening(&server).await?;
     server.closed().await;
     Ok(())
 }
