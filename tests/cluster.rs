@@ -256,6 +256,10 @@ async fn three_servers_on_one_redis_act_as_one() {
         .subscribe("news/x")
         .await
         .expect("pat subscribes on a");
+    // pat's own join reaches Redis asynchronously: the watch starts once it
+    // is there, so that the next change it sees is carol's.
+    let members = members_until(&publisher, "news/x", |m| m == ["alice", "bob", "pat"]).await;
+    assert_eq!(members, ["alice", "bob", "pat"]);
     let mut watch = publisher.watch_presence("news/x").await.expect("watching");
     let carol = client("t1-carol", &nodes[2].url, Some("carol"), Codec::Json).await;
     carol
