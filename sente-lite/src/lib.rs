@@ -13,6 +13,9 @@ mod ctx;
 pub mod engine;
 mod error;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 #[cfg(feature = "logging")]
 pub mod logging;
