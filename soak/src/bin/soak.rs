@@ -12,7 +12,8 @@
 //!
 //! With `--check` it exits with an error when a verdict fails (memory
 //! growth after the warm-up, open files once every client left, a request
-//! failed or a connection was refused or closed by the server). The server
+//! failed or a connection was refused or closed by the server); the p99
+//! verdict is reported, never a reason to fail (it is a matter of time). The server
 //! and the load run on separate cores when `taskset` and two cores are there.
 
 use std::path::PathBuf;
@@ -342,7 +343,7 @@ async fn main() -> Result<(), BoxError> {
         let failed: Vec<String> = run
             .verdicts()
             .into_iter()
-            .filter(|v| !v.holds)
+            .filter(|v| !v.holds && !v.timed)
             .map(|v| format!("{}: {}", v.what, v.figures))
             .collect();
         if !failed.is_empty() {
