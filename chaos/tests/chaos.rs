@@ -67,5 +67,6 @@ fn a_server_killed_three_times_under_traffic_loses_nothing_unexplained() {
 #[test]
 fn nodes_killed_one_at_a_time_on_one_redis_lose_nothing_unexplained() {
     let out = chaos("redis");
-    assert!(field(&out, "reconnects") >= 1, "{out}");
+    // Three kills, three nodes: each node dies once, so does each client's.
+    assert!(field(&out, "min_reconnects") >= 1, "{out}");
 }

@@ -8,7 +8,7 @@
 //! Two modes: `memory`, one server (memory engine) killed and restarted on
 //! the same port; `redis`, several nodes on one `redis-server` sharing one
 //! port (SO_REUSEPORT), killed and restarted one at a time while the others
-//! run.
+//! run, every node once a round in a seeded order.
 //!
 //! ```sh
 //! cargo build -p sente-lite-chaos --bins
@@ -338,14 +338,18 @@ async fn run(args: Args, seed: u64) -> Result<bool, String> {
     }
 
     let mut rng = fastrand::Rng::with_seed(seed);
+    // Victims go round by round, each node once a round in a seeded order:
+    // with at least as many kills as nodes, every node dies once, so every
+    // client is dropped at least once wherever the kernel put it.
+    let mut round: Vec<usize> = Vec::new();
     for kill in 1..=args.kills {
         let between = rng.u64(args.min_between_ms..=args.max_between_ms.max(args.min_between_ms));
         sleep(Duration::from_millis(between)).await;
-        let victim = if nodes.len() == 1 {
-            0
-        } else {
-            rng.usize(..nodes.len())
-        };
+        if round.is_empty() {
+            round = (0..nodes.len()).collect();
+            rng.shuffle(&mut round);
+        }
+        let victim = round.pop().expect("a round has every node");
         let down = rng.u64(0..=args.max_down_ms);
         Servers::kill(&mut nodes[victim]).await;
         println!(
