@@ -7,8 +7,8 @@
 //! The server's memory and open files are read from `/proc` before and after.
 //!
 //! `cargo test -p sente-lite-tests --test hostile -- --nocapture` prints the
-//! table of cases; `SENTE_LITE_HOSTILE_DOC=1` also writes it to
-//! `docs/reliability-hostile.md`.
+//! table of cases; `SENTE_LITE_HOSTILE_DOC=1` also writes it into its
+//! section of `docs/RELIABILITY.md`.
 
 #![cfg(target_os = "linux")]
 
@@ -154,11 +154,11 @@ async fn hostile_peers_get_their_documented_answers_while_a_good_client_goes_on(
     let table = table::markdown(&rows);
     println!("\n{table}");
     if std::env::var_os("SENTE_LITE_HOSTILE_DOC").is_some() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/reliability-hostile.md"
-        );
-        std::fs::write(path, table::page(&table, RSS_GROWTH_BOUND)).expect("the page is written");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/RELIABILITY.md");
+        let page = std::fs::read_to_string(path).expect("docs/RELIABILITY.md is read");
+        let page = table::splice(&page, &table::page(&table, RSS_GROWTH_BOUND))
+            .expect("docs/RELIABILITY.md marks the hostile input section");
+        std::fs::write(path, page).expect("docs/RELIABILITY.md is written");
     }
     assert!(
         wrong.is_empty(),

@@ -254,7 +254,7 @@ impl Run {
     /// The report, as Markdown.
     pub fn markdown(&self, chart: Option<&str>) -> String {
         let s = &self.settings;
-        let mut out = String::new();
+        let mut out = String::from("# Soak\n\n");
         let _ = writeln!(
             out,
             "Command: `{}`\n\nMachine: {}\n\n{} connections at once over {} load process{} ({} rooms), \

@@ -1,5 +1,5 @@
 //! The hostile matrix as a Markdown table, built from the case list the test
-//! runs, and the page `docs/reliability-hostile.md` around it.
+//! runs, and its section of `docs/RELIABILITY.md` around it.
 
 use std::fmt::Write as _;
 
@@ -62,7 +62,20 @@ pub(crate) fn markdown(rows: &[Row<'_>]) -> String {
     out
 }
 
-/// The page `docs/reliability-hostile.md`: how to run the suite, what it
+/// Where the section begins and ends in `docs/RELIABILITY.md`.
+pub(crate) const SECTION: (&str, &str) = (
+    "<!-- hostile input: written by the hostile suite -->\n",
+    "<!-- hostile input: end -->\n",
+);
+
+/// `page` with its section replaced by `section`; `None` without the markers.
+pub(crate) fn splice(page: &str, section: &str) -> Option<String> {
+    let start = page.find(SECTION.0)? + SECTION.0.len();
+    let end = start + page[start..].find(SECTION.1)?;
+    Some(format!("{}{section}{}", &page[..start], &page[end..]))
+}
+
+/// The section of `docs/RELIABILITY.md`: how to run the suite, what it
 /// checks (the server's memory may grow by less than `rss_growth_bound`
 /// bytes), and the table.
 pub(crate) fn page(table: &str, rss_growth_bound: u64) -> String {
@@ -75,7 +88,7 @@ pub(crate) fn page(table: &str, rss_growth_bound: u64) -> String {
     use super::well_behaved::{EVERY, LIVENESS};
     let ms = |d: std::time::Duration| d.as_millis();
     format!(
-        "# Hostile input\n\
+        "## Hostile input\n\
          \n\
          `tests/hostile.rs` runs every case below against a real server process\n\
          (`tests/bin/hostile_server.rs`) over real TCP sockets, most of them with\n\
@@ -106,7 +119,7 @@ pub(crate) fn page(table: &str, rss_growth_bound: u64) -> String {
          \n\
          prints the table with what was observed, the well-behaved client's latency\n\
          (p50, p99, max) and the server's memory and open files before and after.\n\
-         This page is written from the same list of cases by\n\
+         This section is written from the same list of cases by\n\
          `SENTE_LITE_HOSTILE_DOC=1 cargo test -p sente-lite-tests --test hostile`.\n\
          \n\
          {table}",
