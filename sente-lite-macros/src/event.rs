@@ -1,12 +1,14 @@
 //! `#[event]`: parses and checks the attribute and its item into an [`EventDef`], then renders it.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Generics, Ident, Item, LitInt, LitStr, Token, Type};
 
+use crate::args::{self, skip_to_comma};
 use crate::errors::Errors;
+use crate::krate::{self, CratePath};
 
 mod kw {
     syn::custom_keyword!(reply);
@@ -24,6 +26,8 @@ pub(crate) struct EventDef {
     key: u32,
     /// `reply = Type`, when the event is a request.
     reply: Option<Type>,
+    /// Where the generated code finds the runtime (`crate = "path"`).
+    krate: CratePath,
 }
 
 /// The attribute's arguments: `"namespace/name"` and, for a request, `reply = Type`.
@@ -32,6 +36,8 @@ struct EventArgs {
     id: Option<LitStr>,
     /// The reply type, when `reply = Type` was written.
     reply: Option<Type>,
+    /// `crate = "path"`, or the runtime under its own name.
+    krate: CratePath,
     /// Whether something other than a string literal stood where the id goes
     /// (already reported, so a missing id is not reported again).
     id_misplaced: bool,
@@ -42,11 +48,6 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     Ok(EventDef::parse(args, item)?.render())
 }
 
-/// What stands in for the item when `#[event]` reports errors: the item as written.
-pub(crate) fn fallback(item: TokenStream) -> TokenStream {
-    item
-}
-
 impl EventDef {
     /// Parses and checks the attribute and its item, reporting every problem at once.
     fn parse(args: TokenStream, item: TokenStream) -> syn::Result<Self> {
@@ -54,14 +55,7 @@ impl EventDef {
         let args = (|input: ParseStream<'_>| parse_args(input, &mut errors)).parse2(args);
         let item = syn::parse2::<Item>(item);
 
-        let (args, item) = match (args, item) {
-            (Ok(args), Ok(item)) => (args, item),
-            (Ok(_), Err(error)) | (Err(error), Ok(_)) => return Err(errors.fail(error)),
-            (Err(args_error), Err(item_error)) => {
-                errors.push(args_error);
-                return Err(errors.fail(item_error));
-            }
-        };
+        let (args, item, mut errors) = args::both(errors, args, item)?;
 
         let ident = match &item {
             Item::Struct(item) => {
@@ -112,6 +106,7 @@ impl EventDef {
             id,
             key,
             reply: args.reply,
+            krate: args.krate,
         })
     }
 
@@ -123,6 +118,7 @@ impl EventDef {
             id,
             key,
             reply,
+            krate,
         } = self;
         let type_name = ident.unraw().to_string();
         let key_lit = LitInt::new(&format!("{key:#010x}"), Span::call_site());
@@ -130,7 +126,7 @@ impl EventDef {
 
         let reply_type = match reply {
             Some(reply) => reply.to_token_stream(),
-            None => quote!(::sente_lite::NoReply),
+            None => quote!(#krate::NoReply),
         };
         let reply_name = match reply {
             Some(reply) => {
@@ -155,11 +151,12 @@ impl EventDef {
         // What `Event` asks of the type beyond what the macro writes. The check is
         // spanned on the type's name, so a missing derive (or an `Rc` field) is
         // reported there, with serde's own "consider adding `#[derive(...)]`" note.
+        let krate_at = krate.at(ident.span());
         let bounds_check = quote_spanned! {ident.span()=>
             const _: () = {
                 fn __sente_lite_assert_event_bounds<
-                    T: ::sente_lite::__private::serde::Serialize
-                        + for<'de> ::sente_lite::__private::serde::Deserialize<'de>
+                    T: #krate_at::__private::serde::Serialize
+                        + for<'de> #krate_at::__private::serde::Deserialize<'de>
                         + ::core::marker::Send
                         + ::core::marker::Sync,
                 >() {
@@ -174,24 +171,28 @@ impl EventDef {
         // check above reports it, instead of a second error on each impl.
         let where_clause = quote! {
             where
-                for<'de> #ident: ::sente_lite::__private::serde::Serialize
-                    + ::sente_lite::__private::serde::Deserialize<'de>
+                for<'de> #ident: #krate::__private::serde::Serialize
+                    + #krate::__private::serde::Deserialize<'de>
                     + ::core::marker::Send
                     + ::core::marker::Sync,
         };
-        let request_impl = is_request.then(|| {
+        let kind_impl = if is_request {
             quote! {
-                impl ::sente_lite::Request for #ident #where_clause {}
+                impl #krate::Request for #ident #where_clause {}
             }
-        });
+        } else {
+            quote! {
+                impl #krate::OneWay for #ident #where_clause {}
+            }
+        };
 
         // Built from the id and key rather than through the `Event` impl, so a type
         // missing a bound gets one error (the check above), not one more here.
         let registration = quote! {
-            ::sente_lite::__private::inventory::submit! {
-                ::sente_lite::__private::EventRecord {
+            #krate::__private::inventory::submit! {
+                #krate::__private::EventRecord {
                     id: #id,
-                    key: ::sente_lite::EventKey::from_raw(#key_lit),
+                    key: #krate::EventKey::from_raw(#key_lit),
                     type_name: #type_name,
                     reply_type: #reply_name,
                     module_path: ::core::module_path!(),
@@ -200,23 +201,23 @@ impl EventDef {
         };
 
         #[cfg(feature = "typescript")]
-        let typescript = crate::typescript::record(id, ident, reply.as_ref());
+        let typescript = crate::typescript::record(id, ident, reply.as_ref(), krate);
         #[cfg(not(feature = "typescript"))]
         let typescript = TokenStream::new();
 
         quote! {
             #item
 
-            impl ::sente_lite::Event for #ident #where_clause {
+            impl #krate::Event for #ident #where_clause {
                 const ID: &'static str = #id;
-                const KEY: ::sente_lite::EventKey = ::sente_lite::EventKey::from_raw(#key_lit);
+                const KEY: #krate::EventKey = #krate::EventKey::from_raw(#key_lit);
                 type Reply = #reply_type;
                 const IS_REQUEST: bool = #is_request;
             }
 
-            #request_impl
+            #kind_impl
 
-            const _: () = ::core::assert!(::sente_lite::__private::key_matches(#id, #key_lit));
+            const _: () = ::core::assert!(#krate::__private::key_matches(#id, #key_lit));
 
             #duplicate_guard
 
@@ -234,6 +235,7 @@ fn parse_args(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<EventA
     let mut args = EventArgs {
         id: None,
         reply: None,
+        krate: CratePath::default_path(),
         id_misplaced: false,
     };
     let mut first = true;
@@ -268,12 +270,21 @@ fn parse_args(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<EventA
             } else {
                 args.reply = Some(reply);
             }
+        } else if krate::peek(input) {
+            if first {
+                args.id_misplaced = true;
+                errors.at(
+                    input.span(),
+                    "the event id comes first: write `#[event(\"namespace/name\", crate = \"path\")]`",
+                );
+            }
+            krate::parse(input, &mut args.krate, "event", errors)?;
         } else if input.peek(Ident::peek_any) && input.peek2(Token![=]) {
             let key = input.call(Ident::parse_any)?;
             errors.spanned(
                 &key,
                 format!(
-                    "unknown option `{key}`; `#[event]` takes the id and one option, `reply = ReplyType` (for a request)"
+                    "unknown option `{key}`; `#[event]` takes the id, `reply = ReplyType` (for a request) and `crate = \"path\"` (for a renamed sente-lite)"
                 ),
             );
             input.parse::<Token![=]>()?;
@@ -289,7 +300,7 @@ fn parse_args(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<EventA
             } else {
                 errors.spanned(
                     tokens,
-                    "expected an option; `#[event]` takes the id and one option, `reply = ReplyType` (for a request)",
+                    "expected an option; `#[event]` takes the id, `reply = ReplyType` (for a request) and `crate = \"path\"` (for a renamed sente-lite)",
                 );
             }
         }
@@ -300,15 +311,6 @@ fn parse_args(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<EventA
         input.parse::<Token![,]>()?;
     }
     Ok(args)
-}
-
-/// Consumes tokens up to the next top-level `,` (or the end) and returns them.
-fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<TokenStream> {
-    let mut skipped = TokenStream::new();
-    while !input.is_empty() && !input.peek(Token![,]) {
-        skipped.extend([input.parse::<TokenTree>()?]);
-    }
-    Ok(skipped)
 }
 
 /// Events have one fixed id and one wire shape, so they cannot have parameters.

@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
@@ -11,6 +12,7 @@ use syn::{
 };
 
 use crate::errors::Errors;
+use crate::krate::{self, CratePath};
 
 /// What `#[handler]` was given, checked: everything the generated code needs.
 pub(crate) struct HandlerDef {
@@ -34,6 +36,8 @@ pub(crate) struct HandlerDef {
     output: ReturnType,
     /// The function's body.
     block: Box<Block>,
+    /// Where the generated code finds the runtime (`crate = "path"`).
+    krate: CratePath,
 }
 
 /// What one parameter of the handler is.
@@ -69,12 +73,14 @@ impl HandlerDef {
     /// Parses and checks the function, reporting every problem at once.
     fn parse(args: TokenStream, item: TokenStream) -> syn::Result<Self> {
         let mut errors = Errors::default();
-        if !args.is_empty() {
-            errors.spanned(
-                &args,
-                "`#[handler]` takes no arguments: the event type comes from the function's event parameter; write `#[handler]`",
-            );
-        }
+        let krate = (|input: ParseStream<'_>| parse_args(input, &mut errors)).parse2(args);
+        let krate = match krate {
+            Ok(krate) => krate,
+            Err(error) => {
+                errors.push(error);
+                CratePath::default_path()
+            }
+        };
         let function = match syn::parse2::<Item>(item) {
             Ok(Item::Fn(function)) => function,
             Ok(other) => {
@@ -121,6 +127,7 @@ impl HandlerDef {
             event_ty,
             output: sig.output,
             block,
+            krate,
         })
     }
 
@@ -137,6 +144,7 @@ impl HandlerDef {
             event_ty,
             output,
             block,
+            krate,
         } = self;
         let name_str = name.unraw().to_string();
 
@@ -162,12 +170,14 @@ impl HandlerDef {
         // argument on the return type (or on the name when none is written), so that
         // of `IntoReply` lands there. One call, so that a type that is not an event is
         // reported once, not again for its missing reply type.
+        let krate_at = krate.at(ret_span);
         let reply_bound = quote_spanned! {ret_span=>
-            R: ::sente_lite::IntoReply<<E as ::sente_lite::Event>::Reply>
+            R: #krate_at::IntoReply<<E as #krate_at::Event>::Reply>
         };
         let ret_arg = quote_spanned!(ret_span=> #ret_ty);
+        let krate_at = krate.at(event_ty.span());
         let assertion = quote_spanned! {event_ty.span()=>
-            fn __sente_lite_assert_handler<E: ::sente_lite::Event, #reply_bound>() {}
+            fn __sente_lite_assert_handler<E: #krate_at::Event, #reply_bound>() {}
             __sente_lite_assert_handler::<#event_ty, #ret_arg>();
         };
         let check = quote! {
@@ -183,14 +193,15 @@ impl HandlerDef {
         // above, and not again by the impl.
         let where_clause = quote! {
             where
-                for<'a> #event_ty: ::sente_lite::Event,
-                for<'a> #ret_ty: ::sente_lite::IntoReply<<#event_ty as ::sente_lite::Event>::Reply>,
+                for<'a> #event_ty: #krate::Event,
+                for<'a> #ret_ty: #krate::IntoReply<<#event_ty as #krate::Event>::Reply>,
         };
         // Spanned on the name: a future that is not `Send` is reported there.
+        let krate_at = krate.at(name.span());
         let future = quote_spanned! {name.span()=>
-            ::sente_lite::__private::Box::pin(async move {
-                <#ret_ty as ::sente_lite::__private::IntoReply<
-                    <#event_ty as ::sente_lite::Event>::Reply,
+            #krate_at::__private::Box::pin(async move {
+                <#ret_ty as #krate_at::__private::IntoReply<
+                    <#event_ty as #krate_at::Event>::Reply,
                 >>::into_reply(#name::run(#(#args),*).await)
             })
         };
@@ -216,16 +227,16 @@ impl HandlerDef {
             }
 
             #(#cfg_attrs)*
-            impl ::sente_lite::Handler for #name #where_clause {
+            impl #krate::Handler for #name #where_clause {
                 type Event = #event_ty;
                 const NAME: &'static str = #name_str;
                 const MODULE: &'static str = ::core::module_path!();
 
                 fn call(
                     &self,
-                    #ctx_param: ::sente_lite::Ctx,
+                    #ctx_param: #krate::Ctx,
                     event: #event_ty,
-                ) -> ::sente_lite::HandlerFuture<<#event_ty as ::sente_lite::Event>::Reply> {
+                ) -> #krate::HandlerFuture<<#event_ty as #krate::Event>::Reply> {
                     #future
                 }
             }
@@ -233,6 +244,28 @@ impl HandlerDef {
             #check
         }
     }
+}
+
+/// Parses the attribute's arguments: nothing, or `crate = "path"`.
+fn parse_args(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<CratePath> {
+    let mut krate = CratePath::default_path();
+    while !input.is_empty() {
+        if krate::peek(input) {
+            krate::parse(input, &mut krate, "handler", errors)?;
+        } else {
+            let rest: TokenStream = input.parse()?;
+            errors.spanned(
+                rest,
+                "`#[handler]` takes no arguments but `crate = \"path\"` (for a renamed sente-lite): the event type comes from the function's event parameter; write `#[handler]`",
+            );
+            break;
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(krate)
 }
 
 /// Checks everything about the signature but its parameters.

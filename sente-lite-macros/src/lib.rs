@@ -1,14 +1,22 @@
-//! Procedural macros of sente-lite: [`#[event]`](macro@event) and [`#[handler]`](macro@handler).
+//! Procedural macros of sente-lite: [`#[event]`](macro@event), [`#[handler]`](macro@handler)
+//! and [`#[channel]`](macro@channel).
 //!
 //! Use them through the `sente_lite` crate, which re-exports both as
-//! `sente_lite::event` and `sente_lite::handler`: the code they generate names the
-//! runtime as `::sente_lite`, so the crate using them must depend on `sente-lite`.
+//! `sente_lite::event` and `sente_lite::handler`. The code they generate names the
+//! runtime as `::sente_lite`; a crate that depends on `sente-lite` under another
+//! name, or reaches it through a facade crate, says where it is with
+//! `crate = "path"` (`#[event("chat/send", crate = "my_facade::sente_lite")]`,
+//! `#[handler(crate = "my_facade::sente_lite")]`), as serde's
+//! `#[serde(crate = "...")]`.
 
 use proc_macro::TokenStream;
 
+mod args;
+mod channel;
 mod errors;
 mod event;
 mod handler;
+mod krate;
 #[cfg(feature = "typescript")]
 mod typescript;
 
@@ -62,6 +70,11 @@ mod typescript;
 /// - `reply = Type`: the event is a request answered with a `Type`; it also
 ///   implements `sente_lite::Request`. Without it the event is one-way and its
 ///   reply type is `sente_lite::NoReply`.
+/// - `crate = "path"`: the path of the sente-lite crate, for a crate that
+///   depends on it under another name (`sl = { package = "sente-lite", ... }`:
+///   `crate = "sl"`) or reaches it through a re-export
+///   (`crate = "my_facade::sente_lite"`). Without it the generated code names
+///   `::sente_lite`.
 ///
 /// # The item
 ///
@@ -86,7 +99,7 @@ mod typescript;
 /// `#![forbid(unsafe_code)]`.
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(args, item, event::expand, event::fallback)
+    expand(args, item, event::expand, args::keep_item)
 }
 
 /// Makes an `async fn` a sente-lite handler: a route for one event.
@@ -139,6 +152,11 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// assert_eq!(on_say::NAME, "on_say");
 /// ```
 ///
+/// # Options
+///
+/// `#[handler]` takes no arguments but `crate = "path"`, the path of the
+/// sente-lite crate when it is not `::sente_lite` (see [`#[event]`](macro@event)).
+///
 /// # The function
 ///
 /// The function must be a plain `async fn` (not `const`, `unsafe`, `extern` or
@@ -177,6 +195,69 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(args, item, handler::expand, handler::fallback)
+}
+
+/// Makes a struct a typed channel: a name pattern whose parameters are the
+/// struct's fields, and the events that may be published on it.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// /// Something said in a room.
+/// #[sente_lite::event("room/said")]
+/// #[derive(Serialize, Deserialize)]
+/// struct Said {
+///     text: String,
+/// }
+///
+/// /// A chat room: `room/lobby` is `Room { name: "lobby".into() }`.
+/// #[sente_lite::channel("room/{name}", events(Said))]
+/// struct Room {
+///     name: String,
+/// }
+///
+/// use sente_lite::Channel;
+/// assert_eq!(Room { name: "lobby".into() }.name(), "room/lobby");
+/// ```
+///
+/// # Arguments
+///
+/// - The name pattern, a string literal: segments separated by `/`, each
+///   literal text or one parameter `{field}` standing alone (`"room/{name}"`,
+///   `"org/{org}/team/{team}"`, `"lobby"`). No segment is empty.
+/// - `events(A, B, ...)`: the one-way events that may be published on the
+///   channel, at least one, named by their types' paths, with distinct last
+///   names.
+/// - `derive(...)`: derives for the channel's event enum, such as
+///   `derive(Debug, Clone, PartialEq)` (each event type must implement them
+///   too). Without it the enum derives nothing.
+/// - `crate = "path"`: the path of the sente-lite crate when it is not
+///   `::sente_lite` (see [`#[event]`](macro@event)).
+///
+/// # The struct
+///
+/// A struct with named fields (or a unit struct, for a pattern without
+/// parameters), not generic. Every parameter of the pattern names a field and
+/// every field is a parameter; a field's type implements `Display` and
+/// `FromStr`, which write and read its segment of the name. The struct is kept
+/// as written.
+///
+/// # What it generates
+///
+/// - `impl sente_lite::Channel` with `PATTERN`, `name()` and `parse()`;
+/// - `enum <Struct>Event`, with the struct's visibility: one variant per event,
+///   named after the event type and holding it, with `From` for each, and
+///   `impl sente_lite::ChannelEvent` to decode publications into it;
+/// - `impl sente_lite::Carries<E>` for each event `E`, so the server publishes
+///   exactly these events on the channel;
+/// - hidden checks that report, on the user's tokens, an event that is not
+///   one-way and a field type without `Display` or `FromStr`.
+///
+/// A mistake in the pattern or the fields is a compile error on the pattern
+/// or the field, saying what to write instead.
+#[proc_macro_attribute]
+pub fn channel(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args, item, channel::expand, args::keep_item)
 }
 
 /// Runs one macro's expansion, turning its errors into `compile_error!` invocations.

@@ -5,25 +5,40 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{Ident, LitStr, Type};
 
+use crate::krate::CratePath;
+
 /// The registration of one event's TypeScript descriptions.
 ///
 /// Each description is a plain fn that asks the runtime's `Probe` for the type:
 /// autoref dispatch picks the `ts_rs::TS` description when the (concrete) type
 /// implements `TS`, and "undescribed" when it does not. So an event whose types do
 /// not implement `TS` still compiles, and the exporter names it instead.
-pub(crate) fn record(id: &LitStr, ident: &Ident, reply: Option<&Type>) -> TokenStream {
-    let payload = describe_fn(&format_ident!("__sente_lite_ts_payload"), quote!(#ident));
+pub(crate) fn record(
+    id: &LitStr,
+    ident: &Ident,
+    reply: Option<&Type>,
+    krate: &CratePath,
+) -> TokenStream {
+    let payload = describe_fn(
+        &format_ident!("__sente_lite_ts_payload"),
+        quote!(#ident),
+        krate,
+    );
     let reply = match reply {
         Some(reply) => {
-            let describe = describe_fn(&format_ident!("__sente_lite_ts_reply"), quote!(#reply));
+            let describe = describe_fn(
+                &format_ident!("__sente_lite_ts_reply"),
+                quote!(#reply),
+                krate,
+            );
             quote!(::core::option::Option::Some(#describe))
         }
         None => quote!(::core::option::Option::None),
     };
     let type_name = syn::ext::IdentExt::unraw(ident).to_string();
     quote! {
-        ::sente_lite::__private::inventory::submit! {
-            ::sente_lite::__private::ts::TypeRecord {
+        #krate::__private::inventory::submit! {
+            #krate::__private::ts::TypeRecord {
                 id: #id,
                 type_name: #type_name,
                 module_path: ::core::module_path!(),
@@ -35,15 +50,15 @@ pub(crate) fn record(id: &LitStr, ident: &Ident, reply: Option<&Type>) -> TokenS
 }
 
 /// A block defining a describing fn for `ty` and evaluating to it.
-fn describe_fn(name: &Ident, ty: TokenStream) -> TokenStream {
+fn describe_fn(name: &Ident, ty: TokenStream, krate: &CratePath) -> TokenStream {
     quote! {
         {
             fn #name(
-                out: &mut ::sente_lite::__private::ts::Declarations,
-            ) -> ::core::option::Option<::sente_lite::__private::ts::TsType> {
+                out: &mut #krate::__private::ts::Declarations,
+            ) -> ::core::option::Option<#krate::__private::ts::TsType> {
                 #[allow(unused_imports)]
-                use ::sente_lite::__private::ts::{Described as _, Undescribed as _};
-                (&&::sente_lite::__private::ts::Probe::<#ty>::new()).describe(out)
+                use #krate::__private::ts::{Described as _, Undescribed as _};
+                (&&#krate::__private::ts::Probe::<#ty>::new()).describe(out)
             }
             #name
         }

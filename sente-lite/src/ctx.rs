@@ -12,7 +12,7 @@ use tungstenite::Message;
 use crate::pending::{self, PendingRequests, RequestError};
 use crate::protocol::{ConnId, RequestId, SubscribeReply, UserId};
 use crate::queue::{OutboundReceiver, PushError, Queue};
-use crate::{Codec, Event, NoReply, ProtocolError, Request, SendError};
+use crate::{Codec, OneWay, ProtocolError, Request, SendError};
 
 /// Application values handlers reach through [`Ctx::state`]: one value per type,
 /// set on the server or client builder.
@@ -171,7 +171,7 @@ impl Ctx {
     /// The message is queued, not awaited: it fails with [`SendError::QueueFull`]
     /// when the peer is too slow to keep its queue below capacity, and with
     /// [`SendError::Closed`] when the connection is gone.
-    pub fn send<E: Event<Reply = NoReply>>(&self, event: &E) -> Result<(), SendError> {
+    pub fn send<E: OneWay>(&self, event: &E) -> Result<(), SendError> {
         let message = self.inner.codec.encode_event(event)?;
         self.inner.outbound.try_send(message)
     }

@@ -43,12 +43,26 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// A request: an [`Event`] declared with `#[event("ns/name", reply = Reply)]`.
 ///
 /// Only requests can be sent with a request id and awaited for a reply.
+/// `#[event]` implements it; do not implement it by hand.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is a one-way event, not a request",
-    label = "has no reply type",
-    note = "declare the reply: `#[sente_lite::event(\"ns/name\", reply = ReplyType)]`, or send it as a one-way event"
+    message = "`{Self}` is not a request",
+    label = "a request is awaited for its reply; this type has no reply type",
+    note = "declare the reply: `#[sente_lite::event(\"ns/name\", reply = ReplyType)]`; or, for a one-way event, use `send(&event)`, which waits for nothing"
 )]
 pub trait Request: Event {}
+
+/// A one-way event: an [`Event`] declared without `reply = ...`, whose
+/// reply type is [`NoReply`].
+///
+/// Only one-way events can be sent without waiting (`send`), published on a
+/// channel or broadcast. `#[event]` implements it; do not implement it by
+/// hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a one-way event",
+    label = "expected a one-way event",
+    note = "a request (`reply = ...`) is sent with `request(&event).await`, which waits for its reply; a type that is not an event needs `#[sente_lite::event(\"ns/name\")]`"
+)]
+pub trait OneWay: Event<Reply = NoReply> {}
 
 /// The reply type of a one-way event: it has no values, so no reply can exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

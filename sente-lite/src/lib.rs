@@ -6,6 +6,7 @@
 extern crate self as sente_lite;
 
 mod bucket;
+pub mod channel;
 pub mod client;
 pub mod codec;
 mod connection;
@@ -33,6 +34,7 @@ pub mod typescript;
 #[doc(hidden)]
 pub mod typescript_probe;
 
+pub use channel::{Carries, Channel, ChannelEvent};
 pub use client::{
     Client, ClientBuilder, ClientError, ConnectionState, PresenceEvent, PresenceWatch,
     ReconnectPolicy, WaitTimeout,
@@ -40,7 +42,7 @@ pub use client::{
 pub use codec::{Codec, EventRef, Inbound, Payload};
 pub use ctx::{Ctx, DEFAULT_REQUEST_TIMEOUT, Outbound};
 pub use error::{EncodeError, ProtocolError, SendError};
-pub use event::{Event, EventKey, NoReply, Request, validate_event_id};
+pub use event::{Event, EventKey, NoReply, OneWay, Request, validate_event_id};
 pub use handler::{Handler, HandlerFuture, IntoReply};
 pub use pending::{RawReply, RequestError};
 pub use protocol::{ConnId, ErrorReply, RequestId, UserId};
@@ -63,6 +65,8 @@ pub const JS_CLIENT: &str = include_str!("../../js/sente-lite.js");
 /// an event map such as the one the `typescript` feature writes.
 pub const JS_CLIENT_TYPES: &str = include_str!("../../js/sente-lite.d.ts");
 
+/// Makes a struct a typed channel. See [`Channel`] and the [`channel`](mod@channel) module.
+pub use sente_lite_macros::channel;
 /// Makes a Rust type an event. See [`Event`].
 pub use sente_lite_macros::event;
 /// Makes an `async fn` a route. See [`Handler`].
@@ -70,11 +74,13 @@ pub use sente_lite_macros::handler;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::channel::support as channel;
     pub use crate::handler::IntoReply;
     pub use crate::registry::EventRecord;
     pub use crate::typescript_probe as ts;
     pub use inventory;
     pub use serde;
+    pub use std::borrow::Cow;
     pub use std::boxed::Box;
 
     /// Used by `#[event]`: the key must equal the runtime's computation.

@@ -17,3 +17,16 @@ fn handler() {
     cases.pass("tests/handler/pass/*.rs");
     cases.compile_fail("tests/handler/fail/*.rs");
 }
+
+#[test]
+fn api() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/api/fail/*.rs");
+}
+
+#[test]
+fn channel() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("tests/channel/pass/*.rs");
+    cases.compile_fail("tests/channel/fail/*.rs");
+}

@@ -104,6 +104,7 @@
 mod backoff;
 mod dial;
 mod error;
+mod joined;
 mod members;
 mod presence;
 mod resub;
@@ -122,6 +123,7 @@ use tokio::time::Instant;
 
 pub use backoff::ReconnectPolicy;
 pub use error::{ClientError, WaitTimeout};
+pub use joined::{ChannelMessage, Joined};
 pub use presence::{PresenceEvent, PresenceWatch};
 pub use state::ConnectionState;
 
@@ -130,12 +132,18 @@ use shared::{GapCallback, ResubscribeCallback, Settings, Shared, StateCallback, 
 
 use crate::protocol::{ConnId, Handshake, PresenceSnapshot, StreamPosition, SubscribeReply};
 use crate::{
-    Codec, DEFAULT_REQUEST_TIMEOUT, Event, NoReply, Outbound, Request, RequestError, RouteTable,
-    Router, SendError, StatsSnapshot,
+    Codec, DEFAULT_REQUEST_TIMEOUT, OneWay, Outbound, Request, RequestError, RouteTable, Router,
+    SendError, StatsSnapshot,
 };
 
 /// The default capacity of a client's outbound queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// The default bound of a typed subscription's queue, in publications
+/// ([`ClientBuilder::channel_queue`]).
+pub const DEFAULT_CHANNEL_QUEUE: usize = 1024;
+/// The default bound of a typed subscription's queue, in payload bytes
+/// ([`ClientBuilder::channel_queue`]).
+pub const DEFAULT_CHANNEL_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// The default time to open the TCP connection and finish the WebSocket upgrade.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default time the server's handshake frame may take after the upgrade.
@@ -184,6 +192,7 @@ impl Client {
             state: crate::ctx::AppState::default(),
             max_in_flight: 64,
             max_concurrent_handlers: 64,
+            channel_queue: (DEFAULT_CHANNEL_QUEUE, DEFAULT_CHANNEL_QUEUE_BYTES),
             headers: Vec::new(),
             on_state: None,
             on_resubscribe: None,
@@ -307,7 +316,7 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn send<E: Event<Reply = NoReply>>(&self, event: &E) -> Result<(), SendError> {
+    pub fn send<E: OneWay>(&self, event: &E) -> Result<(), SendError> {
         let message = self.codec().encode_event(event)?;
         self.shared().send_message(message)
     }
@@ -394,8 +403,47 @@ impl Client {
         self.shared().subscribe(channel.into(), timeout).await
     }
 
+    /// Joins a [typed channel](mod@crate::channel): subscribes to it as
+    /// [`Client::subscribe`] does (kept across reconnects, resumed from the
+    /// last position seen) and returns its publications as a stream of the
+    /// channel's event enum ([`Joined`]).
+    ///
+    /// Publications on a joined channel go to its [`Joined`] streams, not to
+    /// the client's handlers; a publication of an event the channel does not
+    /// carry is counted as an unknown event and logged. Fails as
+    /// [`Client::subscribe`] fails.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[sente_lite::event("doc.join/said")]
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Said { text: String }
+    /// # #[sente_lite::event("doc.join/joined")]
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Joined { user: String }
+    /// # #[sente_lite::channel("room/{name}", events(Said, Joined))]
+    /// # struct Room { name: String }
+    /// # async fn run(client: sente_lite::Client) -> Result<(), sente_lite::RequestError> {
+    /// use sente_lite::client::ChannelMessage;
+    ///
+    /// let mut lobby = client.join(Room { name: "lobby".into() }).await?;
+    /// while let Some(message) = lobby.recv().await {
+    ///     match message {
+    ///         ChannelMessage::Event(RoomEvent::Said(said)) => println!("{}", said.text),
+    ///         ChannelMessage::Event(RoomEvent::Joined(joined)) => println!("{} is here", joined.user),
+    ///         ChannelMessage::Gap(_) | ChannelMessage::Lagged(_) => println!("missed some; reloading"),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn join<C: crate::Channel>(&self, channel: C) -> Result<Joined<C>, RequestError> {
+        self.shared().join(channel).await
+    }
+
     /// Leaves `channel`: it is no longer restored, and the server is told when a
     /// connection is open (waiting at most the request timeout for its answer).
+    /// Its [`Joined`] streams end.
     pub async fn unsubscribe(&self, channel: impl Into<String>) -> Result<(), RequestError> {
         let timeout = self.shared().settings.request_timeout;
         self.shared().unsubscribe(channel.into(), timeout).await
@@ -566,6 +614,7 @@ pub struct ClientBuilder {
     state: crate::ctx::AppState,
     max_in_flight: usize,
     max_concurrent_handlers: usize,
+    channel_queue: (usize, usize),
     headers: Vec<(String, String)>,
     on_state: Option<StateCallback>,
     on_resubscribe: Option<ResubscribeCallback>,
@@ -647,6 +696,18 @@ impl ClientBuilder {
     /// client stops reading until one finishes.
     pub fn max_concurrent_handlers(mut self, max: usize) -> Self {
         self.max_concurrent_handlers = max;
+        self
+    }
+
+    /// The bound of each typed subscription's queue ([`Client::join`]): at
+    /// most `capacity` publications (at least 1) and `max_bytes` of their
+    /// payloads as they came off the wire (one publication of any size is
+    /// always taken into an empty queue). Past it a publication is dropped
+    /// from that subscription and counted, and the reader gets
+    /// [`ChannelMessage::Lagged`] with the count before what follows.
+    /// Default 1,024 publications and 8 MiB.
+    pub fn channel_queue(mut self, capacity: usize, max_bytes: usize) -> Self {
+        self.channel_queue = (capacity.max(1), max_bytes);
         self
     }
 
@@ -759,6 +820,7 @@ impl ClientBuilder {
             request_timeout: self.request_timeout,
             max_in_flight: self.max_in_flight.max(1),
             max_concurrent_handlers: self.max_concurrent_handlers.max(1),
+            channel_queue: self.channel_queue,
             on_state: self.on_state,
             on_resubscribe: self.on_resubscribe,
             on_gap: self.on_gap,

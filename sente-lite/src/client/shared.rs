@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) request_timeout: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) max_concurrent_handlers: usize,
+    /// The bound of each typed subscription's queue: publications and bytes.
+    pub(crate) channel_queue: (usize, usize),
     pub(crate) on_state: Option<StateCallback>,
     pub(crate) on_resubscribe: Option<ResubscribeCallback>,
     pub(crate) on_gap: Option<GapCallback>,
@@ -150,6 +152,8 @@ pub(crate) struct Shared {
     subscriptions: Mutex<BTreeMap<String, Option<StreamPosition>>>,
     /// Channels whose presence is watched or asked for.
     presence: Mutex<Registry>,
+    /// Typed subscriptions ([`super::Client::join`]), by channel.
+    pub(crate) joins: Mutex<super::joined::Joins>,
     last_error: Mutex<Option<Arc<ClientError>>>,
 }
 
@@ -172,6 +176,7 @@ impl Shared {
             live: Mutex::new(None),
             subscriptions: Mutex::new(BTreeMap::new()),
             presence: Mutex::new(Registry::default()),
+            joins: Mutex::new(super::joined::Joins::default()),
             last_error: Mutex::new(None),
         }
     }
@@ -201,6 +206,8 @@ impl Shared {
             if state == ConnectionState::Closed {
                 // Presence watches waiting for a change learn that none will come.
                 self.presence().wake_all();
+                // Typed subscriptions end.
+                lock(&self.joins).close(None);
             }
         }
     }
@@ -337,6 +344,7 @@ impl Shared {
             // Refused: asking again on the next connection would be refused again.
             Err(RequestError::Remote(_)) => {
                 lock(&self.subscriptions).remove(channel);
+                lock(&self.joins).close(Some(channel));
             }
             // Never sent: a new channel is not kept.
             Err(
@@ -366,6 +374,7 @@ impl Shared {
         timeout: Duration,
     ) -> Result<(), RequestError> {
         lock(&self.subscriptions).remove(&channel);
+        lock(&self.joins).close(Some(&channel));
         // The server ends its presence watch of a channel left.
         self.presence().unwatched(&channel);
         // Not connected: the next connection simply does not restore it.
@@ -394,6 +403,7 @@ impl Shared {
             if let Some(callback) = &self.settings.on_gap {
                 callback(channel, reply);
             }
+            self.gap_joined(channel, reply);
         }
     }
 
@@ -576,6 +586,19 @@ impl ClientSide {
     }
 }
 
+impl ClientSide {
+    /// A publication neither a typed subscription nor a handler took. Not the
+    /// server's fault, and not a reason to tell it: counted and logged.
+    fn unhandled(&mut self, ctx: &Ctx, channel: &str, event: &EventRef<'_>, err: &ProtocolError) {
+        self.shared.counters.protocol_error(err);
+        if std::mem::replace(&mut self.warned_unrouted, true) {
+            tracing::debug!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = %channel, event = %event, error = %err, "publication not handled");
+        } else {
+            tracing::warn!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = %channel, event = %event, error = %err, "publication not handled (further ones are logged at debug level)");
+        }
+    }
+}
+
 impl Side for ClientSide {
     fn control(
         &mut self,
@@ -615,16 +638,26 @@ impl Side for ClientSide {
         if let Some(position) = &position {
             self.shared.note_position(&channel, position);
         }
+        // A channel joined with its type: its subscriptions take it, not the router.
+        match self.shared.deliver_joined(&channel, &event, payload) {
+            None => {}
+            Some(Ok(true)) => return Ok(None),
+            Some(Ok(false)) => {
+                let err = ProtocolError::UnknownEvent {
+                    event: event.to_string(),
+                };
+                self.unhandled(ctx, &channel, &event, &err);
+                return Ok(None);
+            }
+            Some(Err(err)) => {
+                self.unhandled(ctx, &channel, &event, &err);
+                return Ok(None);
+            }
+        }
         match routes.dispatch(ctx, &event, payload, None) {
             Ok(task) => Ok(Some(task)),
-            // Not the server's fault, and not a reason to tell it: count and log.
             Err(err) => {
-                self.shared.counters.protocol_error(&err);
-                if std::mem::replace(&mut self.warned_unrouted, true) {
-                    tracing::debug!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = %channel, event = %event, error = %err, "publication not handled");
-                } else {
-                    tracing::warn!(target: "sente_lite", conn_id = %ctx.conn_id(), channel = %channel, event = %event, error = %err, "publication not handled (further ones are logged at debug level)");
-                }
+                self.unhandled(ctx, &channel, &event, &err);
                 Ok(None)
             }
         }

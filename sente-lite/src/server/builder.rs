@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use crate::engine::{ChannelOptions, Engine, MemoryEngine};
 use crate::protocol::UserId;
-use crate::{Ctx, ErrorReply, Router};
+use crate::{Channel, Ctx, ErrorReply, Router};
 
 use super::auth::{AuthHook, ChannelAccess, ChannelAuth, HandshakeRequest, Rejection};
 use super::health::HealthCheck;
 use super::hub::{self, Setup, Shared};
-use super::{OriginPolicy, PresenceInfo, Server, ServerConfig, ServerError, TelemetryConfig, http};
+use super::{
+    ChannelMatch, OriginPolicy, PresenceInfo, Server, ServerConfig, ServerError, TelemetryConfig,
+    http,
+};
 
 /// Builds a [`Server`].
 #[must_use = "a builder does nothing until `bind` or `build` is called"]
@@ -19,7 +22,8 @@ pub struct ServerBuilder {
     config: ServerConfig,
     router: Router,
     auth: Option<AuthHook>,
-    channel_rules: Vec<(String, ChannelAuth)>,
+    channel_rules: Vec<(ChannelMatch, ChannelAuth)>,
+    typed_options: Vec<(ChannelMatch, ChannelOptions)>,
     pages: HashMap<String, (String, bytes::Bytes)>,
     health_checks: Vec<(String, HealthCheck)>,
     state: crate::ctx::AppState,
@@ -182,9 +186,77 @@ impl ServerBuilder {
         Fut: Future<Output = Result<(), ErrorReply>> + Send + 'static,
     {
         self.channel_rules.push((
-            pattern.into(),
+            ChannelMatch::Pattern(pattern.into()),
             Arc::new(move |access| Box::pin(authorize(access))),
         ));
+        self
+    }
+
+    /// Allows subscriptions to the channels of typed channel `C` (the names
+    /// [`Channel::parse`] accepts) when `authorize` says yes: it is given the
+    /// parsed channel, such as `Room { name }`, and what it asks of the
+    /// connection. Like [`ServerBuilder::channel`], rules are tried in the
+    /// order they were added and the first whose names match decides.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use sente_lite::ErrorReply;
+    /// use sente_lite::protocol::codes;
+    /// use sente_lite::server::ChannelAccess;
+    ///
+    /// #[sente_lite::event("doc.team/note")]
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Note {
+    ///     text: String,
+    /// }
+    ///
+    /// /// A team's channel; only its members may join.
+    /// #[sente_lite::channel("team/{team}", events(Note))]
+    /// struct Team {
+    ///     team: u32,
+    /// }
+    ///
+    /// let builder = sente_lite::Server::builder().typed_channel(
+    ///     |team: Team, access: ChannelAccess| async move {
+    ///         match access.user_id {
+    ///             Some(user) if user.0.ends_with(&format!("@{}", team.team)) => Ok(()),
+    ///             _ => Err(ErrorReply::new(codes::FORBIDDEN, "members only")),
+    ///         }
+    ///     },
+    /// );
+    /// ```
+    pub fn typed_channel<C, F, Fut>(mut self, authorize: F) -> Self
+    where
+        C: Channel,
+        F: Fn(C, ChannelAccess) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ErrorReply>> + Send + 'static,
+    {
+        let authorize = Arc::new(authorize);
+        self.channel_rules.push((
+            ChannelMatch::typed::<C>(),
+            Arc::new(move |access: ChannelAccess| {
+                let authorize = Arc::clone(&authorize);
+                Box::pin(async move {
+                    match C::parse(&access.channel) {
+                        Some(channel) => authorize(channel, access).await,
+                        None => Err(ErrorReply::new(
+                            crate::protocol::codes::FORBIDDEN,
+                            format!("`{}` is not a `{}` channel", access.channel, C::PATTERN),
+                        )),
+                    }
+                })
+            }),
+        ));
+        self
+    }
+
+    /// Gives the channels of typed channel `C` a history and/or presence, as
+    /// [`ServerBuilder::channel_options`] does for a pattern. These options
+    /// are looked up after the patterns (of the configuration and of
+    /// `channel_options`), in the order they were added.
+    pub fn typed_channel_options<C: Channel>(mut self, options: ChannelOptions) -> Self {
+        self.typed_options
+            .push((ChannelMatch::typed::<C>(), options));
         self
     }
 
@@ -262,6 +334,7 @@ impl ServerBuilder {
                 routes,
                 auth: self.auth,
                 channel_rules: self.channel_rules,
+                typed_options: self.typed_options,
                 pages: self.pages,
                 health_checks: self.health_checks,
                 state: self.state,
@@ -343,6 +416,7 @@ impl Server {
             router: Router::new(),
             auth: None,
             channel_rules: Vec::new(),
+            typed_options: Vec::new(),
             pages: HashMap::new(),
             health_checks: Vec::new(),
             state: crate::ctx::AppState::default(),

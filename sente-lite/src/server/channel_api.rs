@@ -7,7 +7,7 @@ use futures_util::FutureExt as _;
 
 use crate::engine::{EngineError, OutgoingEvent, Publication, Published};
 use crate::protocol::{ConnId, PresenceMember, SubscribeReply, UserId, codes};
-use crate::{EncodeError, ErrorReply, Event, NoReply};
+use crate::{Carries, EncodeError, ErrorReply, OneWay};
 
 use super::Server;
 
@@ -18,11 +18,31 @@ impl Server {
     /// of this server it was queued for (with the in-memory engine, every
     /// subscriber; an engine that delivers through a remote service delivers
     /// later, and this counts 0). See [`Server::publish`] for the position.
-    pub fn broadcast<E: Event<Reply = NoReply>>(
-        &self,
-        channel: &str,
-        event: &E,
-    ) -> Result<usize, EncodeError> {
+    ///
+    /// `channel` is a [typed channel](mod@crate::channel) that carries `E`, or a
+    /// channel's name (`&str`, `String`), which may carry any event:
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[sente_lite::event("doc.broadcast/said")]
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Said { text: String }
+    /// # #[sente_lite::channel("room/{name}", events(Said))]
+    /// # struct Room { name: String }
+    /// # fn run(server: sente_lite::Server) -> Result<(), sente_lite::EncodeError> {
+    /// let said = Said { text: "hello".into() };
+    /// server.broadcast(&Room { name: "lobby".into() }, &said)?; // checked: a `Room` carries `Said`
+    /// server.broadcast("room/lobby", &said)?; // the same channel, by name
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn broadcast<C, E>(&self, channel: &C, event: &E) -> Result<usize, EncodeError>
+    where
+        C: Carries<E> + ?Sized,
+        E: OneWay,
+    {
+        let channel = channel.channel_name();
+        let channel: &str = &channel;
         let options = self.shared.channel_options(channel);
         let event = OutgoingEvent::new(event);
         match self
@@ -44,11 +64,15 @@ impl Server {
     /// Publishes a one-way event on `channel`, like [`Server::broadcast`], and
     /// waits for the engine's answer: the publication's position (`None` when
     /// the channel has no subscriber anywhere and keeps no history).
-    pub async fn publish<E: Event<Reply = NoReply>>(
-        &self,
-        channel: &str,
-        event: &E,
-    ) -> Result<Published, EngineError> {
+    ///
+    /// `channel` is a typed channel that carries `E`, or a channel's name.
+    pub async fn publish<C, E>(&self, channel: &C, event: &E) -> Result<Published, EngineError>
+    where
+        C: Carries<E> + ?Sized,
+        E: OneWay,
+    {
+        let channel = channel.channel_name();
+        let channel: &str = &channel;
         let options = self.shared.channel_options(channel);
         let published = self
             .shared

@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) routes: RouteTable,
     pub(crate) auth: Option<super::AuthHook>,
-    pub(crate) channel_rules: Vec<(String, ChannelAuth)>,
+    pub(crate) channel_rules: Vec<(super::ChannelMatch, ChannelAuth)>,
     pub(crate) pages: HashMap<String, (String, bytes::Bytes)>,
     pub(crate) health_checks: Vec<(String, super::HealthCheck)>,
     pub(crate) state: crate::ctx::AppState,
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     pub(crate) watchers: Watchers,
     pub(crate) engine: Arc<dyn Engine>,
     /// Channel patterns and their options, the first match deciding.
-    channel_options: Vec<(String, Arc<ChannelOptions>)>,
+    channel_options: Vec<(super::ChannelMatch, Arc<ChannelOptions>)>,
     presence_info: Option<PresenceInfo>,
     pub(crate) presence: broadcast::Sender<Presence>,
     pub(crate) closed: tokio::sync::Notify,
@@ -67,12 +67,14 @@ pub(crate) struct Setup {
     pub(crate) config: ServerConfig,
     pub(crate) routes: RouteTable,
     pub(crate) auth: Option<super::AuthHook>,
-    pub(crate) channel_rules: Vec<(String, ChannelAuth)>,
+    pub(crate) channel_rules: Vec<(super::ChannelMatch, ChannelAuth)>,
     pub(crate) pages: HashMap<String, (String, bytes::Bytes)>,
     pub(crate) health_checks: Vec<(String, super::HealthCheck)>,
     pub(crate) state: crate::ctx::AppState,
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) presence_info: Option<PresenceInfo>,
+    /// The options of typed channels, after the configuration's patterns.
+    pub(crate) typed_options: Vec<(super::ChannelMatch, ChannelOptions)>,
 }
 
 impl Shared {
@@ -83,7 +85,18 @@ impl Shared {
             .config
             .channels
             .iter()
-            .map(|(pattern, options)| (pattern.clone(), Arc::new(options.clone())))
+            .map(|(pattern, options)| {
+                (
+                    super::ChannelMatch::Pattern(pattern.clone()),
+                    Arc::new(options.clone()),
+                )
+            })
+            .chain(
+                setup
+                    .typed_options
+                    .into_iter()
+                    .map(|(names, options)| (names, Arc::new(options))),
+            )
             .collect();
         let shared = Arc::new(Self {
             health_checks: setup.health_checks,
@@ -221,7 +234,7 @@ impl Shared {
             std::sync::LazyLock::new(Arc::default);
         self.channel_options
             .iter()
-            .find(|(pattern, _)| super::pattern_matches(pattern, name))
+            .find(|(pattern, _)| pattern.matches(name))
             .map_or_else(|| Arc::clone(&NONE), |(_, options)| Arc::clone(options))
     }
 

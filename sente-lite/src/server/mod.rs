@@ -54,7 +54,7 @@ use crate::ctx::{Hub, HubFuture};
 use crate::pending::RequestError;
 use crate::protocol::{CloseReason, ConnId, SubscribeReply, UserId};
 use crate::stats::StatsSnapshot;
-use crate::{Ctx, EncodeError, Event, NoReply, Request, RouterError, SendError};
+use crate::{Ctx, EncodeError, OneWay, Request, RouterError, SendError};
 use futures_util::FutureExt as _;
 
 use crate::engine::{EngineError, OutgoingEvent};
@@ -69,6 +69,30 @@ pub(crate) fn pattern_matches(pattern: &str, channel: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => channel.starts_with(prefix),
         None => pattern == channel,
+    }
+}
+
+/// Which channel names a rule or an option applies to.
+#[derive(Clone)]
+pub(crate) enum ChannelMatch {
+    /// An exact name, or a prefix ending in `*`.
+    Pattern(String),
+    /// The names of one typed channel: those its `parse` accepts.
+    Typed(fn(&str) -> bool),
+}
+
+impl ChannelMatch {
+    /// The names of typed channel `C`.
+    pub(crate) fn typed<C: crate::Channel>() -> Self {
+        Self::Typed(|name| C::parse(name).is_some())
+    }
+
+    /// Whether `channel` is one of the names.
+    pub(crate) fn matches(&self, channel: &str) -> bool {
+        match self {
+            Self::Pattern(pattern) => pattern_matches(pattern, channel),
+            Self::Typed(parses) => parses(channel),
+        }
     }
 }
 
@@ -142,11 +166,7 @@ impl Server {
     }
 
     /// Sends a one-way event to one connection.
-    pub fn send_to<E: Event<Reply = NoReply>>(
-        &self,
-        conn_id: ConnId,
-        event: &E,
-    ) -> Result<(), SendError> {
+    pub fn send_to<E: OneWay>(&self, conn_id: ConnId, event: &E) -> Result<(), SendError> {
         match self.shared.ctx(conn_id) {
             Some(ctx) => ctx.send(event),
             None => Err(SendError::Closed { conn_id }),
@@ -156,11 +176,7 @@ impl Server {
     /// Sends a one-way event to every connection of `user` (every tab, every
     /// device, on every server of the engine), encoding once per codec.
     /// Returns how many connections of this server it was queued for.
-    pub fn send_to_user<E: Event<Reply = NoReply>>(
-        &self,
-        user: &UserId,
-        event: &E,
-    ) -> Result<usize, EncodeError> {
+    pub fn send_to_user<E: OneWay>(&self, user: &UserId, event: &E) -> Result<usize, EncodeError> {
         let event = OutgoingEvent::new(event);
         match self.shared.engine.send_to_user(user, &event).now_or_never() {
             Some(Err(EngineError::Encode(e))) => Err(e),
@@ -174,7 +190,7 @@ impl Server {
     }
 
     /// Sends a one-way event to every connection, encoding once per codec.
-    pub fn send_to_all<E: Event<Reply = NoReply>>(&self, event: &E) -> Result<usize, EncodeError> {
+    pub fn send_to_all<E: OneWay>(&self, event: &E) -> Result<usize, EncodeError> {
         hub::fan_out(self.shared.all_conns(), &OutgoingEvent::new(event))
     }
 

@@ -40,7 +40,7 @@ impl Side for ServerSide {
                     self.shared
                         .channel_rules
                         .iter()
-                        .find(|(pattern, _)| super::pattern_matches(pattern, &channel))
+                        .find(|(pattern, _)| pattern.matches(&channel))
                         .map(|(_, auth)| Arc::clone(auth))
                 };
                 let shared = Arc::clone(&self.shared);

@@ -1,4 +1,4 @@
-// `#[handler]` takes no arguments.
+// `#[handler]` takes no arguments but `crate = "path"`.
 use sente_lite::Ctx;
 use serde::{Deserialize, Serialize};
 
