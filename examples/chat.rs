@@ -30,7 +30,7 @@ mod chat_events;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_events::{ChatMessage, Join, Joined, Leave, Say, channel};
+use chat_events::{ChatMessage, Join, Joined, Leave, Room, Say, channel};
 use clap::Parser;
 use sente_lite::server::{ChannelOptions, OriginPolicy, Rejection, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
@@ -131,8 +131,9 @@ async fn say(ctx: Ctx, msg: Say) -> Result<(), ErrorReply> {
         text: msg.text,
         at_ms,
     };
+    let room = Room { name: msg.room };
     server
-        .broadcast(&channel(&msg.room), &message)
+        .broadcast(&room, &message)
         .map_err(|e| ErrorReply::new("chat/failed", e.to_string()))?;
     Ok(())
 }
@@ -162,16 +163,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .origins(OriginPolicy::SameHost)
-        .channel("room/*", sente_lite::server::allow_all)
-        .channel_options(
-            "room/*",
-            ChannelOptions {
-                history_size: 200,
-                history_ttl: Duration::from_secs(600),
-                presence: true,
-                ..ChannelOptions::default()
-            },
-        )
+        .typed_channel(|room: Room, _access| async move { valid_room(&room.name) })
+        .typed_channel_options::<Room>(ChannelOptions {
+            history_size: 200,
+            history_ttl: Duration::from_secs(600),
+            presence: true,
+            ..ChannelOptions::default()
+        })
         .presence_info(|ctx, _channel| {
             ctx.user_id()
                 .map(|user| serde_json::json!({ "name": user.0 }))

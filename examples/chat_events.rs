@@ -54,7 +54,17 @@ pub(crate) struct ChatMessage {
     pub(crate) at_ms: u64,
 }
 
-/// The channel of a room.
+/// A room's channel: `room/lobby` is `Room { name: "lobby" }`. What is said
+/// in the room is published on it.
+#[sente_lite::channel("room/{name}", events(ChatMessage))]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Room {
+    /// The room's name.
+    pub(crate) name: String,
+}
+
+/// The channel name of a room.
 pub(crate) fn channel(room: &str) -> String {
-    format!("room/{room}")
+    use sente_lite::Channel;
+    Room { name: room.into() }.name()
 }

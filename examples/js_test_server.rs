@@ -145,6 +145,14 @@ struct News {
     text: String,
 }
 
+/// A team's desk, a typed channel: `desk/{team}/{id}` carries [`News`];
+/// desks numbered 1,000 and above are refused.
+#[sente_lite::channel("desk/{team}/{id}", events(News))]
+struct Desk {
+    team: String,
+    id: u32,
+}
+
 /// Ask the server to send [`News`] to this connection directly.
 #[sente_lite::event("test/push")]
 #[derive(Debug, Serialize, Deserialize)]
@@ -316,6 +324,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .channel("news/*", news_or_secret)
         .channel("secret/*", news_or_secret)
         .channel("plain/*", sente_lite::server::allow_all)
+        .typed_channel(|desk: Desk, _access| async move {
+            if desk.id < 1000 {
+                Ok(())
+            } else {
+                Err(ErrorReply::new(
+                    "forbidden",
+                    format!("desk {} of {} is closed", desk.id, desk.team),
+                ))
+            }
+        })
         .channel_options(
             "news/*",
             ChannelOptions {

@@ -8,7 +8,14 @@
 //   const client = new Client<Events>("/ws");
 //   const joined = await client.request("chat/join", { room: "lobby" }); // Joined
 //
-// Without a map every id and payload is accepted (`AnyEvents`).
+// Without a map every id and payload is accepted (`AnyEvents`). The second
+// parameter is the `Channels` map of typed channels, for `join`:
+//
+//   import type { Channels, Events } from "./events.js";
+//   const client = new Client<Events, Channels>("/ws");
+//   await client.join("room/{name}", { name: "lobby" }, {
+//     "chat/message": (message) => show(message.text),
+//   });
 
 /** Whether an event is one-way or a request. */
 export type EventKind = "event" | "request";
@@ -43,6 +50,44 @@ export type PayloadOf<M, K extends keyof M> = M[K] extends { payload: infer P } 
 
 /** The reply type of request `K`. */
 export type ReplyOf<M, K extends keyof M> = M[K] extends { reply: infer R } ? R : never;
+
+/** One entry of a channel map: a typed channel's parameters, names and events. */
+export interface ChannelShape {
+  params: Record<string, unknown>;
+  name: string;
+  events: string;
+}
+
+/** A channel map that accepts every pattern, parameter and event. */
+export type AnyChannels = { [pattern: string]: { params: any; name: string; events: any } };
+
+/** The parameters of channel pattern `P`. */
+export type ParamsOf<C, P extends keyof C> = C[P] extends { params: infer A } ? A : never;
+
+/** The ids of the events channel pattern `P` carries. */
+export type ChannelEventsOf<C, P extends keyof C> = C[P] extends { events: infer E } ? E : never;
+
+/** The handlers of a joined channel: at most one per event it carries. */
+export type ChannelHandlers<M, C, P extends keyof C> = {
+  [K in ChannelEventsOf<C, P> & keyof M]?: (payload: PayloadOf<M, K>, info: EventInfo) => void | Promise<void>;
+};
+
+/** A typed channel joined with `Client.join`. */
+export interface JoinedChannel {
+  /** The channel's name. */
+  readonly channel: string;
+  /** Leaves the channel (as `unsubscribe`). */
+  leave(): Promise<void>;
+}
+
+/**
+ * The name of a typed channel: the pattern with each parameter's text, `%`
+ * written `%25` and `/` written `%2F`, as the Rust API writes it.
+ */
+export function channelName<C = AnyChannels, P extends keyof C & string = keyof C & string>(
+  pattern: P,
+  params: ParamsOf<C, P>,
+): string;
 
 /** The six connection states. */
 export type ConnectionState = "closed" | "connecting" | "open" | "closing" | "reconnecting" | "failed";
@@ -261,7 +306,10 @@ export type HandlerResult<M, K extends keyof M> = M[K] extends { kind: "request"
   ? R | Promise<R>
   : void | Promise<void>;
 
-export class Client<M extends { [K in keyof M]: EventShape } = AnyEvents> {
+export class Client<
+  M extends { [K in keyof M]: EventShape } = AnyEvents,
+  C extends { [P in keyof C]: ChannelShape } = AnyChannels,
+> {
   constructor(url: string | (() => string), options?: ClientOptions);
 
   readonly state: ConnectionState;
@@ -295,6 +343,16 @@ export class Client<M extends { [K in keyof M]: EventShape } = AnyEvents> {
     options?: { timeoutMs?: number },
   ): Promise<ReplyOf<M, K>>;
 
+  /**
+   * Joins a typed channel of the `Channels` map: subscribes to its name and
+   * gives its publications to `handlers`, keyed by the ids of the events it
+   * carries, instead of the handlers registered with `on`.
+   */
+  join<P extends keyof C & string>(
+    pattern: P,
+    params: ParamsOf<C, P>,
+    handlers: ChannelHandlers<M, C, P>,
+  ): Promise<JoinedChannel>;
   subscribe(channel: string): Promise<SubscribeReply>;
   unsubscribe(channel: string): Promise<void>;
   subscriptions(): string[];

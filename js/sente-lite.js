@@ -16,7 +16,8 @@
 // It behaves as the native Rust client does: six connection states, capped
 // exponential backoff with full jitter, subscriptions restored after a
 // reconnect, or when the server asks (`sl/resub`), from the largest position
-// seen (a gap the server cannot recover is reported to `onGap`), channel presence (`presence`, `watchPresence`), a
+// seen (a gap the server cannot recover is reported to `onGap`), typed channels
+// joined by pattern and parameters (`join`, `channelName`), channel presence (`presence`, `watchPresence`), a
 // bounded queue of events sent while away (written in order after the
 // handshake and the restored subscriptions), `sl/ping` answered, a silent
 // server taken for dead, and a server's `reconnect_after_ms` honoured. The
@@ -135,6 +136,33 @@ export class ConnectError extends SenteError {
     this.retryable = retryable;
     Object.assign(this, details);
   }
+}
+
+// ---------------------------------------------------------------- channels
+
+/**
+ * The name of a typed channel: `pattern` (such as `room/{name}`) with each
+ * `{param}` segment replaced by `String(params[param])`, in which `%` is
+ * written `%25` and `/` is written `%2F`, exactly as the Rust API writes it.
+ *
+ *   channelName("org/{org}/room/{name}", { org: 7, name: "a/b" }); // "org/7/room/a%2Fb"
+ */
+export function channelName(pattern, params) {
+  if (typeof pattern !== "string" || pattern.length === 0) {
+    throw new TypeError("a channel pattern is a non-empty string");
+  }
+  return pattern
+    .split("/")
+    .map((segment) => {
+      const param = /^\{([^{}]+)\}$/.exec(segment)?.[1];
+      if (param === undefined) return segment;
+      const value = params?.[param];
+      if (value === undefined || value === null) {
+        throw new TypeError(`channel pattern \`${pattern}\` needs the parameter \`${param}\``);
+      }
+      return String(value).replaceAll("%", "%25").replaceAll("/", "%2F");
+    })
+    .join("/");
 }
 
 // ---------------------------------------------------------------- backoff
@@ -414,6 +442,8 @@ export class Client {
     this._handlers = new Map();
     this._queue = [];
     this._subscriptions = new Map();
+    /** Typed channels joined with `join`: their handlers, by channel name. */
+    this._joined = new Map();
     this._nextReqId = 1;
     this._conn = null;
     this._attemptSocket = null;
@@ -932,6 +962,17 @@ export class Client {
         if (position != null && this._subscriptions.has(channel)) {
           this._subscriptions.set(channel, advancePosition(this._subscriptions.get(channel), position));
         }
+        const joined = this._joined.get(channel);
+        if (joined) {
+          // A joined channel's publications go to its own handlers only.
+          const handler = Object.hasOwn(joined, id) ? joined[id] : undefined;
+          if (typeof handler === "function") {
+            this._call1(id, handler, payload, { channel, position: position ?? null });
+          } else {
+            console.warn(`sente-lite: channel \`${channel}\` delivered \`${id}\`, which it has no handler for`);
+          }
+          return;
+        }
         this._dispatch(conn, id, payload, { channel, position: position ?? null });
         return;
       }
@@ -966,15 +1007,18 @@ export class Client {
   _dispatch(conn, id, payload, info) {
     const handlers = this._handlers.get(id);
     if (!handlers || handlers.size === 0) return;
-    for (const handler of [...handlers]) {
-      try {
-        const result = handler(payload ?? null, info);
-        if (result && typeof result.then === "function") {
-          result.then(undefined, (err) => console.error(`sente-lite: handler of \`${id}\` failed`, err));
-        }
-      } catch (err) {
-        console.error(`sente-lite: handler of \`${id}\` threw`, err);
+    for (const handler of [...handlers]) this._call1(id, handler, payload, info);
+  }
+
+  /** Calls one handler of event `id`, reporting what it throws or rejects. */
+  _call1(id, handler, payload, info) {
+    try {
+      const result = handler(payload ?? null, info);
+      if (result && typeof result.then === "function") {
+        result.then(undefined, (err) => console.error(`sente-lite: handler of \`${id}\` failed`, err));
       }
+    } catch (err) {
+      console.error(`sente-lite: handler of \`${id}\` threw`, err);
     }
   }
 
@@ -1200,9 +1244,40 @@ export class Client {
     }
   }
 
+  /**
+   * Joins a typed channel: subscribes to `channelName(pattern, params)` as
+   * `subscribe` does (kept across reconnects) and gives its publications to
+   * `handlers`, an object keyed by event id (`{ "chat/message": (payload,
+   * info) => ... }`), instead of the handlers registered with `on`. With the
+   * generated `Channels` map, TypeScript checks the parameters and that each
+   * handler's event is one the channel carries. Resolves, once subscribed,
+   * with `{ channel, leave }`; fails as `subscribe` fails.
+   */
+  async join(pattern, params, handlers) {
+    const channel = channelName(pattern, params);
+    if (handlers === null || typeof handlers !== "object") {
+      throw new TypeError("join takes an object of handlers, keyed by event id");
+    }
+    const own = { ...handlers };
+    this._joined.set(channel, own);
+    try {
+      await this.subscribe(channel);
+    } catch (err) {
+      if (this._joined.get(channel) === own) this._joined.delete(channel);
+      throw err;
+    }
+    return {
+      channel,
+      leave: async () => {
+        if (this._joined.get(channel) === own) await this.unsubscribe(channel);
+      },
+    };
+  }
+
   /** Leaves `channel`: it is no longer restored, and the server is told when a connection is open. */
   async unsubscribe(channel) {
     this._subscriptions.delete(channel);
+    this._joined.delete(channel);
     // The server ends its presence watch of a channel left.
     this._presence.get(channel)?.set.stop();
     if (!this._conn) return;

@@ -15,6 +15,7 @@ import {
   TimeoutError,
   backoffCeiling,
   backoffDelay,
+  channelName,
 } from "../sente-lite.js";
 import { ServerProcess, buildExamples, eventually, freePort } from "./support/server.js";
 
@@ -158,6 +159,36 @@ describe("against a server", () => {
     await c.unsubscribe("news/a");
     assert.deepEqual(c.subscriptions(), []);
     assert.equal(await c.request("test/publish", { channel: "news/a", text: "two" }), 0);
+  });
+
+  test("a typed channel joined with its parameters delivers to its own handlers", async () => {
+    const c = client(s.url);
+    const general = [];
+    c.on("test/news", (news) => general.push(news.text));
+    await c.connect();
+    const joined = [];
+    // `/` and `%` in a parameter are escaped as the Rust API escapes them:
+    // the server's typed rule parses the name back, or it would refuse it.
+    const desk = await c.join("desk/{team}/{id}", { team: "a/b%", id: 7 }, {
+      "test/news": (news, info) => joined.push([news.text, info.channel]),
+    });
+    assert.equal(desk.channel, "desk/a%2Fb%25/7");
+    assert.equal(channelName("desk/{team}/{id}", { team: "a/b%", id: 7 }), desk.channel);
+    assert.deepEqual(c.subscriptions(), [desk.channel]);
+    assert.equal(await c.request("test/publish", { channel: desk.channel, text: "one" }), 1);
+    await eventually(() => joined.length === 1, 2000, "the publication");
+    assert.deepEqual(joined, [["one", desk.channel]]);
+    assert.deepEqual(general, [], "a joined channel's publications skip the `on` handlers");
+
+    const refused = await c.join("desk/{team}/{id}", { team: "a", id: 5000 }, {}).then(() => null, (e) => e);
+    assert.ok(refused instanceof RemoteError);
+    assert.equal(refused.code, "forbidden");
+    assert.equal(refused.message, "desk 5000 of a is closed");
+    assert.throws(() => channelName("desk/{team}/{id}", { team: "a" }), TypeError);
+
+    await desk.leave();
+    assert.deepEqual(c.subscriptions(), []);
+    assert.equal(await c.request("test/publish", { channel: desk.channel, text: "two" }), 0);
   });
 
   test("events sent to the connection and requests from the server reach handlers", async () => {

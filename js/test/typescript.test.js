@@ -26,6 +26,10 @@ test("generated event map types the client: good code compiles, wrong payloads d
   assert.match(generated, /"chat\/join": \{ kind: "request"; payload: Join; reply: Joined \};/);
   assert.match(generated, /"chat\/say": \{ kind: "event"; payload: Say \};/);
   assert.match(generated, /"telemetry\/batch": \{ kind: "event"; payload: TelemetryBatch \};/);
+  assert.match(
+    generated,
+    /"room\/\{name\}": \{ params: \{ name: string \}; name: `room\/\$\{string\}`; events: "chat\/message" \};/,
+  );
 
   copyFileSync(join(TYPES, "sample.ts"), join(dir, "sample.ts"));
   copyFileSync(join(TYPES, "wrong.ts"), join(dir, "wrong.ts"));

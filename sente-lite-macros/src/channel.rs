@@ -263,11 +263,28 @@ impl ChannelDef {
             )
         });
 
+        #[cfg(feature = "typescript")]
+        let typescript = {
+            let typed_params: Vec<(&Ident, &Type)> = params
+                .iter()
+                .zip(&param_tys)
+                .map(|(param, ty)| (*param, ty))
+                .collect();
+            crate::typescript::channel_record(pattern, ident, &typed_params, &event_tys, krate)
+        };
+        #[cfg(not(feature = "typescript"))]
+        let typescript = TokenStream::new();
+
         quote! {
             #item
 
+            #typescript
+
             #[doc = #enum_doc]
             #[derive(#(#derives),*)]
+            // Declared for every channel; a program that only publishes
+            // never reads it.
+            #[allow(dead_code)]
             #vis enum #enum_ident {
                 #(
                     #[doc = #variant_docs]

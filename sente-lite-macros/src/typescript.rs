@@ -64,3 +64,35 @@ fn describe_fn(name: &Ident, ty: TokenStream, krate: &CratePath) -> TokenStream 
         }
     }
 }
+
+/// The registration of one channel's TypeScript description: its pattern,
+/// its parameters' types and the ids of its events.
+pub(crate) fn channel_record(
+    pattern: &LitStr,
+    ident: &Ident,
+    params: &[(&Ident, &Type)],
+    events: &[&Type],
+    krate: &CratePath,
+) -> TokenStream {
+    let type_name = syn::ext::IdentExt::unraw(ident).to_string();
+    let params = params.iter().enumerate().map(|(i, (name, ty))| {
+        let name = syn::ext::IdentExt::unraw(*name).to_string();
+        let describe = describe_fn(
+            &format_ident!("__sente_lite_ts_param_{i}"),
+            quote!(#ty),
+            krate,
+        );
+        quote!((#name, #describe))
+    });
+    quote! {
+        #krate::__private::inventory::submit! {
+            #krate::__private::ts::ChannelTypeRecord {
+                pattern: #pattern,
+                type_name: #type_name,
+                module_path: ::core::module_path!(),
+                params: &[#(#params),*],
+                events: &[#(<#events as #krate::Event>::ID),*],
+            }
+        }
+    }
+}

@@ -102,6 +102,19 @@ pub enum BindingError {
         /// `"payload"` or `"reply"`.
         role: &'static str,
     },
+    /// A typed channel's parameter type does not implement `ts_rs::TS`; it
+    /// is written as `unknown`.
+    #[error(
+        "parameter `{param}` of channel `{pattern}` (`{rust_type}`) has a type that does not implement `ts_rs::TS`: add `#[derive(ts_rs::TS)]` to it"
+    )]
+    UndescribedParam {
+        /// The channel's name pattern.
+        pattern: &'static str,
+        /// The channel's Rust type, with its module path.
+        rust_type: String,
+        /// The parameter.
+        param: &'static str,
+    },
     /// Two Rust types have the same TypeScript name; one file cannot declare both.
     #[error(
         "TypeScript type `{name}` is declared by both `{first}` and `{second}`: rename one with `#[ts(rename = \"...\")]`"
@@ -121,7 +134,53 @@ pub enum BindingError {
 pub struct Bindings {
     declarations: Declarations,
     events: Vec<EventBinding>,
+    channels: Vec<ChannelBinding>,
     errors: Vec<BindingError>,
+}
+
+/// One typed channel as it appears in the `Channels` map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelBinding {
+    /// The name pattern, `room/{name}`.
+    pub pattern: &'static str,
+    /// The Rust type, with its module path.
+    pub rust_type: String,
+    /// Each parameter's name and TypeScript type (`unknown` when its type
+    /// does not implement `TS`, reported by [`Bindings::errors`]).
+    pub params: Vec<(&'static str, TsType)>,
+    /// The ids of the events the channel carries, in the order declared.
+    pub events: &'static [&'static str],
+}
+
+impl ChannelBinding {
+    /// The TypeScript template literal type of the channel's names:
+    /// `` `room/${string}` ``, with `${number}` for a numeric parameter.
+    pub fn name_template(&self) -> String {
+        let mut out = String::from("`");
+        for (i, segment) in self.pattern.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            let param = segment
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .and_then(|name| self.params.iter().find(|(p, _)| *p == name));
+            match param {
+                Some((_, ty)) if ty == "number" => out.push_str("${number}"),
+                Some(_) => out.push_str("${string}"),
+                None => {
+                    for c in segment.chars() {
+                        if matches!(c, '`' | '\\' | '$') {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        out.push('`');
+        out
+    }
 }
 
 /// The bindings of every registered event.
@@ -172,18 +231,63 @@ pub fn bindings_where(keep: impl Fn(&str) -> bool) -> Bindings {
             reply,
         });
     }
+    let channels = channel_bindings(&mut declarations, &mut errors);
     errors.extend(declarations.clashes.iter().cloned());
     Bindings {
         declarations,
         events,
+        channels,
         errors,
     }
+}
+
+/// The registered typed channels, sorted by pattern, their parameters described.
+fn channel_bindings(
+    declarations: &mut Declarations,
+    errors: &mut Vec<BindingError>,
+) -> Vec<ChannelBinding> {
+    let mut records: Vec<&probe::ChannelTypeRecord> =
+        inventory::iter::<probe::ChannelTypeRecord>().collect();
+    records.sort_by_key(|r| (r.pattern, r.module_path, r.type_name));
+    records.dedup_by_key(|r| (r.pattern, r.module_path, r.type_name));
+    records
+        .into_iter()
+        .map(|record| {
+            let rust_type = format!("{}::{}", record.module_path, record.type_name);
+            let params = record
+                .params
+                .iter()
+                .map(|(name, describe)| {
+                    let ty = describe(declarations).unwrap_or_else(|| {
+                        errors.push(BindingError::UndescribedParam {
+                            pattern: record.pattern,
+                            rust_type: rust_type.clone(),
+                            param: name,
+                        });
+                        "unknown".to_owned()
+                    });
+                    (*name, ty)
+                })
+                .collect();
+            ChannelBinding {
+                pattern: record.pattern,
+                rust_type,
+                params,
+                events: record.events,
+            }
+        })
+        .collect()
 }
 
 impl Bindings {
     /// The events, sorted by id.
     pub fn events(&self) -> &[EventBinding] {
         &self.events
+    }
+
+    /// The typed channels, sorted by pattern.
+    pub fn channels(&self) -> &[ChannelBinding] {
+        &self.channels
     }
 
     /// The TypeScript names of the declared types, sorted.
@@ -228,6 +332,37 @@ impl Bindings {
                     event.reply.as_deref().unwrap_or("unknown")
                 ),
             };
+        }
+        out.push_str("};\n");
+        out.push_str(
+            "\n/**\n * Every typed channel, by name pattern: its parameters, the template of\n \
+             * its names, and the ids of the events published on it.\n */\n\
+             export type Channels = {\n",
+        );
+        for channel in &self.channels {
+            let params: Vec<String> = channel
+                .params
+                .iter()
+                .map(|(name, ty)| format!("{name}: {ty}"))
+                .collect();
+            let events: Vec<String> = channel
+                .events
+                .iter()
+                .map(|id| format!("\"{id}\""))
+                .collect();
+            let _ = writeln!(out, "  /** `{}` */", channel.rust_type);
+            let _ = writeln!(
+                out,
+                "  \"{}\": {{ params: {{ {} }}; name: {}; events: {} }};",
+                channel.pattern,
+                params.join("; "),
+                channel.name_template(),
+                if events.is_empty() {
+                    "never".to_owned()
+                } else {
+                    events.join(" | ")
+                },
+            );
         }
         out.push_str("};\n");
         out

@@ -39,6 +39,23 @@ pub struct TypeRecord {
 
 inventory::collect!(TypeRecord);
 
+/// The TypeScript side of one `#[channel]`.
+#[derive(Debug)]
+pub struct ChannelTypeRecord {
+    /// The name pattern, `room/{name}`.
+    pub pattern: &'static str,
+    /// The Rust type's name.
+    pub type_name: &'static str,
+    /// `module_path!()` where the type is defined.
+    pub module_path: &'static str,
+    /// Each parameter's name and how to describe its type.
+    pub params: &'static [(&'static str, Describe)],
+    /// The ids of the events the channel carries.
+    pub events: &'static [&'static str],
+}
+
+inventory::collect!(ChannelTypeRecord);
+
 /// A probe of a type, for autoref dispatch.
 pub struct Probe<T: ?Sized>(PhantomData<*const T>);
 

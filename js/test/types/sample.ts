@@ -69,3 +69,32 @@ export async function presence(): Promise<string[]> {
   await client.watchPresence("room/lobby", (change: PresenceChange) => change);
   return set.members().map((m: PresenceMember) => m.user_id);
 }
+
+// Typed channels: the generated `Channels` map types `join`.
+import { channelName } from "sente-lite";
+import type { Channels } from "./events.js";
+
+const typed = new Client<Events, Channels>("ws://127.0.0.1:3000/ws?name=ada");
+
+export async function rooms(): Promise<string> {
+  const lobby = await typed.join("room/{name}", { name: "lobby" }, {
+    "chat/message": (msg: ChatMessage, info) => console.log(msg.from, msg.text, info.position?.offset),
+  });
+  await lobby.leave();
+  const name: Channels["room/{name}"]["name"] = `room/${"lobby"}`;
+  console.log(name, channelName<Channels, "room/{name}">("room/{name}", { name: "a/b" }));
+
+  // @ts-expect-error: a room's parameter is `name`, not `room`.
+  await typed.join("room/{name}", { room: "lobby" }, {});
+  // @ts-expect-error: a room's channel carries `chat/message`, not `chat/say`.
+  await typed.join("room/{name}", { name: "lobby" }, { "chat/say": () => {} });
+  // @ts-expect-error: there is no typed channel `user/{id}`.
+  await typed.join("user/{id}", { id: 1 }, {});
+  await typed.join("room/{name}", { name: "lobby" }, {
+    // @ts-expect-error: a chat message has no `body`.
+    "chat/message": (msg) => console.log(msg.body),
+  });
+  // @ts-expect-error: a room's name starts with `room/`.
+  const wrong: Channels["room/{name}"]["name"] = "lobby";
+  return String(wrong) + lobby.channel;
+}
