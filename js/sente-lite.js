@@ -1251,7 +1251,8 @@ export class Client {
    * info) => ... }`), instead of the handlers registered with `on`. With the
    * generated `Channels` map, TypeScript checks the parameters and that each
    * handler's event is one the channel carries. Resolves, once subscribed,
-   * with `{ channel, leave }`; fails as `subscribe` fails.
+   * with `{ channel, leave }`; fails as `subscribe` fails. Joining a channel
+   * again replaces its handlers; only the latest join's `leave` leaves it.
    */
   async join(pattern, params, handlers) {
     const channel = channelName(pattern, params);

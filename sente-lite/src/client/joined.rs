@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -81,10 +80,10 @@ impl Joins {
     }
 
     /// The subscriptions of `channel`.
-    pub(crate) fn sinks(&self, channel: &str) -> Option<Vec<Arc<dyn Sink>>> {
+    pub(crate) fn sinks(&self, channel: &str) -> Option<impl Iterator<Item = &dyn Sink>> {
         self.by_channel
             .get(channel)
-            .map(|sinks| sinks.iter().map(|(_, sink)| Arc::clone(sink)).collect())
+            .map(|sinks| sinks.iter().map(|(_, sink)| &**sink))
     }
 
     /// Ends every subscription of `channel` (it was left), or of every
@@ -226,7 +225,6 @@ pub struct Joined<C: Channel> {
     id: u64,
     mailbox: Arc<Mailbox<C::Event>>,
     left: bool,
-    _channel: PhantomData<fn() -> C>,
 }
 
 impl<C: Channel> Joined<C> {
@@ -319,15 +317,13 @@ impl Shared {
             id,
             mailbox,
             left: false,
-            _channel: PhantomData,
         };
         let timeout = self.settings.request_timeout;
-        match self.subscribe(joined.name.clone(), timeout).await {
-            Ok(_) => Ok(joined),
-            // Dropping `joined` takes its queue out, and leaves the channel
-            // when no other subscription of it wants it.
-            Err(error) => Err(error),
-        }
+        // On failure, dropping `joined` takes its queue out, and leaves the
+        // channel when no other subscription of it wants it.
+        self.subscribe(joined.name.clone(), timeout)
+            .await
+            .map(|_| joined)
     }
 
     /// Hands a publication on `channel` to its typed subscriptions; `None`
@@ -338,7 +334,9 @@ impl Shared {
         event: &EventRef<'_>,
         payload: Payload<'_>,
     ) -> Option<Result<bool, ProtocolError>> {
-        let sinks = lock(&self.joins).sinks(channel)?;
+        // Delivered under the lock: a queue's own lock never waits for it.
+        let joins = lock(&self.joins);
+        let sinks = joins.sinks(channel)?;
         let mut outcome = Ok(false);
         for sink in sinks {
             match sink.deliver(event, payload) {
