@@ -14,7 +14,7 @@ pub(crate) struct Join {
 }
 
 /// The answer to [`Join`].
-#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS, schemars::JsonSchema)]
 pub(crate) struct Joined {
     /// The room's name.
     pub(crate) room: String,

@@ -83,7 +83,7 @@ struct Echo {
 }
 
 /// The answer to [`Echo`].
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 struct Echoed {
     text: String,
     conn_id: u64,

@@ -24,7 +24,7 @@ struct UserGet {
 }
 
 /// A user.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 struct User {
     id: u64,
     name: String,

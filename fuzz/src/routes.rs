@@ -7,7 +7,7 @@ use sente_lite::{Ctx, ErrorReply, Router, Server};
 use serde::{Deserialize, Serialize};
 
 /// An enum in each of serde's representations.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) enum Shape {
     Dot,
     Circle(f32),

@@ -4,7 +4,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::{Generics, Ident, Item, LitInt, LitStr, Token, Type};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Generics, Ident, Item, LitInt, LitStr, Path, Token, Type};
 
 use crate::args::{self, skip_to_comma};
 use crate::errors::Errors;
@@ -186,6 +188,28 @@ impl EventDef {
             }
         };
 
+        // The shapes for the schema hash. A reply type without `JsonSchema` is
+        // reported on the user's `reply = Type`.
+        let reply_shape = match reply {
+            Some(reply) => {
+                let krate_at = krate.at(reply.span());
+                quote_spanned! {reply.span()=>
+                    ::core::option::Option::Some(<#reply as #krate_at::__private::ReplyShape>::reply_shape)
+                }
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let shapes = quote! {
+            #krate::__private::inventory::submit! {
+                #krate::__private::ShapeRecord {
+                    id: #id,
+                    module_path: ::core::module_path!(),
+                    payload: #krate::__private::shape_of::<#ident>,
+                    reply: #reply_shape,
+                }
+            }
+        };
+
         // Built from the id and key rather than through the `Event` impl, so a type
         // missing a bound gets one error (the check above), not one more here.
         let registration = quote! {
@@ -205,6 +229,7 @@ impl EventDef {
         #[cfg(not(feature = "typescript"))]
         let typescript = TokenStream::new();
 
+        let item = with_shape_derive(item, krate);
         quote! {
             #item
 
@@ -225,9 +250,40 @@ impl EventDef {
 
             #registration
 
+            #shapes
+
             #typescript
         }
     }
+}
+
+/// The item with `#[derive(JsonSchema)]` added, unless it derives it already.
+fn with_shape_derive(item: &Item, krate: &CratePath) -> Item {
+    let mut item = item.clone();
+    let attrs = match &mut item {
+        Item::Struct(item) => &mut item.attrs,
+        Item::Enum(item) => &mut item.attrs,
+        _ => return item,
+    };
+    let derives_it = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("derive"))
+        .filter_map(|attr| {
+            attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
+                .ok()
+        })
+        .flatten()
+        .any(|path| {
+            path.segments
+                .last()
+                .is_some_and(|s| s.ident == "JsonSchema")
+        });
+    if !derives_it {
+        let schemars = format!("{}::__private::schemars", krate.to_token_stream());
+        attrs.push(syn::parse_quote!(#[derive(#krate::__private::schemars::JsonSchema)]));
+        attrs.push(syn::parse_quote!(#[schemars(crate = #schemars)]));
+    }
+    item
 }
 
 /// Parses `"namespace/name"` then options, recording every mistake and going on.

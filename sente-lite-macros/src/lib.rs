@@ -39,7 +39,7 @@ mod typescript;
 ///     id: u64,
 /// }
 ///
-/// #[derive(Serialize, Deserialize)]
+/// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 /// struct User {
 ///     name: String,
 /// }
@@ -78,9 +78,15 @@ mod typescript;
 ///
 /// # The item
 ///
-/// The struct or enum is kept exactly as written: the macro adds no derives, so it
-/// must derive (or implement) `serde::Serialize` and `serde::Deserialize` itself, and
-/// be `Send + Sync + 'static`. It cannot be generic: an id names exactly one type.
+/// The struct or enum must derive (or implement) `serde::Serialize` and
+/// `serde::Deserialize` itself, and be `Send + Sync + 'static`. It cannot be
+/// generic: an id names exactly one type. The macro adds one derive,
+/// `schemars::JsonSchema` (through sente-lite's re-export), which gives the schema
+/// hash the payload's shape; it is left out when the item's own derive list already
+/// names `JsonSchema`. The types its fields use, and a request's reply type, must
+/// implement `schemars::JsonSchema` too: derive it beside `Serialize`.
+/// `#[serde(...)]` attributes (renames, tags, `skip`) shape the schema as they
+/// shape the wire.
 ///
 /// # What it generates
 ///
@@ -89,6 +95,8 @@ mod typescript;
 /// - a compile-time assertion that `KEY` equals the runtime's hash of `ID`;
 /// - a registration in the process-wide registry (`sente_lite::registry`), with the
 ///   type's name, the reply type as written and the module path;
+/// - a registration of the payload's and reply's shapes for the schema hash and
+///   the published description (`sente_lite::schema`);
 /// - hidden checks that report a missing `Serialize`, `Deserialize`, `Send` or `Sync`
 ///   on the type's name;
 /// - with sente-lite's `typescript` feature, a registration of the payload's and
@@ -120,7 +128,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     id: u64,
 /// }
 ///
-/// #[derive(Serialize, Deserialize)]
+/// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 /// struct User {
 ///     name: String,
 /// }

@@ -43,7 +43,7 @@ struct Records {
     records: Vec<Record>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
 struct Record {
     id: u64,
     name: String,

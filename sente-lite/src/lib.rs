@@ -25,6 +25,7 @@ pub mod protocol;
 mod queue;
 pub mod registry;
 mod router;
+pub mod schema;
 pub mod server;
 pub mod settings;
 mod stats;
@@ -50,6 +51,9 @@ pub use queue::OutboundReceiver;
 pub use router::{
     DispatchFuture, Dispatched, HandlerTiming, Outcome, RouteInfo, RouteTable, Router, RouterError,
 };
+/// The crate that describes event shapes (`#[derive(schemars::JsonSchema)]`), as
+/// the macros use it.
+pub use schemars;
 pub use server::Server;
 pub use stats::{ErrorCounts, StatsSnapshot};
 /// A WebSocket message, as the codecs produce and consume it.
@@ -77,8 +81,10 @@ pub mod __private {
     pub use crate::channel::support as channel;
     pub use crate::handler::IntoReply;
     pub use crate::registry::EventRecord;
+    pub use crate::schema::{ReplyShape, ShapeRecord, shape_of};
     pub use crate::typescript_probe as ts;
     pub use inventory;
+    pub use schemars;
     pub use serde;
     pub use std::borrow::Cow;
     pub use std::boxed::Box;

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::EventKey;
-use crate::event::{FNV64_OFFSET, fnv1a_64};
 
 /// One registered event, as `#[event]` recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,85 +129,16 @@ pub fn check() -> Result<(), ClashError> {
     find_clash(events())
 }
 
-/// A stable 64-bit hash of the schema: every registered application event's
-/// id, whether it is a request, and its reply type's name (last path segment).
-/// Events of sente-lite itself ([`EventRecord::is_library`]) are left out, so a
-/// peer written in another language computes the same hash from the
-/// application's events alone.
-///
-/// Computed as 64-bit FNV-1a over the lines `id \t kind \t reply \n`, sorted by
-/// id, where kind is `event` or `request` and reply is the reply type as written,
-/// without paths or spaces (`Vec<crate::User>` is `Vec<User>`), empty for events. Two
-/// peers built from the same event definitions get the same hash, whatever the
-/// platform or build. It is sent in the handshake as 16 lowercase hex digits.
+/// The schema hash of this program: 64-bit FNV-1a over the shapes of every
+/// registered application event (see [`crate::schema`]). Events of sente-lite
+/// itself ([`EventRecord::is_library`]) are left out, so a peer written in
+/// another language computes the same hash from the application's events
+/// alone.
 pub fn schema_hash() -> u64 {
-    schema_hash_of(events().iter().filter(|r| !r.is_library()))
-}
-
-/// The [`schema_hash`] of a given set of records.
-pub fn schema_hash_of<'a>(records: impl IntoIterator<Item = &'a EventRecord>) -> u64 {
-    let mut lines: Vec<(&str, &str, String)> = records
-        .into_iter()
-        .map(|r| {
-            let reply = r.reply_type.map_or_else(String::new, bare_type_name);
-            let kind = if r.reply_type.is_some() {
-                "request"
-            } else {
-                "event"
-            };
-            (r.id, kind, reply)
-        })
-        .collect();
-    lines.sort_unstable();
-    lines.dedup();
-    let mut hash = FNV64_OFFSET;
-    for (id, kind, reply) in lines {
-        for part in [id, "\t", kind, "\t", &reply, "\n"] {
-            hash = fnv1a_64(hash, part.as_bytes());
-        }
-    }
-    hash
-}
-
-/// A type as written, without paths or spaces: `Vec<crate::api::User>` is `Vec<User>`.
-fn bare_type_name(written: &str) -> String {
-    let mut out = String::with_capacity(written.len());
-    let mut word = String::new();
-    let mut chars = written.chars().filter(|c| !c.is_whitespace()).peekable();
-    while let Some(c) = chars.next() {
-        if c.is_alphanumeric() || c == '_' {
-            word.push(c);
-        } else if c == ':' && chars.peek() == Some(&':') {
-            chars.next();
-            word.clear();
-        } else {
-            out.push_str(&word);
-            word.clear();
-            out.push(c);
-        }
-    }
-    out.push_str(&word);
-    out
+    crate::schema::Description::of_this_program().hash()
 }
 
 /// [`schema_hash`] as the 16 lowercase hex digits sent in the handshake.
 pub fn schema_hash_hex() -> String {
-    format!("{:016x}", schema_hash())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bare_type_name;
-
-    #[test]
-    fn reply_types_hash_without_their_paths() {
-        assert_eq!(bare_type_name("User"), "User");
-        assert_eq!(bare_type_name("crate::api::User"), "User");
-        assert_eq!(bare_type_name("Vec < crate::User >"), "Vec<User>");
-        assert_eq!(
-            bare_type_name("std::collections::HashMap<String, ::api::User>"),
-            "HashMap<String,User>"
-        );
-        assert_eq!(bare_type_name("()"), "()");
-    }
+    crate::schema::schema_hash_hex().to_owned()
 }

@@ -95,7 +95,7 @@ pub enum RouterError {
 /// #[derive(Serialize, Deserialize)]
 /// struct ProfileGet { id: u64 }
 ///
-/// #[derive(Serialize, Deserialize)]
+/// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 /// struct Profile { name: String }
 ///
 /// #[sente_lite::handler]

@@ -94,7 +94,7 @@ pub struct TelemetryBatch {
 }
 
 /// One log record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct TelemetryRecord {
     /// Its level.
@@ -113,7 +113,7 @@ pub struct TelemetryRecord {
 }
 
 /// The level of a [`TelemetryRecord`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum TelemetryLevel {

@@ -20,7 +20,7 @@
 //! }
 //!
 //! /// A user.
-//! #[derive(Serialize, Deserialize, ts_rs::TS)]
+//! #[derive(Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 //! struct User {
 //!     id: u32,
 //!     name: String,
@@ -51,24 +51,7 @@ use crate::typescript_probe::{self as probe, Described, Probe, TsType};
 /// The file [`Bindings::write_to`] writes into its directory.
 pub const FILE_NAME: &str = "events.d.ts";
 
-/// Whether an event is one-way or a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// A one-way event: no reply.
-    Event,
-    /// A request: exactly one reply.
-    Request,
-}
-
-impl EventKind {
-    /// `"event"` or `"request"`, as written in the `Events` map.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Event => "event",
-            Self::Request => "request",
-        }
-    }
-}
+pub use crate::schema::EventKind;
 
 /// One event as it appears in the `Events` map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,14 +450,14 @@ mod tests {
     use super::*;
 
     /// A point.
-    #[derive(Serialize, Deserialize, ts_rs::TS)]
+    #[derive(Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
     struct Point {
         x: i64,
         y: i64,
     }
 
     /// A shape, tagged.
-    #[derive(Serialize, Deserialize, ts_rs::TS)]
+    #[derive(Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
     #[serde(tag = "kind", rename_all = "lowercase")]
     enum Shape {
         Dot { at: Point },
@@ -505,7 +488,7 @@ mod tests {
     #[derive(Serialize, Deserialize, ts_rs::TS)]
     struct OpaqueReply;
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Serialize, Deserialize, schemars::JsonSchema)]
     struct NotTs;
 
     fn ours() -> Bindings {

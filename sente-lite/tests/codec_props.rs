@@ -43,7 +43,7 @@ struct UserGet {
     id: u64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
 struct User {
     id: u64,
     name: String,
@@ -67,7 +67,7 @@ struct Rich {
     matrix: Vec<Vec<i32>>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
 enum Mood {
     Calm,
     Named(String),
@@ -75,7 +75,7 @@ enum Mood {
     Excited { level: u8, why: Option<String> },
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
 struct Attachment {
     name: String,
     bytes: Vec<u8>,
@@ -90,13 +90,13 @@ struct Search {
     filter: Option<Filter>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
 struct Filter {
     tags: Vec<String>,
     min_score: Option<f64>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
 struct SearchResults {
     total: u64,
     hits: Vec<Rich>,

@@ -4,6 +4,7 @@
 use std::sync::{Arc, LazyLock};
 
 use sente_lite::protocol::codes;
+use sente_lite::schema::{Description, Difference};
 use sente_lite::{
     Codec, ConnId, Ctx, Dispatched, ErrorReply, EventKey, EventRef, Inbound, Message, Outbound,
     OutboundReceiver, Outcome, Payload, ProtocolError, RouteTable, Router, RouterError,
@@ -30,7 +31,7 @@ struct Add {
     b: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Sum(i64);
 
 #[sente_lite::event("test/wait", reply = ())]
@@ -395,25 +396,30 @@ fn the_registry_lists_this_programs_events_with_a_stable_schema_hash() {
     assert_eq!(add.module_path, "router");
     assert_eq!(add.key, EventKey::of("test/add"));
     registry::check().expect("no clash");
-    // The hash depends on the application's schema only: recomputing it from
-    // the records without the library's own events agrees, and changing a
-    // reply pairing changes it.
-    let hash = registry::schema_hash();
-    let application: Vec<_> = registry::events()
-        .iter()
-        .filter(|r| !r.is_library())
-        .copied()
-        .collect();
-    assert_eq!(hash, registry::schema_hash_of(&application));
+    // The hash depends on the application's shapes only: the description
+    // holds no library event, recomputing the hash from it agrees, and
+    // changing a reply's shape changes it.
     let telemetry = registry::by_id("telemetry/batch").expect("the library's event is registered");
     assert!(telemetry.is_library());
     assert!(!add.is_library());
-    assert_ne!(hash, registry::schema_hash_of(registry::events()));
-    let mut changed = application.clone();
-    changed
+    let ours = Description::of_this_program();
+    assert!(ours.event("telemetry/batch").is_none());
+    assert_eq!(registry::schema_hash(), ours.hash());
+    assert_eq!(format!("{:016x}", ours.hash()), ours.schema_hash);
+    let mut changed = ours.clone();
+    let add_shape = changed
+        .events
         .iter_mut()
-        .find(|r| r.id == "test/add")
-        .unwrap()
-        .reply_type = Some("Other");
-    assert_ne!(hash, registry::schema_hash_of(&changed));
+        .find(|e| e.id == "test/add")
+        .unwrap();
+    add_shape.reply = Some(serde_json::json!({"type": "integer"}));
+    assert_ne!(ours.hash(), changed.hash());
+    assert_eq!(
+        ours.differences(&changed),
+        [Difference::Shape {
+            id: "test/add".to_owned(),
+            payload: false,
+            reply: true
+        }]
+    );
 }

@@ -85,6 +85,11 @@ impl Target {
         })
     }
 
+    /// The connection url.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
     /// Opens a connection and reads the server's handshake.
     pub(crate) async fn open(&self) -> Result<(Socket, Handshake), ClientError> {
         // A fresh request per attempt: each upgrade needs its own key.

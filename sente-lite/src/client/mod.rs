@@ -34,7 +34,7 @@
 //! #[derive(Serialize, Deserialize)]
 //! struct UserGet { id: u64 }
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 //! struct User { name: String }
 //!
 //! /// Runs for every `chat/send` the server publishes on a channel we joined.
@@ -102,12 +102,14 @@
 //! ```
 
 mod backoff;
+mod describe;
 mod dial;
 mod error;
 mod joined;
 mod members;
 mod presence;
 mod resub;
+mod schema;
 mod shared;
 mod state;
 mod subscribing;
@@ -125,6 +127,7 @@ pub use backoff::ReconnectPolicy;
 pub use error::{ClientError, WaitTimeout};
 pub use joined::{ChannelMessage, Joined};
 pub use presence::{PresenceEvent, PresenceWatch};
+pub use schema::SchemaMismatch;
 pub use state::ConnectionState;
 
 use dial::Target;
@@ -197,6 +200,8 @@ impl Client {
             on_state: None,
             on_resubscribe: None,
             on_gap: None,
+            on_schema_mismatch: None,
+            schema_url: None,
         }
     }
 
@@ -292,6 +297,17 @@ impl Client {
         self.shared().last_error()
     }
 
+    /// How the server's schema differs from this program's, or `None` when
+    /// their schema hashes agree (or no difference was reported yet).
+    ///
+    /// Set once the server's description was fetched (or failed to be) after
+    /// a handshake with another hash, when
+    /// [`ClientBuilder::on_schema_mismatch`] is called; cleared by a handshake
+    /// with the same hash. See [`crate::schema`].
+    pub fn schema_mismatch(&self) -> Option<Arc<SchemaMismatch>> {
+        schema::SchemaCheck::mismatch(&self.shared().schema)
+    }
+
     /// Sends a one-way event.
     ///
     /// The event is encoded at once and queued; it goes out on the open
@@ -338,7 +354,7 @@ impl Client {
     /// #[derive(Serialize, Deserialize)]
     /// struct UserGet { id: u64 }
     ///
-    /// #[derive(Serialize, Deserialize)]
+    /// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
     /// struct User { name: String }
     ///
     /// # async fn run(client: sente_lite::Client) -> Result<(), sente_lite::RequestError> {
@@ -619,6 +635,8 @@ pub struct ClientBuilder {
     on_state: Option<StateCallback>,
     on_resubscribe: Option<ResubscribeCallback>,
     on_gap: Option<GapCallback>,
+    on_schema_mismatch: Option<schema::SchemaCallback>,
+    schema_url: Option<String>,
 }
 
 impl ClientBuilder {
@@ -781,6 +799,40 @@ impl ClientBuilder {
         self
     }
 
+    /// Called when the server's schema hash differs from this program's, once
+    /// per server schema, with the events that differ (from the server's
+    /// description at `GET /schema`) or why they are unknown. The connection
+    /// goes on either way. The difference is also logged as a warning and kept
+    /// in [`Client::schema_mismatch`].
+    ///
+    /// ```
+    /// # fn run(builder: sente_lite::ClientBuilder) -> sente_lite::ClientBuilder {
+    /// builder.on_schema_mismatch(|mismatch| {
+    ///     if let Ok(differences) = &mismatch.differences {
+    ///         for difference in differences {
+    ///             eprintln!("upgrade this client: {difference}");
+    ///         }
+    ///     }
+    /// })
+    /// # }
+    /// ```
+    pub fn on_schema_mismatch<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(&SchemaMismatch) + Send + Sync + 'static,
+    {
+        self.on_schema_mismatch = Some(Arc::new(callback));
+        self
+    }
+
+    /// Where the server publishes its schema description. Default: the
+    /// connection url's host and port, scheme `http` (for `ws`) or `https`
+    /// (for `wss`), path `/schema`. Set it when the server is mounted behind
+    /// a path prefix.
+    pub fn schema_url(mut self, url: impl Into<String>) -> Self {
+        self.schema_url = Some(url.into());
+        self
+    }
+
     /// Makes `value` available to the client's handlers as `ctx.state::<T>()`.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
@@ -824,10 +876,24 @@ impl ClientBuilder {
             on_state: self.on_state,
             on_resubscribe: self.on_resubscribe,
             on_gap: self.on_gap,
+            on_schema_mismatch: self.on_schema_mismatch,
             state: self.state,
         };
+        let describe_uri = match &self.schema_url {
+            Some(url) => Some(url.parse().map_err(|source| ClientError::InvalidUrl {
+                url: url.clone(),
+                source,
+            })?),
+            None => describe::description_uri(target.uri()),
+        };
+        let describe = describe_uri.map(|uri| describe::Fetch {
+            uri,
+            timeout: self.connect_timeout + self.handshake_timeout,
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+        });
         Ok((
-            Arc::new(Shared::new(target, routes, settings, outbound)),
+            Arc::new(Shared::new(target, routes, settings, outbound, describe)),
             queue,
         ))
     }

@@ -49,6 +49,7 @@ pub(crate) struct Settings {
     pub(crate) on_state: Option<StateCallback>,
     pub(crate) on_resubscribe: Option<ResubscribeCallback>,
     pub(crate) on_gap: Option<GapCallback>,
+    pub(crate) on_schema_mismatch: Option<super::schema::SchemaCallback>,
     pub(crate) state: crate::ctx::AppState,
 }
 
@@ -155,6 +156,10 @@ pub(crate) struct Shared {
     /// Typed subscriptions ([`super::Client::join`]), by channel.
     pub(crate) joins: Mutex<super::joined::Joins>,
     last_error: Mutex<Option<Arc<ClientError>>>,
+    /// What is known of the server's schema.
+    pub(crate) schema: Mutex<super::schema::SchemaCheck>,
+    /// How to fetch the server's description, when its schema hash differs.
+    pub(crate) describe: Option<super::describe::Fetch>,
 }
 
 impl Shared {
@@ -163,6 +168,7 @@ impl Shared {
         routes: RouteTable,
         settings: Settings,
         outbound: Outbound,
+        describe: Option<super::describe::Fetch>,
     ) -> Self {
         let counters = Counters::for_routes(&routes);
         Self {
@@ -178,6 +184,8 @@ impl Shared {
             presence: Mutex::new(Registry::default()),
             joins: Mutex::new(super::joined::Joins::default()),
             last_error: Mutex::new(None),
+            schema: Mutex::new(super::schema::SchemaCheck::default()),
+            describe,
         }
     }
 

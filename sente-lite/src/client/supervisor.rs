@@ -14,10 +14,10 @@ use super::backoff::Backoff;
 use super::dial::Socket;
 use super::shared::{ClientHub, ClientSide, Command, Live, Shared};
 use super::subscribing::Subscribing;
+use crate::Ctx;
 use crate::connection::{self, CloseSignal, Ended, EngineConfig};
 use crate::protocol::{CloseReason, Handshake};
 use crate::stats::bump;
-use crate::{Ctx, registry};
 
 /// How long running handlers may finish when the client closes a connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -195,15 +195,7 @@ async fn run_connection(
     let conn_id = handshake.conn_id;
     let span = tracing::info_span!(target: "sente_lite", "connection", conn_id = conn_id.0);
     async move {
-        let ours = registry::schema_hash_hex();
-        if handshake.schema_hash != ours {
-            tracing::warn!(
-                target: "sente_lite",
-                server = %handshake.schema_hash,
-                client = %ours,
-                "the server knows other events than this client (schema hashes differ)"
-            );
-        }
+        super::schema::check_handshake(shared, &handshake.schema_hash);
         let settings = &shared.settings;
         // Never more requests in flight than the server said it takes.
         let max_in_flight = match usize::try_from(handshake.limits.max_in_flight) {

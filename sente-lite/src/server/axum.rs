@@ -9,7 +9,7 @@ use super::Server;
 
 impl Server {
     /// An axum router that serves this server's WebSocket endpoint (at its
-    /// configured path) and `/health`; merge it into your application:
+    /// configured path), `/health` and `/schema`; merge it into your application:
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,7 +27,11 @@ impl Server {
     /// so that connections know their peer's address (optional).
     pub fn axum_router(&self) -> axum::Router {
         let mut router = axum::Router::new();
-        for path in [self.config().path.clone(), "/health".to_owned()] {
+        for path in [
+            self.config().path.clone(),
+            "/health".to_owned(),
+            crate::schema::DESCRIPTION_PATH.to_owned(),
+        ] {
             let server = self.clone();
             router = router.route(
                 &path,

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     /// The bounds of the default in-memory engine (unused when another
     /// engine is given to [`super::ServerBuilder::engine`]).
     pub memory_engine: MemoryEngineConfig,
+    /// Whether `GET /schema` answers with the shapes of the application's
+    /// events ([`crate::schema::Description`]), from which clients name the
+    /// events they disagree on when the schema hashes differ. Default on; off,
+    /// `/schema` is not found (404) and clients learn only that the hashes differ.
+    pub publish_schema: bool,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +66,7 @@ impl Default for ServerConfig {
             telemetry: TelemetryConfig::default(),
             channels: Vec::new(),
             memory_engine: MemoryEngineConfig::default(),
+            publish_schema: true,
         }
     }
 }
@@ -134,7 +140,7 @@ pub enum OriginPolicy {
 }
 
 /// Which `Host` headers the server answers, on every HTTP request it serves
-/// (the WebSocket upgrade, `/health`, `/metrics` and pages).
+/// (the WebSocket upgrade, `/health`, `/metrics`, `/schema` and pages).
 ///
 /// [`OriginPolicy::SameHost`] alone does not stop DNS rebinding: a page on
 /// `http://evil.example:3000` whose name its owner then points at 127.0.0.1

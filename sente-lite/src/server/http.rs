@@ -382,6 +382,13 @@ pub(crate) async fn handle<B: Send + 'static>(
             .body(Full::new(Bytes::from(server.metrics_text())))
             .unwrap_or_default();
     }
+    if path == crate::schema::DESCRIPTION_PATH && shared.config.publish_schema {
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .body(Full::new(schema_body()))
+            .unwrap_or_default();
+    }
     if let Some((content_type, body)) = shared.pages.get(path) {
         return Response::builder()
             .header(header::CONTENT_TYPE, content_type.as_str())
@@ -389,6 +396,13 @@ pub(crate) async fn handle<B: Send + 'static>(
             .unwrap_or_default();
     }
     text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// The body of `GET /schema`: this program's description, built once.
+fn schema_body() -> Bytes {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| Bytes::from(crate::schema::Description::of_this_program().to_json()))
+        .clone()
 }
 
 fn header_has_token(request: &Request<impl Sized>, name: header::HeaderName, token: &str) -> bool {

@@ -12,6 +12,7 @@
 //! ping_timeout_ms = 10000
 //! request_timeout_ms = 10000
 //! presence_grace_ms = 5000
+//! publish_schema = true          # GET /schema: the shapes of the events
 //!
 //! [server.limits]
 //! max_message_size = 1048576
@@ -252,6 +253,7 @@ struct RawServer {
     ping_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     presence_grace_ms: Option<u64>,
+    publish_schema: Option<bool>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -527,6 +529,9 @@ impl Settings {
             HOUR_MS,
             Duration::from_millis
         );
+        if let Some(publish) = server.publish_schema {
+            c.publish_schema = publish;
+        }
         let (r, l) = (server.limits, &mut c.limits);
         let warn_given = r.warn_message_size.is_some();
         set!(

@@ -15,7 +15,7 @@ pub struct GetUser {
     pub id: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub name: String,
 }

@@ -1,7 +1,7 @@
 // `reply` can be given only once.
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub name: String,
 }

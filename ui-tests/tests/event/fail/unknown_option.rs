@@ -1,7 +1,7 @@
 // `#[event]` has one option, `reply`; any other key is an error.
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub name: String,
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 mod model {
     use serde::{Deserialize, Serialize};
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Serialize, Deserialize, schemars::JsonSchema)]
     pub struct User {
         pub name: String,
     }

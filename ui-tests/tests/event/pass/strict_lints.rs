@@ -26,7 +26,7 @@ pub mod api {
     }
 
     /// A user.
-    #[derive(Serialize, Deserialize)]
+    #[derive(Serialize, Deserialize, schemars::JsonSchema)]
     pub struct User {
         /// The user's name.
         pub name: String,

@@ -2,7 +2,7 @@
 use sente_lite::Ctx;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub name: String,
 }

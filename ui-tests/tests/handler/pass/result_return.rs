@@ -3,7 +3,7 @@
 use sente_lite::{Ctx, ErrorReply};
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub name: String,
 }
