@@ -73,6 +73,9 @@ struct Args {
     /// On shutdown, how long running handlers may take to finish.
     #[arg(long, default_value_t = 2_000)]
     drain_deadline_ms: u64,
+    /// Do not publish the schema description at `/schema`.
+    #[arg(long)]
+    no_schema: bool,
 }
 
 /// Echo `text` back, with who asked.
@@ -281,6 +284,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .handler(push)
                 .handler(ask),
         )
+        .publish_schema(!args.no_schema)
         .configure(|config| {
             config.ping_interval = Duration::from_millis(args.ping_interval_ms);
             config.ping_timeout = Duration::from_millis(args.ping_timeout_ms);

@@ -146,6 +146,58 @@ export interface Handshake {
   limits?: PeerLimits;
 }
 
+/** The path where a server publishes its schema description (`/schema`). */
+export const SCHEMA_PATH: "/schema";
+
+/** One event of a schema description: its id, kind and shapes (JSON Schema documents). */
+export interface SchemaEvent {
+  id: string;
+  kind: "event" | "request";
+  payload: unknown;
+  /** The reply's shape, for a request. */
+  reply?: unknown;
+}
+
+/**
+ * The shapes of a program's events, as a server publishes them at `GET /schema`
+ * and as the Rust exporter writes them to `events.schema.json`.
+ */
+export interface SchemaDescription {
+  version: number;
+  /** The schema hash, 16 lowercase hex digits. */
+  schema_hash: string;
+  events: SchemaEvent[];
+}
+
+/** An event on which two descriptions disagree. */
+export type SchemaDifference =
+  | { id: string; kind: "only-ours" | "only-theirs" }
+  | { id: string; kind: "shape"; payload: boolean; reply: boolean };
+
+/** A client's schema hash differs from the server's. */
+export interface SchemaMismatch {
+  /** The hash of `options.schema`. */
+  ours: string;
+  /** The hash in the server's handshake. */
+  theirs: string;
+  /** The events that differ, or `null` when the server's description could not be read. */
+  differences: SchemaDifference[] | null;
+  /** Why the description could not be read (or does not hash to `theirs`), else `null`. */
+  error: string | null;
+}
+
+/** A JSON value in the schema hash's canonical form (docs/PROTOCOL.md). */
+export function canonicalJson(value: unknown): string;
+/** The schema hash of a description's events, 16 lowercase hex digits. */
+export function schemaHash(description: { events: SchemaEvent[] }): string;
+/** The events on which two descriptions disagree, sorted by id. */
+export function schemaDifferences(
+  ours: { events: SchemaEvent[] },
+  theirs: { events: SchemaEvent[] },
+): SchemaDifference[];
+/** `http(s)://host/schema` for a `ws(s)://host/path` url. */
+export function schemaUrlOf(wsUrl: string): string;
+
 /** A channel's stream position. */
 export interface StreamPosition {
   epoch: string;
@@ -273,6 +325,19 @@ export interface ClientOptions {
   onGap?: (channel: string, reply: SubscribeReply) => void;
   /** Called with each `sl/error` the server sends. */
   onProtocolError?: (error: RemoteError) => void;
+  /**
+   * The description of the events this client was built with (the exporter's
+   * `events.schema.json`). With it, the client compares its schema hash with
+   * each server's handshake and, on a difference, reads the server's
+   * description and calls `onSchemaMismatch` with the events that differ.
+   */
+  schema?: SchemaDescription;
+  /** Where to read the server's description. Default: `/schema` on the WebSocket's host. */
+  schemaUrl?: string;
+  /** Called once per server hash that differs from ours. */
+  onSchemaMismatch?: (mismatch: SchemaMismatch) => void;
+  /** The `fetch` used to read the server's description. Default `globalThis.fetch`. */
+  fetch?: (url: string, init?: { signal?: AbortSignal }) => Promise<Response>;
   /** Starts capturing telemetry at once. */
   telemetry?: TelemetryOptions;
   /** The random source of the backoff jitter, in `[0, 1)`. */
@@ -314,6 +379,10 @@ export class Client<
 
   readonly state: ConnectionState;
   readonly handshake: Handshake | null;
+  /** The schema hash of `options.schema`, or `null` without one. */
+  readonly schemaHash: string | null;
+  /** The last schema mismatch with a server, or `null` while the hashes agree. */
+  readonly schemaMismatch: SchemaMismatch | null;
   readonly connId: number | null;
   readonly userId: string | null;
   readonly lastError: SenteError | null;

@@ -296,6 +296,129 @@ class Pacer {
   }
 }
 
+// ---------------------------------------------------------------- schema
+
+/** The path where a server publishes its schema description. */
+export const SCHEMA_PATH = "/schema";
+
+// The largest description this client reads (8 MiB), as the Rust client.
+const MAX_SCHEMA_BYTES = 8 * 1024 * 1024;
+const FNV64_OFFSET = 0xcbf29ce484222325n;
+const FNV64_PRIME = 0x100000001b3n;
+const MASK64 = (1n << 64n) - 1n;
+
+/**
+ * A JSON value in the canonical form the schema hash is computed over
+ * (docs/PROTOCOL.md, "Schema hash"): RFC 8785 (no whitespace, members sorted
+ * by UTF-16 code units, `JSON.stringify`'s strings and numbers), except that
+ * the value of a `properties` member of a sorted object keeps its members'
+ * order.
+ */
+export function canonicalJson(value) {
+  return canonical(value, false);
+}
+
+function canonical(value, keepOrder) {
+  if (value === null || typeof value !== "object") {
+    const text = JSON.stringify(value);
+    return text === undefined ? "null" : text;
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map((item) => canonical(item, false)).join(",")}]`;
+  }
+  const names = Object.keys(value);
+  if (!keepOrder) names.sort();
+  const members = names.map(
+    (name) => `${JSON.stringify(name)}:${canonical(value[name], !keepOrder && name === "properties")}`,
+  );
+  return `{${members.join(",")}}`;
+}
+
+/**
+ * The schema hash of a description (`{ events: [{ id, kind, payload, reply }] }`),
+ * computed from its events, as 16 lowercase hex digits: what a server sends in
+ * its handshake.
+ */
+export function schemaHash(description) {
+  const lines = (description?.events ?? []).map(
+    (event) =>
+      `${event.id}\t${event.kind}\t${canonicalJson(event.payload)}\t${
+        event.reply == null ? "" : canonicalJson(event.reply)
+      }\n`,
+  );
+  lines.sort();
+  let hash = FNV64_OFFSET;
+  const encoder = new TextEncoder();
+  for (const line of lines) {
+    for (const byte of encoder.encode(line)) {
+      hash = ((hash ^ BigInt(byte)) * FNV64_PRIME) & MASK64;
+    }
+  }
+  return hash.toString(16).padStart(16, "0");
+}
+
+/**
+ * The events on which two descriptions disagree, sorted by id:
+ * `{ id, kind: "only-ours" | "only-theirs" }`, or
+ * `{ id, kind: "shape", payload, reply }` where `payload` and `reply` say which
+ * shapes differ (`reply` also when one side declares a request and the other a
+ * one-way event).
+ */
+export function schemaDifferences(ours, theirs) {
+  const byId = (description) => new Map((description?.events ?? []).map((event) => [event.id, event]));
+  const mine = byId(ours);
+  const other = byId(theirs);
+  const shapeOf = (value) => (value == null ? null : canonicalJson(value));
+  const out = [];
+  for (const [id, event] of mine) {
+    const them = other.get(id);
+    if (!them) {
+      out.push({ id, kind: "only-ours" });
+      continue;
+    }
+    const payload = shapeOf(event.payload) !== shapeOf(them.payload);
+    const reply = event.kind !== them.kind || shapeOf(event.reply) !== shapeOf(them.reply);
+    if (payload || reply) out.push({ id, kind: "shape", payload, reply });
+  }
+  for (const id of other.keys()) {
+    if (!mine.has(id)) out.push({ id, kind: "only-theirs" });
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** The `http(s)://host/schema` of a `ws(s)://host/path` url. */
+export function schemaUrlOf(wsUrl) {
+  const url = new URL(wsUrl);
+  url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+  url.pathname = SCHEMA_PATH;
+  url.search = "";
+  url.hash = "";
+  return url.href;
+}
+
+/** Reads the server's description; throws with a message saying why not. */
+async function fetchDescription(url, fetchFn, timeoutMs) {
+  if (typeof fetchFn !== "function") {
+    throw new Error("no fetch: pass one as `options.fetch`");
+  }
+  const response = await fetchFn(url, { signal: AbortSignal.timeout(timeoutMs) });
+  if (response.status === 404) {
+    throw new Error(`the server does not publish its schema (${url} answered 404)`);
+  }
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+  const length = Number(response.headers.get("content-length") ?? 0);
+  if (length > MAX_SCHEMA_BYTES) {
+    throw new Error(`${url} sent ${length} bytes, more than ${MAX_SCHEMA_BYTES}`);
+  }
+  const text = await response.text();
+  if (text.length > MAX_SCHEMA_BYTES) {
+    throw new Error(`${url} sent more than ${MAX_SCHEMA_BYTES} bytes`);
+  }
+  const description = JSON.parse(text);
+  if (!Array.isArray(description?.events)) throw new Error(`${url} is not a schema description`);
+  return description;
+}
+
 // ---------------------------------------------------------------- presence
 
 /**
@@ -434,6 +557,14 @@ export class Client {
     if (options.onGap) this._gapListeners.add(options.onGap);
     this._presence = new Map();
     this._onProtocolError = options.onProtocolError ?? null;
+    this._schema = options.schema ?? null;
+    this._schemaHash = this._schema ? schemaHash(this._schema) : null;
+    this._schemaUrl = options.schemaUrl ?? null;
+    this._onSchemaMismatch = options.onSchemaMismatch ?? null;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    /** Server hashes already compared, so each is fetched and reported once. */
+    this._schemaChecked = new Set();
+    this._schemaMismatch = null;
     this._random = options.random ?? Math.random;
 
     this._state = "closed";
@@ -464,6 +595,19 @@ export class Client {
   /** The connection's state: one of `STATES`. */
   get state() {
     return this._state;
+  }
+
+  /** The schema hash of `options.schema`, or `null` without one. */
+  get schemaHash() {
+    return this._schemaHash;
+  }
+
+  /**
+   * The last schema mismatch with a server, `{ ours, theirs, differences, error }`,
+   * or `null` while the hashes agree (or no `options.schema` was given).
+   */
+  get schemaMismatch() {
+    return this._schemaMismatch;
   }
 
   /** The open connection's handshake (`conn_id`, `user_id`, `heartbeat`, ...), or `null`. */
@@ -790,6 +934,47 @@ export class Client {
     this._wakeWait = null;
   }
 
+  // ------------------------------------------------------------ schema
+
+  /**
+   * Compares the server's schema hash with ours, once per server hash; on a
+   * difference, fetches the server's description and reports the events
+   * whose shapes differ.
+   */
+  _checkSchema(wsUrl, theirs) {
+    if (this._schemaHash == null || typeof theirs !== "string") return;
+    if (theirs === this._schemaHash) {
+      this._schemaMismatch = null;
+      return;
+    }
+    if (this._schemaChecked.has(theirs)) return;
+    this._schemaChecked.add(theirs);
+    const ours = this._schemaHash;
+    let url;
+    try {
+      url = this._schemaUrl ?? schemaUrlOf(wsUrl);
+    } catch (err) {
+      this._reportSchema({ ours, theirs, differences: null, error: `no schema url: ${err.message}` });
+      return;
+    }
+    fetchDescription(url, this._fetch, this._connectTimeoutMs).then(
+      (description) => {
+        const recomputed = schemaHash(description);
+        const note =
+          recomputed === theirs
+            ? null
+            : `the description at ${url} hashes to ${recomputed}, not the handshake's ${theirs}`;
+        this._reportSchema({ ours, theirs, differences: schemaDifferences(this._schema, description), error: note });
+      },
+      (err) => this._reportSchema({ ours, theirs, differences: null, error: err.message }),
+    );
+  }
+
+  _reportSchema(mismatch) {
+    this._schemaMismatch = Object.freeze(mismatch);
+    if (this._onSchemaMismatch) this._onSchemaMismatch(this._schemaMismatch);
+  }
+
   // ------------------------------------------------------------ connection
 
   _opened(ws, handshake) {
@@ -818,6 +1003,7 @@ export class Client {
       subscribing: new Map(),
     };
     this._conn = conn;
+    this._checkSchema(ws.url, handshake.schema_hash);
     ws.onmessage = (event) => {
       conn.lastFrameAt = now();
       this._onFrame(conn, event.data);

@@ -1,13 +1,12 @@
 // The JavaScript client in Node.js, against the real Rust test server
 // (examples/js_test_server.rs) run as a process.
 
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 
 import {
-  Client,
   ClosedError,
   ConnectError,
   QueueFullError,
@@ -17,33 +16,11 @@ import {
   backoffDelay,
   channelName,
 } from "../sente-lite.js";
-import { ServerProcess, buildExamples, eventually, freePort } from "./support/server.js";
+import { eventually, freePort } from "./support/server.js";
+import { testbed } from "./support/testbed.js";
 
 const FAST = { initialDelayMs: 20, maxDelayMs: 200 };
-let executable;
-const clients = [];
-const servers = [];
-
-function client(url, options = {}) {
-  const c = new Client(url, { WebSocket, reconnect: FAST, requestTimeoutMs: 3000, ...options });
-  clients.push(c);
-  return c;
-}
-
-async function server(args = []) {
-  const s = new ServerProcess(executable, { port: await freePort(), args });
-  servers.push(s);
-  return s.start();
-}
-
-before(() => {
-  ({ js_test_server: executable } = buildExamples("js_test_server"));
-});
-
-after(async () => {
-  await Promise.all(clients.map((c) => c.disconnect()));
-  await Promise.all(servers.map((s) => s.kill()));
-});
+const { client, server } = testbed({ reconnect: FAST, requestTimeoutMs: 3000 });
 
 describe("backoff", () => {
   test("the ceiling grows exponentially, then is capped", () => {
@@ -239,9 +216,7 @@ describe("against a server", () => {
     assert.ok(err instanceof ConnectError);
     assert.equal(c.state, "failed");
     await assert.rejects(c.request("test/echo", { text: "x" }), ClosedError);
-    const other = new ServerProcess(executable, { port });
-    servers.push(other);
-    await other.start();
+    await server([], { port });
     await c.connect();
     assert.equal(c.state, "open");
   });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { schemaHash } from "../sente-lite.js";
 import { buildExamples } from "./support/server.js";
 
 const JS = fileURLToPath(new URL("../", import.meta.url));
@@ -29,6 +30,14 @@ test("generated event map types the client: good code compiles, wrong payloads d
   assert.match(
     generated,
     /"room\/\{name\}": \{ params: \{ name: string \}; name: `room\/\$\{string\}`; events: "chat\/message" \};/,
+  );
+
+  // The shapes beside the declarations: the JavaScript client's `schema` option.
+  const schema = JSON.parse(readFileSync(join(dir, "events.schema.json"), "utf8"));
+  assert.equal(schemaHash(schema), schema.schema_hash);
+  assert.deepEqual(
+    schema.events.map((event) => `${event.id} ${event.kind}`),
+    ["chat/join request", "chat/leave request", "chat/message event", "chat/say event"],
   );
 
   copyFileSync(join(TYPES, "sample.ts"), join(dir, "sample.ts"));

@@ -126,15 +126,35 @@ async def test_overlong_header_varint_refused_by_decoder():
     assert codec.pc_decode(bytes.fromhex("06 03"), _type_of(None))[0] == ["sl/ping", 3]
 
 
-async def test_schema_hash_lines_of_section_2():
-    # The document's example lines, hashed in sorted order (what the server's hash is
-    # checked against in test_handshake).
-    lines = "chat/send\tevent\t\nuser/get\trequest\tUser\n".encode()
+async def test_schema_hash_example_of_section_2():
+    # The document's example: one line, hashed with 64-bit FNV-1a.
+    line = 'chat/ping\tevent\t{"type":"null"}\t\n'.encode()
     h = 0xCBF29CE484222325
-    for b in lines:
+    for b in line:
         h = ((h ^ b) * 0x100000001B3) % 2**64
-    assert codec.schema_hash([("user/get", "request", "User"), ("chat/send", "event", "")]) \
-        == "%016x" % h
+    assert "%016x" % h == "716c4e9cac642e9a"
+    assert codec.schema_hash([{"id": "chat/ping", "kind": "event", "payload": {"type": "null"}}]) \
+        == "716c4e9cac642e9a"
+    assert codec.schema_hash([]) == "cbf29ce484222325"
+
+
+async def test_canonical_json_of_section_2():
+    numbers = [(0, "0"), (-0.0, "0"), (-32768, "-32768"), (1.5, "1.5"), (0.000001, "0.000001"),
+               (0.0000001, "1e-7"), (1e21, "1e+21"), (1e20, "100000000000000000000"),
+               (18446744073709551615, "18446744073709552000"), (5e-324, "5e-324")]
+    for value, text in numbers:
+        assert codec.canonical_json(value) == text, (value, codec.canonical_json(value))
+    shape = {"type": "object", "properties": {"zeta": {"type": "string", "format": "x"},
+                                              "alpha": {"b": 1, "a": 2}}, "required": ["zeta"]}
+    assert codec.canonical_json(shape) == (
+        '{"properties":{"zeta":{"format":"x","type":"string"},"alpha":{"a":2,"b":1}},'
+        '"required":["zeta"],"type":"object"}')
+    named = {"properties": {"properties": {"type": "object", "properties": {"b": {}, "a": {}}},
+                            "z": {}}}
+    assert codec.canonical_json(named) == \
+        '{"properties":{"properties":{"properties":{"b":{},"a":{}},"type":"object"},"z":{}}}'
+    assert codec.canonical_json({"\ue000": 1, "\U0001f600": 2, 'a"\\\n\x01\x7f\u00e9': 3}) == \
+        '{"a\\"\\\\\\n\\u0001\x7f\u00e9":3,"\U0001f600":2,"\ue000":1}'
 
 
 async def test_presence_snapshot_payload_is_a_vec_of_members():

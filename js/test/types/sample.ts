@@ -2,7 +2,7 @@
 // compile with `tsc --strict`. Each `@ts-expect-error` marks a mistake that
 // must be a type error (an unused directive is itself an error).
 import { Client, PresenceSet, RemoteError, TimeoutError } from "sente-lite";
-import type { PresenceChange, PresenceMember } from "sente-lite";
+import type { PresenceChange, PresenceMember, SchemaDescription, SchemaMismatch } from "sente-lite";
 import type { ChatMessage, Events, Joined } from "./events.js";
 
 const client = new Client<Events>("ws://127.0.0.1:3000/ws?name=ada");
@@ -98,3 +98,17 @@ export async function rooms(): Promise<string> {
   const wrong: Channels["room/{name}"]["name"] = "lobby";
   return String(wrong) + lobby.channel;
 }
+
+// A client that knows the shapes it was built with and hears when a server's differ.
+declare const schema: SchemaDescription;
+const checked = new Client<Events>("ws://127.0.0.1:3000/ws", {
+  schema,
+  onSchemaMismatch: (mismatch: SchemaMismatch) => {
+    const changed: string[] = (mismatch.differences ?? [])
+      .filter((difference) => difference.kind === "shape" && difference.payload)
+      .map((difference) => difference.id);
+    console.warn(mismatch.ours, mismatch.theirs, changed, mismatch.error);
+  },
+});
+export const ourHash: string | null = checked.schemaHash;
+export const lastMismatch: SchemaMismatch | null = checked.schemaMismatch;

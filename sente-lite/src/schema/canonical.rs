@@ -1,8 +1,9 @@
 //! The canonical JSON text of a shape, the form the schema hash is computed over.
 //!
 //! It is the JSON Canonicalization Scheme (RFC 8785) with one exception: the
-//! members of an object that is the value of a member named `properties` keep
-//! their order (a struct's fields, in the order the binary encoding sends them).
+//! value of a member named `properties`, in an object whose members are sorted,
+//! keeps the order of its own members (a struct's fields, in the order the
+//! binary encoding sends them); their values are sorted as usual.
 //! So: no whitespace; object members sorted by their names' UTF-16 code units;
 //! strings escaped as `JSON.stringify` escapes them; numbers written as
 //! ECMAScript writes a double.
@@ -46,7 +47,9 @@ fn write_value(value: &Value, keep_order: bool, out: &mut String) {
                 }
                 write_string(name, out);
                 out.push(':');
-                write_value(member, name == "properties", out);
+                // A `properties` map's values are schemas again: only a
+                // `properties` member of a sorted object keeps its order.
+                write_value(member, !keep_order && name == "properties", out);
             }
             out.push('}');
         }
@@ -160,6 +163,18 @@ mod tests {
         assert_eq!(
             canonical_json(&value),
             r#"{"properties":{"zeta":{"format":"x","type":"string"},"alpha":{"a":2,"b":1}},"required":["zeta"],"type":"object"}"#
+        );
+    }
+
+    #[test]
+    fn a_field_named_properties_has_its_schema_sorted() {
+        let value: serde_json::Value = serde_json::from_str(
+            r#"{"properties":{"properties":{"type":"object","properties":{"b":{},"a":{}}},"z":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"properties":{"properties":{"properties":{"b":{},"a":{}},"type":"object"},"z":{}}}"#
         );
     }
 

@@ -62,6 +62,10 @@ pub use canonical::canonical_json;
 /// The version of the [`Description`] format, its `version` field.
 pub const DESCRIPTION_VERSION: u32 = 1;
 
+/// The file [`Description::write_to`] writes into its directory, beside the
+/// TypeScript declarations (`events.d.ts`).
+pub const DESCRIPTION_FILE_NAME: &str = "events.schema.json";
+
 /// The path where a server publishes its [`Description`] (unless
 /// `ServerConfig::publish_schema` is off).
 pub const DESCRIPTION_PATH: &str = "/schema";
@@ -257,6 +261,20 @@ impl Description {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// Writes [`Description::to_json`] to `dir/events.schema.json`
+    /// ([`DESCRIPTION_FILE_NAME`]), creating `dir` when needed, and returns the
+    /// file's path. The JavaScript client takes it as its `schema` option.
+    pub fn write_to(
+        &self,
+        dir: impl AsRef<std::path::Path>,
+    ) -> std::io::Result<std::path::PathBuf> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(DESCRIPTION_FILE_NAME);
+        std::fs::write(&path, self.to_json())?;
+        Ok(path)
+    }
+
     /// Reads a description from JSON.
     pub fn from_json(text: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(text)
@@ -361,4 +379,79 @@ impl std::fmt::Display for Difference {
 /// hex digits.
 pub fn schema_hash_hex() -> &'static str {
     &Description::of_this_program().schema_hash
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A unit struct, as a payload.
+    #[derive(schemars::JsonSchema)]
+    struct Ping;
+
+    #[test]
+    fn the_protocol_example_hashes_as_documented() {
+        let payload = shape_of::<Ping>().to_value();
+        assert_eq!(payload, json!({"type": "null"}));
+        let description = Description::new(vec![EventShape {
+            id: "chat/ping".into(),
+            kind: EventKind::Event,
+            payload,
+            reply: None,
+        }]);
+        assert_eq!(description.schema_hash, "716c4e9cac642e9a");
+        assert_eq!(
+            format!("{:016x}", Description::new(Vec::new()).hash()),
+            "cbf29ce484222325"
+        );
+    }
+
+    #[test]
+    fn a_description_reads_back_and_names_its_differences() {
+        let event = |id: &str, kind, payload| EventShape {
+            id: id.into(),
+            kind,
+            payload,
+            reply: (kind == EventKind::Request).then(|| json!({"type": "string"})),
+        };
+        let ours = Description::new(vec![
+            event(
+                "a/same",
+                EventKind::Event,
+                json!({"type": "array", "items": {}}),
+            ),
+            event("a/kind", EventKind::Event, json!({"type": "null"})),
+            event("a/ours", EventKind::Event, json!({"type": "null"})),
+        ]);
+        let theirs = Description::new(vec![
+            // The order of a schema's keywords does not count.
+            event(
+                "a/same",
+                EventKind::Event,
+                json!({"items": {}, "type": "array"}),
+            ),
+            event("a/kind", EventKind::Request, json!({"type": "null"})),
+            event("a/theirs", EventKind::Event, json!({"type": "null"})),
+        ]);
+        let read = Description::from_json(theirs.to_json().as_bytes()).unwrap();
+        assert_eq!(read, theirs);
+        assert_eq!(
+            ours.differences(&read),
+            vec![
+                Difference::Shape {
+                    id: "a/kind".into(),
+                    payload: false,
+                    reply: true
+                },
+                Difference::OnlyOurs {
+                    id: "a/ours".into()
+                },
+                Difference::OnlyTheirs {
+                    id: "a/theirs".into()
+                },
+            ]
+        );
+    }
 }

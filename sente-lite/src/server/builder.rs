@@ -157,6 +157,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether the server publishes its schema description at `GET /schema`
+    /// (default on; see [`crate::schema`]). Off, clients whose schema hash
+    /// differs learn that it differs, not which events.
+    pub fn publish_schema(mut self, publish: bool) -> Self {
+        self.config.publish_schema = publish;
+        self
+    }
+
     /// The authentication hook: sees each upgrade request and returns the
     /// connection's user (or `None` for an anonymous connection), or a
     /// [`Rejection`] with the HTTP status to answer. Without a hook every
