@@ -20,7 +20,9 @@
 // joined by pattern and parameters (`join`, `channelName`), channel presence (`presence`, `watchPresence`), a
 // bounded queue of events sent while away (written in order after the
 // handshake and the restored subscriptions), `sl/ping` answered, a silent
-// server taken for dead, and a server's `reconnect_after_ms` honoured. The
+// server taken for dead, a server's `reconnect_after_ms` honoured, and, given
+// the shapes it was built with (`schema`), the events whose shapes differ
+// from the server's reported (`onSchemaMismatch`). The
 // wire format is described in the repository's docs/PROTOCOL.md.
 
 /** The subprotocol of the JSON encoding, version 1. */

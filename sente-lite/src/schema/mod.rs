@@ -5,7 +5,7 @@
 //! its reply: a JSON Schema (draft 2020-12) made by [`schemars`], which follows
 //! the serde attributes (`rename`, `rename_all`, `tag`, `content`, `untagged`,
 //! `skip`, `default`, `flatten`, ...) so the shape is what goes on the wire.
-//! `#[event]` derives [`JsonSchema`](schemars::JsonSchema) on the event type
+//! `#[event]` derives [`JsonSchema`] on the event type
 //! itself; the types it contains, and reply types, derive it as they derive
 //! `Serialize`:
 //!
