@@ -92,10 +92,18 @@ pub(crate) fn check_handshake(shared: &Arc<Shared>, theirs: &str) {
     let theirs = theirs.to_owned();
     tokio::spawn(async move {
         let differences = match &fetch {
-            Some(fetch) => fetch
-                .run()
-                .await
-                .map(|description| Description::of_this_program().differences(&description)),
+            Some(fetch) => fetch.run().await.map(|description| {
+                let hash = format!("{:016x}", description.hash());
+                if hash != theirs {
+                    // Another server behind the same address, or one mid-upgrade:
+                    // the differences are those of the description read.
+                    tracing::warn!(
+                        target: "sente_lite",
+                        "the server's description hashes to {hash}, not its handshake's {theirs}"
+                    );
+                }
+                Description::of_this_program().differences(&description)
+            }),
             None => Err("the server's description has no url".to_owned()),
         };
         let mismatch = Arc::new(SchemaMismatch {
