@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 
 import { schemaHash } from "../sente-lite.js";
 import { buildExamples } from "./support/server.js";
+import { typecheck } from "./support/tsc.js";
 
 const JS = fileURLToPath(new URL("../", import.meta.url));
 const TYPES = fileURLToPath(new URL("./types/", import.meta.url));
@@ -43,25 +44,7 @@ test("generated event map types the client: good code compiles, wrong payloads d
   copyFileSync(join(TYPES, "sample.ts"), join(dir, "sample.ts"));
   copyFileSync(join(TYPES, "wrong.ts"), join(dir, "wrong.ts"));
   writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }));
-  writeFileSync(
-    join(dir, "tsconfig.json"),
-    JSON.stringify({
-      compilerOptions: {
-        strict: true,
-        noEmit: true,
-        target: "es2022",
-        lib: ["es2022", "dom"],
-        module: "nodenext",
-        moduleResolution: "nodenext",
-        types: [],
-        paths: { "sente-lite": [join(JS, "sente-lite.d.ts")] },
-      },
-      files: ["sample.ts", "wrong.ts"],
-    }),
-  );
-  const tsc = spawnSync(process.execPath, [join(JS, "node_modules/typescript/bin/tsc"), "-p", dir, "--pretty", "false"], {
-    encoding: "utf8",
-  });
+  const tsc = typecheck(dir, ["sample.ts", "wrong.ts"], { "sente-lite": [join(JS, "sente-lite.d.ts")] });
   const errors = tsc.stdout.split("\n").filter((line) => / error TS\d+/.test(line));
   assert.notEqual(tsc.status, 0, "wrong.ts must not compile");
   assert.equal(errors.length, 1, `only wrong.ts's mistake is an error:\n${tsc.stdout}`);

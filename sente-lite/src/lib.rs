@@ -1,6 +1,6 @@
 //! Typed realtime events and RPC over WebSocket.
 //!
-#![doc = include_str!("../../docs/GUIDE.md")]
+#![doc = include_str!("../GUIDE.md")]
 
 // Lets the macros' `::sente_lite::...` paths resolve inside this crate's own tests.
 extern crate self as sente_lite;
@@ -63,11 +63,11 @@ pub use tungstenite::Message;
 /// Node.js, speaking the JSON encoding. Serve it to pages with
 /// `ServerBuilder::page("/sente-lite.js", "text/javascript", sente_lite::JS_CLIENT)`;
 /// a page then imports it with `import { Client } from "/sente-lite.js"`.
-pub const JS_CLIENT: &str = include_str!("../../js/sente-lite.js");
+pub const JS_CLIENT: &str = include_str!("../js/sente-lite.js");
 
 /// The TypeScript declarations of [`JS_CLIENT`] (`sente-lite.d.ts`), generic over
 /// an event map such as the one the `typescript` feature writes.
-pub const JS_CLIENT_TYPES: &str = include_str!("../../js/sente-lite.d.ts");
+pub const JS_CLIENT_TYPES: &str = include_str!("../js/sente-lite.d.ts");
 
 /// Makes a struct a typed channel. See [`Channel`] and the [`channel`](mod@channel) module.
 pub use sente_lite_macros::channel;

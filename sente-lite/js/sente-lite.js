@@ -1,0 +1,1 @@
+../../js/sente-lite.js
