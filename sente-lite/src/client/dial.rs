@@ -12,6 +12,7 @@ use tungstenite::Message;
 use tungstenite::client::IntoClientRequest;
 
 use super::ClientError;
+use super::credentials::CredentialsSource;
 use crate::protocol::{Control, Handshake, PROTOCOL_VERSION};
 use crate::{Codec, Inbound};
 
@@ -19,7 +20,7 @@ use crate::{Codec, Inbound};
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Where and how to connect, checked once when the client is built.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Target {
     /// The url, query included (it may carry a token: never logged).
     uri: Uri,
@@ -29,8 +30,21 @@ pub(crate) struct Target {
     pub(crate) codec: Codec,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    /// Fetched before every attempt, when set.
+    pub(crate) credentials: Option<CredentialsSource>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The query and the headers may carry secrets.
+        f.debug_struct("Target")
+            .field("url", &self.display)
+            .field("codec", &self.codec)
+            .field("credentials", &self.credentials.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Target {
@@ -80,6 +94,7 @@ impl Target {
             codec,
             connect_timeout,
             handshake_timeout,
+            credentials: None,
             #[cfg(feature = "tls")]
             tls: None,
         })
@@ -92,13 +107,31 @@ impl Target {
 
     /// Opens a connection and reads the server's handshake.
     pub(crate) async fn open(&self) -> Result<(Socket, Handshake), ClientError> {
+        let credentials = match &self.credentials {
+            Some(fetch) => Some(fetch().await.map_err(ClientError::Credentials)?),
+            None => None,
+        };
+        let uri =
+            match &credentials {
+                Some(credentials) => credentials.apply_query(&self.uri).map_err(|source| {
+                    ClientError::InvalidUrl {
+                        url: self.display.clone(),
+                        source,
+                    }
+                })?,
+                None => self.uri.clone(),
+            };
         // A fresh request per attempt: each upgrade needs its own key.
-        let mut request = (&self.uri)
-            .into_client_request()
-            .map_err(ClientError::Upgrade)?;
+        let mut request = (&uri).into_client_request().map_err(ClientError::Upgrade)?;
         let headers = request.headers_mut();
         for (name, value) in &self.headers {
             headers.append(name, value.clone());
+        }
+        for (name, value) in credentials.iter().flat_map(|c| c.headers()) {
+            let invalid = || ClientError::InvalidHeader { name: name.clone() };
+            let header = HeaderName::try_from(name.as_str()).map_err(|_| invalid())?;
+            let value = HeaderValue::try_from(value.as_str()).map_err(|_| invalid())?;
+            headers.append(header, value);
         }
         let requested = self.codec.subprotocol();
         headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(requested));

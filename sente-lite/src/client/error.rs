@@ -85,6 +85,11 @@ pub enum ClientError {
     /// The WebSocket upgrade failed for another reason.
     #[error("the WebSocket upgrade failed: {0}")]
     Upgrade(#[source] tungstenite::Error),
+    /// The credentials callback failed (see
+    /// [`ClientBuilder::credentials`](super::ClientBuilder::credentials)); its
+    /// message. Retried, as a token service may be back later.
+    #[error("no credentials for the connection: {0}")]
+    Credentials(String),
     /// The server's `sl/handshake` frame did not arrive within the handshake timeout.
     #[error("no handshake from the server within {timeout:?}")]
     HandshakeTimeout {
@@ -128,6 +133,7 @@ impl ClientError {
             | Self::ConnectTimeout { .. }
             | Self::HandshakeTimeout { .. }
             | Self::ClosedBeforeHandshake { .. }
+            | Self::Credentials(_)
             | Self::Upgrade(_) => true,
             Self::Rejected { status, .. } => {
                 status.is_server_error()

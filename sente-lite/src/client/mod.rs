@@ -102,6 +102,7 @@
 //! ```
 
 mod backoff;
+mod credentials;
 mod describe;
 mod dial;
 mod error;
@@ -124,6 +125,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use backoff::ReconnectPolicy;
+pub use credentials::{AfterRejection, Credentials, Rejection};
 pub use error::{ClientError, WaitTimeout};
 pub use joined::{ChannelMessage, Joined};
 pub use presence::{PresenceEvent, PresenceWatch};
@@ -202,6 +204,8 @@ impl Client {
             on_gap: None,
             on_schema_mismatch: None,
             schema_url: None,
+            credentials: None,
+            on_rejected: None,
         }
     }
 
@@ -637,6 +641,8 @@ pub struct ClientBuilder {
     on_gap: Option<GapCallback>,
     on_schema_mismatch: Option<schema::SchemaCallback>,
     schema_url: Option<String>,
+    credentials: Option<credentials::CredentialsSource>,
+    on_rejected: Option<credentials::RejectionCallback>,
 }
 
 impl ClientBuilder {
@@ -734,6 +740,57 @@ impl ClientBuilder {
     /// `connect`/`start` fail with [`ClientError::InvalidHeader`].
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Credentials fetched before every connection attempt, the first and
+    /// each reconnect: headers and query parameters added to the builder's,
+    /// so a token that expired or was rotated is replaced when the client
+    /// connects again. An `Err` fails that attempt with
+    /// [`ClientError::Credentials`], which the reconnection policy retries.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sente_lite::ClientError> {
+    /// use sente_lite::client::{AfterRejection, Credentials};
+    ///
+    /// async fn fresh_token() -> Result<String, String> {
+    ///     // Ask the identity provider, read a refreshed file, ...
+    ///     Ok("eyJhbGciOi...".into())
+    /// }
+    ///
+    /// let client = sente_lite::Client::builder("wss://chat.example/ws")
+    ///     .credentials(|| async { fresh_token().await.map(Credentials::bearer) })
+    ///     // A refused token: try again (with a fresh one) instead of failing.
+    ///     .on_rejected(|rejection| match rejection.status.as_u16() {
+    ///         401 if rejection.attempt < 3 => AfterRejection::Retry,
+    ///         _ => AfterRejection::Stop,
+    ///     })
+    ///     .start()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn credentials<F, Fut>(mut self, fetch: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Credentials, String>> + Send + 'static,
+    {
+        self.credentials = Some(Arc::new(move || Box::pin(fetch())));
+        self
+    }
+
+    /// Decides, when the server refuses an attempt's upgrade with an HTTP
+    /// error (401 and 403 for refused credentials), whether to retry after the
+    /// reconnection policy's delay or to stop in
+    /// [`Failed`](ConnectionState::Failed). Called from the client's task for
+    /// every refused attempt after the first connection (the first attempt of
+    /// [`ClientBuilder::connect`] returns its error instead; use
+    /// [`ClientBuilder::start`] to have it decided too). Without it, 408, 429
+    /// and 5xx are retried and every other status stops the client.
+    pub fn on_rejected<F>(mut self, decide: F) -> Self
+    where
+        F: Fn(&Rejection) -> AfterRejection + Send + Sync + 'static,
+    {
+        self.on_rejected = Some(Arc::new(decide));
         self
     }
 
@@ -857,6 +914,7 @@ impl ClientBuilder {
             self.connect_timeout,
             self.handshake_timeout,
         )?;
+        target.credentials = self.credentials;
         #[cfg(feature = "tls")]
         {
             target.tls = self.tls.clone();
@@ -877,6 +935,7 @@ impl ClientBuilder {
             on_resubscribe: self.on_resubscribe,
             on_gap: self.on_gap,
             on_schema_mismatch: self.on_schema_mismatch,
+            on_rejected: self.on_rejected,
             state: self.state,
         };
         let describe_uri = match &self.schema_url {

@@ -50,6 +50,7 @@ pub(crate) struct Settings {
     pub(crate) on_resubscribe: Option<ResubscribeCallback>,
     pub(crate) on_gap: Option<GapCallback>,
     pub(crate) on_schema_mismatch: Option<super::schema::SchemaCallback>,
+    pub(crate) on_rejected: Option<super::credentials::RejectionCallback>,
     pub(crate) state: crate::ctx::AppState,
 }
 

@@ -9,8 +9,10 @@ use crate::OutboundReceiver;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::ClientError;
 use super::ConnectionState;
 use super::backoff::Backoff;
+use super::credentials::{AfterRejection, Rejection};
 use super::dial::Socket;
 use super::shared::{ClientHub, ClientSide, Command, Live, Shared};
 use super::subscribing::Subscribing;
@@ -89,7 +91,17 @@ pub(crate) async fn supervise(
                     match attempt {
                         Ok(pair) => pair,
                         Err(err) => {
-                            let retry = err.is_retryable();
+                            let retry = match (&err, &shared.settings.on_rejected) {
+                                (ClientError::Rejected { status, body }, Some(decide)) => {
+                                    let rejection = Rejection {
+                                        status: *status,
+                                        body: body.clone(),
+                                        attempt: backoff.attempts(),
+                                    };
+                                    decide(&rejection) == AfterRejection::Retry
+                                }
+                                _ => err.is_retryable(),
+                            };
                             tracing::warn!(
                                 target: "sente_lite",
                                 attempt = backoff.attempts(),

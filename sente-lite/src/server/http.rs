@@ -355,6 +355,9 @@ pub(crate) async fn handle<B: Send + 'static>(
         return text(status, format!("{why}\n"));
     }
     if path == shared.config.path {
+        if is_probe(&request) {
+            return probe(request, shared, remote).await;
+        }
         return upgrade(request, shared, remote).await;
     }
     if path == "/health" {
@@ -445,6 +448,92 @@ fn origin_allowed(policy: &OriginPolicy, request: &Request<impl Sized>) -> bool 
             matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
         }
     }
+}
+
+/// The query parameter that makes a plain `GET` of the endpoint an
+/// authentication probe (`docs/PROTOCOL.md` §5, "Probing a refusal").
+pub(crate) const PROBE_PARAM: &str = "sl_probe";
+
+/// A `GET` of the endpoint without `Upgrade`, whose query has `sl_probe=1`.
+fn is_probe(request: &Request<impl Sized>) -> bool {
+    request.method() == http::Method::GET
+        && !header_has_token(request, header::UPGRADE, "websocket")
+        && request.uri().query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair == "sl_probe=1" || pair == PROBE_PARAM)
+        })
+}
+
+/// Answers whether an upgrade with this request's credentials would be
+/// accepted: the checks after the WebSocket headers' (draining, origin, the
+/// authentication hook, room for a connection), without opening anything.
+/// 204 when it would; the refusal's status and one-line body when not. A page
+/// reads the status (CORS allows its origin when the origin policy does),
+/// which a browser's WebSocket never shows it.
+async fn probe<B>(
+    request: Request<B>,
+    shared: Arc<Shared>,
+    remote: Option<SocketAddr>,
+) -> Response<Full<Bytes>> {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let origin_ok = origin_allowed(&shared.config.origins, &request);
+    let verdict = if shared.draining.load(Ordering::Acquire) {
+        Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down".to_owned(),
+        ))
+    } else if !origin_ok {
+        Err((StatusCode::FORBIDDEN, "origin not allowed".to_owned()))
+    } else {
+        let accepted = match &shared.auth {
+            None => Ok(()),
+            Some(auth) => auth(HandshakeRequest {
+                uri: request.uri().clone(),
+                headers: request.headers().clone(),
+                remote_addr: remote,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|rejection| (rejection.status, rejection.message)),
+        };
+        accepted.and_then(|()| {
+            let full = shared.counters.connections_open.load(Ordering::Acquire)
+                >= shared.config.limits.max_connections as u64;
+            if full {
+                Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections".to_owned(),
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    let mut response = match verdict {
+        Ok(()) => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default(),
+        Err((status, why)) => {
+            tracing::debug!(target: "sente_lite", status = status.as_u16(), why, "probe refused");
+            text(status, format!("{why}\n"))
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    if let (Some(origin), true) = (origin, origin_ok) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 /// Checks an upgrade request, answers 101 and starts the connection, or refuses it.
