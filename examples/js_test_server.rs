@@ -76,6 +76,11 @@ struct Args {
     /// Do not publish the schema description at `/schema`.
     #[arg(long)]
     no_schema: bool,
+    /// Accept only connections whose `token` query parameter equals this
+    /// file's contents (trimmed), read at every upgrade: rewriting the file
+    /// rotates the token.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// Echo `text` back, with who asked.
@@ -271,6 +276,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_ansi(false)
         .init();
     let args = Args::parse();
+    let token_file = args.token_file.clone();
     let server = Server::builder()
         .router(
             Router::new()
@@ -319,10 +325,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Losses are summed up quickly, for the tests to see them.
             config.telemetry.summary_interval = Duration::from_millis(200);
         })
-        .auth(|req| async move {
-            match req.query("name") {
-                Some(name) if name == "intruder" => Err(Rejection::unauthorized("not you")),
-                name => Ok(name.map(Into::into)),
+        .auth(move |req| {
+            let token_file = token_file.clone();
+            async move {
+                if let Some(path) = token_file {
+                    // A few bytes, read when a connection opens.
+                    let current = std::fs::read_to_string(&path).unwrap_or_default();
+                    if req.query("token").as_deref() != Some(current.trim()) {
+                        return Err(Rejection::unauthorized("token expired"));
+                    }
+                }
+                match req.query("name") {
+                    Some(name) if name == "intruder" => Err(Rejection::unauthorized("not you")),
+                    name => Ok(name.map(Into::into)),
+                }
             }
         })
         .channel("news/*", news_or_secret)

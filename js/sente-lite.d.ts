@@ -326,6 +326,14 @@ export interface ClientOptions {
   /** Called with each `sl/error` the server sends. */
   onProtocolError?: (error: RemoteError) => void;
   /**
+   * Decides, when the server refuses an attempt (HTTP 401 or 403 for refused
+   * credentials; in a browser, learned from the server's probe), whether to
+   * retry after the backoff delay (calling an async `url` function again for
+   * fresh credentials) or to stop in `failed`. Without it, 408, 429 and 5xx
+   * are retried and other statuses fail.
+   */
+  onRejected?: (rejection: Rejection) => "retry" | "stop";
+  /**
    * The description of the events this client was built with (the exporter's
    * `events.schema.json`). With it, the client compares its schema hash with
    * each server's handshake and, on a difference, reads the server's
@@ -360,6 +368,22 @@ export class RemoteError extends SenteError {
 export class QueueFullError extends SenteError {
   readonly code: "queue-full" | "too-many-in-flight";
 }
+/** A refused connection attempt, as `onRejected` sees it. */
+export interface Rejection {
+  /** The HTTP status the server refused the upgrade with. */
+  status: number;
+  /** What the server said. */
+  message: string;
+  /** How many attempts failed in a row before this one. */
+  attempt: number;
+}
+
+/**
+ * Why an attempt failed: `rejected` (with `status`), `credentials` (an async
+ * url function failed; retried), `closed-before-handshake`, `connect-timeout`,
+ * `invalid-url`, `subprotocol-refused`, `invalid-handshake`,
+ * `not-a-handshake` or `unsupported-version`.
+ */
 export class ConnectError extends SenteError {
   readonly retryable: boolean;
   readonly status?: number;
@@ -375,7 +399,11 @@ export class Client<
   M extends { [K in keyof M]: EventShape } = AnyEvents,
   C extends { [P in keyof C]: ChannelShape } = AnyChannels,
 > {
-  constructor(url: string | (() => string), options?: ClientOptions);
+  /**
+   * `url`, or a function returning it (or a promise of it) before every
+   * attempt: the place to put a fresh token in the query.
+   */
+  constructor(url: string | (() => string | Promise<string>), options?: ClientOptions);
 
   readonly state: ConnectionState;
   readonly handshake: Handshake | null;

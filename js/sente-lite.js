@@ -227,6 +227,42 @@ function resolveUrl(url) {
   return resolved.href;
 }
 
+/** A refused upgrade: retried by default for 408, 429 and 5xx only. */
+function rejectedError(status, message) {
+  const retryable = status >= 500 || status === 408 || status === 429;
+  return new ConnectError("rejected", message, retryable, { status });
+}
+
+/**
+ * Asks the server what it answers an upgrade from `wsUrl` (its probe,
+ * docs/PROTOCOL.md section 5): a `rejected` error for a 4xx or 5xx answer,
+ * `null` when it would accept, or cannot be asked.
+ */
+async function probeRefusal(wsUrl, fetchFn, timeoutMs) {
+  if (typeof fetchFn !== "function") return null;
+  let url;
+  try {
+    url = new URL(wsUrl);
+    url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    url.searchParams.append("sl_probe", "1");
+  } catch {
+    return null;
+  }
+  try {
+    const response = await fetchFn(url.href, {
+      credentials: "include",
+      cache: "no-store",
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    // 426: a server without the probe answered as to any plain GET.
+    if (response.status < 400 || response.status === 426) return null;
+    const body = (await response.text()).trim();
+    return rejectedError(response.status, `the server refuses the connection with HTTP ${response.status}: ${body}`);
+  } catch {
+    return null;
+  }
+}
+
 /** The url without its query (which may carry a token), for messages. */
 function displayUrl(url) {
   const q = url.indexOf("?");
@@ -536,8 +572,13 @@ function presenceMember(member) {
  * A connection to a sente-lite server that reconnects by itself.
  *
  * `url` is `ws://host:port/path?query`, a path relative to the page
- * (`/ws?name=ada`) in a browser, or a function returning either, called before
- * every attempt (to refresh a token). Nothing happens until `connect()`.
+ * (`/ws?name=ada`) in a browser, or a function returning either (or a promise
+ * of either), called before every attempt to put a fresh token in the query;
+ * a promise that rejects fails the attempt with `credentials`, retried. A
+ * browser cannot read why the server refused an upgrade, so after an attempt
+ * that closed before it opened the client asks the server's probe (PROTOCOL.md
+ * section 5); a refusal (`rejected`, with its `status`) stops the client
+ * unless `onRejected` says to retry. Nothing happens until `connect()`.
  */
 export class Client {
   constructor(url, options = {}) {
@@ -559,6 +600,7 @@ export class Client {
     if (options.onGap) this._gapListeners.add(options.onGap);
     this._presence = new Map();
     this._onProtocolError = options.onProtocolError ?? null;
+    this._onRejected = options.onRejected ?? null;
     this._schema = options.schema ?? null;
     this._schemaHash = this._schema ? schemaHash(this._schema) : null;
     this._schemaUrl = options.schemaUrl ?? null;
@@ -809,38 +851,57 @@ export class Client {
 
   // ------------------------------------------------------------ attempts
 
-  _open() {
+  async _open() {
     if (this._stopped) return;
     if (this._attempt > 0 || this._state !== "connecting") this._setState("reconnecting");
-    let url;
+    // The attempt exists from now on, so that `_abandonAttempt` ends it while
+    // its url is being made or its refusal probed.
+    const attempt = { ws: null, url: null, done: false, closeFloorMs: null, timer: null };
+    this._attemptSocket = attempt;
+    const fail = (error) => {
+      if (attempt.done) return;
+      this._endAttempt(attempt);
+      this._attemptFailed(error, attempt.closeFloorMs);
+    };
+    let given;
     try {
-      url = resolveUrl(typeof this._url === "function" ? this._url() : this._url);
+      given = typeof this._url === "function" ? this._url() : this._url;
     } catch (err) {
-      this._attemptFailed(new ConnectError("invalid-url", err.message, false));
+      fail(new ConnectError("invalid-url", err.message, false));
       return;
     }
+    if (typeof given?.then === "function") {
+      // An async url function: fetching credentials may fail for a while.
+      try {
+        given = await given;
+      } catch (err) {
+        fail(new ConnectError("credentials", `no url for the connection: ${err?.message ?? err}`, true));
+        return;
+      }
+      if (attempt.done) return;
+    }
+    let url;
+    try {
+      url = resolveUrl(given);
+    } catch (err) {
+      fail(new ConnectError("invalid-url", err.message, false));
+      return;
+    }
+    attempt.url = url;
     let ws;
     try {
       ws = new this._WebSocket(url, [SUBPROTOCOL]);
     } catch (err) {
-      this._attemptFailed(new ConnectError("invalid-url", `cannot open ${displayUrl(url)}: ${err.message}`, false));
+      fail(new ConnectError("invalid-url", `cannot open ${displayUrl(url)}: ${err.message}`, false));
       return;
     }
-    const attempt = { ws, url, done: false, closeFloorMs: null };
-    this._attemptSocket = attempt;
-    const fail = (error) => {
-      if (attempt.done) return;
-      attempt.done = true;
-      clearTimeout(attempt.timer);
-      detach(ws);
-      closeQuietly(ws);
-      this._attemptSocket = null;
-      this._attemptFailed(error, attempt.closeFloorMs);
-    };
+    attempt.ws = ws;
     attempt.timer = timer(this._connectTimeoutMs, () =>
       fail(new ConnectError("connect-timeout", `no handshake from ${displayUrl(url)} within ${this._connectTimeoutMs} ms`, true)),
     );
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       if (ws.protocol !== SUBPROTOCOL) {
         fail(new ConnectError("subprotocol-refused", `the server did not accept subprotocol ${SUBPROTOCOL} (it answered ${JSON.stringify(ws.protocol)})`, false));
       }
@@ -848,14 +909,17 @@ export class Client {
     ws.onerror = (event) => {
       // Node's `ws` says why an upgrade was refused; browsers never do.
       const status = /Unexpected server response: (\d+)/.exec(event?.message ?? event?.error?.message ?? "");
-      if (status) {
-        const code = Number(status[1]);
-        const retryable = code >= 500 || code === 408 || code === 429;
-        fail(new ConnectError("rejected", `the server refused the WebSocket upgrade with HTTP ${code}`, retryable, { status: code }));
-      }
+      if (status) fail(rejectedError(Number(status[1]), `the server refused the WebSocket upgrade with HTTP ${status[1]}`));
     };
     ws.onclose = (event) => {
-      fail(new ConnectError("closed-before-handshake", `the connection to ${displayUrl(url)} ended before the server's handshake (close code ${event?.code})`, true, { closeCode: event?.code }));
+      const closed = new ConnectError("closed-before-handshake", `the connection to ${displayUrl(url)} ended before the server's handshake (close code ${event?.code})`, true, { closeCode: event?.code });
+      if (attempt.done || opened || event?.code !== 1006) {
+        fail(closed);
+        return;
+      }
+      // Never opened, no status: ask the server whether it refused us.
+      detach(ws);
+      probeRefusal(url, this._fetch, this._connectTimeoutMs).then((refused) => fail(refused ?? closed));
     };
     ws.onmessage = (event) => {
       if (attempt.done) return;
@@ -889,18 +953,27 @@ export class Client {
   }
 
   _abandonAttempt() {
-    const attempt = this._attemptSocket;
-    if (!attempt) return;
+    if (this._attemptSocket) this._endAttempt(this._attemptSocket);
+  }
+
+  /** Marks `attempt` over and closes its socket, if it has one. */
+  _endAttempt(attempt) {
     attempt.done = true;
     clearTimeout(attempt.timer);
-    detach(attempt.ws);
-    closeQuietly(attempt.ws);
-    this._attemptSocket = null;
+    if (attempt.ws) {
+      detach(attempt.ws);
+      closeQuietly(attempt.ws);
+    }
+    if (this._attemptSocket === attempt) this._attemptSocket = null;
   }
 
   _attemptFailed(error, floorMs = null) {
     this._lastError = error;
     if (this._stopped) return;
+    if (error.code === "rejected" && this._onRejected) {
+      const decision = this._onRejected({ status: error.status, message: error.message, attempt: this._attempt });
+      error.retryable = decision === "retry";
+    }
     if (!error.retryable) {
       this._setState("failed");
       return;

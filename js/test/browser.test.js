@@ -207,3 +207,44 @@ test("chat in the browser: two pages, a request, a dropped socket, presence, a s
     "rejected-in-the-browser",
   ]);
 });
+
+test("a refused upgrade in the browser: the probe says why, and the page decides", { timeout: 60_000 }, async () => {
+  const page = await context.newPage();
+  await page.goto(server.httpUrl);
+  const outcome = await page.evaluate(async () => {
+    const { Client } = await import("/sente-lite.js");
+    // The chat refuses names longer than 32 bytes with 401; the browser's
+    // WebSocket shows only a close, the probe shows the status.
+    const refused = new Client(`/ws?name=${"x".repeat(40)}`, { reconnect: { initialDelayMs: 20 } });
+    const error = await refused.connect().then(() => null, (e) => e);
+    // A page that fixes its credentials and retries.
+    let name = "y".repeat(40);
+    const decided = [];
+    const retrying = new Client(async () => `/ws?name=${name}`, {
+      reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
+      onRejected: (rejection) => {
+        decided.push(rejection.status);
+        name = "carol";
+        return "retry";
+      },
+    });
+    await retrying.connect();
+    const userId = retrying.userId;
+    await retrying.disconnect();
+    return {
+      code: error?.code,
+      status: error?.status,
+      message: error?.message,
+      state: refused.state,
+      decided,
+      userId,
+    };
+  });
+  await page.close();
+  assert.equal(outcome.code, "rejected");
+  assert.equal(outcome.status, 401);
+  assert.match(outcome.message, /a name is 1 to 32 bytes/);
+  assert.equal(outcome.state, "failed");
+  assert.deepEqual(outcome.decided, [401]);
+  assert.equal(outcome.userId, "carol");
+});

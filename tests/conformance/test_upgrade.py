@@ -116,6 +116,35 @@ async def test_authentication_refused_401(srv):
     assert await status_of(srv, path="/ws?name=ada") == 101
 
 
+async def probe(srv, query, origin=None):
+    lines = [f"GET /ws?{query} HTTP/1.1", f"Host: {srv.addr}", "Connection: close"]
+    if origin:
+        lines.append(f"Origin: {origin}")
+    return await http(srv, ("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+async def test_probe_answers_what_the_upgrade_would(srv):
+    status, headers, body = await probe(srv, "name=ada&sl_probe=1")
+    assert status == 204 and body == b"", (status, body)
+    assert headers["cache-control"] == ["no-store"], headers
+    status, headers, body = await probe(srv, "sl_probe=1&name=intruder")
+    assert status == 401, status
+    assert body.decode().strip() == "not you" and body.count(b"\n") == 1, body
+    # An allowed origin may read the answer, with credentials.
+    status, headers, _ = await probe(srv, "name=intruder&sl_probe=1", origin=f"http://{srv.addr}")
+    assert status == 401
+    assert headers["access-control-allow-origin"] == [f"http://{srv.addr}"], headers
+    assert headers["access-control-allow-credentials"] == ["true"], headers
+    assert "origin" in ",".join(headers["vary"]).lower(), headers
+    # Another origin is refused as its upgrade would be, unreadable to it.
+    status, headers, _ = await probe(srv, "name=ada&sl_probe=1", origin="http://evil.example")
+    assert status == 403
+    assert "access-control-allow-origin" not in headers, headers
+    # Without `sl_probe=1`, a plain GET is still not an upgrade.
+    status, _, _ = await probe(srv, "name=ada")
+    assert status == 426
+
+
 @background
 async def test_request_head_within_10_s():
     async with Server() as srv:

@@ -112,3 +112,11 @@ const checked = new Client<Events>("ws://127.0.0.1:3000/ws", {
 });
 export const ourHash: string | null = checked.schemaHash;
 export const lastMismatch: SchemaMismatch | null = checked.schemaMismatch;
+
+// Credentials fetched before every attempt, and a refusal decided on.
+async function freshToken(): Promise<string> {
+  return "token";
+}
+export const refreshing = new Client<Events>(async () => `wss://chat.example/ws?token=${await freshToken()}`, {
+  onRejected: (rejection) => (rejection.status === 401 && rejection.attempt < 3 ? "retry" : "stop"),
+});
