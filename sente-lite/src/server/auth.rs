@@ -23,13 +23,13 @@ pub struct HandshakeRequest {
 }
 
 impl HandshakeRequest {
-    /// The first value of query parameter `name`, percent-decoded.
+    /// The first value of query parameter `name`, decoded as a form
+    /// (`%XX` escapes, `+` for a space).
     pub fn query(&self, name: &str) -> Option<String> {
         let query = self.uri.query()?;
-        query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key) == name).then(|| percent_decode(value))
-        })
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
     }
 
     /// The value of cookie `name`.
@@ -44,30 +44,6 @@ impl HandshakeRequest {
                 (key == name).then(|| value.to_owned())
             })
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An upgrade refused by the authentication hook: the HTTP status and a message.

@@ -25,6 +25,8 @@ mod config;
 mod health;
 mod http;
 pub(crate) mod hub;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 mod metrics;
 mod per_address;
 mod run;
