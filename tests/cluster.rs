@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use cluster_events::{Ask, Members, NameOf, News, Note, Publish, Question, Tell};
+use cluster_events::{Ask, Kick, Members, NameOf, News, Note, Publish, Question, Tell};
 use futures_util::{SinkExt, StreamExt};
 use listening::spawn_listening;
 use redis_process::{RedisProcess, free_port};
@@ -247,6 +247,38 @@ async fn three_servers_on_one_redis_act_as_one() {
         .await
         .expect_err("nobody to ask");
     assert_eq!(nobody.code(), "not-connected", "{nobody}");
+
+    // disconnect_user from a closes bob's connection on c, with the reason,
+    // and nobody else's; bob's client comes back by itself.
+    let bob_before = postcard.conn_id();
+    let alice_before = json.conn_id();
+    let here = publisher
+        .request(&Kick {
+            user: "bob".into(),
+            message: "signed out everywhere".into(),
+        })
+        .await
+        .expect("kicked");
+    assert_eq!(here, 0, "bob has no connection on a");
+    until("bob is told why", || {
+        postcard
+            .last_close()
+            .is_some_and(|r| r.message == "signed out everywhere")
+    })
+    .await;
+    assert_eq!(
+        postcard
+            .last_close()
+            .map(|r| r.code.into_owned())
+            .as_deref(),
+        Some("policy")
+    );
+    until("bob is back", || {
+        postcard.state() == sente_lite::ConnectionState::Open && postcard.conn_id() != bob_before
+    })
+    .await;
+    assert_eq!(json.conn_id(), alice_before, "alice stays");
+    assert!(json.last_close().is_none());
 
     // Presence is the union: alice (on b) and bob (on c), seen from a.
     let members = members_until(&publisher, "news/x", |m| m == ["alice", "bob"]).await;

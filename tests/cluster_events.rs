@@ -66,3 +66,11 @@ pub(crate) struct Ask {
 pub(crate) struct Question {
     pub(crate) text: String,
 }
+
+/// Asks the server to close every connection of `user`, on every server.
+#[sente_lite::event("cluster/kick", reply = usize)]
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Kick {
+    pub(crate) user: String,
+    pub(crate) message: String,
+}

@@ -10,7 +10,7 @@ use sente_lite::engine::{
     ChannelOptions, Engine, EngineError, EngineFuture, EngineMetric, Node, OutgoingEvent,
     Publication, Published, Recovery, ReplyFuture,
 };
-use sente_lite::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
+use sente_lite::protocol::{CloseReason, ConnId, PresenceMember, StreamPosition, UserId};
 use tokio::sync::oneshot;
 
 use crate::config::Keys;
@@ -137,6 +137,7 @@ impl OnPush for Inner {
                 } else if channel == self.keys.node(&self.id).as_bytes() {
                     match message.split_first() {
                         Some((b'e', body)) => self.user_event(body),
+                        Some((b'k', body)) => self.user_kick(body),
                         Some((b'q', body)) => {
                             if let Some(inner) = self.this.get().and_then(Weak::upgrade) {
                                 requests::asked(&inner, body);
@@ -182,6 +183,43 @@ impl Inner {
         if let Err(e) = delivered {
             tracing::warn!(target: "sente_lite_redis", user = %user, error = %e, "an event for a user could not be framed for some connections");
         }
+    }
+
+    /// Sends `kind` and `body` to the other servers that hold `user`
+    /// (`len:user` first), queued with the publications, so that what is
+    /// sent to one user keeps its order.
+    fn route_to_user(&self, user: &UserId, kind: u8, body: &[u8], what: &str) {
+        let mut message = vec![kind];
+        message.extend_from_slice(format!("{}:{}", user.0.len(), user.0).as_bytes());
+        message.extend_from_slice(body);
+        let route = Pending::Route {
+            user: user.0.clone(),
+            message,
+            one: None,
+        };
+        if self.queue.push(route).is_err() {
+            bump(&self.link.counters.publish_failures);
+            tracing::warn!(target: "sente_lite_redis", user = %user, "too many sends wait for Redis: {what} did not reach the other servers");
+        }
+    }
+
+    /// A disconnect of a user of this server, asked by another: `len:user`
+    /// then the close reason as JSON (after the kind byte `k`).
+    fn user_kick(&self, message: &[u8]) {
+        let Some(node) = self.node.get() else {
+            return;
+        };
+        let parsed = wire::split_field(message).and_then(|(len, rest)| {
+            let len: usize = len.parse().ok()?;
+            let user = std::str::from_utf8(rest.get(..len)?).ok()?;
+            let reason: CloseReason = serde_json::from_slice(&rest[len..]).ok()?;
+            Some((user, reason))
+        });
+        let Some((user, reason)) = parsed else {
+            bump(&self.link.counters.malformed);
+            return;
+        };
+        node.disconnect_user(&UserId(user.to_owned()), &reason);
     }
 
     /// One beat: tells Redis this server is alive, checks the links, removes
@@ -425,18 +463,18 @@ impl Engine for RedisEngine {
             },
             None => 0,
         };
-        let mut message = format!("e{}:{}", user.0.len(), user.0).into_bytes();
-        message.extend_from_slice(&wire::pack(event));
-        let route = Pending::Route {
-            user: user.0.clone(),
-            message,
-            one: None,
-        };
-        // Queued with the publications: events to one user keep their order.
-        if inner.queue.push(route).is_err() {
-            bump(&inner.link.counters.publish_failures);
-            tracing::warn!(target: "sente_lite_redis", user = %user, "too many sends wait for Redis: an event for a user did not reach the other servers");
-        }
+        inner.route_to_user(user, b'e', &wire::pack(event), "an event for a user");
+        Box::pin(std::future::ready(Ok(here)))
+    }
+
+    fn disconnect_user(&self, user: &UserId, reason: &CloseReason) -> EngineFuture<usize> {
+        let inner = &self.inner;
+        let here = inner
+            .node
+            .get()
+            .map_or(0, |node| node.disconnect_user(user, reason));
+        let reason = serde_json::to_vec(reason).unwrap_or_default();
+        inner.route_to_user(user, b'k', &reason, "a disconnect of a user");
         Box::pin(std::future::ready(Ok(here)))
     }
 

@@ -17,7 +17,9 @@ use sente_lite::engine::{
     ChannelOptions, Engine, EngineFuture, MemoryEngine, Node, OutgoingEvent, Publication,
     Published, Recovery,
 };
-use sente_lite::protocol::{Control, PresenceMember, StreamPosition, SubscribeReply, codes};
+use sente_lite::protocol::{
+    CloseReason, Control, PresenceMember, StreamPosition, SubscribeReply, codes,
+};
 use sente_lite::server::{Rejection, allow_all};
 use sente_lite::{
     Client, ClientBuilder, Codec, ConnId, Ctx, Message, ReconnectPolicy, Router, Server, UserId,
@@ -243,6 +245,10 @@ impl Engine for Gated {
 
     fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize> {
         self.inner.send_to_user(user, event)
+    }
+
+    fn disconnect_user(&self, user: &UserId, reason: &CloseReason) -> EngineFuture<usize> {
+        self.inner.disconnect_user(user, reason)
     }
 
     fn request_user(

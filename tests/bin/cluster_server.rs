@@ -12,7 +12,7 @@ mod cluster_events;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster_events::{Ask, HealthOf, Members, NameOf, News, Note, Publish, Question, Tell};
+use cluster_events::{Ask, HealthOf, Kick, Members, NameOf, News, Note, Publish, Question, Tell};
 use sente_lite::server::{ChannelOptions, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server, UserId};
 use sente_lite_redis::{RedisConfig, RedisEngine};
@@ -92,6 +92,16 @@ async fn do_health(ctx: Ctx, _req: HealthOf) -> Result<(String, String), ErrorRe
 }
 
 #[sente_lite::handler]
+async fn do_kick(ctx: Ctx, req: Kick) -> Result<usize, ErrorReply> {
+    let reason = sente_lite::protocol::CloseReason {
+        code: "policy".into(),
+        message: req.message,
+        reconnect_after_ms: None,
+    };
+    Ok(server_of(&ctx)?.disconnect_user(&UserId(req.user), reason))
+}
+
+#[sente_lite::handler]
 async fn do_name(_req: NameOf) -> String {
     NAME.get().cloned().unwrap_or_default()
 }
@@ -126,6 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .handler(do_ask)
                 .handler(do_members)
                 .handler(do_health)
+                .handler(do_kick)
                 .handler(do_name),
         )
         .auth(|req| async move { Ok(req.query("user").map(Into::into)) })

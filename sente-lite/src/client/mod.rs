@@ -301,6 +301,13 @@ impl Client {
         self.shared().last_error()
     }
 
+    /// Why the server last closed a connection of this client (its
+    /// `sl/close`: a code such as `going-away` or `policy`, a message, and
+    /// when to come back), kept across reconnects; `None` until it did.
+    pub fn last_close(&self) -> Option<crate::protocol::CloseReason> {
+        shared::lock(&self.shared().last_close).clone()
+    }
+
     /// How the server's schema differs from this program's, or `None` when
     /// their schema hashes agree (or no difference was reported yet).
     ///

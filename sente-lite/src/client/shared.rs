@@ -157,6 +157,8 @@ pub(crate) struct Shared {
     /// Typed subscriptions ([`super::Client::join`]), by channel.
     pub(crate) joins: Mutex<super::joined::Joins>,
     last_error: Mutex<Option<Arc<ClientError>>>,
+    /// The server's last `sl/close`: why it closed a connection.
+    pub(crate) last_close: Mutex<Option<CloseReason>>,
     /// What is known of the server's schema.
     pub(crate) schema: Mutex<super::schema::SchemaCheck>,
     /// How to fetch the server's description, when its schema hash differs.
@@ -185,6 +187,7 @@ impl Shared {
             presence: Mutex::new(Registry::default()),
             joins: Mutex::new(super::joined::Joins::default()),
             last_error: Mutex::new(None),
+            last_close: Mutex::new(None),
             schema: Mutex::new(super::schema::SchemaCheck::default()),
             describe,
         }
@@ -683,6 +686,7 @@ impl Side for ClientSide {
         self.reconnect_floor = reason
             .reconnect_after_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
+        *lock(&self.shared.last_close) = Some(reason);
     }
 }
 

@@ -11,7 +11,7 @@ use super::{
     ReplyFuture,
 };
 use crate::RequestError;
-use crate::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
+use crate::protocol::{CloseReason, ConnId, PresenceMember, StreamPosition, UserId};
 
 /// The bounds of a [`MemoryEngine`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,5 +195,12 @@ impl Engine for MemoryEngine {
             None => Ok(0),
         };
         Box::pin(std::future::ready(result))
+    }
+
+    fn disconnect_user(&self, user: &UserId, reason: &CloseReason) -> EngineFuture<usize> {
+        let closed = self
+            .node()
+            .map_or(0, |node| node.disconnect_user(user, reason));
+        Box::pin(std::future::ready(Ok(closed)))
     }
 }

@@ -43,7 +43,7 @@ pub use memory::{MemoryEngine, MemoryEngineConfig};
 pub use publication::{OutgoingEvent, Publication};
 
 use crate::pending::RawReply;
-use crate::protocol::{ConnId, PresenceMember, StreamPosition, UserId};
+use crate::protocol::{CloseReason, ConnId, PresenceMember, StreamPosition, UserId};
 use crate::server::{Presence, hub::Shared};
 use crate::{EncodeError, RequestError};
 
@@ -194,6 +194,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Sends `event` to every connection of `user`, on every server.
     fn send_to_user(&self, user: &UserId, event: &OutgoingEvent<'_>) -> EngineFuture<usize>;
 
+    /// Closes every connection of `user`, on every server, gracefully with
+    /// `reason` (as [`Server::disconnect`](crate::Server::disconnect) does
+    /// one). Resolves to how many connections of this server it closed.
+    fn disconnect_user(&self, user: &UserId, reason: &CloseReason) -> EngineFuture<usize>;
+
     /// Sends the request `event` to one connection of `user` (on this server
     /// when it has one, else on another server of the engine), waits for the
     /// reply at most `timeout`, and answers it as it came.
@@ -337,6 +342,15 @@ impl Node {
         match self.shared.upgrade() {
             Some(shared) => shared.send_to_user_here(user, event),
             None => Ok(0),
+        }
+    }
+
+    /// Closes this server's connections of `user` gracefully with `reason`;
+    /// how many there were.
+    pub fn disconnect_user(&self, user: &UserId, reason: &CloseReason) -> usize {
+        match self.shared.upgrade() {
+            Some(shared) => shared.disconnect_user_here(user, reason),
+            None => 0,
         }
     }
 

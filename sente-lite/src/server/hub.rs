@@ -9,7 +9,9 @@ use tokio::sync::broadcast;
 
 use crate::connection::CloseSignal;
 use crate::engine::{ChannelOptions, Engine, OutgoingEvent};
-use crate::protocol::{ConnId, PresenceSnapshot, StreamPosition, SubscribeReply, UserId, codes};
+use crate::protocol::{
+    CloseReason, ConnId, PresenceSnapshot, StreamPosition, SubscribeReply, UserId, codes,
+};
 use crate::stats::Counters;
 use crate::{Ctx, EncodeError, ErrorReply, RouteTable};
 
@@ -198,11 +200,16 @@ impl Shared {
         }
     }
 
-    pub(crate) fn user_conns(&self, user: &UserId) -> Vec<Ctx> {
-        let ids: Vec<ConnId> = lock(&self.users)
+    /// The ids of this server's connections of `user`.
+    fn user_conn_ids(&self, user: &UserId) -> Vec<ConnId> {
+        lock(&self.users)
             .get(user)
             .map(|conns| conns.iter().copied().collect())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn user_conns(&self, user: &UserId) -> Vec<Ctx> {
+        let ids = self.user_conn_ids(user);
         let conns = lock(&self.conns);
         ids.iter()
             .filter_map(|id| conns.get(id).map(|e| e.ctx.clone()))
@@ -216,6 +223,16 @@ impl Shared {
         event: &OutgoingEvent<'_>,
     ) -> Result<usize, EncodeError> {
         fan_out(self.user_conns(user), event)
+    }
+
+    /// Closes this server's connections of `user` gracefully; how many.
+    pub(crate) fn disconnect_user_here(&self, user: &UserId, reason: &CloseReason) -> usize {
+        let ids = self.user_conn_ids(user);
+        let conns = lock(&self.conns);
+        ids.iter()
+            .filter_map(|id| conns.get(id))
+            .map(|entry| entry.signal.close(reason.clone()))
+            .count()
     }
 
     pub(crate) fn users_online(&self) -> Vec<UserId> {

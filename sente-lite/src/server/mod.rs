@@ -210,6 +210,27 @@ impl Server {
         }
     }
 
+    /// Closes every connection of `user`, on every server of the engine,
+    /// gracefully with `reason` (each as [`Server::disconnect`] closes one):
+    /// to sign a user out everywhere, or to make every device of theirs
+    /// reconnect with fresh credentials. Returns how many connections of this
+    /// server it closed.
+    pub fn disconnect_user(&self, user: &UserId, reason: CloseReason) -> usize {
+        match self
+            .shared
+            .engine
+            .disconnect_user(user, &reason)
+            .now_or_never()
+        {
+            Some(Ok(closed)) => closed,
+            Some(Err(e)) => {
+                tracing::warn!(target: "sente_lite", user = %user, error = %e, "disconnect_user failed");
+                0
+            }
+            None => 0,
+        }
+    }
+
     /// Sends a request to a client connection and waits for its reply (at most
     /// the configured request timeout).
     pub async fn request<E: Request>(
