@@ -12,7 +12,8 @@ use crate::engine::{ChannelOptions, MemoryEngineConfig};
 ///
 /// It reads the `[server]` table of a [settings file](crate::settings), a
 /// duration as whole milliseconds under its name with `_ms` appended
-/// (`ping_interval_ms`).
+/// (`ping_interval_ms`). Deserialized on its own, its values are not checked:
+/// [`Settings::load`](crate::settings::Settings::load) checks them.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]

@@ -71,6 +71,10 @@
 //! `[[server.channels]]` are set in the file only). An unknown key, a
 //! value of the wrong type, or a value out of range is a [`ConfigError`] naming
 //! the key and what is allowed.
+//!
+//! The tables are read straight into the types that use them ([`ServerConfig`]
+//! and the others derive `Deserialize`), then [`Settings::validate`] checks
+//! every value against its range.
 
 pub(crate) mod de;
 mod validate;
