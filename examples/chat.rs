@@ -15,6 +15,27 @@
 //! room; everyone in it sees it. `GET /health` tells how the server is doing,
 //! `GET /metrics` gives its metrics. Ctrl-C or SIGTERM drains it gracefully.
 //!
+//! With `-- --config chat.toml` the server is built from a settings file (the
+//! keys of `sente_lite::settings`: `[server]` with its `addr`, `path`,
+//! heartbeat, `[server.limits]`, `[[server.channels]]` and so on), with
+//! `SENTE_LITE__SECTION__KEY` environment variables over the file (they apply
+//! without a file too), and the flags given on the command line over both. A
+//! `[[server.channels]]` pattern matching `room/*` replaces the rooms' own
+//! history and presence below. The page connects to `/ws`: a file that moves
+//! `path` leaves it for other clients. For example, a `chat.toml` of
+//!
+//! ```toml
+//! [server]
+//! addr = "127.0.0.1:4000"
+//! ping_interval_ms = 10000
+//!
+//! [server.limits]
+//! max_connections = 1000
+//! ```
+//!
+//! serves at `127.0.0.1:4000`, and `--config chat.toml --addr 127.0.0.1:5000`
+//! at `127.0.0.1:5000` with the rest of the file.
+//!
 //! Clustered: with `--redis redis://127.0.0.1:6379`, rooms, their history and
 //! presence live in Redis, and several chat servers act as one. Start Redis
 //! (`redis-server --port 6379`), then two servers:
@@ -28,11 +49,13 @@
 #[path = "chat_events.rs"]
 mod chat_events;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_events::{ChatMessage, Join, Joined, Leave, Room, Say, channel};
 use clap::Parser;
-use sente_lite::server::{ChannelOptions, OriginPolicy, Rejection, Shutdown};
+use sente_lite::server::{ChannelOptions, Rejection, Shutdown};
+use sente_lite::settings::Settings;
 use sente_lite::{Ctx, ErrorReply, Router, Server};
 use sente_lite_redis::{RedisConfig, RedisEngine};
 
@@ -43,9 +66,13 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// The chat server.
 #[derive(Parser)]
 struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    addr: String,
+    /// Settings file (TOML, the keys of `sente_lite::settings`); the flags
+    /// below override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: the file's `server.addr`, or 127.0.0.1:3000].
+    #[arg(long)]
+    addr: Option<String>,
     /// Keep rooms in this Redis, shared with other chat servers
     /// (`redis://127.0.0.1:6379`); without it, everything stays in this process.
     #[arg(long)]
@@ -147,7 +174,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let mut builder = Server::builder();
+    let settings = Settings::load(args.config.as_deref())?;
+    let addr = args.addr.unwrap_or(settings.server.addr.clone());
+    let mut builder = Server::builder().settings(&settings.server)?;
     if let Some(url) = &args.redis {
         let engine = RedisEngine::connect(RedisConfig::new(url.as_str())).await?;
         tracing::info!(node = engine.node_id(), "rooms are kept in Redis at {url}");
@@ -162,7 +191,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(_) => Err(Rejection::unauthorized("a name is 1 to 32 bytes")),
             }
         })
-        .origins(OriginPolicy::SameHost)
         .typed_channel(|room: Room, _access| async move { valid_room(&room.name) })
         .typed_channel_options::<Room>(ChannelOptions {
             history_size: 200,
@@ -179,9 +207,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .page("/chat.js", JS, include_str!("chat_page/chat.js"))
         .page("/sente-lite.js", JS, sente_lite::JS_CLIENT);
     let server = if args.shared_port {
-        builder.listen(sente_lite::server::shared_listener(args.addr.parse()?)?)?
+        builder.listen(sente_lite::server::shared_listener(addr.parse()?)?)?
     } else {
-        builder.bind(args.addr).await?
+        builder.bind(addr).await?
     };
     tracing::info!("chat server listening at {}", server.ws_url());
     if let Some(addr) = server.local_addr() {

@@ -340,3 +340,164 @@ fn channel_patterns_and_the_memory_engine_are_read_and_checked() {
     assert!(error("[[server.channels]]\npattern = \"\"\n").contains("server.channels[0].pattern"));
     assert!(error("[[server.channels]]\npattern = \"a\"\nhistory = 1\n").contains("history"));
 }
+
+/// The TOML block of the settings module's documentation.
+fn documented_example() -> String {
+    let source = include_str!("../src/settings/mod.rs");
+    let mut lines = source.lines().skip_while(|line| *line != "//! ```toml");
+    lines.next();
+    lines
+        .take_while(|line| *line != "//! ```")
+        .map(|line| line.strip_prefix("//!").unwrap_or(line).trim_start())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_documented_example_file_reads_as_it_says() {
+    use sente_lite::server::ChannelOptions;
+
+    let text = documented_example();
+    assert!(text.contains("[server.memory_engine]"), "{text}");
+    let settings = Settings::from_toml(&text).unwrap();
+
+    let server = &settings.server;
+    assert_eq!(server.addr, "0.0.0.0:3000");
+    let config = &server.config;
+    assert_eq!(config.path, "/ws");
+    assert_eq!(config.default_codec, Codec::Json);
+    assert_eq!(config.origins, OriginPolicy::SameHost);
+    assert_eq!(config.hosts, HostPolicy::Auto);
+    assert_eq!(config.ping_interval, Duration::from_secs(25));
+    assert_eq!(config.ping_timeout, Duration::from_secs(10));
+    assert_eq!(config.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.presence_grace, Duration::from_secs(5));
+    assert!(config.publish_schema);
+
+    let limits = &config.limits;
+    assert_eq!(limits.max_message_size, 1_048_576);
+    assert_eq!(limits.rate_per_sec, Some(200));
+    assert_eq!(limits.http_header_timeout, Duration::from_secs(10));
+    assert_eq!(limits.http_idle_timeout, Duration::from_secs(30));
+
+    let telemetry = &config.telemetry;
+    assert!(telemetry.enabled);
+    assert!(!telemetry.require_user);
+    assert_eq!(telemetry.records_per_sec, 50);
+    assert_eq!(telemetry.records_burst, 500);
+    assert_eq!(telemetry.bytes_per_sec, 65536);
+    assert_eq!(telemetry.bytes_burst, 262_144);
+    assert_eq!(telemetry.summary_interval, Duration::from_secs(5));
+
+    assert_eq!(
+        config.channels,
+        [(
+            "room/*".to_owned(),
+            ChannelOptions {
+                history_size: 100,
+                history_ttl: Duration::from_secs(300),
+                history_max_bytes: 1_048_576,
+                presence: true,
+            }
+        )]
+    );
+    assert_eq!(config.memory_engine.max_history_bytes, 67_108_864);
+    assert_eq!(config.memory_engine.retention, Duration::from_secs(600));
+    assert_eq!(config.memory_engine.max_idle_channels, 100_000);
+
+    let tls = server.tls.as_ref().unwrap();
+    assert_eq!(tls.cert.to_str(), Some("cert.pem"));
+    assert_eq!(tls.key.to_str(), Some("key.pem"));
+
+    let client = &settings.client;
+    assert_eq!(client.url, "ws://127.0.0.1:3000/ws");
+    assert_eq!(client.codec, Codec::Postcard);
+    assert_eq!(client.reconnect.initial_delay, Duration::from_millis(250));
+    assert_eq!(client.reconnect.multiplier, 2.0);
+    assert_eq!(client.reconnect.max_delay, Duration::from_secs(30));
+    assert_eq!(client.reconnect.max_attempts, Some(10));
+
+    let logging = &settings.logging;
+    assert_eq!(logging.filter, "info,sente_lite=debug");
+    assert!(logging.console);
+    assert_eq!(
+        logging.json_file.as_deref().and_then(|p| p.to_str()),
+        Some("logs/sente-lite.jsonl")
+    );
+    assert_eq!(logging.rotation, Rotation::Daily);
+}
+
+#[test]
+fn words_units_and_tables_keep_their_meaning() {
+    // A lowered maximum takes the default warning threshold down with it.
+    let limits = Settings::from_toml("[server.limits]\nmax_message_size = 2048\n")
+        .unwrap()
+        .server
+        .config
+        .limits;
+    assert_eq!(
+        (limits.max_message_size, limits.warn_message_size),
+        (2048, 1024)
+    );
+    let settings = Settings::from_toml(
+        "[server]\norigins = \"any\"\n[client]\nrequest_timeout_ms = 1500\n\
+         [client.reconnect]\nmax_delay_ms = 2000\n[logging]\nrotation = \"never\"\n",
+    )
+    .unwrap();
+    assert_eq!(settings.server.config.origins, OriginPolicy::Any);
+    assert_eq!(settings.client.request_timeout, Duration::from_millis(1500));
+    assert_eq!(settings.client.reconnect.max_delay, Duration::from_secs(2));
+    assert_eq!(settings.client.reconnect.max_attempts, None);
+    assert_eq!(settings.logging.rotation, Rotation::Never);
+
+    assert_eq!(
+        error("[logging]\nrotation = \"weekly\""),
+        "configuration key `logging.rotation`: `weekly` is not allowed: \"hourly\", \"daily\" or \"never\""
+    );
+    assert_eq!(
+        error("[client]\ncodec = \"xml\""),
+        "configuration key `client.codec`: `xml` is not a codec: allowed \"json\" or \"postcard\""
+    );
+    assert!(
+        error("[[server.channels]]\npattern = \"a\"\nhistory = 1\n").starts_with(
+            "configuration key `server.channels[0].history`: unknown field `history`, expected one of `pattern`, `history_size`"
+        ),
+        "{}",
+        error("[[server.channels]]\npattern = \"a\"\nhistory = 1\n")
+    );
+    assert_eq!(
+        error("[[server.channels]]\nhistory_size = 1\n"),
+        "configuration key `server.channels[0]`: missing field `pattern`"
+    );
+    assert_eq!(
+        error("[[server.channels]]\npattern = \"a\"\nhistory_size = \"all\"\n"),
+        "configuration key `server.channels[0].history_size`: invalid type: string \"all\", expected usize"
+    );
+    assert_eq!(
+        error("[server.tls]\ncert = \"cert.pem\"\n"),
+        "configuration key `server.tls`: missing field `key`"
+    );
+    assert!(error("[server.limits]\nlimit = 1").starts_with(
+        "configuration key `server.limits.limit`: unknown field `limit`, expected one of `max_message_size`"
+    ));
+    assert_eq!(
+        error("[client.reconnect]\nmax_delay_ms = 0"),
+        "configuration key `client.reconnect.max_delay_ms`: 0 is out of range: allowed 1 to 3600000"
+    );
+    assert_eq!(
+        error("[server.memory_engine]\nretention_ms = 2592000001"),
+        "configuration key `server.memory_engine.retention_ms`: 2592000001 is out of range: allowed 0 to 2592000000"
+    );
+    assert!(error("server = 1").starts_with("configuration key `server`: invalid type"));
+}
+
+#[test]
+fn validate_checks_settings_made_in_code() {
+    let mut settings = Settings::default();
+    assert_eq!(settings.validate(), Ok(()));
+    settings.server.config.limits.max_message_size = 10;
+    assert_eq!(
+        settings.validate().unwrap_err().to_string(),
+        "configuration key `server.limits.max_message_size`: 10 is out of range: allowed 1024 to 67108864"
+    );
+}

@@ -23,15 +23,22 @@ use std::time::Duration;
 /// assert_eq!(policy.ceiling(2), Duration::from_millis(400));
 /// assert_eq!(policy.ceiling(20), Duration::from_secs(5));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It reads `[client.reconnect]` of a [settings file](crate::settings), the
+/// delays in milliseconds (`initial_delay_ms`, `max_delay_ms`) and
+/// `max_attempts` absent for "forever".
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ReconnectPolicy {
     /// The ceiling of the first delay. Default 250 ms.
+    #[serde(rename = "initial_delay_ms", with = "crate::settings::de::millis")]
     pub initial_delay: Duration,
     /// How much the ceiling grows per attempt. Default 2.0; values below 1 (or
     /// not finite) count as 1.
     pub multiplier: f64,
     /// The largest ceiling. Default 30 s.
+    #[serde(rename = "max_delay_ms", with = "crate::settings::de::millis")]
     pub max_delay: Duration,
     /// Attempts in a row before the client gives up and enters
     /// [`Failed`](super::ConnectionState::Failed); `None` (the default) tries forever.

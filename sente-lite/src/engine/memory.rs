@@ -13,8 +13,10 @@ use super::{
 use crate::RequestError;
 use crate::protocol::{CloseReason, ConnId, PresenceMember, StreamPosition, UserId};
 
-/// The bounds of a [`MemoryEngine`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The bounds of a [`MemoryEngine`]; `[server.memory_engine]` of the
+/// [settings file](crate::settings), with `retention_ms` in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MemoryEngineConfig {
     /// The most all channels' histories hold together, in bytes of encoded
     /// frames. A publication that takes the total past it pushes out the
@@ -23,6 +25,7 @@ pub struct MemoryEngineConfig {
     /// How long a channel without subscribers keeps its position (and so its
     /// epoch) after its last publication or subscriber, at least; a channel
     /// whose history has not expired yet is kept too. Default 10 minutes.
+    #[serde(rename = "retention_ms", with = "crate::settings::de::millis")]
     pub retention: Duration,
     /// The most channels kept without subscribers; past it, the one idle
     /// longest is forgotten (checked every second). Default 100,000.

@@ -67,13 +67,16 @@ pub enum EngineError {
 
 /// How a channel behaves: its history and its presence. Set per channel
 /// pattern with [`crate::server::ServerBuilder::channel_options`] or the
-/// `[[server.channels]]` tables of the settings file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[[server.channels]]` tables of the settings file (beside the table's
+/// `pattern`, with `history_ttl_ms` in milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChannelOptions {
     /// Publications kept for recovery: the last this many. Default 0 (no
     /// history: a resubscribe recovers only when nothing was published since).
     pub history_size: usize,
     /// How long a publication stays in the history. Default 5 minutes.
+    #[serde(rename = "history_ttl_ms", with = "crate::settings::de::millis")]
     pub history_ttl: Duration,
     /// The most the history of one channel holds, in bytes of encoded frames
     /// (both encodings counted); the oldest publications go first. Default 1 MiB.

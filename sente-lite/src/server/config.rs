@@ -2,36 +2,51 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::Codec;
 use crate::engine::{ChannelOptions, MemoryEngineConfig};
 
 /// Settings of a [`Server`](super::Server). `ServerConfig::default()` is what a
 /// server uses unless told otherwise; every default is listed on its field.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It reads the `[server]` table of a [settings file](crate::settings), a
+/// duration as whole milliseconds under its name with `_ms` appended
+/// (`ping_interval_ms`). Deserialized on its own, its values are not checked:
+/// [`Settings::load`](crate::settings::Settings::load) checks them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// The WebSocket endpoint's path. Default `/ws`.
     pub path: String,
     /// How often the server sends `sl/ping`. Default 25 s (Sente's figure).
+    #[serde(rename = "ping_interval_ms", with = "crate::settings::de::millis")]
     pub ping_interval: Duration,
     /// How long past a ping a silent peer is kept before it is closed with 4000.
     /// Default 10 s.
+    #[serde(rename = "ping_timeout_ms", with = "crate::settings::de::millis")]
     pub ping_timeout: Duration,
     /// How long a request the server sends to a client waits for the reply. Default 10 s.
+    #[serde(rename = "request_timeout_ms", with = "crate::settings::de::millis")]
     pub request_timeout: Duration,
     /// How long a user without connections still counts as online (and a
     /// user without a subscription still counts as a channel's member), so
     /// that a quick reconnect does not flap. Default 5 s.
+    #[serde(rename = "presence_grace_ms", with = "crate::settings::de::millis")]
     pub presence_grace: Duration,
     /// The codec a client gets when it asks for none. Default JSON.
+    #[serde(deserialize_with = "crate::settings::de::codec")]
     pub default_codec: Codec,
     /// Which browser origins may open a connection. Default [`OriginPolicy::SameHost`].
+    #[serde(deserialize_with = "crate::settings::de::origins")]
     pub origins: OriginPolicy,
     /// Which `Host` headers the server answers. Default [`HostPolicy::Auto`]:
     /// a server bound to a loopback address answers only `localhost`,
     /// `127.0.0.1` (any `127.x.y.z`) and `[::1]`, on any port, which stops DNS
     /// rebinding; a server bound to another address answers any host (list
     /// the names it serves with [`HostPolicy::AllowList`] to be protected too).
+    #[serde(deserialize_with = "crate::settings::de::hosts")]
     pub hosts: HostPolicy,
     /// Per-connection and server-wide limits.
     pub limits: Limits,
@@ -40,6 +55,7 @@ pub struct ServerConfig {
     /// Channel patterns (an exact name, or a prefix ending in `*`) with their
     /// history and presence; the first matching pattern decides, and a
     /// channel that matches none keeps neither. Default none.
+    #[serde(deserialize_with = "crate::settings::de::channels")]
     pub channels: Vec<(String, ChannelOptions)>,
     /// The bounds of the default in-memory engine (unused when another
     /// engine is given to [`super::ServerBuilder::engine`]).
@@ -81,7 +97,10 @@ impl Default for ServerConfig {
 /// otherwise it is dropped, counted in `StatsSnapshot::telemetry_dropped`, and
 /// reported in a summary line (at most one per connection every
 /// [`TelemetryConfig::summary_interval`]), never one line per record.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It reads `[server.telemetry]` of a [settings file](crate::settings).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TelemetryConfig {
     /// Whether the server routes `telemetry/batch` into its tracing output.
@@ -106,6 +125,7 @@ pub struct TelemetryConfig {
     /// The shortest time between two summary lines of one connection (records
     /// dropped over the budget or the batch size, refused, or lost by the
     /// client). The first line comes this long after the first loss. Default 5 s.
+    #[serde(rename = "summary_interval_ms", with = "crate::settings::de::millis")]
     pub summary_interval: Duration,
 }
 
@@ -225,7 +245,11 @@ fn is_loopback_name(name: &str) -> bool {
 }
 
 /// Limits. Every bound is enforced, and what happens when it is hit is said here.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It reads `[server.limits]` of a [settings file](crate::settings), where `0`
+/// stands for `None` (`rate_per_sec = 0` turns the rate limit off).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
     /// Largest inbound message, in bytes. Default 1 MiB. A larger one is answered
@@ -244,6 +268,7 @@ pub struct Limits {
     /// file descriptor). Past it, a new connection is answered HTTP 429 and
     /// closed, and counted as `errors.address_refused`. A server mounted in
     /// another HTTP stack leaves this to that stack.
+    #[serde(deserialize_with = "crate::settings::de::zero_is_none::deserialize")]
     pub max_connections_per_address: Option<usize>,
     /// Messages waiting to be written to one connection. Default 1024. A send
     /// that finds the queue full fails with `SendError::QueueFull` and the
@@ -276,6 +301,7 @@ pub struct Limits {
     /// Sustained inbound messages per second per connection. Default 200; `None`
     /// disables the limit. A message over the limit is dropped, the peer is told
     /// `rate-limited` (at most once a second) and it counts as a violation.
+    #[serde(deserialize_with = "crate::settings::de::zero_is_none::deserialize")]
     pub rate_per_sec: Option<u32>,
     /// Burst above the sustained rate. Default 400.
     pub rate_burst: u32,
@@ -286,6 +312,7 @@ pub struct Limits {
     /// `bad-event` but is not a violation: a newer peer may know more events.
     pub max_violations: u32,
     /// How fast the violation allowance grows back. Default 5 s.
+    #[serde(rename = "violation_refill_ms", with = "crate::settings::de::millis")]
     pub violation_refill: Duration,
     /// Channels one connection may be subscribed to. Default 256. Past it,
     /// subscribe is answered `forbidden`.
@@ -303,6 +330,7 @@ pub struct Limits {
     /// Bytes buffered before a write reaches the socket. Default 4 KiB.
     pub write_buffer_size: usize,
     /// How long a graceful close waits for a connection's running handlers. Default 5 s.
+    #[serde(rename = "drain_timeout_ms", with = "crate::settings::de::millis")]
     pub drain_timeout: Duration,
     /// How long a request head (request line and headers) may take to arrive
     /// on an HTTP connection, counted from when the server starts waiting for
@@ -314,12 +342,17 @@ pub struct Limits {
     /// native client gives up a handshake after 10 s anyway (the TLS handshake
     /// has its own 10 s before this starts). Does not apply after the upgrade,
     /// where heartbeats take over.
+    #[serde(
+        rename = "http_header_timeout_ms",
+        with = "crate::settings::de::millis"
+    )]
     pub http_header_timeout: Duration,
     /// How long an HTTP connection that has not upgraded may go without a
     /// byte read or written. Past it the connection is closed. This bounds
     /// what the header timeout does not: a peer that does not read its answer,
     /// a request body that stops, an authentication hook that does not return.
     /// Default 30 s. Does not apply after the upgrade.
+    #[serde(rename = "http_idle_timeout_ms", with = "crate::settings::de::millis")]
     pub http_idle_timeout: Duration,
 }
 
