@@ -22,11 +22,26 @@ use http::StatusCode;
 ///
 /// let credentials = Credentials::bearer("eyJhbGciOi...").query("tenant", "acme & co");
 /// assert_eq!(credentials.headers()[0].0, "authorization");
+/// // Debug output names what is sent, never the values.
+/// assert!(!format!("{credentials:?}").contains("eyJ"));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     headers: Vec<(String, String)>,
     query: Vec<(String, String)>,
+}
+
+/// Names only: the values are secrets.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(name, _)| name.clone()).collect()
+        };
+        f.debug_struct("Credentials")
+            .field("headers", &names(&self.headers))
+            .field("query", &names(&self.query))
+            .finish()
+    }
 }
 
 impl Credentials {
