@@ -32,17 +32,18 @@ impl HandshakeRequest {
             .map(|(_, value)| value.into_owned())
     }
 
-    /// The value of cookie `name`.
+    /// The value of cookie `name` (the first, when the request sends it
+    /// twice), without surrounding double quotes. Cookies that do not parse
+    /// are skipped.
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.headers
             .get_all(::http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                (key == name).then(|| value.to_owned())
-            })
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|cookie| cookie.name() == name)
+            .map(|cookie| cookie.value_trimmed().to_owned())
     }
 }
 
@@ -94,4 +95,53 @@ pub(crate) type ChannelAuth =
 /// A channel authorisation that lets every connection in.
 pub async fn allow_all(_access: ChannelAccess) -> Result<(), ErrorReply> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, cookies: &[&str]) -> HandshakeRequest {
+        let mut headers = HeaderMap::new();
+        for cookie in cookies {
+            headers.append(::http::header::COOKIE, cookie.parse().unwrap());
+        }
+        HandshakeRequest {
+            uri: uri.parse().unwrap(),
+            headers,
+            remote_addr: None,
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_as_a_form() {
+        let req = request(
+            "/ws?name=ada%20lovelace&token=a+b%26c&name=second&flag",
+            &[],
+        );
+        assert_eq!(req.query("name").as_deref(), Some("ada lovelace"));
+        assert_eq!(req.query("token").as_deref(), Some("a b&c"));
+        assert_eq!(req.query("flag").as_deref(), Some(""));
+        assert_eq!(req.query("missing"), None);
+        assert_eq!(request("/ws", &[]).query("name"), None);
+    }
+
+    #[test]
+    fn cookies_are_found_across_headers_and_unquoted() {
+        let req = request(
+            "/ws",
+            &["theme=dark; session=\"abc\"", "other=1;  late = x "],
+        );
+        assert_eq!(req.cookie("session").as_deref(), Some("abc"));
+        assert_eq!(req.cookie("theme").as_deref(), Some("dark"));
+        assert_eq!(req.cookie("other").as_deref(), Some("1"));
+        assert_eq!(req.cookie("late").as_deref(), Some("x"));
+        assert_eq!(req.cookie("sess"), None);
+        assert_eq!(
+            request("/ws", &["not a cookie; a=1"])
+                .cookie("a")
+                .as_deref(),
+            Some("1")
+        );
+    }
 }
