@@ -5,13 +5,23 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { canonicalJson, schemaDifferences, schemaHash, schemaUrlOf } from "../sente-lite.js";
 import { eventually } from "./support/server.js";
 import { testbed } from "./support/testbed.js";
 
 const { client, server } = testbed({ reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+
+/**
+ * `fetch`, recording in `urls` each description it is asked for (not the
+ * probes of attempts that fail while the server restarts).
+ */
+function countingFetch(urls) {
+  return (url, init) => {
+    if (new URL(url).pathname === "/schema") urls.push(url);
+    return fetch(url, init);
+  };
+}
 
 async function description(s) {
   const response = await fetch(schemaUrlOf(s.url));
@@ -80,11 +90,18 @@ describe("against the server", () => {
     const s = await server();
     const published = await description(s);
     const reported = [];
-    const c = client(s.url, { schema: published, onSchemaMismatch: (m) => reported.push(m) });
+    const fetched = [];
+    const c = client(s.url, {
+      schema: published,
+      onSchemaMismatch: (m) => reported.push(m),
+      fetch: countingFetch(fetched),
+    });
     assert.equal(c.schemaHash, published.schema_hash);
     await c.connect();
     await c.request("test/echo", { text: "hi" });
-    await sleep(100);
+    // The description is fetched (synchronously, at the handshake) only
+    // when the hashes differ: nothing can be reported later.
+    assert.deepEqual(fetched, []);
     assert.deepEqual(reported, []);
     assert.equal(c.schemaMismatch, null);
   });
@@ -100,7 +117,12 @@ describe("against the server", () => {
     ours.events.push({ id: "test/only-here", kind: "event", payload: { type: "null" } });
 
     const reported = [];
-    const c = client(s.url, { schema: ours, onSchemaMismatch: (m) => reported.push(m) });
+    const fetched = [];
+    const c = client(s.url, {
+      schema: ours,
+      onSchemaMismatch: (m) => reported.push(m),
+      fetch: countingFetch(fetched),
+    });
     await c.connect();
     await eventually(() => reported.length > 0, 5000, "a mismatch report");
     const expected = [
@@ -118,7 +140,7 @@ describe("against the server", () => {
     await s.kill();
     await s.start();
     await eventually(() => c.state === "open", 5000, "the reconnect");
-    await sleep(100);
+    assert.equal(fetched.length, 1, "not fetched again: nothing more to report");
     assert.equal(reported.length, 1);
   });
 

@@ -4,6 +4,8 @@
 //! reconnect; a refused one is the application's to retry or to stop on; the
 //! authentication probe answers what an upgrade would.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use sente_lite::server::Rejection;
 use sente_lite::{Client, ClientBuilder, ClientError, ConnectionState, ReconnectPolicy, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PATIENCE: Duration = Duration::from_secs(5);
+use support::PATIENCE;
 
 /// A value both sides of a test read and the test changes.
 #[derive(Clone, Default)]
@@ -88,13 +90,10 @@ async fn kick(server: &Server, client: &Client) {
         }
     ));
     // Gone, then back (or failed).
-    tokio::time::timeout(PATIENCE, async {
-        while client.conn_id() == Some(conn) && client.state() == ConnectionState::Open {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    support::until("the connection ends", || {
+        client.conn_id() != Some(conn) || client.state() != ConnectionState::Open
     })
-    .await
-    .expect("the connection ends");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,13 +147,10 @@ async fn a_refused_token_is_the_applications_to_retry() {
     // The server moves on to c; the client still holds a, and is refused.
     accepted.set("c".into());
     kick(&server, &client).await;
-    tokio::time::timeout(PATIENCE, async {
-        while refusals.get().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    support::until("refused attempts are decided on", || {
+        refusals.get().len() >= 2
     })
-    .await
-    .expect("refused attempts are decided on");
+    .await;
     assert_ne!(client.state(), ConnectionState::Failed);
     let refusal = &refusals.get()[0];
     assert_eq!(refusal.status, http::StatusCode::UNAUTHORIZED);

@@ -1,12 +1,12 @@
 //! Server operations seen by real clients: every connection of a user closed
 //! at once with a reason, and the others left alone.
 
+mod support;
+
 use std::time::Duration;
 
 use sente_lite::protocol::CloseReason;
 use sente_lite::{Client, ConnectionState, ReconnectPolicy, Server, UserId};
-
-const PATIENCE: Duration = Duration::from_secs(5);
 
 async fn client(server: &Server, user: &str) -> Client {
     Client::builder(format!("{}?user={user}", server.ws_url()))
@@ -44,22 +44,13 @@ async fn disconnect_user_closes_every_connection_of_the_user_with_its_reason() {
     );
 
     for (ada, was) in [(&phone, before[0]), (&laptop, before[1])] {
-        tokio::time::timeout(PATIENCE, async {
-            while ada.last_close().is_none() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("told why");
+        support::until("told why", || ada.last_close().is_some()).await;
         assert_eq!(ada.last_close(), Some(reason.clone()));
         // Back after the server's `reconnect_after_ms`, as another connection.
-        tokio::time::timeout(PATIENCE, async {
-            while ada.state() != ConnectionState::Open || ada.conn_id() == was {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        support::until("reconnected", || {
+            ada.state() == ConnectionState::Open && ada.conn_id() != was
         })
-        .await
-        .expect("reconnected");
+        .await;
     }
     assert_eq!(bob.conn_id(), before[2], "bob stays");
     assert_eq!(bob.last_close(), None);
