@@ -344,7 +344,7 @@ export interface ClientOptions {
   schemaUrl?: string;
   /** Called once per server hash that differs from ours. */
   onSchemaMismatch?: (mismatch: SchemaMismatch) => void;
-  /** The `fetch` used to read the server's description. Default `globalThis.fetch`. */
+  /** The `fetch` used to read the server's description and to probe a refused attempt. Default `globalThis.fetch`. */
   fetch?: (url: string, init?: { signal?: AbortSignal }) => Promise<Response>;
   /** Starts capturing telemetry at once. */
   telemetry?: TelemetryOptions;
