@@ -1,6 +1,7 @@
 //! The server the JavaScript client's tests run against: echo, errors, slow
 //! requests, numbered notes, channels (and the server asking their
-//! subscribers to subscribe again), and requests from the server to the client.
+//! subscribers to subscribe again), requests from the server to the client,
+//! and requests held until cancelled (in both directions).
 //!
 //! Run with `cargo run -p sente-lite-examples --example js_test_server -- --addr 127.0.0.1:4200`;
 //! it prints `listening ws://...` once it accepts connections, and drains on
@@ -182,7 +183,49 @@ struct Question {
     text: String,
 }
 
+/// Held until cancelled (or past its deadline): never answered. Its state
+/// is kept under `tag` for [`Held`].
+#[sente_lite::event("test/hold", reply = ())]
+#[derive(Debug, Serialize, Deserialize)]
+struct Hold {
+    tag: String,
+}
+
+/// The state of the [`Hold`] request tagged `tag`: `unknown` (it never
+/// ran), `running`, or `dropped` (its handler was dropped).
+#[sente_lite::event("test/held", reply = String)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Held {
+    tag: String,
+}
+
+/// Ask this client a [`Question`] with a deadline of `deadline_ms`, and stop
+/// waiting after `give_up_ms`: the reply is the client's answer, `gave up`,
+/// or `failed: ...`.
+#[sente_lite::event("test/ask-within", reply = String)]
+#[derive(Debug, Serialize, Deserialize)]
+struct AskWithin {
+    text: String,
+    deadline_ms: u64,
+    give_up_ms: u64,
+}
+
 static NOTES: LazyLock<Mutex<HashMap<String, Vec<u64>>>> = LazyLock::new(Default::default);
+
+static HELD: LazyLock<Mutex<HashMap<String, &'static str>>> = LazyLock::new(Default::default);
+
+fn held() -> std::sync::MutexGuard<'static, HashMap<String, &'static str>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks a [`Hold`] dropped when its handler is.
+struct MarkDropped(String);
+
+impl Drop for MarkDropped {
+    fn drop(&mut self) {
+        held().insert(std::mem::take(&mut self.0), "dropped");
+    }
+}
 
 fn notes() -> std::sync::MutexGuard<'static, HashMap<String, Vec<u64>>> {
     NOTES.lock().unwrap_or_else(|e| e.into_inner())
@@ -259,6 +302,33 @@ async fn ask(ctx: Ctx, req: Ask) -> Result<String, ErrorReply> {
         .map_err(|e| ErrorReply::new("test/ask-failed", e.to_string()))
 }
 
+#[sente_lite::handler]
+async fn hold(req: Hold) {
+    held().insert(req.tag.clone(), "running");
+    let _mark = MarkDropped(req.tag);
+    std::future::pending::<()>().await;
+}
+
+#[sente_lite::handler]
+async fn held_state(req: Held) -> String {
+    held()
+        .get(&req.tag)
+        .copied()
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+#[sente_lite::handler]
+async fn ask_within(ctx: Ctx, req: AskWithin) -> String {
+    let question = Question { text: req.text };
+    let asked = ctx.request_within(&question, Duration::from_millis(req.deadline_ms));
+    match tokio::time::timeout(Duration::from_millis(req.give_up_ms), asked).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(err)) => format!("failed: {err}"),
+        Err(_) => "gave up".to_owned(),
+    }
+}
+
 async fn news_or_secret(access: ChannelAccess) -> Result<(), ErrorReply> {
     if access.channel.starts_with("secret/") {
         Err(ErrorReply::new("forbidden", "secret channels are closed"))
@@ -288,7 +358,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .handler(publish)
                 .handler(resub)
                 .handler(push)
-                .handler(ask),
+                .handler(ask)
+                .handler(hold)
+                .handler(held_state)
+                .handler(ask_within),
         )
         .publish_schema(!args.no_schema)
         .configure(|config| {

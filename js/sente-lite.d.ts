@@ -97,6 +97,7 @@ export const SUBPROTOCOL: "sente-lite.json.v1";
 export const PROTOCOL_VERSION: 1;
 /** The protocol extension of channel presence, listed in the handshake's `extensions`. */
 export const EXTENSION_PRESENCE: "presence";
+export const EXTENSION_CANCEL: "cancel";
 
 /** How the client reconnects: capped exponential backoff with full jitter. */
 export interface ReconnectPolicy {
@@ -225,6 +226,23 @@ export interface EventInfo {
   position: StreamPosition | null;
   /** The request id, for a request from the server. */
   reqId?: number;
+  /**
+   * For a request from the server: aborted when the request is no longer
+   * wanted (the server cancelled it, its deadline passed, or the connection
+   * closed). No reply is sent after a cancel.
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  /** How long to wait (for a connection and the reply), in ms; also the deadline sent. */
+  timeoutMs?: number;
+  /**
+   * Aborting it rejects the request with the signal's reason; a request
+   * already sent is cancelled on the server (`sl/cancel`), which drops its handler.
+   */
+  signal?: AbortSignal;
 }
 
 /** A member of a channel's presence: a user subscribed to it, with what the server attaches. */
@@ -365,6 +383,10 @@ export class ClosedError extends SenteError {
 export class RemoteError extends SenteError {
   readonly data: unknown;
 }
+/** The reason of a handler's `signal` when the server cancelled its request. */
+export class CancelledError extends SenteError {
+  readonly code: "cancelled";
+}
 export class QueueFullError extends SenteError {
   readonly code: "queue-full" | "too-many-in-flight";
 }
@@ -416,6 +438,8 @@ export class Client<
   readonly lastError: SenteError | null;
   readonly lastClose: CloseReason | null;
   readonly queued: number;
+  /** Requests of the server's that it cancelled while their handler ran. */
+  readonly requestsCancelled: number;
 
   onState(listener: (state: ConnectionState, previous: ConnectionState) => void): () => void;
   /**
@@ -437,7 +461,7 @@ export class Client<
   request<K extends RequestId<M>>(
     id: K,
     payload: PayloadOf<M, K>,
-    options?: { timeoutMs?: number },
+    options?: RequestOptions,
   ): Promise<ReplyOf<M, K>>;
 
   /**

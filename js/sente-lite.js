@@ -34,6 +34,13 @@ export const PROTOCOL_VERSION = 1;
 /** The protocol extension of channel presence, listed in the handshake's `extensions`. */
 export const EXTENSION_PRESENCE = "presence";
 
+/**
+ * The protocol extension of request cancellation (`sl/cancel`), listed in the
+ * handshake's `extensions`: an aborted request is cancelled on the server,
+ * and the server's cancels abort the `signal` given to this client's handlers.
+ */
+export const EXTENSION_CANCEL = "cancel";
+
 /** The six connection states. */
 export const STATES = Object.freeze([
   "closed",
@@ -119,6 +126,14 @@ export class RemoteError extends SenteError {
     this.name = "RemoteError";
     /** Details the server attached, if any. */
     this.data = error?.data;
+  }
+}
+
+/** The server cancelled its request (`sl/cancel`): the reason of the handler's aborted `signal`. */
+export class CancelledError extends SenteError {
+  constructor(message = "the request was cancelled") {
+    super("cancelled", message);
+    this.name = "CancelledError";
   }
 }
 
@@ -292,6 +307,34 @@ function cutText(text, max) {
 function timer(ms, fn) {
   const handle = setTimeout(fn, ms);
   return handle;
+}
+
+/** Whether `value` is a request id as JSON frames carry it: an integer in `0 ..= 2^53 - 1`. */
+function isRequestId(value) {
+  return Number.isSafeInteger(value) && value >= 0;
+}
+
+/** `promise`, or a rejection with `signal`'s reason as soon as it is aborted. */
+function untilAborted(promise, signal) {
+  if (signal === null) return promise;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /**
@@ -615,6 +658,7 @@ export class Client {
     this._stateListeners = new Set();
     if (options.onState) this._stateListeners.add(options.onState);
     this._handlers = new Map();
+    this._requestsCancelled = 0;
     this._queue = [];
     this._subscriptions = new Map();
     /** Typed channels joined with `join`: their handlers, by channel name. */
@@ -672,6 +716,14 @@ export class Client {
   /** The error of the last failed connection attempt, or `null`. */
   get lastError() {
     return this._lastError;
+  }
+
+  /**
+   * Requests of the server's that it cancelled (`sl/cancel`) while their
+   * handler ran: the handler's `signal` was aborted and no reply was sent.
+   */
+  get requestsCancelled() {
+    return this._requestsCancelled;
   }
 
   /** The last `sl/close` the server sent (`code`, `message`, `reconnect_after_ms`), or `null`. */
@@ -1065,6 +1117,8 @@ export class Client {
       handshake,
       pending: new Map(),
       peerRequests: 0,
+      // The server's requests being handled: request id -> AbortController.
+      peerHandlers: new Map(),
       lastFrameAt: now(),
       silenceLimit,
       closeFloorMs: null,
@@ -1097,6 +1151,10 @@ export class Client {
       }
     }, tick);
 
+    // The extensions whose frames this client takes, before anything else.
+    if (handshake.extensions?.includes(EXTENSION_CANCEL)) {
+      this._sendRaw(conn, ["sl/extensions", [EXTENSION_CANCEL]]);
+    }
     // Subscriptions are restored before anything queued goes out.
     for (const [channel, since] of this._subscriptions) {
       this._restore(conn, channel, since);
@@ -1139,6 +1197,11 @@ export class Client {
     for (const { set } of this._presence.values()) set.stop();
     for (const entry of conn.pending.values()) entry.fail(new ClosedError());
     conn.pending.clear();
+    // The server's requests are no longer wanted: their replies cannot go out.
+    for (const controller of conn.peerHandlers.values()) {
+      controller.abort(new ClosedError("the connection closed before the handler finished"));
+    }
+    conn.peerHandlers.clear();
   }
 
   _sendRaw(conn, frame) {
@@ -1243,6 +1306,22 @@ export class Client {
       case "sl/resub":
         this._resubscribeAsked(conn, frame[1]?.channel);
         return;
+      case "sl/cancel": {
+        const reqId = frame[1];
+        if (frame.length !== 2 || !isRequestId(reqId)) {
+          this._protocolError(conn, { code: "bad-frame", message: "`sl/cancel` takes one request id" });
+          return;
+        }
+        // An id not held (answered already, never seen) is ignored.
+        const controller = conn.peerHandlers.get(reqId);
+        if (controller) {
+          conn.peerHandlers.delete(reqId);
+          conn.peerRequests -= 1;
+          this._requestsCancelled += 1;
+          controller.abort(new CancelledError("the server cancelled the request"));
+        }
+        return;
+      }
       case "sl/close":
         this._lastClose = frame[1] ?? null;
         conn.closeFloorMs = frame[1]?.reconnect_after_ms ?? null;
@@ -1254,7 +1333,7 @@ export class Client {
         if (kind.startsWith("sl/")) {
           this._protocolError(conn, { code: "bad-frame", message: `a client does not accept \`${kind}\`` });
         } else if (frame.length >= 3) {
-          this._onPeerRequest(conn, kind, frame[1], frame[2]);
+          this._onPeerRequest(conn, kind, frame[1], frame[2], frame[3]);
         } else {
           this._dispatch(conn, kind, frame[1], { channel: null, position: null });
         }
@@ -1283,7 +1362,7 @@ export class Client {
     }
   }
 
-  async _onPeerRequest(conn, id, payload, reqId) {
+  async _onPeerRequest(conn, id, payload, reqId, deadlineMs) {
     const handler = this._handlers.get(id)?.values().next().value;
     const reply = (frame) => {
       if (!conn.ended) this._sendRaw(conn, frame);
@@ -1292,22 +1371,52 @@ export class Client {
       reply(["sl/err", reqId, { code: "bad-event", message: `unknown event \`${id}\`: no handler is registered for it` }]);
       return;
     }
+    if (conn.peerHandlers.has(reqId)) {
+      reply(["sl/err", reqId, { code: "duplicate-request", message: `request ${reqId} is already in flight` }]);
+      return;
+    }
     if (conn.peerRequests >= this._maxPeerRequests) {
       reply(["sl/err", reqId, { code: "too-many-requests", message: "too many requests in flight" }]);
       return;
     }
+    if (deadlineMs === 0) {
+      reply(["sl/err", reqId, { code: "deadline-exceeded", message: "the request's deadline had passed on arrival" }]);
+      return;
+    }
+    // Aborted when the server cancels the request (`sl/cancel`), when its
+    // deadline passes, or when the connection ends: no reply goes out then
+    // (but the `deadline-exceeded` answer at the deadline).
+    const controller = new AbortController();
+    conn.peerHandlers.set(reqId, controller);
     conn.peerRequests += 1;
+    const held = () => conn.peerHandlers.get(reqId) === controller;
+    const release = () => {
+      if (!held()) return false;
+      conn.peerHandlers.delete(reqId);
+      conn.peerRequests -= 1;
+      return true;
+    };
+    const expiry = Number.isSafeInteger(deadlineMs) && deadlineMs > 0
+      ? timer(deadlineMs, () => {
+        if (!release()) return;
+        controller.abort(new TimeoutError(deadlineMs));
+        reply(["sl/err", reqId, { code: "deadline-exceeded", message: "the handler ran past the request's deadline" }]);
+      })
+      : null;
+    let frame;
     try {
-      const value = await handler(payload ?? null, { channel: null, position: null, reqId });
-      reply(["sl/ok", reqId, value === undefined ? null : value]);
+      const value = await handler(payload ?? null, { channel: null, position: null, reqId, signal: controller.signal });
+      frame = ["sl/ok", reqId, value === undefined ? null : value];
     } catch (err) {
       const code = typeof err?.code === "string" && EVENT_ID.test(err.code) ? err.code : "internal";
       const error = { code, message: err?.message ?? String(err) };
       if (err?.data !== undefined) error.data = err.data;
-      reply(["sl/err", reqId, error]);
+      frame = ["sl/err", reqId, error];
     } finally {
-      conn.peerRequests -= 1;
+      clearTimeout(expiry);
     }
+    // A cancelled, expired or orphaned request gets no (further) reply.
+    if (release()) reply(frame);
   }
 
   // ------------------------------------------------------------ events
@@ -1317,8 +1426,12 @@ export class Client {
    * publishes on a channel this client joined (`info.channel`,
    * `info.position`). For a request from the server, the first handler's
    * return value (or promise) is the reply, and an error it throws is sent as
-   * the error reply (its `code` when namespaced, else `internal`). Returns a
-   * function that removes the handler.
+   * the error reply (its `code` when namespaced, else `internal`);
+   * `info.reqId` is its id and `info.signal` an `AbortSignal` aborted when
+   * the request is no longer wanted (the server cancelled it, with a
+   * `CancelledError`; its deadline passed, with a `TimeoutError`, and the
+   * server got `deadline-exceeded`; the connection closed), after which no
+   * reply is sent. Returns a function that removes the handler.
    */
   on(id, handler) {
     checkEventId(id);
@@ -1360,13 +1473,15 @@ export class Client {
     const conn = this._conn;
     if (conn && this._queue.length === 0 && (conn.pacer === null || conn.pacer.ready())) {
       this._transmit(conn, text);
-      return;
+      return null;
     }
     if (request === null && this._queue.length >= this._queueCapacity) {
       throw new QueueFullError("queue-full", `the send queue is full (${this._queueCapacity} events): the event was dropped`);
     }
-    this._queue.push(request === null ? text : { text, conn: request });
+    const entry = request === null ? text : { text, conn: request };
+    this._queue.push(entry);
     if (conn) this._flushQueue(conn);
+    return entry;
   }
 
   /**
@@ -1376,7 +1491,10 @@ export class Client {
    * the request's deadline. Rejects with a `RemoteError` (the server's code,
    * message and data), a `TimeoutError`, a `ClosedError` (connection lost
    * before the reply: the server may have handled it), or a `QueueFullError`
-   * with code `too-many-in-flight`.
+   * with code `too-many-in-flight`. Aborting `options.signal` rejects it with
+   * the signal's reason; a request already sent is then cancelled on the
+   * server (`sl/cancel`, when it offers the `cancel` extension), which drops
+   * its handler and sends no reply.
    */
   request(id, payload, options = {}) {
     try {
@@ -1385,22 +1503,29 @@ export class Client {
       return Promise.reject(err);
     }
     const timeoutMs = options.timeoutMs ?? this._requestTimeoutMs;
-    return this._call((reqId, leftMs) => [id, payload ?? null, reqId, leftMs], timeoutMs);
+    const signal = options.signal ?? null;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this._call((reqId, leftMs) => [id, payload ?? null, reqId, leftMs], timeoutMs, signal);
   }
 
-  /** Registers a request on the open connection (waiting for one) and sends `build(reqId, leftMs)`. */
-  async _call(build, timeoutMs) {
+  /**
+   * Registers a request on the open connection (waiting for one) and sends
+   * `build(reqId, leftMs)`; an abort of `signal` rejects it with the
+   * signal's reason and cancels it.
+   */
+  async _call(build, timeoutMs, signal = null) {
     const deadline = now() + timeoutMs;
-    const conn = await this._openConnection(deadline, timeoutMs);
-    return this._callOn(conn, build, Math.max(1, deadline - now()), timeoutMs);
+    const conn = await untilAborted(this._openConnection(deadline, timeoutMs), signal);
+    return this._callOn(conn, build, Math.max(1, deadline - now()), timeoutMs, signal);
   }
 
   /**
    * Registers a request on `conn` and sends `build(reqId, leftMs)`, waiting at
    * most `budgetMs` for the reply (a timeout reports `timeoutMs`).
    */
-  async _callOn(conn, build, budgetMs, timeoutMs = budgetMs) {
+  async _callOn(conn, build, budgetMs, timeoutMs = budgetMs, signal = null) {
     if (conn.ended) throw new ClosedError();
+    if (signal?.aborted) throw signal.reason;
     const deadline = now() + budgetMs;
     // Never more requests in flight than the server said it takes.
     const announced = conn.handshake.limits?.max_in_flight || Infinity;
@@ -1413,23 +1538,44 @@ export class Client {
     const frame = build(reqId, leftMs);
     const text = JSON.stringify(frame);
     return new Promise((resolve, reject) => {
+      let queued = null;
+      const onAbort = () => {
+        if (!conn.pending.has(reqId)) return;
+        conn.pending.delete(reqId);
+        clearTimeout(t);
+        const at = queued === null ? -1 : this._queue.indexOf(queued);
+        if (at >= 0) {
+          // Never sent: it simply does not go out.
+          this._queue.splice(at, 1);
+        } else if (!conn.ended && conn.handshake.extensions?.includes(EXTENSION_CANCEL)) {
+          // The server drops its handler and sends no reply.
+          this._sendRaw(conn, ["sl/cancel", reqId]);
+        }
+        reject(signal.reason);
+      };
+      const done = () => {
+        clearTimeout(t);
+        signal?.removeEventListener("abort", onAbort);
+      };
       const t = timer(leftMs, () => {
         conn.pending.delete(reqId);
+        done();
         reject(new TimeoutError(timeoutMs));
       });
       conn.pending.set(reqId, {
         settle: (value) => {
-          clearTimeout(t);
+          done();
           resolve(value);
         },
         fail: (err) => {
-          clearTimeout(t);
+          done();
           // The server enforces the same deadline and may say so first.
           reject(err.code === "deadline-exceeded" ? new TimeoutError(timeoutMs) : err);
         },
       });
+      signal?.addEventListener("abort", onAbort, { once: true });
       // Behind what is queued, so events sent before the request arrive first.
-      this._enqueue(text, conn);
+      queued = this._enqueue(text, conn);
     });
   }
 

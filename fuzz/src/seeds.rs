@@ -187,6 +187,8 @@ fn session_frames(codec: Codec) -> Vec<Vec<u8>> {
             since: None,
         }),
         codec.encode_reply(10, &5u8).expect("encodes"),
+        control(Control::Extensions(vec!["cancel".into()])),
+        control(Control::Cancel { req_id: 2 }),
     ];
     messages
         .into_iter()

@@ -1,15 +1,18 @@
 //! The connection context handed to every handler, and the connection's bounded outbound queue.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tungstenite::Message;
 
+use crate::cancel::Cancellation;
 use crate::pending::{self, PendingRequests, RequestError};
+use crate::protocol::Control;
 use crate::protocol::{ConnId, RequestId, SubscribeReply, UserId};
 use crate::queue::{OutboundReceiver, PushError, Queue};
 use crate::{Codec, OneWay, ProtocolError, Request, SendError};
@@ -60,6 +63,9 @@ struct CtxInner {
     outbound: Outbound,
     in_flight: InFlight,
     pending: PendingRequests,
+    /// Whether the peer takes `sl/cancel` (extension `cancel`): a server
+    /// that offered it, a client that named it in `sl/extensions`.
+    peer_cancels: AtomicBool,
     request_timeout: Duration,
     hub: Option<Arc<dyn Hub>>,
     state: AppState,
@@ -111,6 +117,7 @@ impl Ctx {
                 outbound,
                 in_flight: InFlight::new(max_in_flight),
                 pending: PendingRequests::new(max_in_flight),
+                peer_cancels: AtomicBool::new(false),
                 request_timeout,
                 hub,
                 state,
@@ -180,7 +187,8 @@ impl Ctx {
     /// connection's request timeout (10 s unless configured).
     ///
     /// Dropping the returned future stops waiting; a reply that arrives later is
-    /// ignored.
+    /// ignored. When the peer takes cancels (extension `cancel`), it is told
+    /// (`sl/cancel`) and drops the request's handler.
     pub async fn request<E: Request>(&self, request: &E) -> Result<E::Reply, RequestError> {
         self.request_within(request, self.inner.request_timeout)
             .await
@@ -210,7 +218,9 @@ impl Ctx {
                 request,
             )?;
             self.inner.outbound.try_send(message)?;
+            let cancel = CancelOnDrop::new(self, guard.req_id());
             let result = pending::wait_reply(guard, reply, timeout).await;
+            cancel.disarm();
             tracing::Span::current().record(
                 "outcome",
                 result.as_ref().map_or_else(RequestError::code, |_| "ok"),
@@ -240,9 +250,13 @@ impl Ctx {
             self.inner.outbound.try_send(message)?;
             Ok::<_, RequestError>((guard, reply))
         })();
+        let ctx = self.clone();
         async move {
             let (guard, reply) = sent?;
-            pending::wait_reply(guard, reply, timeout).await
+            let cancel = CancelOnDrop::new(&ctx, guard.req_id());
+            let result = pending::wait_reply(guard, reply, timeout).await;
+            cancel.disarm();
+            result
         }
     }
 
@@ -294,6 +308,31 @@ impl Ctx {
     /// Marks request `req_id` from the peer as in flight until the guard drops.
     pub(crate) fn begin_request(&self, req_id: RequestId) -> Result<InFlightGuard, ProtocolError> {
         self.inner.in_flight.begin(&self.inner, req_id)
+    }
+
+    /// Cancels the peer's request `req_id` (its `sl/cancel`): its handler is
+    /// dropped, and its place among the requests in flight is free at once
+    /// (before the handler's task has seen it). `false` when no such request
+    /// is in flight.
+    pub(crate) fn cancel_request(&self, req_id: RequestId) -> bool {
+        let cancellation = self
+            .inner
+            .in_flight
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&req_id);
+        cancellation.is_some_and(|c| c.cancel())
+    }
+
+    /// Records that the peer takes `sl/cancel` (extension `cancel`).
+    pub(crate) fn set_peer_cancels(&self) {
+        self.inner.peer_cancels.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the peer takes `sl/cancel`.
+    pub(crate) fn peer_cancels(&self) -> bool {
+        self.inner.peer_cancels.load(Ordering::Relaxed)
     }
 }
 
@@ -367,6 +406,13 @@ impl Outbound {
         outbound
     }
 
+    /// Queues `message` without waiting, and without counting the
+    /// connection a slow consumer when the queue is full: for a frame that
+    /// may be lost (an `sl/cancel`).
+    pub(crate) fn try_send_quiet(&self, message: Message) -> Result<(), PushError> {
+        self.queue.push(message)
+    }
+
     /// Queues `message` without waiting.
     pub fn try_send(&self, message: Message) -> Result<(), SendError> {
         self.queue.push(message).map_err(|e| match e {
@@ -427,17 +473,56 @@ impl Drop for Outbound {
     }
 }
 
-/// The ids of the peer's requests still being handled, bounded.
+/// Tells the peer, when dropped before [`CancelOnDrop::disarm`], that we
+/// stopped waiting for request `req_id` (if it takes `sl/cancel`).
+struct CancelOnDrop<'a> {
+    ctx: Option<&'a Ctx>,
+    req_id: RequestId,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    fn new(ctx: &'a Ctx, req_id: RequestId) -> Self {
+        Self {
+            ctx: Some(ctx),
+            req_id,
+        }
+    }
+
+    /// The wait ended (a reply, an error, the deadline): nothing to tell.
+    fn disarm(mut self) {
+        self.ctx = None;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(ctx) = self.ctx.take() else { return };
+        if !ctx.peer_cancels() {
+            return;
+        }
+        let message = ctx.codec().encode_control(&Control::Cancel {
+            req_id: self.req_id,
+        });
+        // Best effort: a queue that is full or closed has a connection that
+        // is going anyway, and a cancel is never worth closing one for.
+        if ctx.inner.outbound.try_send_quiet(message).is_err() {
+            tracing::debug!(target: "sente_lite", conn_id = %ctx.conn_id(), req_id = self.req_id, "`sl/cancel` not queued");
+        }
+    }
+}
+
+/// The peer's requests still being handled, bounded, each with the
+/// cancellation that drops its handler.
 struct InFlight {
     max: usize,
-    ids: Mutex<HashSet<RequestId>>,
+    ids: Mutex<HashMap<RequestId, Cancellation>>,
 }
 
 impl InFlight {
     fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
-            ids: Mutex::new(HashSet::new()),
+            ids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -450,12 +535,15 @@ impl InFlight {
         if ids.len() >= self.max {
             return Err(ProtocolError::TooManyRequests { max: self.max });
         }
-        if !ids.insert(req_id) {
+        let std::collections::hash_map::Entry::Vacant(entry) = ids.entry(req_id) else {
             return Err(ProtocolError::DuplicateRequest { req_id });
-        }
+        };
+        let cancellation = Cancellation::new();
+        entry.insert(cancellation.clone());
         Ok(InFlightGuard {
             owner: Arc::clone(owner),
             req_id,
+            cancellation,
         })
     }
 }
@@ -464,6 +552,14 @@ impl InFlight {
 pub(crate) struct InFlightGuard {
     owner: Arc<CtxInner>,
     req_id: RequestId,
+    cancellation: Cancellation,
+}
+
+impl InFlightGuard {
+    /// The cancellation that drops the request's handler.
+    pub(crate) fn cancellation(&self) -> &Cancellation {
+        &self.cancellation
+    }
 }
 
 impl Drop for InFlightGuard {
@@ -474,6 +570,13 @@ impl Drop for InFlightGuard {
             .ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        ids.remove(&self.req_id);
+        // Only its own entry: a cancelled request left the set already, and
+        // its id may be in flight again.
+        if ids
+            .get(&self.req_id)
+            .is_some_and(|c| c.same_as(&self.cancellation))
+        {
+            ids.remove(&self.req_id);
+        }
     }
 }

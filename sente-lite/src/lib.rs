@@ -6,6 +6,7 @@
 extern crate self as sente_lite;
 
 mod bucket;
+pub mod cancel;
 pub mod channel;
 pub mod client;
 pub mod codec;
@@ -35,6 +36,7 @@ pub mod typescript;
 #[doc(hidden)]
 pub mod typescript_probe;
 
+pub use cancel::Cancellation;
 pub use channel::{Carries, Channel, ChannelEvent};
 pub use client::{
     Client, ClientBuilder, ClientError, ConnectionState, PresenceEvent, PresenceWatch,

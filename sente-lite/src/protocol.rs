@@ -28,6 +28,12 @@ pub const EXTENSION_RECOVERY: &str = "recovery";
 /// The protocol extension of channel presence (`sl/presence`, `sl/presence-diff`).
 pub const EXTENSION_PRESENCE: &str = "presence";
 
+/// The protocol extension of request cancellation (`sl/cancel`): a
+/// requester that stops waiting tells the peer, which drops the handler.
+/// A client takes the server's `sl/cancel` only after naming the extension
+/// in its `sl/extensions` frame.
+pub const EXTENSION_CANCEL: &str = "cancel";
+
 /// The namespace of the protocol's own frames (`sl/ping`, `sl/ok`, ...). No event may use it.
 pub const RESERVED_NAMESPACE: &str = "sl";
 
@@ -343,6 +349,19 @@ pub enum Control {
         /// The channel name.
         channel: String,
     },
+    /// `sl/cancel`: the sender of request `req_id` stopped waiting for its
+    /// reply (extension `cancel`). The receiver drops the request's handler,
+    /// or takes it out of the waiting line, and sends no reply; a cancel of a
+    /// request it does not hold (finished, or never seen) is ignored.
+    Cancel {
+        /// The id of the sender's own request.
+        req_id: RequestId,
+    },
+    /// `sl/extensions`: the extensions whose frames the client takes from the
+    /// server (for example [`EXTENSION_CANCEL`]). Sent by a client, once,
+    /// after the handshake and before anything else; the server ignores the
+    /// names it does not offer.
+    Extensions(Vec<String>),
     /// `sl/error`: something the peer sent was rejected and no reply can carry it.
     Error(ErrorReply),
     /// `sl/close`: the reason for the close that follows.

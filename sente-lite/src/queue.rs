@@ -201,6 +201,17 @@ impl OutboundReceiver {
         }
     }
 
+    /// `Ready` when a message waits, without taking it; otherwise registers
+    /// `cx` to be woken when one is queued.
+    pub(crate) fn poll_queued(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.queue.receiver.register(cx.waker());
+        if self.queue.len() > 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Keeps only the queued messages for which `keep` is true.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Message) -> bool) {
         let mut state = self.queue.lock();

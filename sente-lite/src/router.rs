@@ -222,6 +222,9 @@ pub enum Outcome {
     Error(String),
     /// It panicked; the peer got an `internal` error.
     Panicked,
+    /// The peer cancelled the request (`sl/cancel`): the handler was dropped
+    /// and no reply sent.
+    Cancelled,
 }
 
 /// The built dispatch table: O(1) lookup of a route by event key. Cheap to clone.
@@ -403,7 +406,21 @@ impl<H: Handler> HandlerRoute<H> {
         let running = AssertUnwindSafe(self.0.call(ctx.clone(), event)).catch_unwind();
         let started = std::time::Instant::now();
         Ok(Box::pin(async move {
-            let result = running.await;
+            let result = match &guard {
+                // A request's handler is dropped when the request stops
+                // being wanted (the peer's `sl/cancel`).
+                Some(guard) => match guard.cancellation().clone().run(running).await {
+                    Some(result) => result,
+                    None => {
+                        return Dispatched {
+                            message: None,
+                            outcome: Outcome::Cancelled,
+                            timing: None,
+                        };
+                    }
+                },
+                None => running.await,
+            };
             drop(guard);
             let (result, panicked) = match result {
                 Ok(result) => (result, false),

@@ -144,6 +144,7 @@ pub(crate) struct Counters {
     pub(crate) protocol_closes: AtomicU64,
     pub(crate) refused_draining: AtomicU64,
     pub(crate) late_replies: AtomicU64,
+    pub(crate) requests_cancelled: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) accept_failures: AtomicU64,
     pub(crate) http_timeouts: AtomicU64,
@@ -202,6 +203,7 @@ impl Counters {
             requests_handled: get(&self.requests_handled),
             reconnects: get(&self.reconnects),
             late_replies: get(&self.late_replies),
+            requests_cancelled: get(&self.requests_cancelled),
             telemetry_logged: get(&self.telemetry_logged),
             telemetry_dropped: get(&self.telemetry_dropped),
             resumes_recovered: get(&self.resumes_recovered),
@@ -264,6 +266,9 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     /// Replies that arrived after their request stopped waiting.
     pub late_replies: u64,
+    /// The peer's requests it cancelled (`sl/cancel`) while they waited for a
+    /// handler or ran: their handlers were dropped, no reply was sent.
+    pub requests_cancelled: u64,
     /// Client telemetry records written to the server's log.
     pub telemetry_logged: u64,
     /// Client telemetry records the server did not log: over the connection's

@@ -381,6 +381,8 @@ fn control() -> impl Strategy<Value = Control> {
         (text(), presence_diff())
             .prop_map(|(channel, diff)| Control::PresenceDiff { channel, diff }),
         text().prop_map(|channel| Control::Resubscribe { channel }),
+        request_id().prop_map(|req_id| Control::Cancel { req_id }),
+        proptest::collection::vec(text(), 0..4).prop_map(Control::Extensions),
         error_reply().prop_map(Control::Error),
         close_reason().prop_map(Control::Close),
     ]
@@ -1465,6 +1467,16 @@ fn controls_are_pinned() {
         },
         r#"["sl/resub",{"channel":"room/lobby"}]"#,
         "0e 0a 72 6f 6f 6d 2f 6c 6f 62 62 79",
+    );
+    pin(
+        |c| c.encode_control(&Control::Cancel { req_id: 7 }),
+        r#"["sl/cancel",7]"#,
+        "0f 07",
+    );
+    pin(
+        |c| c.encode_control(&Control::Extensions(vec!["cancel".into()])),
+        r#"["sl/extensions",["cancel"]]"#,
+        "10 01 06 63 61 6e 63 65 6c",
     );
     let handshake = Handshake {
         version: 1,

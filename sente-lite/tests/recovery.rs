@@ -68,7 +68,7 @@ async fn nothing_more(raw: &mut Raw) {
 async fn the_offers_of_the_handshake_name_recovery_and_presence() {
     let server = start(history(10)).await;
     let raw = Raw::connect(&server.ws_url(), "", Codec::Json).await;
-    assert_eq!(raw.handshake.extensions, ["recovery", "presence"]);
+    assert_eq!(raw.handshake.extensions, ["recovery", "presence", "cancel"]);
 }
 
 #[tokio::test]

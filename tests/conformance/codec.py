@@ -15,6 +15,7 @@ state the frame it expects once and check it in both encodings:
     ["sl/presence", 10, "room/lobby", true]
     ["sl/presence-diff", "room/lobby", {"joined": [member], "left": [user_id]}]
     ["sl/resub", {"channel": "room/lobby"}]
+    ["sl/cancel", 7]   ["sl/extensions", ["cancel"]]
     ["sl/error", {...}]   ["sl/close", {...}]
 
 In postcard (section 4) a payload is the postcard encoding of a Rust type; the
@@ -289,6 +290,10 @@ EVENTS = {
     "test/push": ("event", TEXT, None),
     "test/ask": ("request", TEXT, STR),
     "test/question": ("request", TEXT, STR),
+    "test/hold": ("request", Struct(("tag", STR)), UNIT),
+    "test/held": ("request", Struct(("tag", STR)), STR),
+    "test/ask-within": ("request", Struct(("text", STR), ("deadline_ms", U64),
+                                          ("give_up_ms", U64)), STR),
 }
 # The examples of sections 3 and 4.
 SPEC_EVENTS = {
@@ -318,7 +323,8 @@ def json_decode(text: str):
 KINDS = {
     "event": 0, "request": 1, "sl/ok": 2, "sl/err": 3, "sl/pub": 4, "sl/handshake": 5,
     "sl/ping": 6, "sl/pong": 7, "sl/sub": 8, "sl/unsub": 9, "sl/error": 10, "sl/close": 11,
-    "sl/presence": 12, "sl/presence-diff": 13, "sl/resub": 14,
+    "sl/presence": 12, "sl/presence-diff": 13, "sl/resub": 14, "sl/cancel": 15,
+    "sl/extensions": 16,
 }
 
 HANDSHAKE_FIELDS = [
@@ -389,6 +395,10 @@ def pc_encode(frame, payload_type: PType = None) -> bytes:
         return kind + STR.enc(frame[1]) + PRESENCE_DIFF.enc(frame[2])
     if name == "sl/resub":
         return kind + RESUB.enc(frame[1])
+    if name == "sl/cancel":
+        return kind + U64.enc(frame[1])
+    if name == "sl/extensions":
+        return kind + Vec(STR).enc(frame[1])
     raise ValueError(name)
 
 
@@ -491,4 +501,12 @@ def pc_decode(buf: bytes, payload_type_of):
         resub, pos = RESUB.dec(buf, pos)
         rest_empty(pos)
         return ["sl/resub", resub], None
+    if kind == 15:
+        req_id, pos = U64.dec(buf, pos)
+        rest_empty(pos)
+        return ["sl/cancel", req_id], None
+    if kind == 16:
+        names, pos = Vec(STR).dec(buf, pos)
+        rest_empty(pos)
+        return ["sl/extensions", names], None
     raise DecodeError(f"unknown header kind {kind}")

@@ -46,6 +46,8 @@ EXAMPLES = [
     ('["sl/presence-diff","room/lobby",{"joined":[{"user_id":"cy","info":null}],"left":["bob"]}]',
      "0d 0a 72 6f 6f 6d 2f 6c 6f 62 62 79 01 02 63 79 00 01 03 62 6f 62", None),
     ('["sl/resub",{"channel":"room/lobby"}]', "0e 0a 72 6f 6f 6d 2f 6c 6f 62 62 79", None),
+    ('["sl/cancel",7]', "0f 07", None),
+    ('["sl/extensions",["cancel"]]', "10 01 06 63 61 6e 63 65 6c", None),
     ('["sl/error",{"code":"bad-event","message":"unknown event `chat/sned`: no handler is routed for it"}]',
      None, None),
     ('["sl/close",{"code":"going-away","message":"server shutting down","reconnect_after_ms":1500}]',

@@ -10,9 +10,12 @@ const client = new Client<Events>("ws://127.0.0.1:3000/ws?name=ada");
 export async function chat(): Promise<string[]> {
   const joined: Joined = await client.request("chat/join", { room: "lobby" });
   const left: null = await client.request("chat/leave", { room: "lobby" }, { timeoutMs: 500 });
+  const stop = new AbortController();
+  await client.request("chat/join", { room: "lobby" }, { signal: stop.signal });
+  const cancelled: number = client.requestsCancelled;
   client.send("chat/say", { room: "lobby", text: "hi" });
   const off = client.on("chat/message", (msg: ChatMessage, info) => {
-    console.log(msg.from, msg.text, msg.at_ms.toFixed(0), info.channel);
+    console.log(msg.from, msg.text, msg.at_ms.toFixed(0), info.channel, info.signal?.aborted, cancelled);
   });
   off();
   client.send("telemetry/batch", {

@@ -357,7 +357,9 @@ impl Client {
     /// [`RequestError::Timeout`] when no reply comes in time, and
     /// [`RequestError::Closed`] when the connection is lost before the reply
     /// (the server may have handled it) or the client stopped or gave up.
-    /// Dropping the future stops waiting; a late reply is ignored.
+    /// Dropping the future stops waiting; a late reply is ignored. A server
+    /// that offers the `cancel` extension (this crate's does) is told
+    /// (`sl/cancel`) and drops the request's handler.
     ///
     /// ```no_run,standalone_crate
     /// # use serde::{Deserialize, Serialize};

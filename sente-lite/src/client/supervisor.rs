@@ -18,7 +18,7 @@ use super::shared::{ClientHub, ClientSide, Command, Live, Shared};
 use super::subscribing::Subscribing;
 use crate::Ctx;
 use crate::connection::{self, CloseSignal, Ended, EngineConfig};
-use crate::protocol::{CloseReason, Handshake};
+use crate::protocol::{CloseReason, Control, Handshake};
 use crate::stats::bump;
 
 /// How long running handlers may finish when the client closes a connection.
@@ -254,7 +254,21 @@ async fn run_connection(
         };
         // Subscriptions are restored before anything queued goes out.
         let subscribing = Subscribing::new();
-        let (first, restores) = shared.restore_frames(&ctx, &subscribing);
+        let (mut first, restores) = shared.restore_frames(&ctx, &subscribing);
+        // The extensions whose frames this client takes from the server, first.
+        if handshake
+            .extensions
+            .iter()
+            .any(|e| e == crate::protocol::EXTENSION_CANCEL)
+        {
+            ctx.set_peer_cancels();
+            first.insert(
+                0,
+                ctx.codec().encode_control(&Control::Extensions(vec![
+                    crate::protocol::EXTENSION_CANCEL.into(),
+                ])),
+            );
+        }
         tracing::info!(
             target: "sente_lite",
             user_id = handshake.user_id.as_ref().map(|u| u.0.as_str()),

@@ -28,6 +28,8 @@ pub(super) const CLOSE: &str = "sl/close";
 pub(super) const PRESENCE: &str = "sl/presence";
 pub(super) const PRESENCE_DIFF: &str = "sl/presence-diff";
 pub(super) const RESUB: &str = "sl/resub";
+pub(super) const CANCEL: &str = "sl/cancel";
+pub(super) const EXTENSIONS: &str = "sl/extensions";
 
 /// The object of `sl/resub`: `{"channel": ...}` (unknown fields are ignored).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -232,6 +234,14 @@ pub(super) fn control(control: &Control) -> Message {
             head(CLOSE);
             put_infallible(&mut buf, c);
         }
+        Control::Cancel { req_id } => {
+            head(CANCEL);
+            let _ = write!(buf, "{req_id}");
+        }
+        Control::Extensions(names) => {
+            head(EXTENSIONS);
+            put_infallible(&mut buf, names);
+        }
     }
     buf.push(b']');
     text(buf)
@@ -357,6 +367,10 @@ impl<'de> Visitor<'de> for FrameVisitor {
                     channel: body.channel.into_owned(),
                 })
             }
+            CANCEL => Inbound::Control(Control::Cancel {
+                req_id: need::<_, WireReqId>(&mut seq, "request id")?.0,
+            }),
+            EXTENSIONS => Inbound::Control(Control::Extensions(need(&mut seq, "extensions")?)),
             ERROR => Inbound::Control(Control::Error(need(&mut seq, "error")?)),
             CLOSE => Inbound::Control(Control::Close(need::<_, CloseReason>(
                 &mut seq,

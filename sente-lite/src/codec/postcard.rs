@@ -82,6 +82,10 @@ enum Header<'a> {
         #[serde(borrow)]
         channel: Cow<'a, str>,
     },
+    /// 15: cancel a request.
+    Cancel { req_id: RequestId },
+    /// 16: the extensions a client takes frames of.
+    Extensions(#[serde(borrow)] Vec<Cow<'a, str>>),
 }
 
 /// [`ErrorReply`] on the binary wire: `data` travels as JSON text.
@@ -278,6 +282,10 @@ pub(super) fn control(control: &Control) -> Message {
         },
         Control::Error(e) => Header::Error(WireError::from_reply(e)),
         Control::Close(c) => Header::Close(c.clone()),
+        Control::Cancel { req_id } => Header::Cancel { req_id: *req_id },
+        Control::Extensions(names) => {
+            Header::Extensions(names.iter().map(|n| Cow::Borrowed(n.as_str())).collect())
+        }
     };
     to_message(header(&head))
 }
@@ -398,6 +406,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
             e.into_reply().map_err(bad)?,
         ))),
         Header::Close(c) => no_rest(Inbound::Control(Control::Close(c))),
+        Header::Cancel { req_id } => no_rest(Inbound::Control(Control::Cancel { req_id })),
+        Header::Extensions(names) => no_rest(Inbound::Control(Control::Extensions(
+            names.into_iter().map(Cow::into_owned).collect(),
+        ))),
         Header::Presence {
             req_id,
             channel,

@@ -21,6 +21,9 @@ pub(super) enum Action {
     Send(Message),
     /// Work to run in a handler slot.
     Start(Job),
+    /// The peer cancelled its request (`sl/cancel`): drop its handler, or
+    /// take it out of the waiting line.
+    Cancel(RequestId),
 }
 
 /// A frame that could not be handled, and the request it belongs to, if any.
@@ -87,6 +90,7 @@ pub(super) fn handle_frame(
             Action::Start(Job {
                 running,
                 size,
+                req_id: None,
                 deadline: None,
             })
         }))
@@ -155,6 +159,7 @@ pub(super) fn handle_frame(
             side.close_reason(reason);
             Ok(Action::Nothing)
         }
+        Inbound::Control(Control::Cancel { req_id }) => Ok(Action::Cancel(req_id)),
         Inbound::Control(control) => side
             .control(ctx, control)
             .map_err(|e| (e, None))
@@ -233,6 +238,7 @@ fn started(running: DispatchFuture, ctx: &Ctx, counters: &Counters, start: Start
     let job = |running, deadline| Job {
         running,
         size: start.size,
+        req_id: start.req_id,
         deadline,
     };
     let Some(req_id) = start.req_id else {

@@ -21,6 +21,8 @@ pub(super) struct Job {
     pub(super) running: DispatchFuture,
     /// The frame's size on the wire.
     pub(super) size: usize,
+    /// The request's id, for a request.
+    pub(super) req_id: Option<RequestId>,
     /// A request with a deadline: its id, and when the deadline passes.
     pub(super) deadline: Option<(RequestId, Instant)>,
 }
@@ -76,6 +78,18 @@ impl Line {
             _ => true,
         });
         expired
+    }
+
+    /// Drops the waiting request `req_id` (the peer cancelled it): its
+    /// handler never runs. Returns whether it was waiting.
+    pub(super) fn remove(&mut self, req_id: RequestId) -> bool {
+        let Some(at) = self.jobs.iter().position(|job| job.req_id == Some(req_id)) else {
+            return false;
+        };
+        if let Some(job) = self.jobs.remove(at) {
+            self.bytes -= job.size;
+        }
+        true
     }
 
     /// Drops every waiting job (a drain ran out of time).

@@ -287,8 +287,10 @@ fn poll_io<S: Transport>(
                 break;
             }
             if !writer.may_send() {
-                // Held back by the pace: the loop arms the timer for it.
-                if wrote_any {
+                // Held back by the pace: the loop arms the timer for it. It
+                // goes round once to do so when a message waits (queued now,
+                // or later: the queue wakes this task), not on every poll.
+                if wrote_any || (queue.poll_queued(cx).is_ready() && writer.hold_unreported()) {
                     wrote = Some(Ok(()));
                 }
                 more = false;
@@ -594,6 +596,14 @@ where
                 match handle_frame(&message, last_heard, &ctx, &routes, side, counters, drain.is_some()) {
                     Ok(Action::Nothing) => {}
                     Ok(Action::Send(answer)) => writer.push_now(answer),
+                    Ok(Action::Cancel(req_id)) => {
+                        // A request not held (finished, or never seen) is
+                        // ignored: its reply may be on its way already.
+                        if ctx.cancel_request(req_id) {
+                            bump(&counters.requests_cancelled);
+                            line.remove(req_id);
+                        }
+                    }
                     Ok(Action::Start(job)) => {
                         if line.is_empty() && tasks.len() < config.max_concurrent_handlers {
                             tasks.push(job.running);
@@ -640,6 +650,8 @@ where
                     }
                     Outcome::Error(_) => bump(&counters.handler_errors),
                     Outcome::Panicked => bump(&counters.handler_panics),
+                    // Counted when the peer's `sl/cancel` arrived.
+                    Outcome::Cancelled => {}
                 }
                 if let Some(message) = message {
                     writer.push_after_queue(queue, message);

@@ -83,6 +83,9 @@ pub(super) struct Writer {
     pacer: Option<Pacer>,
     /// The last frame was taken: nothing more is written.
     sealed: bool,
+    /// The loop was told that the pace holds a waiting message back (it
+    /// arms its timer for the pace); cleared when a frame is sent.
+    hold_reported: bool,
 }
 
 impl Writer {
@@ -117,6 +120,13 @@ impl Writer {
         if let Some(pacer) = &mut self.pacer {
             pacer.spend();
         }
+        self.hold_reported = false;
+    }
+
+    /// `true` the first time it is asked since the last frame was sent: the
+    /// loop must hear once that the pace holds a message back.
+    pub(super) fn hold_unreported(&mut self) -> bool {
+        !std::mem::replace(&mut self.hold_reported, true)
     }
 
     /// Whether a write is in progress.

@@ -49,7 +49,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 33] = [
+        let counters: [(&str, &str, u64); 34] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -91,6 +91,11 @@ impl Collector for Snapshot {
                 "late_replies",
                 "Replies that arrived after their request stopped waiting",
                 s.late_replies,
+            ),
+            (
+                "requests_cancelled",
+                "Requests the client cancelled while they waited or ran",
+                s.requests_cancelled,
             ),
             ("errors_bad_frame", "Undecodable frames", e.bad_frame),
             (

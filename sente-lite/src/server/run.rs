@@ -77,6 +77,7 @@ where
         extensions: vec![
             crate::protocol::EXTENSION_RECOVERY.into(),
             crate::protocol::EXTENSION_PRESENCE.into(),
+            crate::protocol::EXTENSION_CANCEL.into(),
         ],
         limits: limits.announced(),
     }));

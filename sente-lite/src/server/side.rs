@@ -92,6 +92,13 @@ impl Side for ServerSide {
                     reply_message(codec, req_id, result)
                 })))
             }
+            Control::Extensions(names) => {
+                // Names this server does not offer are ignored.
+                if names.iter().any(|n| n == crate::protocol::EXTENSION_CANCEL) {
+                    ctx.set_peer_cancels();
+                }
+                Ok(None)
+            }
             Control::Handshake(_) => Err(ProtocolError::BadFrame {
                 encoding: codec.name(),
                 detail: "only a server sends `sl/handshake`".into(),

@@ -39,6 +39,8 @@ pub(crate) enum Frame<T> {
     },
     /// `sl/presence-diff`.
     PresenceDiff { channel: String, diff: PresenceDiff },
+    /// A request of the server's, with its id.
+    Request { req_id: u64 },
     /// Any other control frame.
     Control(Control),
     /// The connection closed (with this close code, if any).
@@ -83,6 +85,11 @@ impl Raw {
     pub(crate) async fn send(&mut self, control: &Control) {
         let frame = self.codec.encode_control(control);
         self.ws.send(frame).await.unwrap();
+    }
+
+    /// Sends a frame as it is.
+    pub(crate) async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
     }
 
     /// A fresh request id.
@@ -141,6 +148,7 @@ impl Raw {
                     position,
                     event: payload.decode::<T>(T::ID).expect("a publication of T"),
                 },
+                Inbound::Request { req_id, .. } => Frame::Request { req_id },
                 Inbound::Reply { req_id, result } => Frame::Reply {
                     req_id,
                     result: result.map(|payload| match payload {
