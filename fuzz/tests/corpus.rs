@@ -78,6 +78,6 @@ fn every_past_finding_stays_fixed() {
 fn the_spec_examples_are_seeds() {
     // The protocol's example frames are where the fuzzing starts: reading them
     // from PROTOCOL.md must find them all.
-    assert_eq!(sente_lite_fuzz::spec_json_examples().len(), 22);
-    assert_eq!(sente_lite_fuzz::spec_postcard_examples().len(), 17);
+    assert_eq!(sente_lite_fuzz::spec_json_examples().len(), 24);
+    assert_eq!(sente_lite_fuzz::spec_postcard_examples().len(), 19);
 }
