@@ -28,7 +28,7 @@ def check_handshake(h, user_id, interval=25000, timeout=10000, max_message_size=
     # Its value is checked against the published description in test_schema.
     assert len(h["schema_hash"]) == 16 and all(c in "0123456789abcdef" for c in h["schema_hash"])
     assert h["max_message_size"] == max_message_size
-    assert sorted(h["extensions"]) == ["presence", "recovery"], h["extensions"]  # section 11
+    assert sorted(h["extensions"]) == ["cancel", "presence", "recovery"], h["extensions"]  # section 11
     assert list(h["limits"]) == LIMIT_KEYS
     assert h["limits"] == dict(zip(LIMIT_KEYS, limits)), h["limits"]
 
