@@ -136,6 +136,15 @@ struct Publish {
     text: String,
 }
 
+/// Publish `text` on `channel` as [`News`] to every subscriber but this
+/// connection; the reply is how many subscribers it reached.
+#[sente_lite::event("test/publish-others", reply = usize)]
+#[derive(Debug, Serialize, Deserialize)]
+struct PublishOthers {
+    channel: String,
+    text: String,
+}
+
 /// End every subscription to `channel` and ask their clients to subscribe
 /// again (`sl/resub`), as an engine does when publications may have been
 /// missed, then publish `then_publish` as [`News`] on the channel, if given,
@@ -277,6 +286,13 @@ async fn publish(ctx: Ctx, req: Publish) -> Result<usize, ErrorReply> {
 }
 
 #[sente_lite::handler]
+async fn publish_others(ctx: Ctx, req: PublishOthers) -> Result<usize, ErrorReply> {
+    server_of(&ctx)?
+        .broadcast_except(&req.channel, &News { text: req.text }, ctx.conn_id())
+        .map_err(|e| ErrorReply::new("test/encode", e.to_string()))
+}
+
+#[sente_lite::handler]
 async fn resub(ctx: Ctx, req: Resub) -> Result<usize, ErrorReply> {
     let server = server_of(&ctx)?;
     let told = server.resubscribe(&req.channel);
@@ -356,6 +372,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .handler(note)
                 .handler(list_notes)
                 .handler(publish)
+                .handler(publish_others)
                 .handler(resub)
                 .handler(push)
                 .handler(ask)

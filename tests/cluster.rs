@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use cluster_events::{Ask, Kick, Members, NameOf, News, Note, Publish, Question, Tell};
+use cluster_events::{
+    Ask, Kick, Members, NameOf, News, Note, Publish, PublishOthers, Question, Tell,
+};
 use futures_util::{SinkExt, StreamExt};
 use listening::spawn_listening;
 use redis_process::{RedisProcess, free_port};
@@ -210,6 +212,54 @@ async fn three_servers_on_one_redis_act_as_one() {
         .await;
         assert_eq!(seen(label, |s| s.news.clone()), texts, "{label}");
     }
+
+    // A publication to everyone but its sender skips the sender on a, and
+    // only there: alice on b holds the same connection id as pat on a (each
+    // server numbers its own connections) and receives it.
+    assert_eq!(
+        publisher.conn_id(),
+        json.conn_id(),
+        "both first on their server"
+    );
+    publisher
+        .subscribe("news/y")
+        .await
+        .expect("pat subscribes on a");
+    json.subscribe("news/y")
+        .await
+        .expect("alice subscribes on b");
+    publisher
+        .request(&PublishOthers {
+            channel: "news/y".into(),
+            text: "o1".into(),
+        })
+        .await
+        .expect("published to the others");
+    publisher
+        .request(&Publish {
+            channel: "news/y".into(),
+            text: "o2".into(),
+        })
+        .await
+        .expect("published to all");
+    until("alice hears both", || {
+        seen("t1-json", |s| s.news.len()) == texts.len() + 2
+    })
+    .await;
+    assert_eq!(
+        seen("t1-json", |s| s.news[texts.len()..].to_vec()),
+        ["o1", "o2"]
+    );
+    until("pat hears the second", || {
+        seen("t1-publisher", |s| !s.news.is_empty())
+    })
+    .await;
+    assert_eq!(seen("t1-publisher", |s| s.news.clone()), ["o2"]);
+    assert_eq!(
+        publisher.position("news/y").map(|p| p.offset),
+        Some(2),
+        "pat's position moved past the one it was left out of"
+    );
 
     // send_to_user from a reaches bob's connection on c (none on a).
     let here = publisher

@@ -11,6 +11,16 @@ pub(crate) struct Publish {
     pub(crate) text: String,
 }
 
+/// Publish `text` on `channel` through the engine to every subscriber but
+/// the connection asking; the reply is how many subscribers of this server
+/// it reached (0 through Redis: delivery comes later).
+#[sente_lite::event("cluster/publish-others", reply = usize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PublishOthers {
+    pub(crate) channel: String,
+    pub(crate) text: String,
+}
+
 /// What `cluster/publish` publishes.
 #[sente_lite::event("cluster/news")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -345,7 +345,7 @@ impl Engine for RedisEngine {
             position_key: inner.keys.position(channel),
             history_key: inner.keys.history(channel),
             redis_channel: inner.keys.publications(channel),
-            packed: wire::pack(event),
+            packed: wire::pack_publication(event, &inner.id),
             epoch: new_epoch(),
             history_size: if keeps { options.history_size } else { 0 },
             history_ttl_ms: millis(options.history_ttl),

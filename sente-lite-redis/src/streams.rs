@@ -133,14 +133,16 @@ impl Streams {
             (name, chan.arrive(epoch, offset))
         };
         match arrival {
-            Arrival::Deliver(epoch) => match wire::publication(&name, &epoch, offset, packed) {
-                Some(publication) => {
-                    if let Err(e) = node.deliver(&Arc::new(publication), None) {
-                        tracing::warn!(target: "sente_lite_redis", channel, error = %e, "a publication could not be framed for some subscribers");
+            Arrival::Deliver(epoch) => {
+                match wire::publication(&name, &epoch, offset, packed, Some(&inner.id)) {
+                    Some(publication) => {
+                        if let Err(e) = node.deliver(&Arc::new(publication), None) {
+                            tracing::warn!(target: "sente_lite_redis", channel, error = %e, "a publication could not be framed for some subscribers");
+                        }
                     }
+                    None => bump(&inner.link.counters.malformed),
                 }
-                None => bump(&inner.link.counters.malformed),
-            },
+            }
             Arrival::Repeat => bump(&inner.link.counters.duplicates),
             Arrival::Gap => {
                 bump(&inner.link.counters.gaps);
@@ -543,7 +545,7 @@ pub(crate) fn read_recovery(
         let (offset, rest) = wire::split_field(&entry).ok_or_else(|| bad("an entry"))?;
         let (_at, packed) = wire::split_field(rest).ok_or_else(|| bad("an entry"))?;
         let offset: u64 = offset.parse().map_err(|_| bad("an entry's offset"))?;
-        let publication = wire::publication(channel, &epoch_arc, offset, packed)
+        let publication = wire::publication(channel, &epoch_arc, offset, packed, None)
             .ok_or_else(|| bad("an entry's event"))?;
         publications.push(Arc::new(publication));
     }

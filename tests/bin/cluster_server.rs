@@ -12,7 +12,9 @@ mod cluster_events;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster_events::{Ask, HealthOf, Kick, Members, NameOf, News, Note, Publish, Question, Tell};
+use cluster_events::{
+    Ask, HealthOf, Kick, Members, NameOf, News, Note, Publish, PublishOthers, Question, Tell,
+};
 use sente_lite::server::{ChannelOptions, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server, UserId};
 use sente_lite_redis::{RedisConfig, RedisEngine};
@@ -58,6 +60,13 @@ async fn do_publish(ctx: Ctx, req: Publish) -> Result<String, ErrorReply> {
         .position
         .map(|p| format!("{}:{}", p.epoch, p.offset))
         .unwrap_or_default())
+}
+
+#[sente_lite::handler]
+async fn do_publish_others(ctx: Ctx, req: PublishOthers) -> Result<usize, ErrorReply> {
+    server_of(&ctx)?
+        .broadcast_except(&req.channel, &News { text: req.text }, ctx.conn_id())
+        .map_err(|e| ErrorReply::new("cluster/encode", e.to_string()))
 }
 
 #[sente_lite::handler]
@@ -132,6 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .router(
             Router::new()
                 .handler(do_publish)
+                .handler(do_publish_others)
                 .handler(do_tell)
                 .handler(do_ask)
                 .handler(do_members)

@@ -285,6 +285,7 @@ EVENTS = {
     "test/note": ("event", Struct(("client", STR), ("seq", U64)), None),
     "test/notes": ("request", Struct(("client", STR)), Vec(U64)),
     "test/publish": ("request", Struct(("channel", STR), ("text", STR)), USIZE),
+    "test/publish-others": ("request", Struct(("channel", STR), ("text", STR)), USIZE),
     "test/resub": ("request", Struct(("channel", STR), ("then_publish", Opt(STR))), USIZE),
     "test/news": ("event", TEXT, None),
     "test/push": ("event", TEXT, None),

@@ -35,6 +35,33 @@ async def test_positions_increase(srv, enc):
         assert await b.recv() == want
 
 
+async def test_a_publication_leaving_out_its_sender(srv, enc):
+    # Section 8: the connection left out does not receive it; its offsets skip
+    # it; a resume from before it replays it.
+    ch = f"news/others-{enc}"
+    async with await Peer.open(srv, enc) as a, await Peer.open(srv, enc) as b:
+        f = await a.request(["sl/sub", 1, ch])
+        epoch = f[2]["position"]["epoch"]
+        assert (await b.request(["sl/sub", 1, ch]))[0] == "sl/ok"
+        # The reply is the next frame `a` gets: nothing published to it.
+        f = await a.request(["test/publish-others", {"channel": ch, "text": "o1"}, 2])
+        assert f == ["sl/ok", 2, 1], f
+        want = ["sl/pub", ch, "test/news", {"text": "o1"}, {"epoch": epoch, "offset": 1}]
+        assert await b.recv() == want
+        p2 = await publish(a, 3, ch, "o2", 2)
+        assert p2[4] == {"epoch": epoch, "offset": 2}, "a's offsets skip the one it was left out of"
+        assert await b.recv() == p2
+        await a.silence(0.2)
+        # Resuming from before it, on another connection, replays it like any other.
+        async with await Peer.open(srv, enc) as c:
+            since = {"epoch": epoch, "offset": 0}
+            await c.send(["sl/sub", 1, ch, since])
+            frames = await c.recv_n(3)
+            assert frames[0] == want and frames[1] == p2, frames
+            assert frames[2] == ["sl/ok", 1, {"position": {"epoch": epoch, "offset": 2},
+                                             "recovered": True}], frames
+
+
 async def test_unsubscribe(srv, enc):
     ch = f"news/unsub-{enc}"
     async with await Peer.open(srv, enc) as a, await Peer.open(srv, enc) as b:

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::de::IgnoredAny;
 use tungstenite::Message;
 
-use crate::protocol::StreamPosition;
+use crate::protocol::{ConnId, StreamPosition};
 use crate::{Codec, EncodeError, Event, EventKey};
 
 /// An event on its way out, before it is numbered: what [`super::Engine::publish`]
@@ -20,6 +20,7 @@ pub struct OutgoingEvent<'a> {
     key: EventKey,
     value: &'a dyn ErasedEvent,
     frames: [OnceLock<Result<Message, EncodeError>>; 2],
+    except: Option<ConnId>,
 }
 
 impl std::fmt::Debug for OutgoingEvent<'_> {
@@ -139,7 +140,21 @@ impl<'a> OutgoingEvent<'a> {
             key: E::KEY,
             value: event,
             frames: Default::default(),
+            except: None,
         }
+    }
+
+    /// The same event, published to every subscriber but connection `conn`
+    /// of this server ([`crate::Server::broadcast_except`]).
+    #[must_use]
+    pub fn excluding(mut self, conn: ConnId) -> Self {
+        self.except = Some(conn);
+        self
+    }
+
+    /// The connection of the publishing server that does not receive it.
+    pub fn excluded(&self) -> Option<ConnId> {
+        self.except
     }
 
     /// Calls `f` with the event `id` whose payloads were encoded elsewhere by
@@ -158,6 +173,7 @@ impl<'a> OutgoingEvent<'a> {
             key: EventKey::of(id),
             value: &payloads,
             frames: Default::default(),
+            except: None,
         })
     }
 
@@ -205,6 +221,7 @@ pub struct Publication {
     offset: u64,
     id: Cow<'static, str>,
     frames: [OnceLock<Result<Message, EncodeError>>; 2],
+    except: Option<ConnId>,
 }
 
 impl std::fmt::Debug for Publication {
@@ -222,6 +239,8 @@ impl Publication {
     /// Publication number `offset` of `channel` in `epoch`, of `event`.
     /// Nothing is encoded yet: see [`Publication::encode_all`] and
     /// [`Publication::message`].
+    /// It is not delivered to the connection the event excludes
+    /// ([`OutgoingEvent::excluding`]).
     pub fn new(channel: Arc<str>, epoch: Arc<str>, offset: u64, event: &OutgoingEvent<'_>) -> Self {
         Self {
             channel,
@@ -229,6 +248,7 @@ impl Publication {
             offset,
             id: event.id.to_cow(),
             frames: Default::default(),
+            except: event.except,
         }
     }
 
@@ -251,6 +271,7 @@ impl Publication {
             offset,
             id: id.into(),
             frames: Default::default(),
+            except: None,
         };
         let position = publication.position();
         for (codec, payload) in [(Codec::Json, json), (Codec::Postcard, postcard)] {
@@ -265,6 +286,21 @@ impl Publication {
             }
         }
         publication
+    }
+
+    /// The same publication, not delivered to connection `conn` of this
+    /// server (an engine that carries publications between processes sets
+    /// it on the server that published it, from [`OutgoingEvent::excluded`]).
+    #[must_use]
+    pub fn excluding(mut self, conn: Option<ConnId>) -> Self {
+        self.except = conn;
+        self
+    }
+
+    /// The connection of this server that live delivery skips: the one the
+    /// publisher excluded. A replay from the history does not skip it.
+    pub fn excluded(&self) -> Option<ConnId> {
+        self.except
     }
 
     /// Encodes the publication in every codec now, as a history needs it

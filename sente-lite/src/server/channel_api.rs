@@ -41,10 +41,57 @@ impl Server {
         C: Carries<E> + ?Sized,
         E: OneWay,
     {
-        let channel = channel.channel_name();
-        let channel: &str = &channel;
+        self.broadcast_outgoing(&channel.channel_name(), OutgoingEvent::new(event))
+    }
+
+    /// Publishes like [`Server::broadcast`], to every subscriber of `channel`
+    /// but connection `except` of this server: typically the connection whose
+    /// handler publishes what its client said, which shows it already
+    /// (`ctx.conn_id()`). The publication still takes its position and its
+    /// place in the history: the excluded connection sees the offsets it
+    /// receives skip one, and a resume from a position before it replays it
+    /// (docs/PROTOCOL.md §8).
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # use sente_lite::Ctx;
+    /// #[sente_lite::event("doc.except/typing")]
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Typing {
+    ///     room: String,
+    /// }
+    ///
+    /// #[sente_lite::handler]
+    /// async fn typing(ctx: Ctx, typing: Typing) {
+    ///     if let Some(server) = ctx.server() {
+    ///         let channel = format!("room/{}", typing.room);
+    ///         // Everyone in the room but the one typing.
+    ///         let _ = server.broadcast_except(&channel, &typing, ctx.conn_id());
+    ///     }
+    /// }
+    /// ```
+    pub fn broadcast_except<C, E>(
+        &self,
+        channel: &C,
+        event: &E,
+        except: ConnId,
+    ) -> Result<usize, EncodeError>
+    where
+        C: Carries<E> + ?Sized,
+        E: OneWay,
+    {
+        self.broadcast_outgoing(
+            &channel.channel_name(),
+            OutgoingEvent::new(event).excluding(except),
+        )
+    }
+
+    fn broadcast_outgoing(
+        &self,
+        channel: &str,
+        event: OutgoingEvent<'_>,
+    ) -> Result<usize, EncodeError> {
         let options = self.shared.channel_options(channel);
-        let event = OutgoingEvent::new(event);
         match self
             .shared
             .engine
@@ -72,12 +119,30 @@ impl Server {
         E: OneWay,
     {
         let channel = channel.channel_name();
-        let channel: &str = &channel;
-        let options = self.shared.channel_options(channel);
+        let options = self.shared.channel_options(&channel);
         let published = self
             .shared
             .engine
-            .publish(channel, &OutgoingEvent::new(event), &options);
+            .publish(&channel, &OutgoingEvent::new(event), &options);
+        published.await
+    }
+
+    /// Publishes like [`Server::publish`], to every subscriber but connection
+    /// `except` of this server (see [`Server::broadcast_except`]).
+    pub async fn publish_except<C, E>(
+        &self,
+        channel: &C,
+        event: &E,
+        except: ConnId,
+    ) -> Result<Published, EngineError>
+    where
+        C: Carries<E> + ?Sized,
+        E: OneWay,
+    {
+        let channel = channel.channel_name();
+        let options = self.shared.channel_options(&channel);
+        let event = OutgoingEvent::new(event).excluding(except);
+        let published = self.shared.engine.publish(&channel, &event, &options);
         published.await
     }
 

@@ -344,8 +344,9 @@ impl Channels {
         let mut state = lock(&channel.state);
         let mut delivered = 0;
         let mut failed = None;
-        for subscriber in state.subscribers.values_mut() {
-            if subscriber.ended {
+        let excluded = publication.excluded();
+        for (conn, subscriber) in &mut state.subscribers {
+            if subscriber.ended || excluded == Some(*conn) {
                 continue;
             }
             let message = match publication.message(subscriber.ctx.codec(), event) {
