@@ -62,7 +62,7 @@ impl Server {
     /// }
     ///
     /// #[sente_lite::handler]
-    /// async fn typing(ctx: Ctx, typing: Typing) {
+    /// async fn pass_on_typing(ctx: Ctx, typing: Typing) {
     ///     if let Some(server) = ctx.server() {
     ///         let channel = format!("room/{}", typing.room);
     ///         // Everyone in the room but the one typing.
