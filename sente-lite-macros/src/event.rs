@@ -222,6 +222,21 @@ impl EventDef {
                     module_path: ::core::module_path!(),
                 }
             }
+            const _: () = {
+                fn __sente_lite_transcode(
+                    json: &str,
+                ) -> ::core::result::Result<#krate::registry::Transcoded, ::std::string::String> {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{TranscodeEvent as _, TranscodeNothing as _};
+                    (&&#krate::__private::TranscodeProbe::<#ident>::new()).transcode(json)
+                }
+                #krate::__private::inventory::submit! {
+                    #krate::__private::TranscodeRecord {
+                        id: #id,
+                        transcode: __sente_lite_transcode,
+                    }
+                }
+            };
         };
 
         #[cfg(feature = "typescript")]

@@ -82,7 +82,9 @@ pub use sente_lite_macros::handler;
 pub mod __private {
     pub use crate::channel::support as channel;
     pub use crate::handler::IntoReply;
-    pub use crate::registry::EventRecord;
+    pub use crate::registry::{
+        EventRecord, TranscodeEvent, TranscodeNothing, TranscodeProbe, TranscodeRecord,
+    };
     pub use crate::schema::{ReplyShape, ShapeRecord, shape_of};
     pub use crate::typescript_probe as ts;
     pub use inventory;

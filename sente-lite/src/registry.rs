@@ -142,3 +142,92 @@ pub fn schema_hash() -> u64 {
 pub fn schema_hash_hex() -> String {
     crate::schema::schema_hash_hex().to_owned()
 }
+
+/// An event's payload read from JSON by its Rust type and written again in
+/// each encoding, as [`transcode`] makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcoded {
+    /// The payload as JSON text, as this program writes it.
+    pub json: bytes::Bytes,
+    /// The payload as postcard bytes, `None` when the type cannot be written
+    /// in postcard (a self-describing value, for example).
+    pub postcard: Option<bytes::Bytes>,
+}
+
+/// How `#[event]` lets code that has no Rust value of the event (the HTTP
+/// API) check and encode a payload written in JSON.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct TranscodeRecord {
+    /// The event id.
+    pub id: &'static str,
+    /// Reads the JSON payload as the event's type and writes it again.
+    pub transcode: fn(&str) -> Result<Transcoded, String>,
+}
+
+inventory::collect!(TranscodeRecord);
+
+/// The payload `json` of the registered event `id`, read by its Rust type
+/// (what does not fit, as a message with the path of the field) and written
+/// in each encoding. `None` when no event `id` is registered here.
+pub fn transcode(id: &str, json: &str) -> Option<Result<Transcoded, String>> {
+    inventory::iter::<TranscodeRecord>()
+        .find(|record| record.id == id)
+        .map(|record| (record.transcode)(json))
+}
+
+/// Picks, at compile time, the transcoder of a type that `#[event]` made an
+/// event, and a stand-in for one that is not (its bounds are missing: the
+/// macro's own check reports that, once, and nothing else must). Method
+/// lookup on `&&TranscodeProbe<T>` takes [`TranscodeEvent`] when `T: Event`
+/// holds and falls back to [`TranscodeNothing`] otherwise.
+#[doc(hidden)]
+pub struct TranscodeProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> TranscodeProbe<T> {
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait TranscodeEvent {
+    fn transcode(&self, json: &str) -> Result<Transcoded, String>;
+}
+
+impl<E: crate::Event> TranscodeEvent for &TranscodeProbe<E> {
+    fn transcode(&self, json: &str) -> Result<Transcoded, String> {
+        transcode_as::<E>(json)
+    }
+}
+
+#[doc(hidden)]
+pub trait TranscodeNothing {
+    fn transcode(&self, json: &str) -> Result<Transcoded, String>;
+}
+
+impl<T> TranscodeNothing for TranscodeProbe<T> {
+    fn transcode(&self, _json: &str) -> Result<Transcoded, String> {
+        Err("not an event".into())
+    }
+}
+
+/// [`TranscodeRecord::transcode`] for event type `E`.
+fn transcode_as<E: crate::Event>(json: &str) -> Result<Transcoded, String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value: E = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    let json = crate::Codec::Json
+        .encode_payload(E::ID, &value)
+        .map_err(|e| e.to_string())?;
+    let postcard = crate::Codec::Postcard.encode_payload(E::ID, &value).ok();
+    Ok(Transcoded { json, postcard })
+}

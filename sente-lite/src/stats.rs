@@ -145,6 +145,9 @@ pub(crate) struct Counters {
     pub(crate) refused_draining: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) requests_cancelled: AtomicU64,
+    pub(crate) api_requests: AtomicU64,
+    pub(crate) api_refused: AtomicU64,
+    pub(crate) api_unauthorized: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) accept_failures: AtomicU64,
     pub(crate) http_timeouts: AtomicU64,
@@ -204,6 +207,9 @@ impl Counters {
             reconnects: get(&self.reconnects),
             late_replies: get(&self.late_replies),
             requests_cancelled: get(&self.requests_cancelled),
+            api_requests: get(&self.api_requests),
+            api_refused: get(&self.api_refused),
+            api_unauthorized: get(&self.api_unauthorized),
             telemetry_logged: get(&self.telemetry_logged),
             telemetry_dropped: get(&self.telemetry_dropped),
             resumes_recovered: get(&self.resumes_recovered),
@@ -269,6 +275,12 @@ pub struct StatsSnapshot {
     /// The peer's requests it cancelled (`sl/cancel`) while they waited for a
     /// handler or ran: their handlers were dropped, no reply was sent.
     pub requests_cancelled: u64,
+    /// HTTP API requests answered 200 (servers with the API on).
+    pub api_requests: u64,
+    /// HTTP API requests refused (any status but 200).
+    pub api_refused: u64,
+    /// HTTP API requests refused 401: no key, or a wrong one.
+    pub api_unauthorized: u64,
     /// Client telemetry records written to the server's log.
     pub telemetry_logged: u64,
     /// Client telemetry records the server did not log: over the connection's

@@ -251,6 +251,28 @@ fn the_telemetry_section_sets_the_budget_and_the_user_requirement() {
 }
 
 #[test]
+fn the_http_api_is_off_unless_its_table_is_given_and_its_keys_are_long() {
+    assert_eq!(
+        Settings::from_toml("").unwrap().server.config.http_api,
+        None
+    );
+    let settings = Settings::from_toml(
+        "[server.http_api]\nkeys = [\"0123456789abcdef\"]\nmax_body_bytes = 4096",
+    )
+    .unwrap();
+    let api = settings.server.config.http_api.unwrap();
+    assert_eq!((api.keys.len(), api.max_body_bytes), (1, 4096));
+    assert_eq!(
+        error("[server.http_api]\nkeys = [\"short\"]"),
+        "configuration key `server.http_api`: an HTTP API key has fewer than 16 bytes: use a long random key"
+    );
+    assert_eq!(
+        error("[server.http_api]"),
+        "configuration key `server.http_api`: the HTTP API needs at least one key"
+    );
+}
+
+#[test]
 fn the_load_limits_are_read_and_zero_turns_the_per_address_limit_off() {
     let defaults = Settings::from_toml("").unwrap().server.config.limits;
     assert_eq!(defaults.max_connections_per_address, None);

@@ -9,7 +9,8 @@ use super::Server;
 
 impl Server {
     /// An axum router that serves this server's WebSocket endpoint (at its
-    /// configured path), `/health` and `/schema`; merge it into your application:
+    /// configured path), `/health`, `/schema` and, when it is on, the HTTP
+    /// API (`/api/...`); merge it into your application:
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,11 +28,15 @@ impl Server {
     /// so that connections know their peer's address (optional).
     pub fn axum_router(&self) -> axum::Router {
         let mut router = axum::Router::new();
-        for path in [
+        let mut paths = vec![
             self.config().path.clone(),
             "/health".to_owned(),
             crate::schema::DESCRIPTION_PATH.to_owned(),
-        ] {
+        ];
+        if self.config().http_api.is_some() {
+            paths.push("/api/{*request}".to_owned());
+        }
+        for path in paths {
             let server = self.clone();
             router = router.route(
                 &path,

@@ -12,8 +12,8 @@ use super::auth::{AuthHook, ChannelAccess, ChannelAuth, HandshakeRequest, Reject
 use super::health::HealthCheck;
 use super::hub::{self, Setup, Shared};
 use super::{
-    ChannelMatch, OriginPolicy, PresenceInfo, Server, ServerConfig, ServerError, TelemetryConfig,
-    http,
+    ChannelMatch, HttpApiConfig, OriginPolicy, PresenceInfo, Server, ServerConfig, ServerError,
+    TelemetryConfig, http,
 };
 
 /// Builds a [`Server`].
@@ -154,6 +154,28 @@ impl ServerBuilder {
     /// The WebSocket endpoint's path (default `/ws`).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.config.path = path.into();
+        self
+    }
+
+    /// Opens the HTTP API for other services (`POST /api/publish`,
+    /// `/api/send`, `/api/disconnect`, `GET /api/presence`) to callers
+    /// presenting one of `config`'s keys; docs/HTTP_API.md describes it.
+    /// Off unless called. [`ServerBuilder::build`] fails when no key is given
+    /// or one is shorter than 16 bytes.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sente_lite::server::HttpApiConfig;
+    ///
+    /// let key = std::env::var("SENTE_API_KEY")?;
+    /// let server = sente_lite::Server::builder()
+    ///     .http_api(HttpApiConfig::with_key(key))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn http_api(mut self, config: HttpApiConfig) -> Self {
+        self.config.http_api = Some(config);
         self
     }
 
@@ -327,6 +349,14 @@ impl ServerBuilder {
     /// Builds the server without a listener, to mount it in another HTTP stack
     /// (see [`Server::handle_http`]).
     pub fn build(self) -> Result<Server, ServerError> {
+        if let Some(problem) = self
+            .config
+            .http_api
+            .as_ref()
+            .and_then(HttpApiConfig::problem)
+        {
+            return Err(ServerError::Config(format!("http_api: {problem}")));
+        }
         let router = if self.config.telemetry.enabled {
             self.router.handler(crate::telemetry::record_telemetry)
         } else {

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// events they disagree on when the schema hashes differ. Default on; off,
     /// `/schema` is not found (404) and clients learn only that the hashes differ.
     pub publish_schema: bool,
+    /// The HTTP API for other services (`/api/publish`, `/api/send`,
+    /// `/api/disconnect`, `/api/presence`), with the keys that open it.
+    /// Default `None`: off, its paths are not found (404).
+    pub http_api: Option<super::HttpApiConfig>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             channels: Vec::new(),
             memory_engine: MemoryEngineConfig::default(),
             publish_schema: true,
+            http_api: None,
         }
     }
 }

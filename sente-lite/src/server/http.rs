@@ -340,11 +340,15 @@ fn check_host<B>(request: &Request<B>, shared: &Shared) -> Result<(), (StatusCod
 }
 
 /// Routes one HTTP request.
-pub(crate) async fn handle<B: Send + 'static>(
+pub(crate) async fn handle<B>(
     request: Request<B>,
     shared: Arc<Shared>,
     remote: Option<SocketAddr>,
-) -> Response<Full<Bytes>> {
+) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = request.uri().path();
     if let Err((status, why)) = check_host(&request, &shared) {
         crate::stats::bump(&shared.counters.host_refusals);
@@ -391,6 +395,11 @@ pub(crate) async fn handle<B: Send + 'static>(
             .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
             .body(Full::new(schema_body()))
             .unwrap_or_default();
+    }
+    if path.starts_with(super::http_api::PREFIX)
+        && let Some(config) = &shared.config.http_api
+    {
+        return super::http_api::handle(request, &shared, config).await;
     }
     if let Some((content_type, body)) = shared.pages.get(path) {
         return Response::builder()

@@ -49,7 +49,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 34] = [
+        let counters: [(&str, &str, u64); 37] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -96,6 +96,17 @@ impl Collector for Snapshot {
                 "requests_cancelled",
                 "Requests the client cancelled while they waited or ran",
                 s.requests_cancelled,
+            ),
+            (
+                "api_requests",
+                "HTTP API requests answered 200",
+                s.api_requests,
+            ),
+            ("api_refused", "HTTP API requests refused", s.api_refused),
+            (
+                "api_unauthorized",
+                "HTTP API requests refused 401 (no key or a wrong one)",
+                s.api_unauthorized,
             ),
             ("errors_bad_frame", "Undecodable frames", e.bad_frame),
             (

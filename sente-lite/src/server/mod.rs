@@ -24,6 +24,7 @@ mod channels;
 mod config;
 mod health;
 mod http;
+mod http_api;
 pub(crate) mod hub;
 #[cfg(feature = "jwt")]
 pub mod jwt;
@@ -46,6 +47,7 @@ pub use builder::ServerBuilder;
 pub use builder::shared_listener;
 pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig};
 pub use health::Health;
+pub use http_api::HttpApiConfig;
 pub use shutdown::Shutdown;
 
 pub(crate) use auth::{AuthHook, ChannelAuth};
@@ -107,6 +109,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be used.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// A setting is out of its bounds (the message says which).
+    #[error("invalid server setting: {0}")]
+    Config(String),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -312,11 +317,15 @@ impl Server {
     /// Answers one HTTP request the way the standalone server does: the WebSocket
     /// endpoint, `/health`, and the pages. For mounting in another hyper-based
     /// stack; the request must carry hyper's upgrade extension.
-    pub async fn handle_http<B: Send + 'static>(
+    pub async fn handle_http<B>(
         &self,
         request: ::http::Request<B>,
         remote_addr: Option<SocketAddr>,
-    ) -> ::http::Response<http_body_util::Full<bytes::Bytes>> {
+    ) -> ::http::Response<http_body_util::Full<bytes::Bytes>>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         http::handle(request, Arc::clone(&self.shared), remote_addr).await
     }
 

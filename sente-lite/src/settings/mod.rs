@@ -36,6 +36,10 @@
 //! history_max_bytes = 1048576
 //! presence = true
 //!
+//! [server.http_api]              # optional: /api/publish, /api/send, ... for other services
+//! keys = ["a long random key"]   # `Authorization: Bearer KEY`; 16 bytes or more each
+//! max_body_bytes = 1048576
+//!
 //! [server.memory_engine]         # bounds of the default in-memory engine
 //! max_history_bytes = 67108864   # all histories together
 //! retention_ms = 600000          # how long an idle channel keeps its epoch

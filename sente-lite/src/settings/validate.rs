@@ -108,6 +108,11 @@ impl Validate for ServerConfig {
             options.validate(&at)?;
         }
         self.memory_engine.validate(&t.key("memory_engine"))?;
+        if let Some(api) = &self.http_api
+            && let Some(problem) = api.problem()
+        {
+            return Err(t.error("http_api", problem));
+        }
         self.telemetry.validate(&t.key("telemetry"))
     }
 }
