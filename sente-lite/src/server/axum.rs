@@ -1,10 +1,5 @@
 //! Mounting the server in an axum application (feature `axum`).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request};
-use axum::response::Response;
-
 use super::Server;
 
 impl Server {
@@ -25,7 +20,9 @@ impl Server {
     /// ```
     ///
     /// Serve the application with `into_make_service_with_connect_info::<SocketAddr>()`
-    /// so that connections know their peer's address (optional).
+    /// so that connections know their peer's address (optional). The same
+    /// [`Server::service`] mounts on any path with `route_service`, and
+    /// [`Server::layer`] puts the server in front of a whole application.
     pub fn axum_router(&self) -> axum::Router {
         let mut router = axum::Router::new();
         let mut paths = vec![
@@ -37,24 +34,7 @@ impl Server {
             paths.push("/api/{*request}".to_owned());
         }
         for path in paths {
-            let server = self.clone();
-            router = router.route(
-                &path,
-                axum::routing::any(move |request: Request| {
-                    let server = server.clone();
-                    async move {
-                        let remote = request
-                            .extensions()
-                            .get::<ConnectInfo<SocketAddr>>()
-                            .map(|info| info.0);
-                        let response: Response = server
-                            .handle_http(request, remote)
-                            .await
-                            .map(axum::body::Body::new);
-                        response
-                    }
-                }),
-            );
+            router = router.route_service(&path, self.service());
         }
         router
     }

@@ -148,10 +148,16 @@ where
         io,
         progress: Arc::clone(&progress),
     };
-    let service_shared = Arc::clone(&shared);
+    // The server's own tower service answers; this connection adds the
+    // peer's address and its per-address slot to each request.
+    let server = super::Server {
+        shared: Arc::clone(&shared),
+    }
+    .service();
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-        let shared = Arc::clone(&service_shared);
         req.extensions_mut().insert(slot.clone());
+        req.extensions_mut().insert(super::RemoteAddr(remote));
+        let answer = tower_service::Service::call(&mut server.clone(), req);
         async move {
             if refused {
                 let mut response = text(
@@ -164,7 +170,7 @@ where
                 );
                 return Ok::<_, Infallible>(response);
             }
-            Ok::<_, Infallible>(handle(req, shared, Some(remote)).await)
+            answer.await
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

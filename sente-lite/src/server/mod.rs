@@ -31,6 +31,7 @@ pub mod jwt;
 mod metrics;
 mod per_address;
 mod run;
+mod service;
 mod shutdown;
 mod side;
 mod watchers;
@@ -48,6 +49,7 @@ pub use builder::shared_listener;
 pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig};
 pub use health::Health;
 pub use http_api::HttpApiConfig;
+pub use service::{RemoteAddr, ServerLayer, ServerService, ServiceFuture, WithServer};
 pub use shutdown::Shutdown;
 
 pub(crate) use auth::{AuthHook, ChannelAuth};
