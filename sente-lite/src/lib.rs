@@ -21,6 +21,7 @@ pub mod fuzzing;
 mod handler;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod middleware;
 mod pending;
 pub mod protocol;
 mod queue;

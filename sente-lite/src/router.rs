@@ -12,6 +12,7 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use tungstenite::Message;
 
+use crate::middleware::Middleware;
 use crate::protocol::{Control, ErrorReply, RequestId, codes};
 use crate::registry::{self, ClashError, EventRecord};
 use crate::{Codec, Ctx, Event, EventKey, EventRef, Handler, Payload, ProtocolError};
@@ -113,6 +114,7 @@ pub enum RouterError {
 #[must_use = "a router does nothing until it is built and given to a server or client"]
 pub struct Router {
     routes: Vec<Route>,
+    layers: Vec<Arc<dyn Middleware>>,
 }
 
 struct Route {
@@ -155,6 +157,15 @@ impl Router {
         self
     }
 
+    /// Runs `middleware` around every handler of this router (those routed
+    /// before and after this call, the library's own `telemetry/batch`
+    /// included: pick events with [`Middleware::only`]). The last layer added
+    /// runs first, around the others. See [`crate::middleware`].
+    pub fn layer(mut self, middleware: impl Middleware) -> Self {
+        self.layers.push(Arc::new(middleware));
+        self
+    }
+
     /// Builds the dispatch table.
     ///
     /// Fails when an event is routed twice, when two routed events share an id
@@ -176,8 +187,11 @@ impl Router {
             table.insert(route.info.key, route);
         }
         registry::check()?;
+        // Outermost first: the last layer added.
+        let layers: Vec<Arc<dyn Middleware>> = self.layers.into_iter().rev().collect();
         Ok(RouteTable {
             routes: Arc::new(table),
+            layers: layers.into(),
         })
     }
 }
@@ -231,6 +245,8 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct RouteTable {
     routes: Arc<HashMap<EventKey, Route, BuildHasherDefault<KeyHasher>>>,
+    /// The router's middleware, outermost first.
+    layers: Arc<[Arc<dyn Middleware>]>,
 }
 
 impl RouteTable {
@@ -293,7 +309,23 @@ impl RouteTable {
             }
             _ => {}
         }
-        route.call.dispatch(ctx, payload, req_id)
+        let running = route.call.dispatch(ctx, payload, req_id)?;
+        Ok(self.layered(ctx, route.info.id, req_id, running))
+    }
+
+    /// `running` inside the router's middleware, if it has any.
+    fn layered(
+        &self,
+        ctx: &Ctx,
+        event: &'static str,
+        req_id: Option<RequestId>,
+        running: DispatchFuture,
+    ) -> DispatchFuture {
+        if self.layers.is_empty() {
+            running
+        } else {
+            crate::middleware::wrap(&self.layers, ctx, event, req_id, running)
+        }
     }
 
     /// The one-pass path for a JSON event or request frame: the route is found
@@ -314,7 +346,7 @@ impl RouteTable {
                 id: route.info.id,
                 req_id,
                 deadline_ms,
-                started,
+                started: started.map(|running| self.layered(ctx, route.info.id, req_id, running)),
             })
     }
 
