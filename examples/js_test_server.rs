@@ -77,6 +77,10 @@ struct Args {
     /// Do not publish the schema description at `/schema`.
     #[arg(long)]
     no_schema: bool,
+    /// Offer compressed frames (extension `compression`), compressing frames
+    /// of at least this many bytes to the clients that read them.
+    #[arg(long)]
+    compress_min_bytes: Option<usize>,
     /// Accept only connections whose `token` query parameter equals this
     /// file's contents (trimmed), read at every upgrade: rewriting the file
     /// rotates the token.
@@ -392,6 +396,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             if let Some(n) = args.max_in_flight_requests {
                 config.limits.max_in_flight_requests = n;
+            }
+            if let Some(n) = args.compress_min_bytes {
+                let mut compression = sente_lite::server::CompressionConfig::default();
+                compression.min_bytes = n;
+                config.compression = Some(compression);
             }
             if let Some(n) = args.max_concurrent_handlers {
                 config.limits.max_concurrent_handlers = n;

@@ -98,6 +98,7 @@ export const PROTOCOL_VERSION: 1;
 /** The protocol extension of channel presence, listed in the handshake's `extensions`. */
 export const EXTENSION_PRESENCE: "presence";
 export const EXTENSION_CANCEL: "cancel";
+export const EXTENSION_COMPRESSION: "compression";
 
 /** How the client reconnects: capped exponential backoff with full jitter. */
 export interface ReconnectPolicy {

@@ -41,6 +41,16 @@ export const EXTENSION_PRESENCE = "presence";
  */
 export const EXTENSION_CANCEL = "cancel";
 
+/**
+ * The protocol extension of compressed frames (kind 17: raw DEFLATE), listed
+ * in the handshake's `extensions`: the client takes them where the platform
+ * has `DecompressionStream`.
+ */
+export const EXTENSION_COMPRESSION = "compression";
+
+/** The most a compressed frame inflates to (the server's own limit applies on its side). */
+const MAX_INFLATED = 64 * 1024 * 1024;
+
 /** The six connection states. */
 export const STATES = Object.freeze([
   "closed",
@@ -307,6 +317,51 @@ function cutText(text, max) {
 function timer(ms, fn) {
   const handle = setTimeout(fn, ms);
   return handle;
+}
+
+/** The bytes of a binary message (`ArrayBuffer`, a typed array or a Node `Buffer`), or `null`. */
+function bytesOf(data) {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
+}
+
+/** Whether `data` is a compressed frame: a binary message starting with kind 17. */
+function isCompressed(data) {
+  const bytes = typeof data === "string" ? null : bytesOf(data);
+  return bytes !== null && bytes.length > 0 && bytes[0] === 0x11;
+}
+
+/**
+ * The JSON text inside compressed frame `data` (raw DEFLATE after two bytes:
+ * kind 17 and the inside's encoding, which must be JSON here), inflated to
+ * at most `MAX_INFLATED` bytes.
+ */
+async function inflateFrame(data) {
+  const bytes = bytesOf(data);
+  if (bytes.length < 2 || bytes[1] !== 0) {
+    throw new Error("this client reads compressed JSON frames only");
+  }
+  const reader = new Blob([bytes.subarray(2)]).stream().pipeThrough(new DecompressionStream("deflate-raw")).getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > MAX_INFLATED) {
+      await reader.cancel();
+      throw new Error(`it inflates to more than ${MAX_INFLATED} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder("utf-8", { fatal: true }).decode(all);
 }
 
 /** Whether `value` is a request id as JSON frames carry it: an integer in `0 ..= 2^53 - 1`. */
@@ -943,6 +998,8 @@ export class Client {
     let ws;
     try {
       ws = new this._WebSocket(url, [SUBPROTOCOL]);
+      // Compressed frames come as binary messages: read them as bytes.
+      ws.binaryType = "arraybuffer";
     } catch (err) {
       fail(new ConnectError("invalid-url", `cannot open ${displayUrl(url)}: ${err.message}`, false));
       return;
@@ -1119,6 +1176,9 @@ export class Client {
       peerRequests: 0,
       // The server's requests being handled: request id -> AbortController.
       peerHandlers: new Map(),
+      // Frames read after a compressed one wait for it to be inflated, so
+      // that they are handled in order: the last of them, or null.
+      inflating: null,
       lastFrameAt: now(),
       silenceLimit,
       closeFloorMs: null,
@@ -1135,7 +1195,7 @@ export class Client {
     this._checkSchema(ws.url, handshake.schema_hash);
     ws.onmessage = (event) => {
       conn.lastFrameAt = now();
-      this._onFrame(conn, event.data);
+      this._receive(conn, event.data);
     };
     ws.onclose = (event) => {
       if (conn.onGone) conn.onGone();
@@ -1152,9 +1212,12 @@ export class Client {
     }, tick);
 
     // The extensions whose frames this client takes, before anything else.
-    if (handshake.extensions?.includes(EXTENSION_CANCEL)) {
-      this._sendRaw(conn, ["sl/extensions", [EXTENSION_CANCEL]]);
+    const taken = [];
+    if (handshake.extensions?.includes(EXTENSION_CANCEL)) taken.push(EXTENSION_CANCEL);
+    if (handshake.extensions?.includes(EXTENSION_COMPRESSION) && typeof DecompressionStream === "function") {
+      taken.push(EXTENSION_COMPRESSION);
     }
+    if (taken.length > 0) this._sendRaw(conn, ["sl/extensions", taken]);
     // Subscriptions are restored before anything queued goes out.
     for (const [channel, since] of this._subscriptions) {
       this._restore(conn, channel, since);
@@ -1247,6 +1310,30 @@ export class Client {
   }
 
   // ------------------------------------------------------------ frames
+
+  /**
+   * Takes one message: a compressed frame is inflated first (asynchronously),
+   * and what arrives meanwhile waits behind it, in order.
+   */
+  _receive(conn, data) {
+    const compressed = isCompressed(data);
+    if (!compressed && conn.inflating === null) {
+      this._onFrame(conn, data);
+      return;
+    }
+    const step = (conn.inflating ?? Promise.resolve())
+      .then(async () => {
+        const frame = compressed ? await inflateFrame(data) : data;
+        if (!conn.ended) this._onFrame(conn, frame);
+      })
+      .catch((err) => {
+        if (!conn.ended) this._protocolError(conn, { code: "bad-frame", message: `a compressed frame: ${err?.message ?? err}` });
+      });
+    conn.inflating = step;
+    step.then(() => {
+      if (conn.inflating === step) conn.inflating = null;
+    });
+  }
 
   _onFrame(conn, data) {
     if (typeof data !== "string") {

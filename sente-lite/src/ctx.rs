@@ -66,6 +66,8 @@ struct CtxInner {
     /// Whether the peer takes `sl/cancel` (extension `cancel`): a server
     /// that offered it, a client that named it in `sl/extensions`.
     peer_cancels: AtomicBool,
+    /// Whether the peer reads compressed frames (extension `compression`).
+    peer_inflates: AtomicBool,
     request_timeout: Duration,
     hub: Option<Arc<dyn Hub>>,
     state: AppState,
@@ -118,6 +120,7 @@ impl Ctx {
                 in_flight: InFlight::new(max_in_flight),
                 pending: PendingRequests::new(max_in_flight),
                 peer_cancels: AtomicBool::new(false),
+                peer_inflates: AtomicBool::new(false),
                 request_timeout,
                 hub,
                 state,
@@ -333,6 +336,16 @@ impl Ctx {
     /// Whether the peer takes `sl/cancel`.
     pub(crate) fn peer_cancels(&self) -> bool {
         self.inner.peer_cancels.load(Ordering::Relaxed)
+    }
+
+    /// Records that the peer reads compressed frames (extension `compression`).
+    pub(crate) fn set_peer_inflates(&self) {
+        self.inner.peer_inflates.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the peer reads compressed frames.
+    pub(crate) fn peer_inflates(&self) -> bool {
+        self.inner.peer_inflates.load(Ordering::Relaxed)
     }
 }
 

@@ -34,6 +34,11 @@ pub const EXTENSION_PRESENCE: &str = "presence";
 /// in its `sl/extensions` frame.
 pub const EXTENSION_CANCEL: &str = "cancel";
 
+/// The protocol extension of compressed frames (frame kind 17): a server
+/// that offers it sends large frames compressed to a client that named it in
+/// `sl/extensions`, and reads compressed frames from any client.
+pub const EXTENSION_COMPRESSION: &str = "compression";
+
 /// The namespace of the protocol's own frames (`sl/ping`, `sl/ok`, ...). No event may use it.
 pub const RESERVED_NAMESPACE: &str = "sl";
 

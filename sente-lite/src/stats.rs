@@ -146,6 +146,9 @@ pub(crate) struct Counters {
     pub(crate) late_replies: AtomicU64,
     pub(crate) requests_cancelled: AtomicU64,
     pub(crate) api_requests: AtomicU64,
+    pub(crate) frames_compressed: AtomicU64,
+    pub(crate) compression_saved_bytes: AtomicU64,
+    pub(crate) frames_inflated: AtomicU64,
     pub(crate) api_refused: AtomicU64,
     pub(crate) api_unauthorized: AtomicU64,
     pub(crate) reconnects: AtomicU64,
@@ -208,6 +211,9 @@ impl Counters {
             late_replies: get(&self.late_replies),
             requests_cancelled: get(&self.requests_cancelled),
             api_requests: get(&self.api_requests),
+            frames_compressed: get(&self.frames_compressed),
+            compression_saved_bytes: get(&self.compression_saved_bytes),
+            frames_inflated: get(&self.frames_inflated),
             api_refused: get(&self.api_refused),
             api_unauthorized: get(&self.api_unauthorized),
             telemetry_logged: get(&self.telemetry_logged),
@@ -277,6 +283,12 @@ pub struct StatsSnapshot {
     pub requests_cancelled: u64,
     /// HTTP API requests answered 200 (servers with the API on).
     pub api_requests: u64,
+    /// Data frames sent compressed (extension `compression`).
+    pub frames_compressed: u64,
+    /// Bytes the compressed frames saved: their size before, less after.
+    pub compression_saved_bytes: u64,
+    /// Compressed frames received and inflated.
+    pub frames_inflated: u64,
     /// HTTP API requests refused (any status but 200).
     pub api_refused: u64,
     /// HTTP API requests refused 401: no key, or a wrong one.

@@ -33,6 +33,9 @@ const MAX_WAITING: usize = 256;
 const MAX_WAITING_BYTES: usize = 1 << 20;
 /// Inbound messages larger than this are logged.
 const WARN_MESSAGE_SIZE: usize = 1 << 20;
+/// The most a compressed frame from the server inflates to: the WebSocket
+/// layer's own limit on one message (64 MiB).
+const MAX_INFLATED: usize = 64 << 20;
 
 /// What to do after a connection ended or an attempt failed.
 enum Next {
@@ -251,23 +254,31 @@ async fn run_connection(
             // What the server reads per second: queued events go out no faster.
             send_rate: (handshake.limits.rate_per_sec > 0)
                 .then_some((handshake.limits.rate_per_sec, handshake.limits.rate_burst)),
+            // What a compressed frame may inflate to: the WebSocket layer's
+            // own limit on a message.
+            inflate_up_to: handshake
+                .extensions
+                .iter()
+                .any(|e| e == crate::protocol::EXTENSION_COMPRESSION)
+                .then_some(MAX_INFLATED),
+            compress: None,
         };
         // Subscriptions are restored before anything queued goes out.
         let subscribing = Subscribing::new();
         let (mut first, restores) = shared.restore_frames(&ctx, &subscribing);
         // The extensions whose frames this client takes from the server, first.
-        if handshake
-            .extensions
-            .iter()
-            .any(|e| e == crate::protocol::EXTENSION_CANCEL)
-        {
+        let offered = |name: &str| handshake.extensions.iter().any(|e| e == name);
+        let mut taken = Vec::new();
+        if offered(crate::protocol::EXTENSION_CANCEL) {
             ctx.set_peer_cancels();
-            first.insert(
-                0,
-                ctx.codec().encode_control(&Control::Extensions(vec![
-                    crate::protocol::EXTENSION_CANCEL.into(),
-                ])),
-            );
+            taken.push(crate::protocol::EXTENSION_CANCEL.to_owned());
+        }
+        let compression = offered(crate::protocol::EXTENSION_COMPRESSION);
+        if compression {
+            taken.push(crate::protocol::EXTENSION_COMPRESSION.to_owned());
+        }
+        if !taken.is_empty() {
+            first.insert(0, ctx.codec().encode_control(&Control::Extensions(taken)));
         }
         tracing::info!(
             target: "sente_lite",

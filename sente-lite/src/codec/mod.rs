@@ -6,6 +6,7 @@
 //! Decoding borrows from the frame and never panics: any input gives an
 //! [`Inbound`] or a [`ProtocolError`].
 
+pub mod compressed;
 mod json;
 mod json_str;
 mod postcard;

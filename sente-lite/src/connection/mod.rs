@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tungstenite::Message;
 
 use crate::bucket::TokenBucket;
+use crate::codec::compressed::{self, InflateError};
 use crate::codec::{EventRef, Payload};
 use crate::protocol::{CloseReason, Control, ErrorReply, StreamPosition, codes};
 use crate::router::DispatchFuture;
@@ -118,6 +119,21 @@ pub(crate) struct EngineConfig {
     /// side keeps to: a client paces what it sends by the server's announced
     /// limits. `None` sends as fast as the socket takes.
     pub(crate) send_rate: Option<(u32, u32)>,
+    /// Compressed frames (extension `compression`) are read, inflated to at
+    /// most this many bytes; `None` refuses them (an unknown frame kind).
+    pub(crate) inflate_up_to: Option<usize>,
+    /// Data frames of at least `min_bytes` are sent compressed at `level`,
+    /// once the peer takes compressed frames ([`Ctx::peer_inflates`]).
+    pub(crate) compress: Option<Compress>,
+}
+
+/// When and how hard this side compresses what it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Compress {
+    /// The smallest frame compressed, in bytes.
+    pub(crate) min_bytes: usize,
+    /// The DEFLATE level, 0 (store) to 9 (smallest).
+    pub(crate) level: u32,
 }
 
 /// Why the engine stopped.
@@ -460,6 +476,13 @@ where
     }
 
     let exit: Result<Closing, Ended> = loop {
+        // The peer asked for compressed frames (it says so once, early).
+        if let Some(compress) = config.compress
+            && !writer.compressing()
+            && ctx.peer_inflates()
+        {
+            writer.compress_with(compress);
+        }
         // Start what waits, as handler slots free up.
         while tasks.len() < config.max_concurrent_handlers
             && let Some(job) = line.pop()
@@ -593,7 +616,35 @@ where
                     }
                     continue;
                 }
-                match handle_frame(&message, last_heard, &ctx, &routes, side, counters, drain.is_some()) {
+                // A compressed frame is read as the frame inside it.
+                let inflated = match &config.inflate_up_to {
+                    Some(max) if compressed::is_compressed(&message) => {
+                        match compressed::inflate(&message, *max) {
+                            Ok(inner) => {
+                                bump(&counters.frames_inflated);
+                                Ok(Some(inner))
+                            }
+                            Err(InflateError::TooLarge { max }) => {
+                                bump(&counters.too_large);
+                                writer.push_now(codec.encode_control(&Control::Error(ErrorReply::new(
+                                    codes::TOO_LARGE,
+                                    format!("a compressed frame inflates to more than {max} bytes"),
+                                ))));
+                                break Ok(Closing::new(CLOSE_TOO_BIG, "a compressed frame over the size limit"));
+                            }
+                            Err(InflateError::Bad(detail)) => Err((
+                                ProtocolError::BadFrame { encoding: "postcard", detail },
+                                None,
+                            )),
+                        }
+                    }
+                    _ => Ok(None),
+                };
+                let handled = match inflated {
+                    Ok(inner) => handle_frame(inner.as_ref().unwrap_or(&message), last_heard, &ctx, &routes, side, counters, drain.is_some()),
+                    Err(refused) => Err(refused),
+                };
+                match handled {
                     Ok(Action::Nothing) => {}
                     Ok(Action::Send(answer)) => writer.push_now(answer),
                     Ok(Action::Cancel(req_id)) => {

@@ -86,6 +86,8 @@ pub(super) struct Writer {
     /// The loop was told that the pace holds a waiting message back (it
     /// arms its timer for the pace); cleared when a frame is sent.
     hold_reported: bool,
+    /// Data frames this large or more go out compressed.
+    compress: Option<super::Compress>,
 }
 
 impl Writer {
@@ -183,12 +185,44 @@ impl Writer {
         self.sealed
     }
 
+    /// Sends data frames of `compress.min_bytes` or more compressed from now on.
+    pub(super) fn compress_with(&mut self, compress: super::Compress) {
+        self.compress = Some(compress);
+    }
+
+    /// Whether frames are compressed.
+    pub(super) fn compressing(&self) -> bool {
+        self.compress.is_some()
+    }
+
+    /// Adds `message` to the write in progress, compressed if it should be,
+    /// and counts it.
+    fn add(&mut self, message: Message, counters: &Counters) {
+        let message = match self.compress {
+            Some(c) if message.len() >= c.min_bytes => {
+                match crate::codec::compressed::compress(&message, c.level) {
+                    Some(smaller) => {
+                        bump(&counters.frames_compressed);
+                        add(
+                            &counters.compression_saved_bytes,
+                            message.len() - smaller.len(),
+                        );
+                        smaller
+                    }
+                    None => message,
+                }
+            }
+            _ => message,
+        };
+        Self::count(&message, counters);
+        self.batch.push_back(message);
+    }
+
     /// Records that `message` was taken from the queue, and starts a write with it.
     pub(super) fn start_with(&mut self, message: Message, counters: &Counters) {
         self.taken += 1;
         self.spend();
-        Self::count(&message, counters);
-        self.batch.push_back(message);
+        self.add(message, counters);
         self.since.get_or_insert_with(Instant::now);
     }
 
@@ -213,9 +247,8 @@ impl Writer {
             };
             let Some(message) = message else { break };
             self.spend();
-            Self::count(&message, counters);
             bytes += message.len();
-            self.batch.push_back(message);
+            self.add(message, counters);
         }
         if self.busy() {
             self.since.get_or_insert_with(Instant::now);
@@ -237,8 +270,7 @@ impl Writer {
         while !self.sealed
             && let Some(message) = self.pop_own()
         {
-            Self::count(&message, counters);
-            self.batch.push_back(message);
+            self.add(message, counters);
         }
     }
 

@@ -49,7 +49,7 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 37] = [
+        let counters: [(&str, &str, u64); 40] = [
             (
                 "connections_opened",
                 "Connections accepted",
@@ -101,6 +101,21 @@ impl Collector for Snapshot {
                 "api_requests",
                 "HTTP API requests answered 200",
                 s.api_requests,
+            ),
+            (
+                "frames_compressed",
+                "Data frames sent compressed",
+                s.frames_compressed,
+            ),
+            (
+                "compression_saved_bytes",
+                "Bytes saved by compressing frames (size before less after)",
+                s.compression_saved_bytes,
+            ),
+            (
+                "frames_inflated",
+                "Compressed frames received",
+                s.frames_inflated,
             ),
             ("api_refused", "HTTP API requests refused", s.api_refused),
             (

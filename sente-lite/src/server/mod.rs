@@ -46,7 +46,9 @@ pub use auth::{ChannelAccess, HandshakeRequest, Rejection, allow_all};
 pub use builder::ServerBuilder;
 #[cfg(unix)]
 pub use builder::shared_listener;
-pub use config::{HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig};
+pub use config::{
+    CompressionConfig, HostPolicy, Limits, OriginPolicy, ServerConfig, TelemetryConfig,
+};
 pub use health::Health;
 pub use http_api::HttpApiConfig;
 pub use service::{RemoteAddr, ServerLayer, ServerService, ServiceFuture, WithServer};

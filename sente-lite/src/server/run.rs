@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::connection::{self, CloseSignal, EngineConfig};
+use crate::connection::{self, CloseSignal, Compress, EngineConfig};
 use crate::protocol::{Control, Handshake, Heartbeat, UserId};
 use crate::{Codec, Ctx, Outbound};
 
@@ -78,7 +78,14 @@ where
             crate::protocol::EXTENSION_RECOVERY.into(),
             crate::protocol::EXTENSION_PRESENCE.into(),
             crate::protocol::EXTENSION_CANCEL.into(),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            config
+                .compression
+                .map(|_| crate::protocol::EXTENSION_COMPRESSION.into()),
+        )
+        .collect(),
         limits: limits.announced(),
     }));
     let engine = EngineConfig {
@@ -95,6 +102,11 @@ where
         drain_timeout: limits.drain_timeout,
         finish_handlers: false,
         send_rate: None,
+        inflate_up_to: config.compression.map(|_| limits.max_message_size),
+        compress: config.compression.map(|c| Compress {
+            min_bytes: c.min_bytes.max(1),
+            level: c.level.clamp(1, 9),
+        }),
     };
     let routes = shared.routes.clone();
     let mut side = ServerSide {

@@ -97,6 +97,13 @@ impl Side for ServerSide {
                 if names.iter().any(|n| n == crate::protocol::EXTENSION_CANCEL) {
                     ctx.set_peer_cancels();
                 }
+                if self.shared.config.compression.is_some()
+                    && names
+                        .iter()
+                        .any(|n| n == crate::protocol::EXTENSION_COMPRESSION)
+                {
+                    ctx.set_peer_inflates();
+                }
                 Ok(None)
             }
             Control::Handshake(_) => Err(ProtocolError::BadFrame {

@@ -40,6 +40,10 @@
 //! keys = ["a long random key"]   # `Authorization: Bearer KEY`; 16 bytes or more each
 //! max_body_bytes = 1048576
 //!
+//! [server.compression]           # optional: large frames compressed (extension `compression`)
+//! min_bytes = 4096
+//! level = 1                      # 1 (fastest) to 9 (smallest)
+//!
 //! [server.memory_engine]         # bounds of the default in-memory engine
 //! max_history_bytes = 67108864   # all histories together
 //! retention_ms = 600000          # how long an idle channel keeps its epoch

@@ -113,6 +113,11 @@ impl Validate for ServerConfig {
         {
             return Err(t.error("http_api", problem));
         }
+        if let Some(compression) = &self.compression {
+            let c = Table(&t.key("compression"));
+            c.range("min_bytes", compression.min_bytes, 1, 1 << 30)?;
+            c.range("level", compression.level, 1, 9)?;
+        }
         self.telemetry.validate(&t.key("telemetry"))
     }
 }
