@@ -1,7 +1,7 @@
 //! `#[handler]`: parses and checks an `async fn` into a [`HandlerDef`], then renders it.
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
@@ -206,6 +206,29 @@ impl HandlerDef {
             })
         };
 
+        // The body runs in a function of the handler's own name nested in
+        // `run`: there the name is that function's, not the unit struct's, so
+        // a parameter may be named like the handler (`async fn say(say: Say)`),
+        // which a pattern beside the unit struct could not be.
+        let forwarded: Vec<Ident> = (0..inputs.len())
+            .map(|i| format_ident!("__sente_lite_arg{i}"))
+            .collect();
+        let outer_inputs = inputs
+            .iter()
+            .zip(&forwarded)
+            .map(|(input, arg)| match input {
+                FnArg::Typed(typed) => {
+                    let ty = &typed.ty;
+                    quote!(#arg: #ty)
+                }
+                FnArg::Receiver(receiver) => quote!(#receiver),
+            });
+        let body = quote! {
+            {
+                async fn #name(#inputs) #output #block
+                #name(#(#forwarded),*).await
+            }
+        };
         quote! {
             #(#cfg_attrs)*
             #(#doc_attrs)*
@@ -223,7 +246,7 @@ impl HandlerDef {
                 /// Runs the handler's body directly, with the parameters written on the
                 /// function (for unit tests); the router calls it through `sente_lite::Handler`.
                 #(#fn_attrs)*
-                #vis async fn run(#inputs) #output #block
+                #vis async fn run(#(#outer_inputs),*) #output #body
             }
 
             #(#cfg_attrs)*
