@@ -92,6 +92,8 @@ impl Drop for Scratch {
     }
 }
 
+/// nginx in one process (`master_process off`), so that killing it when the
+/// test ends leaves no worker behind.
 async fn nginx(listen: u16, upstream: u16, scratch: &Scratch) -> Child {
     let dir = scratch.0.display();
     let site = configured(
@@ -106,7 +108,7 @@ async fn nginx(listen: u16, upstream: u16, scratch: &Scratch) -> Child {
     );
     std::fs::write(scratch.0.join("site.conf"), site).unwrap();
     let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
          events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  \
          proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  \
          scgi_temp_path {dir}/scgi;\n  include {dir}/site.conf;\n}}\n"
