@@ -3,6 +3,7 @@
 //! both encodings carry alike) in the other one.
 
 use sente_lite::codec::EventRef;
+use sente_lite::protocol::Control;
 use sente_lite::{Codec, EventKey, Inbound, Message, Payload};
 
 /// Fuzz target `json_frame`: a text message, decoded as JSON.
@@ -40,7 +41,12 @@ fn same_after_reencoding(codec: Codec, inbound: &Inbound<'_>) {
         "{codec:?} read back another frame than it wrote"
     );
     if let Inbound::Control(control) = inbound {
-        if control.req_id().is_some_and(|id| id > MAX_JSON_REQ_ID) {
+        // The request id a control answers to or names (a cancel names one).
+        let req_id = match control {
+            Control::Cancel { req_id } => Some(*req_id),
+            other => other.req_id(),
+        };
+        if req_id.is_some_and(|id| id > MAX_JSON_REQ_ID) {
             // Request ids above 2^53 - 1 are postcard's alone (section 3).
             return;
         }
