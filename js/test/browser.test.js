@@ -10,46 +10,26 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 
+import { CHROMIUM, launchChromium } from "./support/chromium.js";
 import { ROOT, ServerProcess, buildExamples, freePort } from "./support/server.js";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 export const SCREENSHOT = join(ROOT, "target", "js-tests", "chat.png");
 
 let server;
 let context;
-let profile;
 
 before(async () => {
   const { chat } = buildExamples("chat");
   server = await new ServerProcess(chat, { port: await freePort() }).start();
-  profile = mkdtempSync(join(tmpdir(), "sente-lite-chromium-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 900, height: 640 },
-  });
+  context = await launchChromium({ width: 900, height: 640 });
 });
 
 after(async () => {
   await context?.close();
   await server?.kill();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 /** Opens the chat page (or reloads `page`) and joins `room` as `name`. */

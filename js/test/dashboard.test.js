@@ -6,40 +6,20 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 
+import { launchChromium } from "./support/chromium.js";
 import { ROOT, ServerProcess, buildExamples, freePort } from "./support/server.js";
-
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 let server;
 let context;
-let profile;
 let page;
 
 before(async () => {
   const { dashboard } = buildExamples("dashboard");
   server = await new ServerProcess(dashboard, { port: await freePort(), args: ["--every-ms", "100"] }).start();
-  profile = mkdtempSync(join(tmpdir(), "sente-lite-chromium-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1000, height: 720 },
-  });
+  context = await launchChromium({ width: 1000, height: 720 });
   page = await context.newPage();
   page.problems = [];
   page.on("pageerror", (err) => page.problems.push(err.message));
@@ -48,7 +28,6 @@ before(async () => {
 after(async () => {
   await context?.close();
   await server?.kill();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 const times = () => page.evaluate(() => window.dashboard.times());
