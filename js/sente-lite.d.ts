@@ -317,6 +317,11 @@ export interface TelemetryOptions {
   capacity?: number;
   /** Once the client is closed or failed, write records to the console. Default true. */
   fallbackToConsole?: boolean;
+  /**
+   * The telemetry session the records name (at most 128 characters), the same
+   * across reconnections. Default: 16 random hexadecimal digits per client.
+   */
+  session?: string;
 }
 
 export interface ClientOptions {
@@ -494,4 +499,6 @@ export class Client<
 
   log(level: TelemetryLevel, message: string, fields?: Record<string, unknown>, source?: string): void;
   captureTelemetry(options?: TelemetryOptions): () => void;
+  /** The telemetry session this client's records name, the same across reconnections. */
+  readonly telemetrySession: string;
 }

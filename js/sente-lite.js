@@ -89,6 +89,7 @@ const TELEMETRY_MAX_SOURCE = 256;
 const TELEMETRY_MAX_FIELDS = 16;
 const TELEMETRY_MAX_FIELD_KEY = 64;
 const TELEMETRY_MAX_FIELD_VALUE = 2048;
+const TELEMETRY_MAX_SESSION = 128;
 // Characters of records per batch: a batch is split past it, which keeps it
 // well below the server's message size limit (1 MiB by default).
 const TELEMETRY_MAX_BATCH_CHARS = 64 * 1024;
@@ -2082,9 +2083,27 @@ export class Client {
   captureTelemetry(options = {}) {
     return this._telemetry.capture(options);
   }
+
+  /**
+   * The telemetry session this client's records name: `telemetry.session`
+   * when given, otherwise 16 random hexadecimal digits chosen when the client
+   * was made. It stays the same across reconnections, so a server can file a
+   * page's records together from load to unload.
+   */
+  get telemetrySession() {
+    return this._telemetry.session;
+  }
 }
 
 // ---------------------------------------------------------------- telemetry
+
+/** 16 random hexadecimal digits, from the platform's secure source when there is one. */
+function randomSession() {
+  const bytes = new Uint8Array(8);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 class Telemetry {
   constructor(client, options) {
@@ -2103,6 +2122,7 @@ class Telemetry {
     this._flushMs = options.flushMs ?? this._flushMs ?? 1000;
     this._capacity = options.capacity ?? this._capacity ?? 500;
     this._fallback = options.fallbackToConsole ?? this._fallback ?? true;
+    this.session = cutText(String(options.session ?? this.session ?? randomSession()), TELEMETRY_MAX_SESSION);
     this._console = this._console ?? globalThis.console;
   }
 
@@ -2199,7 +2219,7 @@ class Telemetry {
     if (!conn) return;
     while (this._records.length > 0 || this._dropped > 0) {
       const records = this._records.splice(0, this._batchLength());
-      const batch = { records, dropped: this._dropped };
+      const batch = { records, dropped: this._dropped, session: this.session };
       if (!this._client._sendRaw(conn, [TELEMETRY_EVENT, batch])) {
         this._records.unshift(...records);
         return;

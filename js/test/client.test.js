@@ -230,6 +230,15 @@ describe("against a server", () => {
     assert.match(line, /ERROR/);
     assert.match(line, /user_id="?logger/);
     assert.match(line, /source="?node-test/);
+    assert.match(c.telemetrySession, /^[0-9a-f]{16}$/);
+    assert.match(line, new RegExp(`session="?${c.telemetrySession}`));
+    const named = client(`${s.url}?name=logger`, { telemetry: { console: false, flushMs: 50, session: "checkout-run-12" } });
+    await named.connect();
+    assert.equal(named.telemetrySession, "checkout-run-12");
+    named.log("warn", "node-telemetry-session-2c1d");
+    await s.waitForOutput(/node-telemetry-session-2c1d/);
+    const namedLine = s.output.split("\n").find((l) => l.includes("node-telemetry-session-2c1d"));
+    assert.match(namedLine, /session="?checkout-run-12/);
   });
 
   test("oversized telemetry is cut by the client and split into batches the server takes", async () => {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use sente_lite::server::TelemetryConfig;
 use sente_lite::telemetry::{
-    MAX_FIELDS, MAX_SOURCE_CHARS, TelemetryBatch, TelemetryLevel, TelemetryRecord,
+    MAX_FIELDS, MAX_SOURCE_CHARS, TelemetryBatch, TelemetryEntry, TelemetryLevel, TelemetryLosses,
+    TelemetryOrigin, TelemetryRecord, TelemetrySink,
 };
 use sente_lite::{Client, Server};
 use tracing::field::{Field, Visit};
@@ -156,6 +157,7 @@ fn record(level: TelemetryLevel, message: &str) -> TelemetryRecord {
 
 fn batch(records: Vec<TelemetryRecord>) -> TelemetryBatch {
     TelemetryBatch {
+        session: String::new(),
         records,
         dropped: 0,
     }
@@ -199,6 +201,7 @@ async fn a_clients_records_are_logged_with_its_user_and_connection() {
     assert_eq!(get("conn_id"), Some(conn_id.0.to_string()));
     assert_eq!(get("source").as_deref(), Some("window.onerror"));
     assert_eq!(get("fields").as_deref(), Some(r#"{"line": "42"}"#));
+    assert_eq!(get("session"), Some(format!("conn-{}", conn_id.0)));
     assert_eq!(all[position("clicked")].0, tracing::Level::INFO);
     assert_eq!(server.stats().telemetry_logged, 2);
     assert_eq!(server.stats().telemetry_dropped, 0);
@@ -214,6 +217,7 @@ async fn a_native_clients_own_tracing_events_are_forwarded() {
         .unwrap();
     let client = Client::connect(server.ws_url()).await.unwrap();
     let (layer, _task) = sente_lite::telemetry::forward_to(&client, tracing::Level::INFO);
+    let layer_session = layer.session().to_owned();
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(subscriber, || {
         tracing::warn!(target: "app::disk", free_mb = 12, "disk almost full");
@@ -229,6 +233,10 @@ async fn a_native_clients_own_tracing_events_are_forwarded() {
     assert_eq!(get("user_id").as_deref(), Some("bob"));
     assert_eq!(get("source").as_deref(), Some("app::disk"));
     assert!(get("fields").unwrap().contains("free_mb"), "{fields:?}");
+    let session = layer_session.clone();
+    assert_eq!(session.len(), 16);
+    assert!(session.bytes().all(|b| b.is_ascii_hexdigit()), "{session}");
+    assert_eq!(get("session"), Some(session));
     let all = collect.0.lock().unwrap().clone();
     assert!(
         !all.iter()
@@ -518,4 +526,113 @@ async fn the_forwarder_sends_a_trickle_within_a_second_of_its_first_record() {
     output
         .wait_for(&["trickle-probe-e4f #29"], Duration::from_secs(3))
         .await;
+}
+
+/// A record as a sink filed it: session, user, level, message and fields.
+type FiledRecord = (String, String, TelemetryLevel, String, Vec<(String, String)>);
+
+/// What a sink was given: each record, and the losses of each batch.
+#[derive(Default)]
+struct Filed {
+    records: Mutex<Vec<FiledRecord>>,
+    losses: Mutex<Vec<(String, TelemetryLosses)>>,
+}
+
+#[derive(Clone, Default)]
+struct FilingSink(Arc<Filed>);
+
+impl TelemetrySink for FilingSink {
+    fn accept(&self, origin: &TelemetryOrigin<'_>, records: &[TelemetryEntry<'_>]) {
+        let mut filed = self.0.records.lock().unwrap();
+        for r in records {
+            let fields = r
+                .fields()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            filed.push((
+                origin.session.to_owned(),
+                origin.user_id.to_owned(),
+                r.level(),
+                r.message().to_owned(),
+                fields,
+            ));
+        }
+    }
+
+    fn lost(&self, origin: &TelemetryOrigin<'_>, losses: &TelemetryLosses) {
+        self.0
+            .losses
+            .lock()
+            .unwrap()
+            .push((origin.session.to_owned(), *losses));
+    }
+}
+
+#[tokio::test]
+async fn a_sink_of_the_applications_gets_the_records_with_their_session_instead_of_the_log() {
+    let (collect, _) = collector();
+    let sink = FilingSink::default();
+    let mut telemetry = TelemetryConfig::default();
+    telemetry.records_burst = 3;
+    telemetry.records_per_sec = 1;
+    let server = Server::builder()
+        .auth(|_req| async { Ok(Some("eve".into())) })
+        .telemetry_config(telemetry)
+        .telemetry_sink(sink.clone())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.ws_url()).await.unwrap();
+    let mut first = batch(vec![
+        record(TelemetryLevel::Error, "line one\nforged"),
+        record(TelemetryLevel::Warn, "second"),
+    ]);
+    first.session = "page-7\u{1b}[31m".into();
+    first.dropped = 4;
+    client.send(&first).unwrap();
+    let mut second = batch(vec![record(TelemetryLevel::Info, "third"); 5]);
+    second.session = "page-7\u{1b}[31m".into();
+    client.send(&second).unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sink.0.losses.lock().unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sink heard no losses"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let records = sink.0.records.lock().unwrap().clone();
+    let session = r"page-7\u{1b}[31m";
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(
+        records[0].0, session,
+        "the session is escaped like any text"
+    );
+    assert_eq!(records[0].1, "eve");
+    assert_eq!(records[0].2, TelemetryLevel::Error);
+    assert_eq!(records[0].3, r"line one\nforged");
+    assert_eq!(records[0].4, vec![("line".to_owned(), "42".to_owned())]);
+    assert_eq!(records[2].3, "third");
+    let losses = sink.0.losses.lock().unwrap().clone();
+    assert_eq!(losses[0].0, session);
+    assert_eq!(losses[0].1.dropped_by_client, 4);
+    assert_eq!(losses[0].1.total(), 4);
+    assert_eq!(
+        losses[1].1.over_budget, 4,
+        "a burst of 3 lets one of the five through"
+    );
+    // Nothing went to the tracing output but the summary line.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        collect
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, f)| !f.iter().any(|(k, v)| k == "message" && v.contains("third"))),
+        "records went to the sink, not the log"
+    );
+    assert_eq!(server.stats().telemetry_logged, 3);
+    assert_eq!(server.stats().telemetry_dropped, 4);
 }

@@ -29,6 +29,7 @@ pub struct ServerBuilder {
     state: crate::ctx::AppState,
     engine: Option<Arc<dyn Engine>>,
     presence_info: Option<PresenceInfo>,
+    telemetry_sink: Option<Arc<dyn crate::telemetry::TelemetrySink>>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -105,6 +106,15 @@ impl ServerBuilder {
     /// ```
     pub fn telemetry_config(mut self, config: TelemetryConfig) -> Self {
         self.config.telemetry = config;
+        self
+    }
+
+    /// Sends the telemetry records the server admits to `sink` instead of
+    /// its tracing output ([`crate::telemetry::TracingSink`], the default).
+    /// The budget, the limits and the summary line of losses stay the
+    /// server's; see [`crate::telemetry::TelemetrySink`].
+    pub fn telemetry_sink(mut self, sink: impl crate::telemetry::TelemetrySink) -> Self {
+        self.telemetry_sink = Some(Arc::new(sink));
         self
     }
 
@@ -378,6 +388,9 @@ impl ServerBuilder {
                 state: self.state,
                 engine,
                 presence_info: self.presence_info,
+                telemetry_sink: self
+                    .telemetry_sink
+                    .unwrap_or_else(|| Arc::new(crate::telemetry::TracingSink)),
             }),
         })
     }
@@ -460,6 +473,7 @@ impl Server {
             state: crate::ctx::AppState::default(),
             engine: None,
             presence_info: None,
+            telemetry_sink: None,
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// Channel patterns and their options, the first match deciding.
     channel_options: Vec<(super::ChannelMatch, Arc<ChannelOptions>)>,
     presence_info: Option<PresenceInfo>,
+    /// Where admitted client telemetry goes.
+    pub(crate) telemetry_sink: Arc<dyn crate::telemetry::TelemetrySink>,
     pub(crate) presence: broadcast::Sender<Presence>,
     pub(crate) closed: tokio::sync::Notify,
     pub(crate) stop_accepting: tokio::sync::Notify,
@@ -75,6 +77,7 @@ pub(crate) struct Setup {
     pub(crate) state: crate::ctx::AppState,
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) presence_info: Option<PresenceInfo>,
+    pub(crate) telemetry_sink: Arc<dyn crate::telemetry::TelemetrySink>,
     /// The options of typed channels, after the configuration's patterns.
     pub(crate) typed_options: Vec<(super::ChannelMatch, ChannelOptions)>,
 }
@@ -118,6 +121,7 @@ impl Shared {
             engine: setup.engine,
             channel_options,
             presence_info: setup.presence_info,
+            telemetry_sink: setup.telemetry_sink,
             presence: broadcast::channel(1024).0,
             closed: tokio::sync::Notify::new(),
             stop_accepting: tokio::sync::Notify::new(),

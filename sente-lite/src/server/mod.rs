@@ -342,6 +342,11 @@ impl Server {
         &self.shared.config.telemetry
     }
 
+    /// Where admitted client telemetry goes.
+    pub(crate) fn telemetry_sink(&self) -> Arc<dyn crate::telemetry::TelemetrySink> {
+        Arc::clone(&self.shared.telemetry_sink)
+    }
+
     /// The telemetry budget of connection `conn_id`, made at its first use;
     /// `None` once the connection is closed.
     pub(crate) fn telemetry_budget(
