@@ -529,7 +529,13 @@ async fn the_forwarder_sends_a_trickle_within_a_second_of_its_first_record() {
 }
 
 /// A record as a sink filed it: session, user, level, message and fields.
-type FiledRecord = (String, String, TelemetryLevel, String, Vec<(String, String)>);
+type FiledRecord = (
+    String,
+    String,
+    TelemetryLevel,
+    String,
+    Vec<(String, String)>,
+);
 
 /// What a sink was given: each record, and the losses of each batch.
 #[derive(Default)]
