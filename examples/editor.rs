@@ -42,6 +42,7 @@
 //! final documents byte for byte.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -261,7 +262,10 @@ fn check_leading_count(bytes: &[u8], code: &'static str) -> Result<(), ErrorRepl
 /// panic is caught here and becomes a refusal like any other.
 fn decode<T: Decode>(bytes: &[u8], code: &'static str, what: &str) -> Result<T, ErrorReply> {
     check_leading_count(bytes, code)?;
-    match std::panic::catch_unwind(|| T::decode_v1(bytes)) {
+    DECODING.with(|decoding| decoding.set(true));
+    let decoded = std::panic::catch_unwind(|| T::decode_v1(bytes));
+    DECODING.with(|decoding| decoding.set(false));
+    match decoded {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(refusal(code, format!("not a Yjs {what}: {e}"))),
         Err(_) => Err(refusal(
@@ -269,6 +273,22 @@ fn decode<T: Decode>(bytes: &[u8], code: &'static str, what: &str) -> Result<T, 
             format!("not a Yjs {what}: it cannot be read"),
         )),
     }
+}
+
+thread_local! {
+    /// Whether this thread is in [`decode`], whose panics are refusals.
+    static DECODING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Keeps the panics [`decode`] catches out of the log (a peer could fill it
+/// with their backtraces); every other panic is reported as before.
+fn quiet_decoder_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !DECODING.with(Cell::get) {
+            report(info);
+        }
+    }));
 }
 
 fn decode_update(bytes: &[u8]) -> Result<Update, ErrorReply> {
@@ -501,6 +521,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    quiet_decoder_panics();
     const HTML: &str = "text/html; charset=utf-8";
     const JS: &str = "text/javascript; charset=utf-8";
     let state = Arc::new(Editor {
@@ -665,6 +686,12 @@ mod tests {
         assert_eq!(server.encoded(), before);
         let error = server.diff(&[0x05, 0x01]).unwrap_err();
         assert_eq!(error.code, "editor/bad-state-vector");
+        // A client id wider than 53 bits, on which yrs panics.
+        let wide = [1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10, 1];
+        assert_eq!(
+            server.diff(&wide).unwrap_err().code,
+            "editor/bad-state-vector"
+        );
         server.apply(&next).unwrap();
         assert_eq!(server.text(), "kept and more");
     }
