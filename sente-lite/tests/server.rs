@@ -53,6 +53,21 @@ struct Join {
     room: String,
 }
 
+/// A one-way event whose handler takes a while, then leaves its tag in `LATER`.
+#[sente_lite::event("srv/later")]
+#[derive(Debug, Serialize, Deserialize)]
+struct Later {
+    tag: String,
+}
+
+static LATER: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[sente_lite::handler]
+async fn later(req: Later) {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    LATER.lock().unwrap().push(req.tag);
+}
+
 #[sente_lite::handler]
 async fn add(req: Add) -> i64 {
     req.a + req.b
@@ -102,6 +117,7 @@ fn router() -> Router {
         .handler(note)
         .handler(whoami)
         .handler(join)
+        .handler(later)
 }
 
 async fn start(change: impl FnOnce(&mut sente_lite::server::ServerConfig)) -> Server {
@@ -175,6 +191,29 @@ async fn next(ws: &mut Ws) -> Message {
 async fn json(ws: &mut Ws, text: &str) -> String {
     ws.send(Message::text(text)).await.unwrap();
     next(ws).await.to_text().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn events_sent_just_before_the_peer_closes_are_still_handled() {
+    let server = start(|_| {}).await;
+    for (n, codec) in [Codec::Json, Codec::Postcard].into_iter().enumerate() {
+        let (mut ws, _) = connect(&server, "", codec).await;
+        let tag = format!("sent-then-closed-{n}");
+        ws.send(codec.encode_event(&Later { tag: tag.clone() }).unwrap())
+            .await
+            .unwrap();
+        // The close frame follows at once: the handler has not run yet.
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some() {}
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !LATER.lock().unwrap().contains(&tag) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the event's handler was dropped with the connection"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[tokio::test]

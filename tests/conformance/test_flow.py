@@ -181,3 +181,22 @@ async def test_too_large_close_frame_arrives_despite_more_input():
             assert end == "eof", end
         finally:
             ws.close()
+
+
+async def test_events_sent_just_before_a_close_are_handled(enc):
+    # Section 5, Closing: when the peer closes, the server still runs the
+    # handlers of the frames it had read, so the last notes are not lost with
+    # the connection (their close frame arrives right behind them).
+    client = f"before-close-{enc}"
+    async with Server() as srv:
+        p = await Peer.open(srv, enc)
+        for seq in range(200):
+            await p.send(["test/note", {"client": client, "seq": seq}])
+        await p.close()
+        async with await Peer.open(srv, enc) as q:
+            for attempt in range(50):
+                f = await q.request(["test/notes", {"client": client}, attempt + 1])
+                if f[2] == list(range(200)):
+                    break
+                await asyncio.sleep(0.02)
+            assert f == ["sl/ok", attempt + 1, list(range(200))], f"notes lost with the close: {f}"

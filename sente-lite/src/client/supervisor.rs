@@ -250,7 +250,7 @@ async fn run_connection(
             warn_message_size: WARN_MESSAGE_SIZE,
             drain_timeout: DRAIN_TIMEOUT,
             // A publication read is handled, even when the connection then ends.
-            finish_handlers: true,
+            finish_handlers: connection::Finish::Always,
             // What the server reads per second: queued events go out no faster.
             send_rate: (handshake.limits.rate_per_sec > 0)
                 .then_some((handshake.limits.rate_per_sec, handshake.limits.rate_burst)),

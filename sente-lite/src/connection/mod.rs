@@ -78,6 +78,20 @@ async fn finish_handlers(
     }
 }
 
+/// When the handlers of frames already read run to completion as the
+/// connection ends, instead of being dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// At every end: a client's, so that a publication it has read (and
+    /// whose position it holds) is handled.
+    Always,
+    /// When the peer ends the connection (its close frame, or the connection
+    /// lost): a server's, so that an event sent just before a close is
+    /// handled. A close this side decides (a violation, a slow consumer,
+    /// silence) gives them up; a drain has waited for them already.
+    WhenThePeerEnds,
+}
+
 /// Close code of a graceful close (drain).
 const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -110,11 +124,9 @@ pub(crate) struct EngineConfig {
     pub(crate) warn_message_size: usize,
     /// How long a graceful close waits for running handlers.
     pub(crate) drain_timeout: Duration,
-    /// Whether the handlers running or waiting when the connection ends are
-    /// run to completion (for `drain_timeout` at most) instead of dropped: a
-    /// client's, so that a publication it has read (and whose position it
-    /// holds) is handled.
-    pub(crate) finish_handlers: bool,
+    /// When the handlers running or waiting as the connection ends are run
+    /// to completion (for `drain_timeout` at most) instead of dropped.
+    pub(crate) finish_handlers: Finish,
     /// The rate the peer reads at (data frames per second, burst), which this
     /// side keeps to: a client paces what it sends by the server's announced
     /// limits. `None` sends as fast as the socket takes.
@@ -763,7 +775,11 @@ where
         }
     };
 
-    if config.finish_handlers {
+    let finish = match config.finish_handlers {
+        Finish::Always => true,
+        Finish::WhenThePeerEnds => exit.is_err(),
+    };
+    if finish {
         // Closing is rare: this lives in its own allocation.
         Box::pin(finish_handlers(&mut tasks, &mut line, config)).await;
     }

@@ -100,7 +100,7 @@ where
         violation_refill: limits.violation_refill,
         warn_message_size: limits.warn_message_size,
         drain_timeout: limits.drain_timeout,
-        finish_handlers: false,
+        finish_handlers: connection::Finish::WhenThePeerEnds,
         send_rate: None,
         inflate_up_to: config.compression.map(|_| limits.max_message_size),
         compress: config.compression.map(|c| Compress {
