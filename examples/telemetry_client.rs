@@ -66,9 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The layer is gone: the forwarder sends what it holds and ends; the
     // client then writes its queue before it closes.
     forwarding.await?;
-    // A round trip: the server has read everything sent before it, and
-    // handled the batches (their handler finishes at once) before it
-    // answers. A close right after a send could come before the handling.
+    // The pipeline's counters, to print: what the server took in so far.
     let stats = client.request(&Stats).await?;
     client.disconnect().await;
     println!("sent {} records", count + 1);

@@ -20,13 +20,16 @@ const ARGS = [
   "--disable-sync",
 ];
 
-/** A browser context with a window of `viewport`; `close()` ends it and removes its profile. */
-export async function launchChromium(viewport) {
+/**
+ * A browser context with a window of `viewport`; `close()` ends it and removes its profile.
+ * `args` are more command-line switches.
+ */
+export async function launchChromium(viewport, { args = [] } = {}) {
   const profile = mkdtempSync(join(tmpdir(), "sente-lite-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ARGS,
+    args: [...ARGS, ...args],
     viewport,
   });
   const close = context.close.bind(context);
