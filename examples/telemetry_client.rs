@@ -33,12 +33,20 @@ struct Args {
     /// Work items per second.
     #[arg(long, default_value_t = 10)]
     per_sec: u32,
+    /// Only print the pipeline's counters, sending nothing.
+    #[arg(long)]
+    stats: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let client = Client::connect(&args.url).await?;
+    if args.stats {
+        println!("pipeline {}", client.request(&Stats).await?);
+        client.disconnect().await;
+        return Ok(());
+    }
     let (layer, forwarding) = sente_lite::telemetry::forward_to(&client, tracing::Level::INFO);
     let session = layer.session().to_owned();
     // The first line of output is the session, for whoever started us.
