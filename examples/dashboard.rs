@@ -1,5 +1,7 @@
 //! A live dashboard: the server's own figures (connections, messages per
-//! second, memory) and a simulated fleet of hosts, published four times a
+//! second, memory, and how long its handlers run: median and 99th
+//! percentile, timed by a handler middleware) and a simulated fleet of hosts,
+//! published four times a
 //! second on the channel `dash/metrics`, drawn as live charts by a page the
 //! server serves. The channel keeps the last 10 minutes of samples: a page
 //! that loads (or reloads) asks for them first (`dash/recent`) and starts
@@ -15,6 +17,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sente_lite::middleware::{self, Call, Next};
 use sente_lite::server::{ChannelOptions, Shutdown};
 use sente_lite::{Ctx, ErrorReply, Router, Server};
 use serde::{Deserialize, Serialize};
@@ -47,6 +52,10 @@ struct Sample {
     messages_per_sec: f64,
     /// The server process's resident memory, in KiB.
     memory_kib: u64,
+    /// How long the server's handlers ran over the last interval, in
+    /// microseconds: the median and the 99th percentile (0 without calls).
+    handler_p50_us: u64,
+    handler_p99_us: u64,
     /// Each simulated host's CPU load, in percent.
     fleet_cpu: Vec<f64>,
 }
@@ -95,8 +104,35 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// How long each handler ran since the last sample, in microseconds (at most
+/// `MAX_TIMINGS` of them; a busier interval keeps its first ones).
+#[derive(Default)]
+struct Timings(Mutex<Vec<u64>>);
+
+const MAX_TIMINGS: usize = 100_000;
+
+impl Timings {
+    fn record(&self, elapsed: Duration) {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if all.len() < MAX_TIMINGS {
+            all.push(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// The median and 99th percentile of what was recorded, which is cleared.
+    fn take_percentiles(&self) -> (u64, u64) {
+        let mut all = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        if all.is_empty() {
+            return (0, 0);
+        }
+        all.sort_unstable();
+        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(0.99))
+    }
+}
+
 /// Publishes a sample every `every` until the server stops.
-async fn sample(server: Server, every: Duration) {
+async fn sample(server: Server, every: Duration, timings: Arc<Timings>) {
     let mut cpu: Vec<f64> = (0..HOSTS).map(|i| 20.0 + 7.0 * i as f64).collect();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut last = server.stats();
@@ -113,8 +149,11 @@ async fn sample(server: Server, every: Duration) {
             let step = ((seed >> 33) % 1000) as f64 / 100.0 - 5.0;
             *load = (*load + step).clamp(0.0, 100.0);
         }
+        let (handler_p50_us, handler_p99_us) = timings.take_percentiles();
         let sample = Sample {
             at_ms: now_ms(),
+            handler_p50_us,
+            handler_p99_us,
             connections: stats.connections,
             messages_per_sec: messages as f64 / every.as_secs_f64(),
             memory_kib: memory_kib(),
@@ -137,8 +176,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     const HTML: &str = "text/html; charset=utf-8";
     const JS: &str = "text/javascript; charset=utf-8";
     let every = Duration::from_millis(args.every_ms.max(10));
+    let timings = Arc::new(Timings::default());
     let server = Server::builder()
-        .router(Router::new().handler(recent).handler(ping))
+        .router(
+            Router::new()
+                .handler(recent)
+                .handler(ping)
+                // Every handler's time, for the samples' percentiles.
+                .layer(middleware::from_fn({
+                    let timings = Arc::clone(&timings);
+                    move |_call: Call, next: Next| {
+                        let timings = Arc::clone(&timings);
+                        async move {
+                            let finished = next.run().await?;
+                            if let Some(elapsed) = finished.elapsed() {
+                                timings.record(elapsed);
+                            }
+                            Ok(finished)
+                        }
+                    }
+                })),
+        )
         .channel(CHANNEL, sente_lite::server::allow_all)
         .channel_options(
             CHANNEL,
@@ -162,7 +220,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(addr) = server.local_addr() {
         tracing::info!("open http://{addr}/ in a browser");
     }
-    tokio::spawn(sample(server.clone(), every));
+    tokio::spawn(sample(server.clone(), every, timings));
     server
         .shutdown_on_signal(Shutdown {
             deadline: Duration::from_secs(2),

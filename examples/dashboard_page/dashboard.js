@@ -101,6 +101,7 @@ function draw() {
   chart("messages", [samples.map((s) => [s.at_ms, s.messages_per_sec])]);
   chart("memory", [samples.map((s) => [s.at_ms, s.memory_kib / 1024])]);
   chart("latency", [latency.map(([t, p50]) => [t, p50]), latency.map(([t, , p99]) => [t, p99])]);
+  chart("handlers", [samples.map((s) => [s.at_ms, s.handler_p50_us]), samples.map((s) => [s.at_ms, s.handler_p99_us])]);
   chart("fleet", last.fleet_cpu.map((_, host) => samples.map((s) => [s.at_ms, s.fleet_cpu[host] ?? 0])));
   document.getElementById("connections-now").textContent = last.connections;
   document.getElementById("messages-now").textContent = last.messages_per_sec.toFixed(1);
@@ -108,11 +109,14 @@ function draw() {
   const l = latency[latency.length - 1];
   document.getElementById("latency-now").textContent = l ? `${l[1].toFixed(2)} / ${l[2].toFixed(2)}` : "";
   document.getElementById("fleet-now").textContent = `${last.fleet_cpu.length} hosts`;
+  document.getElementById("handlers-now").textContent = `${last.handler_p50_us} / ${last.handler_p99_us}`;
 }
 
 window.dashboard = {
   /** The sample times drawn, oldest first. */
   times: () => samples.map((s) => s.at_ms),
+  /** The server's handler-time percentiles, [p50, p99] in µs, per sample. */
+  handlerTimes: () => samples.map((s) => [s.handler_p50_us, s.handler_p99_us]),
   /** Round-trip percentiles measured so far. */
   latency: () => latency.length,
   state: () => client.state,

@@ -43,6 +43,9 @@ test("the charts fill as samples arrive, with the page's own round trips", async
   const seen = await times();
   assert.ok(seen.every((t, i) => i === 0 || t > seen[i - 1]), "in order, once each");
   await page.waitForFunction(() => window.dashboard.latency() >= 2, null, { timeout: 10_000 });
+  // The page's pings are handled by the server, which times them: the later
+  // samples carry the handlers' percentiles.
+  await page.waitForFunction(() => window.dashboard.handlerTimes().some(([p50, p99]) => p99 > 0 && p99 >= p50), null, { timeout: 10_000 });
   // Something is drawn: the fleet chart has coloured pixels.
   const drawn = await page.evaluate(() => {
     const canvas = document.getElementById("fleet");
