@@ -459,12 +459,8 @@ impl Report {
              flushes) and with the same 4 KiB read and write buffers: the limit to compare \
              against. **sente-lite** serves a `bench/echo` request (reply = payload) and a \
              `bench/publish` event that broadcasts on a channel, with `ServerConfig::default()` \
-             except:\n"
+             unchanged (no inbound rate limit: the library's default).\n"
         );
-        let _ = writeln!(out, "| limit | default | in the bench |\n|---|---|---|");
-        for (name, default, raised) in crate::serve::RAISED_LIMITS {
-            let _ = writeln!(out, "| `Limits::{name}` | {default} | {raised} |");
-        }
         let _ = writeln!(
             out,
             "\n**sente-lite json + history** and **sente-lite postcard + history** are the same \

@@ -398,7 +398,7 @@ fn the_documented_example_file_reads_as_it_says() {
 
     let limits = &config.limits;
     assert_eq!(limits.max_message_size, 1_048_576);
-    assert_eq!(limits.rate_per_sec, Some(200));
+    assert_eq!(limits.rate_per_sec, None, "no rate limit by default");
     assert_eq!(limits.http_header_timeout, Duration::from_secs(10));
     assert_eq!(limits.http_idle_timeout, Duration::from_secs(30));
 

@@ -11,7 +11,7 @@ mod socketioxide;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-pub(crate) use sente::{RAISED_LIMITS, SenteSetup};
+pub(crate) use sente::SenteSetup;
 
 /// The Rust servers this binary can run (socket.io on Node.js is a script).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

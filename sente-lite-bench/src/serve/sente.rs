@@ -6,9 +6,9 @@
 //! that Redis; with `--shared` it listens with `SO_REUSEPORT`, so that several
 //! server processes share one port.
 //!
-//! Default settings, except the one a load test must change: the inbound rate
-//! limit (200 messages/s per connection by default) is off, since one
-//! connection of the closed-loop scenario sends tens of thousands a second.
+//! Default settings, unchanged (the inbound rate limit is off by default,
+//! which a closed-loop connection sending tens of thousands of requests a
+//! second needs).
 
 use sente_lite::protocol::codes;
 use sente_lite::server::{ChannelOptions, allow_all, shared_listener};
@@ -55,14 +55,6 @@ async fn publish_many(ctx: Ctx, request: PublishMany) -> Result<u64, ErrorReply>
     Ok(last)
 }
 
-/// The limits the bench changes from [`sente_lite::server::Limits::default`],
-/// each with its reason, as the report lists them.
-pub(crate) const RAISED_LIMITS: &[(&str, &str, &str)] = &[(
-    "rate_per_sec",
-    "200/s (burst 400) per connection",
-    "off: one closed-loop connection sends far more than 200 requests/s",
-)];
-
 /// The options of the bench channels when they keep `history` publications:
 /// the defaults otherwise, with room in bytes for that many publications of up
 /// to 1 KiB of frames each when the default bound (1 MiB) is smaller.
@@ -98,8 +90,7 @@ pub(crate) async fn serve(addr: &str, setup: SenteSetup) -> std::io::Result<()> 
                 .handler(publish_tick)
                 .handler(publish_many),
         )
-        .channel("bench/*", allow_all)
-        .configure(|config| config.limits.rate_per_sec = None);
+        .channel("bench/*", allow_all);
     if setup.history > 0 {
         builder = builder.channel_options("bench/*", history_options(setup.history));
     }

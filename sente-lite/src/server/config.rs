@@ -337,12 +337,20 @@ pub struct Limits {
     /// Bytes (as received) of the frames waiting for a handler slot, per
     /// connection. Default 1 MiB; one frame always fits in an empty line.
     pub max_waiting_bytes: usize,
-    /// Sustained inbound messages per second per connection. Default 200; `None`
-    /// disables the limit. A message over the limit is dropped, the peer is told
-    /// `rate-limited` (at most once a second) and it counts as a violation.
+    /// Sustained inbound messages per second per connection. Default `None`:
+    /// no rate limit, as a game loop, a dashboard or a benchmark's closed loop
+    /// sends far more than any fixed rate would guess. What a connection can
+    /// make the server hold is bounded without it (the waiting line, requests
+    /// in flight, the outbound queue: the server stops reading a connection
+    /// whose handlers are behind). Set it to bound how many frames one
+    /// connection may make the server handle: a message over the limit is
+    /// dropped, the peer is told `rate-limited` (at most once a second) and it
+    /// counts as a violation. Announced in the handshake (`0` when off), and
+    /// both clients of this project pace what they send by it.
     #[serde(deserialize_with = "crate::settings::de::zero_is_none::deserialize")]
     pub rate_per_sec: Option<u32>,
-    /// Burst above the sustained rate. Default 400.
+    /// Burst above the sustained rate, when there is one (never less than
+    /// the rate). Default 400.
     pub rate_burst: u32,
     /// Protocol violations (bad frames, events of the wrong kind, bad payloads,
     /// reused request ids, rate limit) tolerated in a burst. Default 20; the
@@ -408,7 +416,7 @@ impl Default for Limits {
             max_concurrent_handlers: 64,
             max_waiting: 256,
             max_waiting_bytes: 1 << 20,
-            rate_per_sec: Some(200),
+            rate_per_sec: None,
             rate_burst: 400,
             max_violations: 20,
             violation_refill: Duration::from_secs(5),

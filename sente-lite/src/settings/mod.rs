@@ -16,7 +16,7 @@
 //!
 //! [server.limits]
 //! max_message_size = 1048576
-//! rate_per_sec = 200             # 0 turns the rate limit off
+//! rate_per_sec = 0               # the default, no rate limit; 1000 bounds each connection
 //! http_header_timeout_ms = 10000
 //! http_idle_timeout_ms = 30000
 //!
