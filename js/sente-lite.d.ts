@@ -9,13 +9,18 @@
 //   const joined = await client.request("chat/join", { room: "lobby" }); // Joined
 //
 // Without a map every id and payload is accepted (`AnyEvents`). The second
-// parameter is the `Channels` map of typed channels, for `join`:
+// parameter is the `Channels` map of typed channels, for `join` and
+// `subscribe`:
 //
 //   import type { Channels, Events } from "./events.js";
 //   const client = new Client<Events, Channels>("/ws");
 //   await client.join("room/{name}", { name: "lobby" }, {
 //     "chat/message": (message) => show(message.text),
 //   });
+//   await client.subscribe("room/lobby"); // a name of one of the map's channels
+//
+// A channel named at run time outside the map is subscribed through the
+// client without the map, the same object: `(client as Client<Events>).subscribe(name)`.
 
 /** Whether an event is one-way or a request. */
 export type EventKind = "event" | "request";
@@ -63,6 +68,12 @@ export type AnyChannels = { [pattern: string]: { params: any; name: string; even
 
 /** The parameters of channel pattern `P`. */
 export type ParamsOf<C, P extends keyof C> = C[P] extends { params: infer A } ? A : never;
+
+/**
+ * The names of the channels of map `C`: the union of its channels' name
+ * types (`room/${string}`), `string` for `AnyChannels`.
+ */
+export type ChannelNameOf<C> = { [P in keyof C]: C[P] extends { name: infer N } ? N : never }[keyof C] & string;
 
 /** The ids of the events channel pattern `P` carries. */
 export type ChannelEventsOf<C, P extends keyof C> = C[P] extends { events: infer E } ? E : never;
@@ -480,7 +491,12 @@ export class Client<
     params: ParamsOf<C, P>,
     handlers: ChannelHandlers<M, C, P>,
   ): Promise<JoinedChannel>;
-  subscribe(channel: string): Promise<SubscribeReply>;
+  /**
+   * Subscribes to a channel by name, kept across reconnects; its
+   * publications go to the handlers registered with `on`. With a `Channels`
+   * map, only a name of one of its channels (see `ChannelNameOf`).
+   */
+  subscribe(channel: ChannelNameOf<C>): Promise<SubscribeReply>;
   unsubscribe(channel: string): Promise<void>;
   subscriptions(): string[];
   position(channel: string): StreamPosition | null;

@@ -16,7 +16,7 @@ import { typecheck } from "./support/tsc.js";
 const JS = fileURLToPath(new URL("../", import.meta.url));
 const TYPES = fileURLToPath(new URL("./types/", import.meta.url));
 
-test("generated event map types the client: good code compiles, wrong payloads do not", (t) => {
+test("generated maps type the client: good code compiles; wrong payloads, channel subscriptions and publications do not", (t) => {
   const { ts_export } = buildExamples("ts_export");
   const dir = mkdtempSync(join(tmpdir(), "sente-lite-ts-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,7 +47,22 @@ test("generated event map types the client: good code compiles, wrong payloads d
   const tsc = typecheck(dir, ["sample.ts", "wrong.ts"], { "sente-lite": [join(JS, "sente-lite.d.ts")] });
   const errors = tsc.stdout.split("\n").filter((line) => / error TS\d+/.test(line));
   assert.notEqual(tsc.status, 0, "wrong.ts must not compile");
-  assert.equal(errors.length, 1, `only wrong.ts's mistake is an error:\n${tsc.stdout}`);
-  assert.match(errors[0], /wrong\.ts\(6,/);
-  assert.match(errors[0], /'id' does not exist in type 'Join'/);
+  // Each line of wrong.ts marked `// ✗` is exactly one error, and nothing else is.
+  const marked = readFileSync(join(TYPES, "wrong.ts"), "utf8")
+    .split("\n")
+    .flatMap((line, at) => (line.endsWith("// ✗") || line.includes("// ✗ ") ? [at + 1] : []));
+  assert.deepEqual(marked, [6, 9, 10, 11, 12]);
+  assert.deepEqual(
+    errors.map((line) => Number(/wrong\.ts\((\d+),/.exec(line)?.[1])),
+    marked,
+    `only wrong.ts's marked mistakes are errors:\n${tsc.stdout}`,
+  );
+  const expected = [
+    /'id' does not exist in type 'Join'/,
+    /"rooms\/lobby"' is not assignable to parameter of type '`room\/\$\{string\}`'/,
+    /'room' does not exist in type '\{ name: string; \}'/,
+    /'"chat\/say"' does not exist in type 'ChannelHandlers</,
+    /Property 'body' does not exist on type 'ChatMessage'/,
+  ];
+  expected.forEach((pattern, i) => assert.match(errors[i], pattern));
 });

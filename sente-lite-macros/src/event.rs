@@ -178,12 +178,15 @@ impl EventDef {
                     + ::core::marker::Send
                     + ::core::marker::Sync,
         };
+        let own = crate::krate::library_own();
         let kind_impl = if is_request {
             quote! {
+                #own
                 impl #krate::Request for #ident #where_clause {}
             }
         } else {
             quote! {
+                #own
                 impl #krate::OneWay for #ident #where_clause {}
             }
         };
@@ -248,6 +251,7 @@ impl EventDef {
         quote! {
             #item
 
+            #own
             impl #krate::Event for #ident #where_clause {
                 const ID: &'static str = #id;
                 const KEY: #krate::EventKey = #krate::EventKey::from_raw(#key_lit);

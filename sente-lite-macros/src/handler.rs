@@ -229,6 +229,7 @@ impl HandlerDef {
                 #name(#(#forwarded),*).await
             }
         };
+        let own = crate::krate::library_own();
         quote! {
             #(#cfg_attrs)*
             #(#doc_attrs)*
@@ -250,6 +251,7 @@ impl HandlerDef {
             }
 
             #(#cfg_attrs)*
+            #own
             impl #krate::Handler for #name #where_clause {
                 type Event = #event_ty;
                 const NAME: &'static str = #name_str;

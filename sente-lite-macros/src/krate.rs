@@ -45,6 +45,18 @@ impl ToTokens for CratePath {
     }
 }
 
+/// `#[diagnostic::do_not_recommend]` when the crate being compiled is
+/// sente-lite itself, for the trait impls the macros generate there: the
+/// library's own events and handlers (`telemetry/batch`) are then never
+/// offered to a user as "other types that implement" `Event`, `OneWay` or
+/// `Handler` in an error about the user's own type.
+pub(crate) fn library_own() -> TokenStream {
+    match std::env::var("CARGO_CRATE_NAME") {
+        Ok(name) if name == "sente_lite" => quote!(#[diagnostic::do_not_recommend]),
+        _ => TokenStream::new(),
+    }
+}
+
 /// Whether the input continues with `crate =`.
 pub(crate) fn peek(input: ParseStream<'_>) -> bool {
     input.peek(Token![crate]) && input.peek2(Token![=])

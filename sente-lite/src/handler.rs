@@ -21,7 +21,7 @@ pub type HandlerFuture<R> =
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a sente-lite handler",
     label = "not a handler",
-    note = "put `#[sente_lite::handler]` on an `async fn name(ctx: Ctx, event: YourEvent)` and pass `name` here"
+    note = "put `#[sente_lite::handler]` on an `async fn name(ctx: Ctx, event: YourEvent)` and pass `name` here (not `name::run`, which is the body, for calling it directly)"
 )]
 pub trait Handler: Send + Sync + 'static {
     /// The event this handler receives.

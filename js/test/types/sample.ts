@@ -21,6 +21,7 @@ export async function chat(): Promise<string[]> {
   client.send("telemetry/batch", {
     records: [{ level: "warn", message: "m", source: "s", at_ms: 0, fields: {} }],
     dropped: 0,
+    session: "9f86d081884c7d65",
   });
   client.log("error", "something broke", { code: 7 });
 
@@ -87,6 +88,12 @@ export async function rooms(): Promise<string> {
   const name: Channels["room/{name}"]["name"] = `room/${"lobby"}`;
   console.log(name, channelName<Channels, "room/{name}">("room/{name}", { name: "a/b" }));
 
+  // `subscribe` takes the name of one of the map's channels; a name outside
+  // the map goes through the same client without the map.
+  await typed.subscribe("room/lobby");
+  await (typed as Client<Events>).subscribe(`dm/${"ada"}`);
+  // @ts-expect-error: no channel of the map is named `lobby`; a room's name is `room/...`.
+  await typed.subscribe("lobby");
   // @ts-expect-error: a room's parameter is `name`, not `room`.
   await typed.join("room/{name}", { room: "lobby" }, {});
   // @ts-expect-error: a room's channel carries `chat/message`, not `chat/say`.
