@@ -54,7 +54,7 @@ pub(crate) struct Store {
     files: HashMap<PathBuf, FileInfo>,
     disk_bytes: u64,
     open: HashMap<String, Open>,
-    /// The last line number of each session seen by this store.
+    /// The last line number of each session with an open file.
     seqs: HashMap<String, u64>,
     clock: u64,
     counters: Arc<Counters>,
@@ -259,7 +259,10 @@ impl Store {
             })
             .cloned();
         if let Some(key) = oldest {
+            // Its last line number is read again from the file when needed,
+            // so that what this store remembers stays bounded by `max_open`.
             self.open.remove(&key);
+            self.seqs.remove(&key);
         }
     }
 
@@ -312,6 +315,7 @@ impl Store {
                 && path == file_path(&self.dir, key, 0)
             {
                 self.open.remove(key);
+                self.seqs.remove(key);
             }
             self.delete(&path)?;
             self.counters.evicted_files.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +383,29 @@ mod tests {
         let mut store = Store::open(&dir, limits, Arc::default()).unwrap();
         store.append("s1", &mut lines(1, "s1")).unwrap();
         assert_eq!(recent(&dir, "s1", 1).unwrap()[0].seq(), 101);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn many_sessions_keep_what_the_store_remembers_bounded() {
+        let dir = scratch("many");
+        let limits = Limits {
+            max_file_bytes: 1 << 20,
+            max_files: 2,
+            max_disk_bytes: 20_000,
+            max_open: 8,
+        };
+        let mut store = Store::open(&dir, limits, Arc::default()).unwrap();
+        for n in 0..500 {
+            let key = format!("s{n}");
+            store.append(&key, &mut lines(1, &key)).unwrap();
+            assert!(store.open.len() <= 8 && store.seqs.len() <= 8);
+            // Every file holds a line of 100 bytes or more.
+            assert!(store.files.len() <= 20_000 / 100, "{}", store.files.len());
+        }
+        // A session written again numbers on from its file.
+        store.append("s499", &mut lines(1, "s499")).unwrap();
+        assert_eq!(recent(&dir, "s499", 10).unwrap().last().unwrap().seq(), 2);
         fs::remove_dir_all(&dir).unwrap();
     }
 
