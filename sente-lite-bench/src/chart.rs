@@ -26,7 +26,8 @@ fn nines_label(x: f64) -> String {
 
 fn color(system: System) -> RGBColor {
     match system {
-        System::Bare => RGBColor(60, 60, 60),
+        System::Floor => RGBColor(0, 0, 0),
+        System::Bare => RGBColor(127, 127, 127),
         System::SenteJson => RGBColor(31, 119, 180),
         System::SentePostcard => RGBColor(44, 160, 44),
         System::SenteJsonHistory => RGBColor(148, 103, 189),

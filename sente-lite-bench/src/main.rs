@@ -1,9 +1,9 @@
-//! `sente-lite-bench`: measures sente-lite against a bare tokio-tungstenite
-//! server and two socket.io servers (socketioxide, socket.io on Node.js).
+//! `sente-lite-bench`: measures sente-lite against plain tokio-tungstenite
+//! servers and two socket.io servers (socketioxide, socket.io on Node.js).
 //!
 //! ```text
 //! cargo run --release -p sente-lite-bench -- run --quick          # smoke run, seconds
-//! cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg
+//! cargo run --profile release-lto -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg
 //! ```
 //!
 //! `run` starts every server and load generator as a process of its own (the

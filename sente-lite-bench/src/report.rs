@@ -1,5 +1,5 @@
-//! The figures of a run and their Markdown: tables with ratios to the bare
-//! baseline, the targets with hit or miss, and the section of `BENCHMARKS.md`.
+//! The figures of a run and their Markdown: tables with ratios to the floor
+//! (the plain tokio-tungstenite server), the targets with hit or miss, and the section of `BENCHMARKS.md`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,6 +12,9 @@ use crate::latency::LatencySummary;
 use crate::machine::{Machine, Pinning};
 use crate::run::{Layout, Plan, System};
 use crate::wire::BoxError;
+
+/// The system every ratio (`×`) is to.
+pub(crate) const BASELINE: System = System::Floor;
 
 /// Marks the start of this tool's section in `BENCHMARKS.md`.
 const BEGIN: &str = "<!-- sente-lite-bench:begin -->";
@@ -454,10 +457,12 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "Servers: **bare** is tokio-tungstenite with no framework, built like sente-lite's \
-             connection engine (one task per connection, 1024-message outbound queue, batched \
-             flushes) and with the same 4 KiB read and write buffers: the limit to compare \
-             against. **sente-lite** serves a `bench/echo` request (reply = payload) and a \
+            "Servers: **floor** is plain tokio-tungstenite that reads a message and writes the \
+             answer straight back (`send`: one frame, one flush), one task per connection, \
+             4 KiB read and write buffers, nothing else: the least a tokio-tungstenite server \
+             can do, and the baseline of every ratio. **engine-like** is tokio-tungstenite \
+             with no framework built like sente-lite's connection engine (1024-message \
+             outbound queue, batched flushes), a second reference. **sente-lite** serves a `bench/echo` request (reply = payload) and a \
              `bench/publish` event that broadcasts on a channel, with `ServerConfig::default()` \
              unchanged (no inbound rate limit: the library's default).\n"
         );
@@ -478,7 +483,7 @@ impl Report {
              The load generator speaks each protocol over the same raw tokio-tungstenite \
              client: sente-lite frames as in `docs/PROTOCOL.md`, engine.io v4 / socket.io v5 \
              packets (`0`, `40`, `42`, `43`, `2`/`3`) for both socket.io servers. Every ratio \
-             (`×`) is to the bare server measured in the same run; for costs and latencies \
+             (`×`) is to the floor measured in the same run; for costs and latencies \
              lower is better.\n"
         );
         if let Some(link) = chart_link {
@@ -513,14 +518,14 @@ impl Report {
             out,
             "### 1. Request/reply\n\n\
              **Throughput at saturation** (closed loop: every client keeps one request in \
-             flight for {:.1} s after {:.1} s of warm-up), requests/s (× bare):\n",
+             flight for {:.1} s after {:.1} s of warm-up), requests/s (× floor):\n",
             self.plan.duration_ms as f64 / 1000.0,
             self.plan.warmup_ms as f64 / 1000.0
         );
         header(out, "");
         for (clients, payload) in self.cells() {
             let base = self
-                .closed_cell(System::Bare, clients, payload)
+                .closed_cell(BASELINE, clients, payload)
                 .map(|c| c.requests_per_s);
             let _ = write!(out, "| {clients} | {} |", payload_label(payload));
             for s in &systems {
@@ -543,11 +548,11 @@ impl Report {
             }
             out.push('\n');
         }
-        let _ = writeln!(out, "\n**Server CPU time per request**, µs (× bare):\n");
+        let _ = writeln!(out, "\n**Server CPU time per request**, µs (× floor):\n");
         header(out, "");
         for (clients, payload) in self.cells() {
             let base = self
-                .closed_cell(System::Bare, clients, payload)
+                .closed_cell(BASELINE, clients, payload)
                 .map(|c| c.server_cpu_us_per_request);
             let _ = write!(out, "| {clients} | {} |", payload_label(payload));
             for s in &systems {
@@ -598,7 +603,7 @@ impl Report {
              at {:.0}% of sente-lite json's saturation in the same cell, the same rate for \
              every system, and each latency counts from the request's scheduled send time, \
              so a stall is not hidden by the requests it delays; recorded with `hdrhistogram`). \
-             p50 / p99 / p99.9, and the p99 × bare. A system offered more than its own \
+             p50 / p99 / p99.9, and the p99 × floor. A system offered more than its own \
              saturation is marked ⚠; lost requests (unanswered 2 s after the last send) count \
              in the tail at their age then:\n",
             self.plan.open_fraction * 100.0
@@ -606,7 +611,7 @@ impl Report {
         header(out, " offered req/s |");
         for (clients, payload) in self.cells() {
             let base = self
-                .open_cell(System::Bare, clients, payload)
+                .open_cell(BASELINE, clients, payload)
                 .and_then(|c| c.latency.at(99.0));
             let offered = systems
                 .iter()
@@ -672,7 +677,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| subscribers | system | all have it, median / max | × bare (median) | deliveries/s | × bare | server CPU per delivery | × bare |\n|---|---|---|---|---|---|---|---|"
+            "| subscribers | system | all have it, median / max | × floor (median) | deliveries/s | × floor | server CPU per delivery | × floor |\n|---|---|---|---|---|---|---|---|"
         );
         let mut counts: Vec<usize> = self.fanout.iter().map(|c| c.subscribers).collect();
         counts.dedup();
@@ -680,7 +685,7 @@ impl Report {
             let base = self
                 .fanout
                 .iter()
-                .find(|c| c.system == System::Bare && c.subscribers == subscribers);
+                .find(|c| c.system == BASELINE && c.subscribers == subscribers);
             for c in self.fanout.iter().filter(|c| c.subscribers == subscribers) {
                 let lost = if c.lost_connections > 0 {
                     format!(" ({} connections lost)", c.lost_connections)
@@ -770,7 +775,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| connections | system | RSS before → after | per connection | × bare |\n|---|---|---|---|---|"
+            "| connections | system | RSS before → after | per connection | × floor |\n|---|---|---|---|---|"
         );
         let mut counts: Vec<usize> = self.idle.iter().map(|c| c.connections).collect();
         counts.dedup();
@@ -778,7 +783,7 @@ impl Report {
             let base = self
                 .idle
                 .iter()
-                .find(|c| c.system == System::Bare && c.connections == connections)
+                .find(|c| c.system == BASELINE && c.connections == connections)
                 .map(IdleCell::per_connection_kib);
             for c in self.idle.iter().filter(|c| c.connections == connections) {
                 let _ = writeln!(
@@ -806,29 +811,21 @@ impl Report {
              Clients with one subscription each, spread over load-generator processes of at \
              most {} clients; the server is killed with SIGKILL and started again on the same \
              port, {} times. sente-lite: native `sente_lite::Client`s with the default \
-             `ReconnectPolicy` (250 ms doubling to 30 s, full jitter). bare: hand-written \
-             clients that follow the same policy (wait, connect, subscribe). Times from the \
+             `ReconnectPolicy` (250 ms doubling to 30 s, full jitter). floor and engine-like: \
+             hand-written clients that follow the same policy (wait, connect, subscribe). Times from the \
              moment the new server listens until the first and the last client is open and \
              subscribed again (the restart itself, kill to listening, is shown apart).\n",
             self.plan.clients_per_process, self.plan.storm_rounds
         );
         let _ = writeln!(
             out,
-            "| system | clients | restart | first back | all back (each round) | worst × bare | server CPU until all back (median) | × bare |\n|---|---|---|---|---|---|---|---|"
+            "| system | clients | restart | first back | all back (each round) | worst × floor | server CPU until all back (median) | × floor |\n|---|---|---|---|---|---|---|---|"
         );
         let worst = |c: &StormCell| c.rounds.iter().map(|r| r.all_back_s).fold(0.0, f64::max);
         let cpu =
             |c: &StormCell| median(&c.rounds.iter().map(|r| r.server_cpu_s).collect::<Vec<_>>());
-        let base = self
-            .storm
-            .iter()
-            .find(|c| c.system == System::Bare)
-            .map(worst);
-        let base_cpu = self
-            .storm
-            .iter()
-            .find(|c| c.system == System::Bare)
-            .map(cpu);
+        let base = self.storm.iter().find(|c| c.system == BASELINE).map(worst);
+        let base_cpu = self.storm.iter().find(|c| c.system == BASELINE).map(cpu);
         for c in &self.storm {
             let rounds: Vec<String> = c
                 .rounds
@@ -963,7 +960,7 @@ impl Report {
     fn verdicts(&self) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
         let sente = System::SenteJson;
-        // Throughput: >= 80% of bare and ahead of both peers, in every cell.
+        // Throughput: >= 80% of the floor and ahead of both peers, in every cell.
         let cells = self.cells();
         if !cells.is_empty() {
             let mut worst: Option<(f64, usize, usize)> = None;
@@ -971,7 +968,7 @@ impl Report {
             for &(clients, payload) in &cells {
                 let (Some(s), Some(b)) = (
                     self.closed_cell(sente, clients, payload),
-                    self.closed_cell(System::Bare, clients, payload),
+                    self.closed_cell(BASELINE, clients, payload),
                 ) else {
                     continue;
                 };
@@ -994,9 +991,10 @@ impl Report {
             if let Some((r, clients, payload)) = worst {
                 let hit = r >= 0.8 && behind_peers.is_empty();
                 verdicts.push(Verdict {
-                    target: "request/reply throughput ≥ 80% of bare and ahead of both peers".into(),
+                    target: "request/reply throughput ≥ 80% of the floor and ahead of both peers"
+                        .into(),
                     measured: format!(
-                        "sente-lite json: worst cell {:.0}% of bare ({clients} clients, {}){}",
+                        "sente-lite json: worst cell {:.0}% of the floor ({clients} clients, {}){}",
                         r * 100.0,
                         payload_label(payload),
                         if behind_peers.is_empty() {
@@ -1015,6 +1013,7 @@ impl Report {
                 });
             }
         }
+        verdicts.extend(self.cost_verdicts());
         // p99 < 1 ms at half of saturation.
         let p99s: Vec<(f64, usize, usize)> = self
             .open
@@ -1052,21 +1051,16 @@ impl Report {
             let m = median(&c.all_have_it_ms);
             let worst = max(&c.all_have_it_ms);
             let server_ms = c.server_cpu_us_per_delivery * c.subscribers as f64 / 1000.0;
-            let bare = self
+            let floor = self
                 .fanout
                 .iter()
-                .find(|b| b.system == System::Bare && b.subscribers == c.subscribers)
-                .map(|b| {
-                    format!(
-                        "; bare, the floor of this setup: median {:.1} ms",
-                        median(&b.all_have_it_ms)
-                    )
-                })
+                .find(|b| b.system == BASELINE && b.subscribers == c.subscribers)
+                .map(|b| format!("; the floor: median {:.1} ms", median(&b.all_have_it_ms)))
                 .unwrap_or_default();
             verdicts.push(Verdict {
                 target: "broadcast to 10,000 subscribers within 50 ms".into(),
                 measured: format!(
-                    "{} subscribers: median {m:.1} ms, max {worst:.1} ms{bare}; the server's \
+                    "{} subscribers: median {m:.1} ms, max {worst:.1} ms{floor}; the server's \
                      own CPU time per message to all of them (sustained phase): {server_ms:.1} ms",
                     grouped(c.subscribers as f64)
                 ),
@@ -1085,7 +1079,7 @@ impl Report {
                 },
             });
         }
-        // Idle <= 8 KiB per connection.
+        // Idle <= 4 KiB per connection.
         if let Some(c) = self
             .idle
             .iter()
@@ -1094,15 +1088,15 @@ impl Report {
         {
             let kib = c.per_connection_kib();
             verdicts.push(Verdict {
-                target: "idle ≤ 8 KiB per connection".into(),
+                target: "idle ≤ 4 KiB per connection".into(),
                 measured: format!(
                     "{kib:.2} KiB at {} connections",
                     grouped(c.connections as f64)
                 ),
-                outcome: if kib <= 8.0 {
-                    format!("hit (by {:.2} KiB)", 8.0 - kib)
+                outcome: if kib <= 4.0 {
+                    format!("hit (by {:.2} KiB)", 4.0 - kib)
                 } else {
-                    format!("**miss** by {:.2} KiB", kib - 8.0)
+                    format!("**miss** by {:.2} KiB", kib - 4.0)
                 },
             });
         }
@@ -1137,22 +1131,86 @@ impl Report {
         verdicts
     }
 
+    /// The cost targets, as ratios to the floor: server CPU per request ≤
+    /// 1.15× in every cell for both encodings, and per broadcast delivery ≤
+    /// 0.7× at every subscriber count.
+    fn cost_verdicts(&self) -> Vec<Verdict> {
+        let mut verdicts = Vec::new();
+        for system in [System::SenteJson, System::SentePostcard] {
+            let worst = self
+                .cells()
+                .into_iter()
+                .filter_map(|(clients, payload)| {
+                    let s = self.closed_cell(system, clients, payload)?;
+                    let b = self.closed_cell(BASELINE, clients, payload)?;
+                    let r = s.server_cpu_us_per_request / b.server_cpu_us_per_request.max(1e-9);
+                    Some((r, clients, payload))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((r, clients, payload)) = worst {
+                verdicts.push(ratio_verdict(
+                    format!(
+                        "{}: server CPU per request ≤ 1.15× the floor",
+                        system.label()
+                    ),
+                    format!(
+                        "worst cell {r:.2}× ({clients} clients, {})",
+                        payload_label(payload)
+                    ),
+                    r,
+                    1.15,
+                ));
+            }
+            let worst = self
+                .fanout
+                .iter()
+                .filter(|c| c.system == system)
+                .filter_map(|c| {
+                    let b = self
+                        .fanout
+                        .iter()
+                        .find(|b| b.system == BASELINE && b.subscribers == c.subscribers)?;
+                    let r = c.server_cpu_us_per_delivery / b.server_cpu_us_per_delivery.max(1e-9);
+                    Some((r, c.subscribers))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((r, subscribers)) = worst {
+                verdicts.push(ratio_verdict(
+                    format!(
+                        "{}: server CPU per broadcast delivery ≤ 0.7× the floor",
+                        system.label()
+                    ),
+                    format!(
+                        "worst {r:.2}× ({} subscribers)",
+                        grouped(subscribers as f64)
+                    ),
+                    r,
+                    0.7,
+                ));
+            }
+        }
+        verdicts
+    }
+
     /// The Markdown section: setup, targets, one table per scenario, notes.
     pub(crate) fn markdown(&self, chart_link: Option<&str>) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "## Load benchmarks: sente-lite against a bare server and socket.io\n\n\
+            "## Load benchmarks: sente-lite against plain tokio-tungstenite and socket.io\n\n\
              Made by `sente-lite-bench` (its own crate). To rebuild and rerun everything and \
              write this section and its chart again (about half an hour on two cores):\n\n\
              ```sh\n\
              (cd sente-lite-bench/node && npm ci)   # socket.io on Node.js; left out if missing\n\
-             cargo run --release -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
+             cargo run --profile release-lto -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
              ```\n\n\
-             `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
+             The `release-lto` profile (the workspace's `Cargo.toml`: release with \
+             `lto = \"fat\"` and `codegen-units = 1`) builds every Rust server measured here \
+             alike, since they are one binary; the command of each run below says which \
+             profile built it. `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
              also run by `cargo test -p sente-lite-bench`); `--only \
              reqrep,fanout,idle,storm,replay,history-memory,cross-node,redis-throughput,cluster-idle` \
-             and `--systems bare,sente-json,...` narrow a run (the last three need \
+             and `--systems floor,sente-json,...` narrow a run (the last three need \
              `redis-server`, and measure sente-lite alone); `--results FILE` saves the raw \
              figures and `render --results FILE ...` writes the tables again. On a machine \
              shared with other work, `--nice -10` gives the measured processes the CPUs first \
@@ -1250,6 +1308,19 @@ pub(crate) fn write_section(path: &Path, section: &str) -> Result<(), BoxError> 
     };
     std::fs::write(path, updated)?;
     Ok(())
+}
+
+/// A target on a ratio that must not exceed `limit`.
+fn ratio_verdict(target: String, measured: String, ratio: f64, limit: f64) -> Verdict {
+    Verdict {
+        target,
+        measured,
+        outcome: if ratio <= limit {
+            format!("hit (by {:.2}×)", limit - ratio)
+        } else {
+            format!("**miss** by {:.2}×", ratio - limit)
+        },
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The protocols the load generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Protocol {
-    /// The bare server's echo and broadcast.
+    /// The plain servers' echo and broadcast (floor and engine-like).
     Bare,
     /// sente-lite, JSON text frames.
     SenteJson,

@@ -36,7 +36,8 @@ fn the_quick_run_completes_every_scenario() {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }
     for system in [
-        "bare",
+        "floor",
+        "engine-like",
         "sente-lite json",
         "sente-lite postcard",
         "sente-lite json + history",

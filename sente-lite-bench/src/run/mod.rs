@@ -25,7 +25,12 @@ use processes::ServerProcess;
 /// A system under comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 pub(crate) enum System {
-    /// The bare tokio-tungstenite server: the limit to compare against.
+    /// The plain tokio-tungstenite server that reads and writes straight
+    /// back: the floor every ratio is to.
+    Floor,
+    /// tokio-tungstenite with no framework, built like sente-lite's engine
+    /// (queue, batched flushes): a second reference.
+    #[value(name = "engine-like", alias = "bare")]
     Bare,
     /// sente-lite, JSON.
     SenteJson,
@@ -43,7 +48,8 @@ pub(crate) enum System {
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 7] = [
+    pub(crate) const ALL: [System; 8] = [
+        Self::Floor,
         Self::Bare,
         Self::SenteJson,
         Self::SentePostcard,
@@ -56,7 +62,8 @@ impl System {
     /// The name in tables.
     pub(crate) fn label(self) -> &'static str {
         match self {
-            Self::Bare => "bare",
+            Self::Floor => "floor",
+            Self::Bare => "engine-like",
             Self::SenteJson => "sente-lite json",
             Self::SentePostcard => "sente-lite postcard",
             Self::SenteJsonHistory => "sente-lite json + history",
@@ -69,7 +76,7 @@ impl System {
     /// What the load generator speaks to it.
     pub(crate) fn protocol(self) -> Protocol {
         match self {
-            Self::Bare => Protocol::Bare,
+            Self::Floor | Self::Bare => Protocol::Bare,
             Self::SenteJson | Self::SenteJsonHistory => Protocol::SenteJson,
             Self::SentePostcard | Self::SentePostcardHistory => Protocol::SentePostcard,
             Self::Socketioxide | Self::SocketIoNode => Protocol::SocketIo,
@@ -279,7 +286,7 @@ impl Plan {
         let wanted = |system: &System| match scenario {
             Scenario::Reqrep | Scenario::Idle => system.history_size() == 0,
             Scenario::Fanout => true,
-            Scenario::Storm => matches!(system, System::Bare | System::SenteJson),
+            Scenario::Storm => matches!(system, System::Floor | System::Bare | System::SenteJson),
             Scenario::Replay => system.history_size() > 0,
             // sente-lite's engines on their own, no system to compare.
             Scenario::HistoryMemory
@@ -483,11 +490,22 @@ pub(crate) fn shares(total: usize, parts: usize) -> Vec<usize> {
         .collect()
 }
 
-/// The command line that reproduces this run, as a user types it.
+/// The command line that reproduces this run, as a user types it, with the
+/// build profile this binary was built with (the name of the folder it is
+/// in: `release`, or `release-lto` as the published figures).
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.file_name()?.to_str()?.to_owned()))
+        .unwrap_or_else(|| "release".to_owned());
+    let profile = match profile.as_str() {
+        "release" => "--release".to_owned(),
+        "debug" => String::new(),
+        other => format!("--profile {other}"),
+    };
     format!(
-        "cargo run --release -p sente-lite-bench -- {}",
+        "cargo run {profile} -p sente-lite-bench -- {}",
         args.join(" ")
     )
 }

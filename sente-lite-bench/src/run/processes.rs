@@ -318,6 +318,7 @@ impl Workers {
 impl System {
     pub(crate) fn server_kind(self) -> Option<ServerKind> {
         match self {
+            Self::Floor => Some(ServerKind::Floor),
             Self::Bare => Some(ServerKind::Bare),
             Self::SenteJson
             | Self::SentePostcard

@@ -129,7 +129,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
             // One offered rate for every system: a fraction of sente-lite json's saturation.
             let reference = saturation
                 .get(&System::SenteJson)
-                .or_else(|| saturation.get(&System::Bare))
+                .or_else(|| saturation.get(&crate::report::BASELINE))
                 .copied()
                 .or_else(|| saturation.values().copied().reduce(f64::max));
             let Some(reference) = reference else {

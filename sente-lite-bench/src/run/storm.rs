@@ -89,10 +89,10 @@ async fn one(context: &Context, system: System) -> Result<StormCell, BoxError> {
     })
 }
 
-/// Runs scenario 4 for sente-lite and the bare baseline.
+/// Runs scenario 4 for sente-lite, the floor and the engine-like server.
 pub(crate) async fn run(context: &Context, report: &mut Report) {
-    // Systems with a client that reconnects: sente-lite's own, and the bare
-    // baseline's hand-written one with the same policy.
+    // Systems with a client that reconnects: sente-lite's own, and the
+    // hand-written one of the plain servers, with the same policy.
     for system in context.plan.systems_for(Scenario::Storm) {
         match one(context, system).await {
             Ok(cell) => report.storm.push(cell),

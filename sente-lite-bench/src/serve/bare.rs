@@ -9,13 +9,10 @@
 //! body as a text message to every subscriber. A subscriber whose queue is full
 //! is dropped, as sente-lite closes a slow consumer.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 
@@ -36,41 +33,14 @@ const OUTBOUND_QUEUE: usize = 1024;
 /// Queued messages written before one flush, as sente-lite's engine.
 const FLUSH_BATCH: usize = 64;
 
-type Subscribers = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
+use super::{Subscribers, lock};
 
-/// Serves until the process is killed.
-pub(crate) async fn serve(addr: &str) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    super::announce(listener.local_addr()?);
-    let subscribers: Subscribers = Arc::default();
-    let next_id = AtomicU64::new(1);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(_) => {
-                // Out of file descriptors and the like: back off briefly.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(connection(stream, id, Arc::clone(&subscribers)));
-    }
-}
-
-fn lock(
-    subscribers: &Subscribers,
-) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Message>>> {
-    subscribers.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-async fn connection(stream: TcpStream, id: u64, subscribers: Subscribers) {
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config())).await
-    else {
-        return;
-    };
+/// Serves one connection until it ends.
+pub(crate) async fn connection(
+    mut ws: WebSocketStream<TcpStream>,
+    id: u64,
+    subscribers: Subscribers,
+) {
     let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
     // Kept until the connection subscribes, so the queue stays open.
     let mut own_sender = Some(tx);
