@@ -528,14 +528,17 @@ impl Drop for CancelOnDrop<'_> {
 /// cancellation that drops its handler.
 struct InFlight {
     max: usize,
-    ids: Mutex<HashMap<RequestId, Cancellation>>,
+    /// Hashed with foldhash, seeded per process: the ids are the peer's, and
+    /// at most `max` of them are here, so speed matters more than SipHash's
+    /// resistance to crafted keys.
+    ids: Mutex<HashMap<RequestId, Cancellation, foldhash::fast::RandomState>>,
 }
 
 impl InFlight {
     fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
-            ids: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashMap::default()),
         }
     }
 

@@ -354,6 +354,15 @@ pub(crate) struct RunArgs {
     /// Seconds of each request/reply measurement (full run default 5).
     #[arg(long)]
     pub(crate) duration: Option<f64>,
+    /// Request/reply: only these client counts (full run: 1,100,1000).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) clients: Vec<usize>,
+    /// Request/reply: only these payload sizes in bytes (full run: 20,16384).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) payloads: Vec<usize>,
+    /// Fan-out: only these subscriber counts (full run: 1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) subscribers: Vec<usize>,
     /// Write the report into this Markdown file (its own section is replaced,
     /// the rest of the file is kept).
     #[arg(long)]
@@ -536,6 +545,15 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     };
     if let Some(secs) = args.duration {
         plan.duration_ms = (secs * 1000.0) as u64;
+    }
+    if !args.clients.is_empty() {
+        plan.clients.clone_from(&args.clients);
+    }
+    if !args.payloads.is_empty() {
+        plan.payloads.clone_from(&args.payloads);
+    }
+    if !args.subscribers.is_empty() {
+        plan.subscribers.clone_from(&args.subscribers);
     }
     if let Some(clients) = args.replay_clients {
         plan.replay_clients = clients.max(1);

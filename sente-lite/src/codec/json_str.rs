@@ -16,7 +16,6 @@ use serde::ser::{
     SerializeMap, SerializeSeq, SerializeStruct, SerializeStructVariant, SerializeTuple,
     SerializeTupleStruct, SerializeTupleVariant, Serializer,
 };
-use serde_json::value::RawValue;
 
 /// Strings shorter than this go through `serde_json` unchanged: for them the
 /// fixed cost of the fast path is more than it saves.
@@ -102,12 +101,14 @@ impl<S: Serializer> Serializer for Strings<S> {
         if v.len() < LONG {
             return self.0.serialize_str(v);
         }
-        // The escaped text is a JSON string by construction; `from_string`
-        // checks it again (a fast scan), and any surprise falls back.
-        match RawValue::from_string(json_escape_simd::escape(v)) {
-            Ok(raw) => raw.serialize(self.0),
-            Err(_) => self.0.serialize_str(v),
-        }
+        // The escaped text is a JSON string by construction: it goes out
+        // verbatim, the way a `RawValue` does (a struct named by the token
+        // whose one field is the text), without `RawValue::from_string`
+        // parsing it again, which cost twice the escaping.
+        let escaped = json_escape_simd::escape(v);
+        let mut raw = self.0.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(RAW_VALUE_TOKEN, escaped.as_str())?;
+        raw.end()
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<S::Ok, S::Error> {

@@ -16,11 +16,12 @@ mod writer;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 use tungstenite::Message;
 
@@ -203,13 +204,24 @@ struct Drain {
 }
 
 /// Asks a running engine to close gracefully.
+///
+/// The engine is its one waiter: a flag for each request and one waker,
+/// which the engine's loop registers every round at the cost of a compare
+/// (a `Notify` would take its lock on every poll).
 #[derive(Debug, Default)]
 pub(crate) struct CloseSignal {
     requested: AtomicBool,
     slow: AtomicBool,
-    notify: Notify,
-    slow_notify: Notify,
+    engine: AtomicWaker,
     reason: std::sync::Mutex<Option<CloseReason>>,
+}
+
+/// What a [`CloseSignal`] asks of the engine.
+enum Signaled {
+    /// The connection is a slow consumer: close it with 4001.
+    Slow,
+    /// Close gracefully.
+    Close,
 }
 
 impl CloseSignal {
@@ -220,20 +232,26 @@ impl CloseSignal {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
         self.requested.store(true, Ordering::Release);
-        self.notify.notify_one();
+        self.engine.wake();
     }
 
     /// Marks the connection as a slow consumer: the engine closes it with 4001.
     pub(crate) fn slow_consumer(&self) {
         if !self.slow.swap(true, Ordering::AcqRel) {
-            self.slow_notify.notify_one();
+            self.engine.wake();
         }
     }
 
-    /// Resolves once the connection is marked a slow consumer.
-    async fn slow(&self) {
-        while !self.slow.load(Ordering::Acquire) {
-            self.slow_notify.notified().await;
+    /// Ready with what is asked, the slow consumer first; a graceful close
+    /// only while `closing` is not yet under way.
+    fn poll_signaled(&self, draining: bool, cx: &mut Context<'_>) -> Poll<Signaled> {
+        self.engine.register(cx.waker());
+        if self.slow.load(Ordering::Acquire) {
+            Poll::Ready(Signaled::Slow)
+        } else if !draining && self.requested.load(Ordering::Acquire) {
+            Poll::Ready(Signaled::Close)
+        } else {
+            Poll::Pending
         }
     }
 
@@ -466,11 +484,6 @@ where
     let mut large_unlogged: u64 = 0;
     let mut drain: Option<Drain> = None;
 
-    // The two signals are waited on across every round of the loop below, so
-    // each registers with its `Notify` once, not once per round.
-    let mut slow = std::pin::pin!(signal.slow());
-    let mut close_requested = std::pin::pin!(signal.notify.notified());
-
     // One timer for everything due later: the next ping, the silence and
     // write-stall checks, the deadlines of waiting requests, the drain. It is
     // moved earlier when something new is due sooner (rarely: a ping is always
@@ -550,23 +563,22 @@ where
         // The loop needs to hear of finished writes only when it waits on them.
         let report_writes =
             !writer.has_room() || drain.as_ref().is_some_and(|d| d.close_queued.is_some());
+        let draining = drain.is_some();
 
         tokio::select! {
             biased;
 
-            () = &mut slow => {
-                bump(&counters.slow_consumers);
-                break Ok(Closing::slow_consumer("slow consumer: the outbound queue filled"));
-            }
-
-            () = &mut close_requested, if drain.is_none() => {
-                close_requested.set(signal.notify.notified());
-                if signal.requested.load(Ordering::Acquire) {
+            signaled = std::future::poll_fn(|cx| signal.poll_signaled(draining, cx)) => match signaled {
+                Signaled::Slow => {
+                    bump(&counters.slow_consumers);
+                    break Ok(Closing::slow_consumer("slow consumer: the outbound queue filled"));
+                }
+                Signaled::Close => {
                     let deadline = Instant::now() + config.drain_timeout;
                     drain = Some(Drain { deadline, close_queued: None });
                     arm!(deadline);
                 }
-            }
+            },
 
             io = std::future::poll_fn(|cx| poll_io(&mut ws, &mut writer, queue, counters, reading, report_writes, cx)) => {
                 if let Some(Err(_)) = io.wrote {
