@@ -122,6 +122,7 @@ pub(crate) struct Counters {
     pub(crate) events: EventMetrics,
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
+    pub(crate) parks: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
@@ -198,6 +199,7 @@ impl Counters {
         StatsSnapshot {
             connections: get(&self.connections_open),
             connections_total: get(&self.connections_total),
+            parks: get(&self.parks),
             users: 0,
             channels: 0,
             subscriptions: 0,
@@ -256,6 +258,10 @@ pub struct StatsSnapshot {
     pub connections: u64,
     /// Connections accepted (or opened) since start.
     pub connections_total: u64,
+    /// Times a server's idle connection let go of its WebSocket buffers
+    /// (`Limits::idle_park_after`); it makes them again when it next reads
+    /// or writes.
+    pub parks: u64,
     /// Users with at least one open connection.
     pub users: u64,
     /// Channels with at least one subscriber.

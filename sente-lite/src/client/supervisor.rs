@@ -262,6 +262,8 @@ async fn run_connection(
                 .any(|e| e == crate::protocol::EXTENSION_COMPRESSION)
                 .then_some(MAX_INFLATED),
             compress: None,
+            // A client holds one connection: its buffers stay.
+            park_after: None,
         };
         // Subscriptions are restored before anything queued goes out.
         let subscribing = Subscribing::new();

@@ -39,6 +39,18 @@ pub(crate) trait Transport:
     /// Reads bytes under the WebSocket layer and drops them; `Ok(0)` at the end
     /// of the stream.
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>>;
+
+    /// Lets go of the WebSocket layer's buffers if it holds nothing (see
+    /// `park`): one made to write once its writes are out, and one that reads
+    /// too when `reading`. Returns whether it did.
+    fn park(&mut self, _cx: &mut Context<'_>, _reading: bool) -> bool {
+        false
+    }
+
+    /// Whether the WebSocket layer's buffers are let go.
+    fn parked(&self) -> bool {
+        false
+    }
 }
 
 impl<T> Transport for WebSocketStream<T>
@@ -56,6 +68,14 @@ where
 impl<T: Transport> Transport for Pin<Box<T>> {
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         Pin::get_mut(self.as_mut()).poll_discard(cx)
+    }
+
+    fn park(&mut self, cx: &mut Context<'_>, reading: bool) -> bool {
+        Pin::get_mut(self.as_mut()).park(cx, reading)
+    }
+
+    fn parked(&self) -> bool {
+        self.as_ref().get_ref().parked()
     }
 }
 

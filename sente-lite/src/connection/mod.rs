@@ -12,6 +12,7 @@
 mod close;
 mod frame;
 mod line;
+mod park;
 mod writer;
 
 use std::borrow::Cow;
@@ -37,6 +38,7 @@ pub(crate) use close::Transport;
 use close::{CLOSE_LINGER, acknowledge_close, close_with};
 use frame::{Action, handle_frame};
 use line::Line;
+pub(crate) use park::Parkable;
 use writer::{Pacer, Writer};
 
 /// Close code sent when the peer stayed silent past the heartbeat timeout.
@@ -138,6 +140,10 @@ pub(crate) struct EngineConfig {
     /// Data frames of at least `min_bytes` are sent compressed at `level`,
     /// once the peer takes compressed frames ([`Ctx::peer_inflates`]).
     pub(crate) compress: Option<Compress>,
+    /// A connection that has read nothing for this long, with nothing in
+    /// flight, lets go of its WebSocket buffers (a [`Parkable`] transport);
+    /// `None` never checks.
+    pub(crate) park_after: Option<Duration>,
 }
 
 /// When and how hard this side compresses what it sends.
@@ -374,6 +380,10 @@ fn poll_io<S: Transport>(
     if more {
         // Still more to write: after the other branches had their turn.
         cx.waker().wake_by_ref();
+    } else if !writer.busy() && writer.own_is_empty() && queue.is_empty() && ws.park(cx, false) {
+        // A WebSocket made to write is let go once its writes are out.
+        writer.shrink();
+        bump(&counters.parks);
     }
     let read = match reading {
         true => match ws.poll_next_unpin(cx) {
@@ -483,6 +493,8 @@ where
     let mut large_logged: Option<Instant> = None;
     let mut large_unlogged: u64 = 0;
     let mut drain: Option<Drain> = None;
+    // When to see whether the connection is idle enough to park.
+    let mut park_check: Option<Instant> = None;
 
     // One timer for everything due later: the next ping, the silence and
     // write-stall checks, the deadlines of waiting requests, the drain. It is
@@ -548,6 +560,15 @@ where
             && let Some(at) = writer.paced_until()
         {
             // Frames wait for the pace the peer asked for.
+            arm!(at);
+        }
+
+        if let Some(after) = config.park_after
+            && park_check.is_none()
+            && !ws.parked()
+        {
+            let at = Instant::now() + after;
+            park_check = Some(at);
             arm!(at);
         }
 
@@ -762,7 +783,34 @@ where
                 {
                     break Ok(Closing::new(CLOSE_GOING_AWAY, message.clone()));
                 }
+                if let (Some(after), Some(check)) = (config.park_after, park_check)
+                    && now >= check
+                {
+                    park_check = None;
+                    let idle = reading
+                        && now.saturating_duration_since(last_heard) >= after
+                        && tasks.is_empty()
+                        && line.is_empty()
+                        && drain.is_none()
+                        && !writer.busy()
+                        && writer.own_is_empty()
+                        && queue.is_empty();
+                    if ws.parked() {
+                        // Parked already (a WebSocket made to write, let go).
+                    } else if idle && std::future::poll_fn(|cx| Poll::Ready(ws.park(cx, true))).await {
+                        writer.shrink();
+                        bump(&counters.parks);
+                    } else {
+                        // Heard from lately: see again when it has been quiet
+                        // long enough; busy otherwise: see again later.
+                        let quiet_at = last_heard + after;
+                        park_check = Some(if quiet_at > now { quiet_at } else { now + after });
+                    }
+                }
                 let mut at = now + IDLE_WAKE;
+                if let Some(check) = park_check {
+                    at = at.min(check);
+                }
                 if let Some(ping) = next_ping {
                     at = at.min(ping);
                 }

@@ -180,6 +180,17 @@ impl Writer {
         });
     }
 
+    /// Gives back the memory of the (empty) batch and own frames' queues: the
+    /// connection is parked.
+    pub(super) fn shrink(&mut self) {
+        if self.batch.is_empty() {
+            self.batch = VecDeque::new();
+        }
+        if self.own.is_empty() {
+            self.own = VecDeque::new();
+        }
+    }
+
     /// Whether the last frame was taken (nothing more may be written).
     pub(super) fn sealed(&self) -> bool {
         self.sealed

@@ -366,16 +366,24 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Longest channel name, in bytes. Default 256.
     pub max_channel_name: usize,
-    /// tungstenite's read buffer per connection, allocated eagerly. Default 4 KiB
-    /// (tungstenite's own default is 128 KiB).
-    ///
-    /// It is half of an idle connection's memory (7.9 KiB in all with 4 KiB,
-    /// in `BENCHMARKS.md`), and the most read from the socket in one system
-    /// call: smaller saves memory on servers holding many quiet connections,
-    /// at the cost of more reads per large message.
+    /// tungstenite's read buffer per connection while it reads. Default 4 KiB
+    /// (tungstenite's own default is 128 KiB): the most read from the socket
+    /// in one system call. A connection idle for
+    /// [`Limits::idle_park_after`] gives it back.
     pub read_buffer_size: usize,
     /// Bytes buffered before a write reaches the socket. Default 4 KiB.
     pub write_buffer_size: usize,
+    /// How long a connection must have read nothing, with no request in
+    /// flight and nothing to write, before it lets go of its WebSocket
+    /// buffers (the read buffer above, the write buffer, the write queues).
+    /// Default 1 s. A parked connection is a byte stream and a task: it
+    /// waits for the peer with a few bytes of room and makes its buffers
+    /// again when the peer speaks; what the server sends it goes out through
+    /// a WebSocket without a read buffer, let go as soon as the write is out.
+    /// Nothing of this shows on the wire. Longer keeps busy connections'
+    /// buffers between bursts, at the cost of memory.
+    #[serde(rename = "idle_park_after_ms", with = "crate::settings::de::millis")]
+    pub idle_park_after: Duration,
     /// How long a graceful close waits for a connection's running handlers. Default 5 s.
     #[serde(rename = "drain_timeout_ms", with = "crate::settings::de::millis")]
     pub drain_timeout: Duration,
@@ -424,6 +432,7 @@ impl Default for Limits {
             max_channel_name: 256,
             read_buffer_size: 4 << 10,
             write_buffer_size: 4 << 10,
+            idle_park_after: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(30),

@@ -13,14 +13,13 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::protocol::Role;
 
 use super::config::OriginPolicy;
 use super::hub::Shared;
 use super::per_address::{PerAddress, SlotCell};
 use super::{HandshakeRequest, run_connection};
 use crate::Codec;
+use crate::connection::Parkable;
 
 /// What wraps accepted sockets: nothing, or TLS.
 #[cfg(feature = "tls")]
@@ -667,15 +666,11 @@ async fn upgrade<B: Send + 'static>(
         let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                // Boxed: the stream is moved through several futures, and a
-                // pointer is all each of them then keeps (an idle connection's
-                // task is most of its memory).
+                // Parked until it has something to read or write: an idle
+                // connection holds no WebSocket buffers. Boxed: the stream is
+                // moved through several futures, and a pointer is all each of
+                // them then keeps.
+                let ws = Parkable::new(TokioIo::new(upgraded), ws_config);
                 run_connection(Box::pin(ws), shared, codec, user_id, remote).await;
             }
             Err(err) => {

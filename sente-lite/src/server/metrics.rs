@@ -49,11 +49,16 @@ impl Collector for Snapshot {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 40] = [
+        let counters: [(&str, &str, u64); 41] = [
             (
                 "connections_opened",
                 "Connections accepted",
                 s.connections_total,
+            ),
+            (
+                "parks",
+                "Times an idle connection let go of its WebSocket buffers",
+                s.parks,
             ),
             (
                 "handshakes_rejected",

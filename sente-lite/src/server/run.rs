@@ -107,6 +107,7 @@ where
             min_bytes: c.min_bytes.max(1),
             level: c.level.clamp(1, 9),
         }),
+        park_after: Some(limits.idle_park_after),
     };
     let routes = shared.routes.clone();
     let mut side = ServerSide {

@@ -19,6 +19,7 @@
 //! rate_per_sec = 0               # the default, no rate limit; 1000 bounds each connection
 //! http_header_timeout_ms = 10000
 //! http_idle_timeout_ms = 30000
+//! idle_park_after_ms = 1000      # an idle connection lets go of its buffers
 //!
 //! [server.telemetry]             # client telemetry (`telemetry/batch`)
 //! enabled = true

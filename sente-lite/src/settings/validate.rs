@@ -162,6 +162,7 @@ impl Validate for Limits {
         t.range("max_channel_name", self.max_channel_name, 1, 65_536)?;
         t.range("read_buffer_size", self.read_buffer_size, 512, 16 * MIB)?;
         t.range("write_buffer_size", self.write_buffer_size, 0, 16 * MIB)?;
+        t.millis("idle_park_after_ms", self.idle_park_after, 10, HOUR_MS)?;
         t.millis("drain_timeout_ms", self.drain_timeout, 0, HOUR_MS)?;
         t.millis(
             "http_header_timeout_ms",

@@ -92,6 +92,20 @@ impl Raw {
         self.ws.send(message).await.unwrap();
     }
 
+    /// Writes `bytes` to the socket as they are (frames a test builds itself,
+    /// or a part of one).
+    pub(crate) async fn send_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt as _;
+        self.ws.get_mut().write_all(bytes).await.unwrap();
+        self.ws.get_mut().flush().await.unwrap();
+    }
+
+    /// The next message of any kind (pongs too), as it came; `None` once the
+    /// connection is closed.
+    pub(crate) async fn next_frame(&mut self) -> Option<Message> {
+        self.ws.next().await?.ok()
+    }
+
     /// A fresh request id.
     pub(crate) fn req_id(&mut self) -> u64 {
         self.next_req += 1;

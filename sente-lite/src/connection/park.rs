@@ -1,0 +1,523 @@
+//! Idle server connections that hold no WebSocket buffers.
+//!
+//! tungstenite allocates its read buffer (`Limits::read_buffer_size`) when a
+//! WebSocket is made and keeps it, with its write buffer, for the
+//! connection's life: on a server holding many quiet connections that is
+//! most of their memory. A [`Parkable`] WebSocket is made only when there is
+//! traffic, and let go again when the connection is idle:
+//!
+//! - *Parked*, only the byte stream is kept. Reading waits on the stream
+//!   itself with a few bytes of room; when bytes come, a WebSocket with its
+//!   read buffer is made and reads them first.
+//! - A write to a parked connection (a ping, a publication, a reply) makes a
+//!   WebSocket without a read buffer, which is let go as soon as the write is
+//!   out ([`Transport::park`] with `reading: false`).
+//! - A WebSocket that reads is let go when the engine has heard nothing for
+//!   `Limits::idle_park_after` and holds nothing in flight.
+//!
+//! Letting go is safe only when tungstenite holds nothing: no bytes of a
+//! frame it has not parsed, no part of a fragmented message, nothing
+//! unwritten. The stream under it ([`Tracked`]) follows the frame boundaries
+//! in the bytes it hands up, so the WebSocket is let go only when they end
+//! on a frame boundary outside a fragmented message, after tungstenite last
+//! found nothing more to read, and once a flush finished.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures_util::{FutureExt as _, Sink, SinkExt as _, Stream, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::close::Transport;
+
+/// Bytes a parked connection reads when its peer speaks; the WebSocket made
+/// then reads them first.
+const PEEK: usize = 16;
+
+/// Where the bytes handed up to tungstenite stand in the WebSocket framing.
+#[derive(Debug, Default)]
+struct FrameTrack {
+    /// The header of the next frame, as far as it has come.
+    header: [u8; 14],
+    /// Bytes of `header` so far.
+    have: u8,
+    /// Payload bytes of the current frame still to come.
+    payload_left: u64,
+    /// Inside a fragmented data message (a data frame without FIN came, its
+    /// last continuation has not).
+    fragmented: bool,
+}
+
+impl FrameTrack {
+    /// The header's length, once its first two bytes are known.
+    fn header_len(&self) -> usize {
+        if self.have < 2 {
+            return 2;
+        }
+        let extended = match self.header[1] & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
+        2 + extended + mask
+    }
+
+    /// Follows `bytes`, the next ones handed up.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let n = usize::try_from(self.payload_left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.payload_left -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let have = usize::from(self.have);
+            let want = self.header_len();
+            let n = (want - have).min(bytes.len());
+            self.header[have..have + n].copy_from_slice(&bytes[..n]);
+            self.have += n as u8;
+            bytes = &bytes[n..];
+            if usize::from(self.have) == self.header_len() && self.have >= 2 {
+                self.header_done();
+            }
+        }
+    }
+
+    fn header_done(&mut self) {
+        let fin = self.header[0] & 0x80 != 0;
+        let opcode = self.header[0] & 0x0F;
+        let len = match self.header[1] & 0x7F {
+            126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+            127 => {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&self.header[2..10]);
+                u64::from_be_bytes(be)
+            }
+            short => u64::from(short),
+        };
+        match opcode {
+            // Text or binary: fragmented until a continuation with FIN.
+            1 | 2 => self.fragmented = !fin,
+            0 if fin => self.fragmented = false,
+            // Control frames come whole, between fragments or not.
+            _ => {}
+        }
+        self.payload_left = len;
+        self.have = 0;
+    }
+
+    /// Whether what was handed up ends on a frame boundary, outside a
+    /// fragmented message.
+    fn at_boundary(&self) -> bool {
+        self.have == 0 && self.payload_left == 0 && !self.fragmented
+    }
+}
+
+/// The byte stream under a [`Parkable`] WebSocket: follows the frame
+/// boundaries in what it hands up, and holds what a parked connection read.
+#[derive(Debug)]
+pub(crate) struct Tracked<IO> {
+    io: IO,
+    frames: FrameTrack,
+    peeked: [u8; PEEK],
+    peeked_len: u8,
+    peeked_at: u8,
+    /// The stream ended while parked.
+    ended: bool,
+    /// Reading failed while parked.
+    failed: Option<io::Error>,
+}
+
+impl<IO: AsyncRead + Unpin> Tracked<IO> {
+    fn new(io: IO) -> Self {
+        Self {
+            io,
+            frames: FrameTrack::default(),
+            peeked: [0; PEEK],
+            peeked_len: 0,
+            peeked_at: 0,
+            ended: false,
+            failed: None,
+        }
+    }
+
+    /// Whether bytes (or the stream's end, or an error) wait to be handed up.
+    fn has_peeked(&self) -> bool {
+        self.peeked_at < self.peeked_len || self.ended || self.failed.is_some()
+    }
+
+    /// Ready once the peer sent something (or the stream ended or failed),
+    /// holding it for the next read.
+    fn poll_peek(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.has_peeked() {
+            return Poll::Ready(());
+        }
+        let mut buf = ReadBuf::new(&mut self.peeked);
+        match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+            Ok(()) => {
+                let n = buf.filled().len();
+                self.peeked_len = n as u8;
+                self.peeked_at = 0;
+                self.ended = n == 0;
+            }
+            Err(err) => self.failed = Some(err),
+        }
+        Poll::Ready(())
+    }
+
+    /// Whether tungstenite may be let go: everything handed up ends on a
+    /// frame boundary and nothing waits to be handed up.
+    fn at_boundary(&self) -> bool {
+        self.frames.at_boundary() && !self.has_peeked()
+    }
+
+    /// Reads under the WebSocket layer, without following the framing (the
+    /// connection is closing).
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut bytes = [0u8; 4096];
+        let mut buf = ReadBuf::new(&mut bytes);
+        ready!(Pin::new(&mut *self).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        if this.peeked_at < this.peeked_len {
+            let held = &this.peeked[usize::from(this.peeked_at)..usize::from(this.peeked_len)];
+            let n = held.len().min(buf.remaining());
+            buf.put_slice(&held[..n]);
+            this.peeked_at += n as u8;
+        } else if let Some(err) = this.failed.take() {
+            return Poll::Ready(Err(err));
+        } else if this.ended {
+            return Poll::Ready(Ok(()));
+        } else {
+            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        }
+        this.frames.feed(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// What a [`Parkable`] holds now.
+#[derive(Debug)]
+enum State<IO> {
+    /// The byte stream alone.
+    Parked(Tracked<IO>),
+    /// A WebSocket; `reading` when it has its read buffer (made for bytes
+    /// that came), not when made to write.
+    Open {
+        ws: Box<WebSocketStream<Tracked<IO>>>,
+        reading: bool,
+        /// tungstenite's last read found nothing more (so it holds no
+        /// complete frame it has not yet handed over).
+        drained: bool,
+    },
+    /// Making a WebSocket failed; the connection is over.
+    Gone,
+}
+
+/// A server's WebSocket that lets go of tungstenite's buffers while idle
+/// (see the module's documentation).
+#[derive(Debug)]
+pub(crate) struct Parkable<IO> {
+    state: State<IO>,
+    config: WebSocketConfig,
+}
+
+impl<IO> Parkable<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// A connection over `io` (after the upgrade), parked until it has
+    /// something to read or write.
+    pub(crate) fn new(io: IO, config: WebSocketConfig) -> Self {
+        Self {
+            state: State::Parked(Tracked::new(io)),
+            config,
+        }
+    }
+
+    /// Makes the WebSocket of a parked connection: with its read buffer when
+    /// `reading`, without when made to write.
+    fn open(&mut self, reading: bool) -> Result<(), tungstenite::Error> {
+        if !matches!(self.state, State::Parked(_)) {
+            return Ok(());
+        }
+        let State::Parked(io) = std::mem::replace(&mut self.state, State::Gone) else {
+            return Ok(());
+        };
+        let config = if reading {
+            self.config
+        } else {
+            self.config.read_buffer_size(0)
+        };
+        // Only wraps the stream: ready at its first poll.
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config))
+            .now_or_never()
+            .ok_or_else(|| {
+                tungstenite::Error::Io(io::Error::other("the WebSocket could not be made"))
+            })?;
+        self.state = State::Open {
+            ws: Box::new(ws),
+            reading,
+            drained: true,
+        };
+        Ok(())
+    }
+
+    /// The open WebSocket, made to write if the connection is parked.
+    fn writer(&mut self) -> Result<&mut WebSocketStream<Tracked<IO>>, tungstenite::Error> {
+        self.open(false)?;
+        match &mut self.state {
+            State::Open { ws, .. } => Ok(ws),
+            State::Parked(_) | State::Gone => Err(tungstenite::Error::AlreadyClosed),
+        }
+    }
+}
+
+impl<IO> Stream for Parkable<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    type Item = Result<Message, tungstenite::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Parked(io) => {
+                    ready!(io.poll_peek(cx));
+                    if let Err(err) = this.open(true) {
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+                State::Open {
+                    ws,
+                    reading: true,
+                    drained,
+                } => {
+                    let polled = ws.poll_next_unpin(cx);
+                    *drained = polled.is_pending();
+                    return polled;
+                }
+                State::Open {
+                    ws,
+                    reading: false,
+                    drained,
+                } => {
+                    // Made to write, it has no read buffer: once its writes
+                    // are out it gives way to one that has, and until then
+                    // it reads (a little at a time) so that a peer which
+                    // writes before it reads is not stalled.
+                    ready!(ws.get_mut().poll_peek(cx));
+                    match ws.poll_flush_unpin(cx) {
+                        Poll::Ready(Ok(())) => {
+                            if let State::Open { ws, .. } =
+                                std::mem::replace(&mut this.state, State::Gone)
+                            {
+                                this.state = State::Parked(ws.into_inner());
+                            }
+                        }
+                        Poll::Ready(Err(err)) => return Poll::Ready(Some(Err(err))),
+                        Poll::Pending => {
+                            let polled = ws.poll_next_unpin(cx);
+                            *drained = polled.is_pending();
+                            return polled;
+                        }
+                    }
+                }
+                State::Gone => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl<IO> Sink<Message> for Parkable<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    type Error = tungstenite::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().writer()?.poll_ready_unpin(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.get_mut().writer()?.start_send_unpin(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.get_mut().state {
+            State::Open { ws, .. } => ws.poll_flush_unpin(cx),
+            State::Parked(_) => Poll::Ready(Ok(())),
+            State::Gone => Poll::Ready(Err(tungstenite::Error::AlreadyClosed)),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().writer()?.poll_close_unpin(cx)
+    }
+}
+
+impl<IO> Transport for Parkable<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match &mut self.state {
+            State::Parked(io) => io.poll_discard(cx),
+            State::Open { ws, .. } => ws.get_mut().poll_discard(cx),
+            State::Gone => Poll::Ready(Ok(0)),
+        }
+    }
+
+    fn park(&mut self, cx: &mut Context<'_>, reading: bool) -> bool {
+        let State::Open {
+            ws,
+            reading: made_to_read,
+            drained,
+        } = &mut self.state
+        else {
+            return false;
+        };
+        if (*made_to_read && !reading) || !*drained || !ws.get_ref().at_boundary() {
+            return false;
+        }
+        if !matches!(ws.poll_flush_unpin(cx), Poll::Ready(Ok(()))) {
+            return false;
+        }
+        if let State::Open { ws, .. } = std::mem::replace(&mut self.state, State::Gone) {
+            self.state = State::Parked(ws.into_inner());
+        }
+        true
+    }
+
+    fn parked(&self) -> bool {
+        matches!(self.state, State::Parked(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameTrack;
+
+    /// A masked client frame: `first` is FIN and opcode, then the payload.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&[1, 2, 3, 4]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn fed_in_pieces(bytes: &[u8], piece: usize) -> Vec<bool> {
+        let mut track = FrameTrack::default();
+        bytes
+            .chunks(piece)
+            .map(|chunk| {
+                track.feed(chunk);
+                track.at_boundary()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_whole_frame_ends_on_a_boundary_however_it_is_split() {
+        for len in [0, 5, 125, 126, 300, 65_535, 65_536, 70_000] {
+            let bytes = frame(0x81, &vec![b'a'; len]);
+            for piece in [1, 2, 3, 7, 16, 4096, bytes.len()] {
+                let seen = fed_in_pieces(&bytes, piece);
+                assert_eq!(seen.last(), Some(&true), "len {len}, pieces of {piece}");
+                assert!(
+                    seen[..seen.len() - 1].iter().all(|at| !at),
+                    "len {len}, pieces of {piece}: a boundary inside the frame"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_fragmented_message_is_not_a_boundary_until_its_last_continuation() {
+        let mut track = FrameTrack::default();
+        track.feed(&frame(0x01, b"first"));
+        assert!(!track.at_boundary());
+        // A ping between the fragments.
+        track.feed(&frame(0x89, b"p"));
+        assert!(!track.at_boundary());
+        track.feed(&frame(0x00, b"middle"));
+        assert!(!track.at_boundary());
+        track.feed(&frame(0x80, b"last"));
+        assert!(track.at_boundary());
+        // Control frames alone, binary whole.
+        track.feed(&frame(0x8A, b""));
+        track.feed(&frame(0x82, &[0; 200]));
+        assert!(track.at_boundary());
+    }
+
+    #[test]
+    fn several_frames_in_one_read_are_followed() {
+        let mut bytes = frame(0x81, b"one");
+        bytes.extend(frame(0x82, &[7; 1000]));
+        bytes.extend(frame(0x81, b"three"));
+        let mut track = FrameTrack::default();
+        track.feed(&bytes[..bytes.len() - 1]);
+        assert!(!track.at_boundary());
+        track.feed(&bytes[bytes.len() - 1..]);
+        assert!(track.at_boundary());
+    }
+}
