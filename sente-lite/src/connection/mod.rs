@@ -448,6 +448,41 @@ fn read_failure(
     }
 }
 
+/// Counts a handler's end and queues its frame, if any (after what the
+/// queue holds now: events the handler sent go first).
+fn finished(done: Dispatched, counters: &Counters, writer: &mut Writer, queue: &OutboundReceiver) {
+    let Dispatched {
+        message,
+        outcome,
+        timing,
+    } = done;
+    if let Some(timing) = &timing {
+        counters.events.handled(timing);
+        tracing::trace!(
+            target: "sente_lite",
+            event = timing.event,
+            elapsed_us = u64::try_from(timing.elapsed.as_micros()).unwrap_or(u64::MAX),
+            ?outcome,
+            "handled"
+        );
+    }
+    match outcome {
+        Outcome::Ok => {}
+        // A request answered `deadline-exceeded`, on arrival or when its
+        // handler ran past the deadline.
+        Outcome::Error(code) if code == codes::DEADLINE_EXCEEDED => {
+            bump(&counters.deadlines_exceeded);
+        }
+        Outcome::Error(_) => bump(&counters.handler_errors),
+        Outcome::Panicked => bump(&counters.handler_panics),
+        // Counted when the peer's `sl/cancel` arrived.
+        Outcome::Cancelled => {}
+    }
+    if let Some(message) = message {
+        writer.push_after_queue(queue, message);
+    }
+}
+
 /// Runs one connection until it closes. The `first` frames (a handshake, restored
 /// subscriptions) go out before anything else.
 ///
@@ -702,7 +737,16 @@ where
                     }
                     Ok(Action::Start(job)) => {
                         if line.is_empty() && tasks.len() < config.max_concurrent_handlers {
-                            tasks.push(job.running);
+                            // Most handlers finish at their first poll: done
+                            // here, they need no place among the running.
+                            let mut running = job.running;
+                            if writer.has_room()
+                                && let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(running.as_mut().poll(cx))).await
+                            {
+                                finished(done, counters, &mut writer, queue);
+                            } else {
+                                tasks.push(running);
+                            }
                         } else {
                             if let Some((_, at)) = job.deadline {
                                 arm!(at);
@@ -726,32 +770,7 @@ where
             }
 
             Some(done) = tasks.next(), if !tasks.is_empty() && writer.has_room() => {
-                let Dispatched { message, outcome, timing } = done;
-                if let Some(timing) = &timing {
-                    counters.events.handled(timing);
-                    tracing::trace!(
-                        target: "sente_lite",
-                        event = timing.event,
-                        elapsed_us = u64::try_from(timing.elapsed.as_micros()).unwrap_or(u64::MAX),
-                        ?outcome,
-                        "handled"
-                    );
-                }
-                match outcome {
-                    Outcome::Ok => {}
-                    // A request answered `deadline-exceeded`, on arrival or
-                    // when its handler ran past the deadline.
-                    Outcome::Error(code) if code == codes::DEADLINE_EXCEEDED => {
-                        bump(&counters.deadlines_exceeded);
-                    }
-                    Outcome::Error(_) => bump(&counters.handler_errors),
-                    Outcome::Panicked => bump(&counters.handler_panics),
-                    // Counted when the peer's `sl/cancel` arrived.
-                    Outcome::Cancelled => {}
-                }
-                if let Some(message) = message {
-                    writer.push_after_queue(queue, message);
-                }
+                finished(done, counters, &mut writer, queue);
             }
 
             () = &mut timer => {

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::config::OriginPolicy;
 use super::hub::Shared;
 use super::per_address::{PerAddress, SlotCell};
+use super::upgraded::UpgradedIo;
 use super::{HandshakeRequest, run_connection};
 use crate::Codec;
 use crate::connection::Parkable;
@@ -46,12 +47,18 @@ fn now_ms() -> u64 {
 
 /// An accepted socket that stamps its [`Progress`] whenever a byte is read
 /// or written, until the stamp is [`STOPPED`].
-struct Watched<I> {
+pub(super) struct Watched<I> {
     io: I,
     progress: Progress,
 }
 
 impl<I> Watched<I> {
+    /// The socket, once the connection has upgraded (nothing is stamped
+    /// after that).
+    pub(super) fn into_inner(self) -> I {
+        self.io
+    }
+
     fn stamp(&self) {
         if self.progress.load(Ordering::Relaxed) != STOPPED {
             self.progress.store(now_ms(), Ordering::Relaxed);
@@ -670,7 +677,7 @@ async fn upgrade<B: Send + 'static>(
                 // connection holds no WebSocket buffers. Boxed: the stream is
                 // moved through several futures, and a pointer is all each of
                 // them then keeps.
-                let ws = Parkable::new(TokioIo::new(upgraded), ws_config);
+                let ws = Parkable::new(UpgradedIo::new(upgraded), ws_config);
                 run_connection(Box::pin(ws), shared, codec, user_id, remote).await;
             }
             Err(err) => {

@@ -34,6 +34,7 @@ mod run;
 mod service;
 mod shutdown;
 mod side;
+mod upgraded;
 mod watchers;
 
 use std::net::SocketAddr;
