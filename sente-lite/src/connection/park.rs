@@ -78,6 +78,21 @@ impl FrameTrack {
                 bytes = &bytes[n..];
                 continue;
             }
+            if self.have == 0 && bytes.len() >= 2 {
+                // The usual case: a whole header at hand, taken at once.
+                let mut want = 2 + if bytes[1] & 0x80 != 0 { 4 } else { 0 };
+                want += match bytes[1] & 0x7F {
+                    126 => 2,
+                    127 => 8,
+                    _ => 0,
+                };
+                if bytes.len() >= want {
+                    self.header[..want].copy_from_slice(&bytes[..want]);
+                    bytes = &bytes[want..];
+                    self.header_done();
+                    continue;
+                }
+            }
             let have = usize::from(self.have);
             let want = self.header_len();
             let n = (want - have).min(bytes.len());
