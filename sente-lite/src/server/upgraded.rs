@@ -27,7 +27,8 @@ pub(crate) enum UpgradedIo {
     Tcp {
         /// The socket.
         stream: TcpStream,
-        /// Read before the socket.
+        /// Read before the socket (empty, not holding hyper's buffer, once
+        /// read).
         prefix: Bytes,
     },
     /// Any other stream, through hyper.
@@ -40,10 +41,20 @@ impl UpgradedIo {
         match upgraded.downcast::<TokioIo<Watched<TcpStream>>>() {
             Ok(parts) => Self::Tcp {
                 stream: parts.io.into_inner().into_inner(),
-                prefix: parts.read_buf,
+                prefix: kept(parts.read_buf),
             },
             Err(upgraded) => Self::Hyper(TokioIo::new(upgraded)),
         }
+    }
+}
+
+/// `bytes`, or nothing once it is empty: a slice of hyper's read buffer
+/// holds all of that buffer (8 KiB) for as long as it lives.
+fn kept(bytes: Bytes) -> Bytes {
+    if bytes.is_empty() {
+        Bytes::new()
+    } else {
+        bytes
     }
 }
 
@@ -61,6 +72,7 @@ impl AsyncRead for UpgradedIo {
                     let n = prefix.len().min(buf.remaining());
                     buf.put_slice(&prefix[..n]);
                     prefix.advance(n);
+                    *prefix = kept(std::mem::take(prefix));
                     Poll::Ready(Ok(()))
                 }
             }
