@@ -58,11 +58,19 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        let mut bytes = [0u8; 4096];
-        let mut buf = ReadBuf::new(&mut bytes);
-        ready!(Pin::new(self.get_mut()).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
+        discard_from(self.get_mut(), cx)
     }
+}
+
+/// Reads from `io` and drops what came; `Ok(0)` at the end of the stream.
+pub(super) fn discard_from<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    let mut bytes = [0u8; 4096];
+    let mut buf = ReadBuf::new(&mut bytes);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    Poll::Ready(Ok(buf.filled().len()))
 }
 
 impl<T: Transport> Transport for Pin<Box<T>> {

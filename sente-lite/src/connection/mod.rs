@@ -380,10 +380,9 @@ fn poll_io<S: Transport>(
     if more {
         // Still more to write: after the other branches had their turn.
         cx.waker().wake_by_ref();
-    } else if !writer.busy() && writer.own_is_empty() && queue.is_empty() && ws.park(cx, false) {
+    } else {
         // A WebSocket made to write is let go once its writes are out.
-        writer.shrink();
-        bump(&counters.parks);
+        park(ws, writer, queue, counters, false, cx);
     }
     let read = match reading {
         true => match ws.poll_next_unpin(cx) {
@@ -446,6 +445,25 @@ fn read_failure(
             reason: other.to_string(),
         }),
     }
+}
+
+/// Lets go of the WebSocket layer's buffers and the writer's queues when
+/// nothing waits to be written (see [`Transport::park`]); counts it.
+fn park<S: Transport>(
+    ws: &mut S,
+    writer: &mut Writer,
+    queue: &OutboundReceiver,
+    counters: &Counters,
+    reading: bool,
+    cx: &mut Context<'_>,
+) -> bool {
+    let parked =
+        !writer.busy() && writer.own_is_empty() && queue.is_empty() && ws.park(cx, reading);
+    if parked {
+        writer.shrink();
+        bump(&counters.parks);
+    }
+    parked
 }
 
 /// Counts a handler's end and queues its frame, if any (after what the
@@ -810,18 +828,13 @@ where
                         && now.saturating_duration_since(last_heard) >= after
                         && tasks.is_empty()
                         && line.is_empty()
-                        && drain.is_none()
-                        && !writer.busy()
-                        && writer.own_is_empty()
-                        && queue.is_empty();
-                    if ws.parked() {
-                        // Parked already (a WebSocket made to write, let go).
-                    } else if idle && std::future::poll_fn(|cx| Poll::Ready(ws.park(cx, true))).await {
-                        writer.shrink();
-                        bump(&counters.parks);
-                    } else {
-                        // Heard from lately: see again when it has been quiet
-                        // long enough; busy otherwise: see again later.
+                        && drain.is_none();
+                    // Parked already (a WebSocket made to write, let go), or
+                    // parked now; else see again when it has been quiet long
+                    // enough (heard from lately), or later (busy).
+                    let parked = ws.parked()
+                        || (idle && std::future::poll_fn(|cx| Poll::Ready(park(&mut ws, &mut writer, queue, counters, true, cx))).await);
+                    if !parked {
                         let quiet_at = last_heard + after;
                         park_check = Some(if quiet_at > now { quiet_at } else { now + after });
                     }

@@ -32,7 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::close::Transport;
+use super::close::{Transport, discard_from};
 
 /// Bytes a parked connection reads when its peer speaks; the WebSocket made
 /// then reads them first.
@@ -52,19 +52,26 @@ struct FrameTrack {
     fragmented: bool,
 }
 
+/// The length of a frame header whose second byte is `second` (the mask
+/// bit and the 7-bit length say how many bytes follow the first two).
+fn header_len(second: u8) -> usize {
+    let extended = match second & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    2 + extended + mask
+}
+
 impl FrameTrack {
-    /// The header's length, once its first two bytes are known.
-    fn header_len(&self) -> usize {
+    /// The length of the header being gathered, as far as it is known.
+    fn want(&self) -> usize {
         if self.have < 2 {
-            return 2;
+            2
+        } else {
+            header_len(self.header[1])
         }
-        let extended = match self.header[1] & 0x7F {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let mask = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
-        2 + extended + mask
     }
 
     /// Follows `bytes`, the next ones handed up.
@@ -80,12 +87,7 @@ impl FrameTrack {
             }
             if self.have == 0 && bytes.len() >= 2 {
                 // The usual case: a whole header at hand, taken at once.
-                let mut want = 2 + if bytes[1] & 0x80 != 0 { 4 } else { 0 };
-                want += match bytes[1] & 0x7F {
-                    126 => 2,
-                    127 => 8,
-                    _ => 0,
-                };
+                let want = header_len(bytes[1]);
                 if bytes.len() >= want {
                     self.header[..want].copy_from_slice(&bytes[..want]);
                     bytes = &bytes[want..];
@@ -94,12 +96,11 @@ impl FrameTrack {
                 }
             }
             let have = usize::from(self.have);
-            let want = self.header_len();
-            let n = (want - have).min(bytes.len());
+            let n = (self.want() - have).min(bytes.len());
             self.header[have..have + n].copy_from_slice(&bytes[..n]);
             self.have += n as u8;
             bytes = &bytes[n..];
-            if usize::from(self.have) == self.header_len() && self.have >= 2 {
+            if self.have >= 2 && usize::from(self.have) == self.want() {
                 self.header_done();
             }
         }
@@ -191,15 +192,6 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
     /// frame boundary and nothing waits to be handed up.
     fn at_boundary(&self) -> bool {
         self.frames.at_boundary() && !self.has_peeked()
-    }
-
-    /// Reads under the WebSocket layer, without following the framing (the
-    /// connection is closing).
-    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut bytes = [0u8; 4096];
-        let mut buf = ReadBuf::new(&mut bytes);
-        ready!(Pin::new(&mut *self).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
     }
 }
 
@@ -425,8 +417,10 @@ where
 {
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match &mut self.state {
-            State::Parked(io) => io.poll_discard(cx),
-            State::Open { ws, .. } => ws.get_mut().poll_discard(cx),
+            // Under the WebSocket layer, without following the framing:
+            // the connection is closing.
+            State::Parked(io) => discard_from(io, cx),
+            State::Open { ws, .. } => ws.poll_discard(cx),
             State::Gone => Poll::Ready(Ok(0)),
         }
     }
