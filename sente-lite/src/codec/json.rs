@@ -9,6 +9,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor}
 use serde_json::value::RawValue;
 use tungstenite::Message;
 
+use super::json_read::Reader;
 use super::{EventRef, Inbound, Payload, encode_error};
 use crate::protocol::{CloseReason, Control, ErrorReply, Handshake, RequestId, StreamPosition};
 use crate::{EncodeError, ProtocolError};
@@ -495,18 +496,18 @@ pub(crate) struct EventFrame<T> {
 /// Decodes `["id",payload]`, `["id",payload,req_id]` or
 /// `["id",payload,req_id,deadline_ms]` with the payload read straight into `T`,
 /// so its bytes are scanned once (the general [`decode`] first finds the
-/// payload's end, then [`Payload::decode`] parses it again).
+/// payload's end, then [`Payload::decode`] parses it again), and by the fast
+/// [`Reader`].
 ///
 /// `None` when the frame is not such a frame or the payload does not fit `T`:
 /// the caller then decodes it with [`decode`], which names what is wrong. Every
 /// frame this accepts, [`decode`] accepts with the same meaning.
 pub(crate) fn decode_event<T: de::DeserializeOwned>(text: &str) -> Option<EventFrame<T>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let frame = de
+    let mut reader = Reader::new(text);
+    let frame = (&mut reader)
         .deserialize_seq(EventFrameVisitor(std::marker::PhantomData))
         .ok()?;
-    de.end().ok()?;
-    Some(frame)
+    reader.finish().then_some(frame)
 }
 
 struct EventFrameVisitor<T>(std::marker::PhantomData<fn() -> T>);

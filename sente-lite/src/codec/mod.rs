@@ -8,6 +8,7 @@
 
 pub mod compressed;
 mod json;
+mod json_read;
 mod json_str;
 mod postcard;
 
