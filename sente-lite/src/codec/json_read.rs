@@ -180,13 +180,16 @@ impl<'de> Reader<'de> {
     }
 
     /// Reads a string value for `visitor`: borrowed when it has no escapes,
-    /// `serde_json`'s reading when it has.
+    /// `serde_json`'s reading when it has. A failure is remembered.
     fn str_value<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
         if self.peek() != Some(b'"') {
             return self.give_up();
         }
         match self.string()? {
-            Str::Plain(s) => visitor.visit_borrowed_str(s),
+            Str::Plain(s) => {
+                let result = visitor.visit_borrowed_str(s);
+                self.checked(result)
+            }
             Str::Escaped(token) => {
                 self.delegate(token, |de| de::Deserializer::deserialize_str(de, visitor))
             }
@@ -312,23 +315,19 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let result = self.str_value(visitor);
-        self.checked(result)
+        self.str_value(visitor)
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let result = self.str_value(visitor);
-        self.checked(result)
+        self.str_value(visitor)
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let result = self.str_value(visitor);
-        self.checked(result)
+        self.str_value(visitor)
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let result = self.str_value(visitor);
-        self.checked(result)
+        self.str_value(visitor)
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value> {
@@ -513,8 +512,7 @@ struct Key<'a, 'de>(&'a mut Reader<'de>);
 macro_rules! key_as_str {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-            let result = self.0.str_value(visitor);
-            self.0.checked(result)
+            self.0.str_value(visitor)
         }
     )*};
 }
