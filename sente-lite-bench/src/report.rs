@@ -38,6 +38,32 @@ pub(crate) struct ClosedCell {
     pub(crate) others_cpu_share: f64,
     pub(crate) errors: u64,
     pub(crate) latency: LatencySummary,
+    /// Server CPU µs per request of each round, in the order measured (the
+    /// fields above are the medians, or the median round's).
+    #[serde(default)]
+    pub(crate) cpu_rounds: Vec<f64>,
+    /// Requests/s of each round, in the order measured.
+    #[serde(default)]
+    pub(crate) rps_rounds: Vec<f64>,
+}
+
+impl ClosedCell {
+    /// Server CPU per request against `base`'s in the same cell: the median
+    /// of the rounds' ratios, each to `base` in the same round, when both
+    /// were measured in the same rounds; else the ratio of the two.
+    pub(crate) fn cpu_ratio(&self, base: &ClosedCell) -> f64 {
+        if self.cpu_rounds.len() > 1 && self.cpu_rounds.len() == base.cpu_rounds.len() {
+            let ratios: Vec<f64> = self
+                .cpu_rounds
+                .iter()
+                .zip(&base.cpu_rounds)
+                .map(|(s, b)| s / b.max(1e-9))
+                .collect();
+            median(&ratios)
+        } else {
+            self.server_cpu_us_per_request / base.server_cpu_us_per_request.max(1e-9)
+        }
+    }
 }
 
 /// Scenario 1, open loop.
@@ -398,6 +424,30 @@ impl Report {
             .find(|c| c.system == system && c.clients == clients && c.payload == payload)
     }
 
+    /// One table row per closed-loop cell: what `figure` makes of each
+    /// system's cell (given the floor's in the same cell), `–` where a system
+    /// has none.
+    fn closed_rows(
+        &self,
+        out: &mut String,
+        systems: &[System],
+        figure: impl Fn(&ClosedCell, Option<&ClosedCell>) -> String,
+    ) {
+        for (clients, payload) in self.cells() {
+            let base = self.closed_cell(BASELINE, clients, payload);
+            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+            for s in systems {
+                match self.closed_cell(*s, clients, payload) {
+                    Some(c) => {
+                        let _ = write!(out, " {} |", figure(c, base));
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+    }
+
     fn open_cell(&self, system: System, clients: usize, payload: usize) -> Option<&OpenCell> {
         self.open
             .iter()
@@ -523,52 +573,54 @@ impl Report {
             self.plan.warmup_ms as f64 / 1000.0
         );
         header(out, "");
-        for (clients, payload) in self.cells() {
-            let base = self
-                .closed_cell(BASELINE, clients, payload)
-                .map(|c| c.requests_per_s);
-            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
-            for s in &systems {
-                match self.closed_cell(*s, clients, payload) {
-                    Some(c) => {
-                        let errors = if c.errors > 0 {
-                            format!(" ({} errors)", c.errors)
-                        } else {
-                            String::new()
-                        };
-                        let _ = write!(
-                            out,
-                            " {} ({}){errors} |",
-                            grouped(c.requests_per_s),
-                            ratio(c.requests_per_s, base)
-                        );
-                    }
-                    None => out.push_str(" – |"),
-                }
-            }
-            out.push('\n');
+        self.closed_rows(out, &systems, |c, base| {
+            let errors = if c.errors > 0 {
+                format!(" ({} errors)", c.errors)
+            } else {
+                String::new()
+            };
+            format!(
+                "{} ({}){errors}",
+                grouped(c.requests_per_s),
+                ratio(c.requests_per_s, base.map(|b| b.requests_per_s))
+            )
+        });
+        let rounds = self.plan.rounds;
+        if rounds > 1 {
+            let _ = writeln!(
+                out,
+                "\n**Server CPU time per request**, µs, the median of {rounds} rounds (each \
+                 round measures every system once, in an order turned by one each round), \
+                 and × floor as the median of the rounds' ratios, each to the floor in the \
+                 same round:\n"
+            );
+        } else {
+            let _ = writeln!(out, "\n**Server CPU time per request**, µs (× floor):\n");
         }
-        let _ = writeln!(out, "\n**Server CPU time per request**, µs (× floor):\n");
         header(out, "");
-        for (clients, payload) in self.cells() {
-            let base = self
-                .closed_cell(BASELINE, clients, payload)
-                .map(|c| c.server_cpu_us_per_request);
-            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
-            for s in &systems {
-                match self.closed_cell(*s, clients, payload) {
-                    Some(c) => {
-                        let _ = write!(
-                            out,
-                            " {:.1} ({}) |",
-                            c.server_cpu_us_per_request,
-                            ratio(c.server_cpu_us_per_request, base),
-                        );
-                    }
-                    None => out.push_str(" – |"),
-                }
-            }
-            out.push('\n');
+        self.closed_rows(out, &systems, |c, base| {
+            let versus = base.map_or_else(|| "–".to_owned(), |b| format!("{:.2}×", c.cpu_ratio(b)));
+            format!("{:.1} ({versus})", c.server_cpu_us_per_request)
+        });
+        if rounds > 1 {
+            let _ = writeln!(
+                out,
+                "\n**Each round**, server CPU µs per request (× the floor in the same round), \
+                 in the order measured:\n"
+            );
+            header(out, "");
+            self.closed_rows(out, &systems, |c, base| {
+                let each: Vec<String> = c
+                    .cpu_rounds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, us)| {
+                        let floor = base.and_then(|b| b.cpu_rounds.get(i).copied());
+                        format!("{us:.1} ({})", ratio(*us, floor))
+                    })
+                    .collect();
+                each.join(", ")
+            });
         }
         let _ = writeln!(
             out,
@@ -578,22 +630,12 @@ impl Report {
              is work that shared the machine with the run:\n"
         );
         header(out, "");
-        for (clients, payload) in self.cells() {
-            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
-            for s in &systems {
-                match self.closed_cell(*s, clients, payload) {
-                    Some(c) => {
-                        let _ = write!(
-                            out,
-                            " {:.2} / {:.2} / {:.2} |",
-                            c.server_cpu_share, c.load_cpu_share, c.others_cpu_share
-                        );
-                    }
-                    None => out.push_str(" – |"),
-                }
-            }
-            out.push('\n');
-        }
+        self.closed_rows(out, &systems, |c, _| {
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                c.server_cpu_share, c.load_cpu_share, c.others_cpu_share
+            )
+        });
         if self.open.is_empty() {
             return;
         }
@@ -1143,8 +1185,7 @@ impl Report {
                 .filter_map(|(clients, payload)| {
                     let s = self.closed_cell(system, clients, payload)?;
                     let b = self.closed_cell(BASELINE, clients, payload)?;
-                    let r = s.server_cpu_us_per_request / b.server_cpu_us_per_request.max(1e-9);
-                    Some((r, clients, payload))
+                    Some((s.cpu_ratio(b), clients, payload))
                 })
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             if let Some((r, clients, payload)) = worst {
@@ -1342,6 +1383,36 @@ mod tests {
         assert_eq!(percentile(&hundred, 99.0), 99.0);
         assert_eq!(percentile(&hundred, 100.0), 100.0);
         assert_eq!(percentile(&[], 99.0), 0.0);
+    }
+
+    fn cell(cpu_rounds: Vec<f64>) -> ClosedCell {
+        ClosedCell {
+            system: BASELINE,
+            clients: 1,
+            payload: 20,
+            requests_per_s: 1.0,
+            server_cpu_us_per_request: median(&cpu_rounds),
+            server_cpu_share: 0.0,
+            load_cpu_share: 0.0,
+            others_cpu_share: 0.0,
+            errors: 0,
+            latency: LatencySummary::default(),
+            rps_rounds: vec![1.0; cpu_rounds.len()],
+            cpu_rounds,
+        }
+    }
+
+    #[test]
+    fn ratios_of_rounds_pair_each_round_with_the_floor_s() {
+        // The floor drifts (10, 20, 10); the system is 1.1x it in every round.
+        let floor = cell(vec![10.0, 20.0, 10.0]);
+        let system = cell(vec![11.0, 22.0, 11.0]);
+        assert!((system.cpu_ratio(&floor) - 1.1).abs() < 1e-9);
+        // A round far off either way does not move the median of the ratios.
+        let system = cell(vec![22.0, 11.0, 11.0]);
+        assert!((system.cpu_ratio(&floor) - 1.1).abs() < 1e-9);
+        // One round each: the plain ratio.
+        assert!((cell(vec![12.0]).cpu_ratio(&cell(vec![10.0])) - 1.2).abs() < 1e-9);
     }
 
     #[test]

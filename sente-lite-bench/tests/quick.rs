@@ -7,20 +7,27 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[test]
-fn the_quick_run_completes_every_scenario() {
-    let started = Instant::now();
+/// Runs the bench with `args`; its standard output and error, once it has
+/// succeeded.
+fn bench(args: &[&str]) -> (String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_sente-lite-bench"))
-        .args(["run", "--quick", "--no-node"])
+        .args(args)
         .output()
         .expect("the bench runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
+    (stdout, stderr)
+}
+
+#[test]
+fn the_quick_run_completes_every_scenario() {
+    let started = Instant::now();
+    let (stdout, stderr) = bench(&["run", "--quick", "--no-node"]);
     for heading in [
         "### Targets",
         "### 1. Request/reply",
@@ -69,5 +76,38 @@ fn the_quick_run_completes_every_scenario() {
         started.elapsed() < Duration::from_secs(60),
         "the quick run took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn rounds_give_medians_and_every_round() {
+    let (stdout, stderr) = bench(&[
+        "run",
+        "--quick",
+        "--only",
+        "reqrep",
+        "--systems",
+        "floor,sente-json",
+        "--payloads",
+        "20",
+        "--rounds",
+        "3",
+    ]);
+    assert!(stdout.contains("the median of 3 rounds"), "{stdout}");
+    assert_eq!(stderr.matches("(round 3 of 3)").count(), 2, "{stderr}");
+    // The table of rounds: three figures for each system in the cell.
+    let rounds = stdout
+        .split("**Each round**")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no table of rounds in:\n{stdout}"));
+    let row = rounds
+        .lines()
+        .find(|l| l.starts_with("| 2 | 20 B |"))
+        .unwrap_or_else(|| panic!("no row of the cell in:\n{rounds}"));
+    assert_eq!(row.matches('×').count(), 6, "{row}");
+    assert_eq!(
+        row.matches("1.00×").count().min(3),
+        3,
+        "the floor against itself: {row}"
     );
 }

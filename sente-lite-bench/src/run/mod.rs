@@ -96,6 +96,10 @@ impl System {
 /// (the other channel options are the defaults).
 pub(crate) const HISTORY_SIZE: usize = 1000;
 
+fn one_round() -> usize {
+    1
+}
+
 /// What a run measures and for how long.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Plan {
@@ -113,6 +117,11 @@ pub(crate) struct Plan {
     pub(crate) warmup_ms: u64,
     /// Request/reply: each measurement, ms.
     pub(crate) duration_ms: u64,
+    /// Request/reply: closed-loop rounds of every cell (each round measures
+    /// every system once, in an order turned by one each round); the report
+    /// gives the medians.
+    #[serde(default = "one_round")]
+    pub(crate) rounds: usize,
     /// Open loop: offered rate as a fraction of sente-lite json's saturation.
     pub(crate) open_fraction: f64,
     /// Fan-out: subscriber counts.
@@ -242,6 +251,7 @@ impl Plan {
             payloads: vec![20, 16 << 10],
             warmup_ms: 1_000,
             duration_ms: 5_000,
+            rounds: 3,
             open_fraction: 0.5,
             subscribers: vec![1_000, 10_000],
             fanout_samples: 20,
@@ -305,6 +315,7 @@ impl Plan {
             payloads: vec![20, 16 << 10],
             warmup_ms: 100,
             duration_ms: 300,
+            rounds: 1,
             subscribers: vec![20],
             fanout_samples: 3,
             fanout_duration_ms: 300,
@@ -354,6 +365,12 @@ pub(crate) struct RunArgs {
     /// Seconds of each request/reply measurement (full run default 5).
     #[arg(long)]
     pub(crate) duration: Option<f64>,
+    /// Request/reply: closed-loop rounds of every cell, each measuring every
+    /// system once in a turned order; the report gives each system's median
+    /// and its ratio to the floor as the median of the rounds' ratios (full
+    /// run default 3).
+    #[arg(long)]
+    pub(crate) rounds: Option<usize>,
     /// Request/reply: only these client counts (full run: 1,100,1000).
     #[arg(long, value_delimiter = ',')]
     pub(crate) clients: Vec<usize>,
@@ -545,6 +562,9 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     };
     if let Some(secs) = args.duration {
         plan.duration_ms = (secs * 1000.0) as u64;
+    }
+    if let Some(rounds) = args.rounds {
+        plan.rounds = rounds.max(1);
     }
     if !args.clients.is_empty() {
         plan.clients.clone_from(&args.clients);

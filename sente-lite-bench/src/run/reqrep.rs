@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::processes::{ServerProcess, Workers};
 use super::{Context, Scenario, System, settle};
 use crate::load::{Job, JobResult, Target};
-use crate::report::{ClosedCell, OpenCell, Report};
+use crate::report::{ClosedCell, OpenCell, Report, median};
 use crate::wire::BoxError;
 
 /// A measurement's CPU times: the server's, and every other process's on the
@@ -53,6 +53,58 @@ async fn one_worker(
     outcome
 }
 
+/// One closed-loop measurement as a report cell (a single round).
+fn closed_cell(
+    system: System,
+    clients: usize,
+    payload: usize,
+    result: &JobResult,
+    cpu: &CpuUse,
+) -> ClosedCell {
+    let elapsed = result.elapsed_s.max(1e-9);
+    let requests_per_s = result.completed as f64 / elapsed;
+    let server_cpu_us_per_request = if result.completed > 0 {
+        cpu.server.as_secs_f64() * 1e6 / result.completed as f64
+    } else {
+        0.0
+    };
+    ClosedCell {
+        system,
+        clients,
+        payload,
+        requests_per_s,
+        server_cpu_us_per_request,
+        server_cpu_share: cpu.server.as_secs_f64() / elapsed,
+        load_cpu_share: result.cpu_s / elapsed,
+        others_cpu_share: cpu.others.as_secs_f64() / elapsed,
+        errors: result.errors,
+        latency: result.latency.clone(),
+        cpu_rounds: vec![server_cpu_us_per_request],
+        rps_rounds: vec![requests_per_s],
+    }
+}
+
+/// A system's rounds of one cell as one cell: the round of median server CPU
+/// per request (its shares and latencies), with the medians of CPU per
+/// request and of requests/s, every round's figures kept in order, and the
+/// errors of all rounds.
+fn median_round(mut rounds: Vec<ClosedCell>) -> ClosedCell {
+    let cpu: Vec<f64> = rounds.iter().map(|c| c.server_cpu_us_per_request).collect();
+    let rps: Vec<f64> = rounds.iter().map(|c| c.requests_per_s).collect();
+    let errors = rounds.iter().map(|c| c.errors).sum();
+    rounds.sort_by(|a, b| {
+        a.server_cpu_us_per_request
+            .total_cmp(&b.server_cpu_us_per_request)
+    });
+    let mut cell = rounds.swap_remove((rounds.len() - 1) / 2);
+    cell.server_cpu_us_per_request = median(&cpu);
+    cell.requests_per_s = median(&rps);
+    cell.errors = errors;
+    cell.cpu_rounds = cpu;
+    cell.rps_rounds = rps;
+    cell
+}
+
 /// Runs scenario 1 for every system, client count and payload.
 pub(crate) async fn run(context: &Context, report: &mut Report) {
     let plan = &context.plan;
@@ -73,58 +125,59 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
     let duration = Duration::from_millis(plan.duration_ms);
     for &clients in &plan.clients {
         for &payload in &plan.payloads {
+            let mut measured: HashMap<System, Vec<ClosedCell>> = HashMap::new();
+            for round in 0..plan.rounds {
+                // Each round turns the order by one, so that no system is
+                // always measured first or right after the same other.
+                let mut order = systems.clone();
+                let turn = round % order.len().max(1);
+                order.rotate_left(turn);
+                for system in &order {
+                    let Some(server) = servers.get(system) else {
+                        continue;
+                    };
+                    settle().await;
+                    let job = Job::Closed {
+                        target: Target {
+                            protocol: system.protocol(),
+                            addr: server.addr,
+                        },
+                        conns: clients,
+                        payload,
+                        warmup_ms: plan.warmup_ms,
+                        duration_ms: plan.duration_ms,
+                    };
+                    match one_worker(context, job, server, warmup + duration).await {
+                        Ok((result, cpu)) => {
+                            let cell = closed_cell(*system, clients, payload, &result, &cpu);
+                            eprintln!(
+                                "  closed {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s, server {:.1} µs/req{}",
+                                system.label(),
+                                cell.requests_per_s,
+                                cell.server_cpu_us_per_request,
+                                if plan.rounds > 1 {
+                                    format!(" (round {} of {})", round + 1, plan.rounds)
+                                } else {
+                                    String::new()
+                                }
+                            );
+                            measured.entry(*system).or_default().push(cell);
+                        }
+                        Err(err) => report.note(format!(
+                            "Request/reply closed loop, {} with {clients} clients and {payload} B: {err}",
+                            system.label()
+                        )),
+                    }
+                }
+            }
             let mut saturation: HashMap<System, f64> = HashMap::new();
             for system in &systems {
-                let Some(server) = servers.get(system) else {
+                let Some(rounds) = measured.remove(system) else {
                     continue;
                 };
-                settle().await;
-                let job = Job::Closed {
-                    target: Target {
-                        protocol: system.protocol(),
-                        addr: server.addr,
-                    },
-                    conns: clients,
-                    payload,
-                    warmup_ms: plan.warmup_ms,
-                    duration_ms: plan.duration_ms,
-                };
-                match one_worker(context, job, server, warmup + duration).await {
-                    Ok((result, cpu)) => {
-                        let server_cpu = cpu.server;
-                        let throughput = result.completed as f64 / result.elapsed_s.max(1e-9);
-                        saturation.insert(*system, throughput);
-                        let cell = ClosedCell {
-                            system: *system,
-                            clients,
-                            payload,
-                            requests_per_s: throughput,
-                            server_cpu_us_per_request: if result.completed > 0 {
-                                server_cpu.as_secs_f64() * 1e6 / result.completed as f64
-                            } else {
-                                0.0
-                            },
-                            server_cpu_share: server_cpu.as_secs_f64()
-                                / result.elapsed_s.max(1e-9),
-                            load_cpu_share: result.cpu_s / result.elapsed_s.max(1e-9),
-                            others_cpu_share: cpu.others.as_secs_f64()
-                                / result.elapsed_s.max(1e-9),
-                            errors: result.errors,
-                            latency: result.latency,
-                        };
-                        eprintln!(
-                            "  closed {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s, server {:.1} µs/req",
-                            system.label(),
-                            cell.requests_per_s,
-                            cell.server_cpu_us_per_request
-                        );
-                        report.closed.push(cell);
-                    }
-                    Err(err) => report.note(format!(
-                        "Request/reply closed loop, {} with {clients} clients and {payload} B: {err}",
-                        system.label()
-                    )),
-                }
+                let cell = median_round(rounds);
+                saturation.insert(*system, cell.requests_per_s);
+                report.closed.push(cell);
             }
             // One offered rate for every system: a fraction of sente-lite json's saturation.
             let reference = saturation
