@@ -234,6 +234,9 @@ impl<'de> Reader<'de> {
             },
             Some(b'-' | b'0'..=b'9') => {
                 let token = self.number();
+                if plain_u64(token).is_some() {
+                    return Ok(());
+                }
                 self.delegate(token, |de| {
                     de::Deserializer::deserialize_ignored_any(de, IgnoredAny)
                 })
@@ -254,19 +257,52 @@ fn has_control(bytes: &[u8]) -> bool {
     bytes.iter().fold(u8::MAX, |low, &b| low.min(b)) < 0x20
 }
 
-/// A number method: the token goes to `serde_json`'s method of the same name.
+/// A token of plain digits that `serde_json` reads as a `u64` (no sign,
+/// fraction or exponent, no leading zero, at most 19 digits, which always
+/// fit): its value. Every number method of `serde_json` but the 128-bit ones
+/// visits such a token with `visit_u64`, so the reader does too, without a
+/// `serde_json` reader for it (request ids, counters, coordinates).
+fn plain_u64(token: &str) -> Option<u64> {
+    let digits = token.as_bytes();
+    let fits = matches!(digits.len(), 1..=19) && (digits[0] != b'0' || digits.len() == 1);
+    if !fits || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// A number method: a plain `u64` token is visited as one (see
+/// [`plain_u64`]); any other token goes to `serde_json`'s method of the same
+/// name. `wide` methods (128 bits) always go to `serde_json`.
 macro_rules! numbers {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-            match self.peek() {
-                Some(b'-' | b'0'..=b'9') => {
-                    let token = self.number();
-                    self.delegate(token, |de| de::Deserializer::$method(de, visitor))
+    ($($method:ident)*; wide $($wide:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+                match self.peek() {
+                    Some(b'-' | b'0'..=b'9') => {
+                        let token = self.number();
+                        if let Some(n) = plain_u64(token) {
+                            let result = visitor.visit_u64(n);
+                            return self.checked(result);
+                        }
+                        self.delegate(token, |de| de::Deserializer::$method(de, visitor))
+                    }
+                    _ => self.give_up(),
                 }
-                _ => self.give_up(),
             }
-        }
-    )*};
+        )*
+        $(
+            fn $wide<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+                match self.peek() {
+                    Some(b'-' | b'0'..=b'9') => {
+                        let token = self.number();
+                        self.delegate(token, |de| de::Deserializer::$wide(de, visitor))
+                    }
+                    _ => self.give_up(),
+                }
+            }
+        )*
+    };
 }
 
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
@@ -288,7 +324,13 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
             },
             Some(b'-' | b'0'..=b'9') => {
                 let token = self.number();
-                return self.delegate(token, |de| de::Deserializer::deserialize_any(de, visitor));
+                match plain_u64(token) {
+                    Some(n) => visitor.visit_u64(n),
+                    None => {
+                        return self
+                            .delegate(token, |de| de::Deserializer::deserialize_any(de, visitor));
+                    }
+                }
             }
             Some(b'[') => self.array(visitor),
             Some(b'{') => self.object(visitor),
@@ -298,9 +340,10 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     numbers! {
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-        deserialize_f32 deserialize_f64
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_f32 deserialize_f64;
+        wide deserialize_i128 deserialize_u128
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -869,6 +912,37 @@ mod tests {
             let general = serde_json::from_str::<serde_json::Value>(text);
             assert_eq!(fast::<serde_json::Value>(text), general.ok(), "{text:?}");
         }
+        // Plain digits are read by the reader itself, up to 19 of them; a
+        // longer or signed token, a leading zero, a fraction, goes to
+        // serde_json, in every number type.
+        for text in [
+            "0",
+            "7",
+            "9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "012",
+            "-0",
+            "1.0",
+            "10e2",
+        ] {
+            let general = serde_json::from_str::<serde_json::Value>(text).ok();
+            assert_eq!(fast::<serde_json::Value>(text), general, "{text:?}");
+            let general = serde_json::from_str::<u64>(text).ok();
+            assert_eq!(fast::<u64>(text), general, "{text:?}");
+            let general = serde_json::from_str::<i64>(text).ok();
+            assert_eq!(fast::<i64>(text), general, "{text:?}");
+            let general = serde_json::from_str::<f64>(text).ok();
+            assert_eq!(fast::<f64>(text), general, "{text:?}");
+            let general = serde_json::from_str::<u128>(text).ok();
+            assert_eq!(fast::<u128>(text), general, "{text:?}");
+        }
+        assert_eq!(
+            super::plain_u64("9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(super::plain_u64("18446744073709551615"), None);
+        assert_eq!(super::plain_u64("012"), None);
         // Deeper than the reader goes: left to serde_json, which reads it.
         let deeper = format!("{}1{}", "[".repeat(101), "]".repeat(101));
         assert_eq!(fast::<serde_json::Value>(&deeper), None);
