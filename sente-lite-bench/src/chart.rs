@@ -34,6 +34,7 @@ fn color(system: System) -> RGBColor {
         System::SentePostcardHistory => RGBColor(140, 86, 75),
         System::Socketioxide => RGBColor(255, 127, 14),
         System::SocketIoNode => RGBColor(214, 39, 40),
+        System::EchoExample => RGBColor(23, 190, 207),
     }
 }
 

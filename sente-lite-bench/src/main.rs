@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sente-lite-bench -- run --quick          # smoke run, seconds
+//! cargo build --profile release-lto -p sente-lite-examples --example echo
 //! cargo run --profile release-lto -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg
 //! ```
 //!
@@ -13,7 +14,8 @@
 //! memory, a reconnection storm, recovery replay, the memory of a channel
 //! history, and several servers on one Redis (`sente-lite-redis`): delivery
 //! latency across servers, throughput through one Redis, idle connections
-//! across many server processes. See `BENCHMARKS.md` for the figures and how
+//! across many server processes. The shipped `echo` example, when built by
+//! the same profile, is measured as it is in request/reply. See `BENCHMARKS.md` for the figures and how
 //! they are made.
 
 mod chart;

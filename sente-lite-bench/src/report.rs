@@ -525,6 +525,16 @@ impl Report {
              only, since a history changes nothing for requests or idle connections.",
             crate::run::HISTORY_SIZE
         );
+        if self.plan.systems.contains(&System::EchoExample) {
+            let _ = writeln!(
+                out,
+                "\n**echo example** is the shipped `examples/echo.rs`, built by the same \
+                 profile (`cargo build{} -p sente-lite-examples --example echo`) and run as it \
+                 is, with `--addr` only: it answers `[\"echo/say\",{{\"text\":...}},id]` with the \
+                 text, on the library's defaults. It is measured in request/reply only.",
+                crate::run::profile_arg()
+            );
+        }
         let _ = writeln!(
             out,
             "\n**socketioxide** (Rust, on axum) and **socket.io 4 on Node.js** \
@@ -1240,14 +1250,16 @@ impl Report {
             out,
             "## Load benchmarks: sente-lite against plain tokio-tungstenite and socket.io\n\n\
              Made by `sente-lite-bench` (its own crate). To rebuild and rerun everything and \
-             write this section and its chart again (about half an hour on two cores):\n\n\
+             write this section and its chart again (about 40 minutes on two cores):\n\n\
              ```sh\n\
              (cd sente-lite-bench/node && npm ci)   # socket.io on Node.js; left out if missing\n\
+             cargo build --profile release-lto -p sente-lite-examples --example echo   # the shipped example; left out if missing\n\
              cargo run --profile release-lto -p sente-lite-bench -- run --write BENCHMARKS.md --chart docs/bench-latency.svg\n\
              ```\n\n\
              The `release-lto` profile (the workspace's `Cargo.toml`: release with \
              `lto = \"fat\"` and `codegen-units = 1`) builds every Rust server measured here \
-             alike, since they are one binary; the command of each run below says which \
+             alike, since they are one binary (the echo example is built by the same \
+             profile); the command of each run below says which \
              profile built it. `--quick` runs every scenario with tiny counts in a few seconds (a smoke test, \
              also run by `cargo test -p sente-lite-bench`); `--only \
              reqrep,fanout,idle,storm,replay,history-memory,cross-node,redis-throughput,cluster-idle` \

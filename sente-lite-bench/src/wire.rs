@@ -46,6 +46,9 @@ pub(crate) enum Protocol {
     SentePostcard,
     /// socket.io 4 (engine.io v4) over WebSocket.
     SocketIo,
+    /// The shipped `echo` example: sente-lite JSON frames, its `echo/say`
+    /// request (`{"text": ...}`, answered with the text).
+    EchoExample,
 }
 
 /// The load generator's own tungstenite settings, the same for every system.
@@ -112,6 +115,18 @@ fn leading_number(text: &str) -> Option<u64> {
     text[..end].parse().ok()
 }
 
+/// A sente-lite JSON request: `head`, the payload, `tail`, the request id
+/// and the closing bracket.
+fn json_request(head: &str, payload: &str, tail: &str, id: u64) -> Message {
+    let mut out = String::with_capacity(head.len() + payload.len() + tail.len() + 24);
+    out.push_str(head);
+    out.push_str(payload);
+    out.push_str(tail);
+    out.push_str(&id.to_string());
+    out.push(']');
+    Message::text(out)
+}
+
 /// A payload of `len` ASCII bytes (no JSON escaping needed).
 pub(crate) fn payload_of(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -141,14 +156,9 @@ impl EchoFrames {
                 out.extend_from_slice(payload.as_bytes());
                 Message::binary(out)
             }
-            Protocol::SenteJson => {
-                let mut out = String::with_capacity(payload.len() + 40);
-                out.push_str("[\"bench/echo\",\"");
-                out.push_str(payload);
-                out.push_str("\",");
-                out.push_str(&id.to_string());
-                out.push(']');
-                Message::text(out)
+            Protocol::SenteJson => json_request("[\"bench/echo\",\"", payload, "\",", id),
+            Protocol::EchoExample => {
+                json_request("[\"echo/say\",{\"text\":\"", payload, "\"},", id)
             }
             Protocol::SentePostcard => {
                 let mut out = Vec::with_capacity(payload.len() + 24);
@@ -177,14 +187,14 @@ impl Protocol {
     fn path(self) -> &'static str {
         match self {
             Self::Bare => "/",
-            Self::SenteJson | Self::SentePostcard => "/ws",
+            Self::SenteJson | Self::EchoExample | Self::SentePostcard => "/ws",
             Self::SocketIo => "/socket.io/?EIO=4&transport=websocket",
         }
     }
 
     fn codec(self) -> Option<Codec> {
         match self {
-            Self::SenteJson => Some(Codec::Json),
+            Self::SenteJson | Self::EchoExample => Some(Codec::Json),
             Self::SentePostcard => Some(Codec::Postcard),
             Self::Bare | Self::SocketIo => None,
         }
@@ -224,7 +234,7 @@ impl Protocol {
                 .await?;
         match self {
             Self::Bare => {}
-            Self::SenteJson | Self::SentePostcard => {
+            Self::SenteJson | Self::EchoExample | Self::SentePostcard => {
                 let first = next_data(&mut ws).await?;
                 match Codec::decode(&first) {
                     Ok(Inbound::Control(Control::Handshake(_))) => {}
@@ -265,7 +275,7 @@ impl Protocol {
                     len: bytes.len(),
                 }
             }
-            (Self::SenteJson, Message::Text(text)) => {
+            (Self::SenteJson | Self::EchoExample, Message::Text(text)) => {
                 let text = text.as_str();
                 if let Some(rest) = text.strip_prefix("[\"sl/ok\",") {
                     return leading_number(rest).map_or(Reply::Err { id: None }, |id| Reply::Ok {
@@ -343,7 +353,7 @@ impl Protocol {
     fn subscribe_frame_on(self, channel: &str, since: Option<StreamPosition>) -> Message {
         match self {
             Self::Bare => Message::text("sub"),
-            Self::SenteJson | Self::SentePostcard => {
+            Self::SenteJson | Self::EchoExample | Self::SentePostcard => {
                 let codec = self.codec().unwrap_or_default();
                 codec.encode_control(&Control::Subscribe {
                     req_id: SUBSCRIBE_REQ,
@@ -399,7 +409,7 @@ impl Protocol {
             }
             match self {
                 Self::Bare if message.to_text().is_ok_and(|t| t == "subbed") => return Ok(None),
-                Self::SenteJson | Self::SentePostcard => {
+                Self::SenteJson | Self::EchoExample | Self::SentePostcard => {
                     if let Some(reply) = self.subscribe_reply(&message) {
                         return Ok(reply?.position);
                     }
@@ -434,7 +444,7 @@ impl Protocol {
     /// carries, if it is one and has a position.
     pub(crate) fn publication_offset(self, message: &Message) -> Option<u64> {
         match (self, message) {
-            (Self::SenteJson, Message::Text(text)) => {
+            (Self::SenteJson | Self::EchoExample, Message::Text(text)) => {
                 // `["sl/pub",channel,id,payload,{"epoch":..,"offset":N}]`
                 let text = text.as_str();
                 if !text.starts_with("[\"sl/pub\",") {
@@ -459,7 +469,7 @@ impl Protocol {
         };
         Ok(match self {
             Self::Bare => Message::text(format!("pub {}", serde_json::to_string(&tick)?)),
-            Self::SenteJson | Self::SentePostcard => {
+            Self::SenteJson | Self::EchoExample | Self::SentePostcard => {
                 self.codec().unwrap_or_default().encode_event(&Publish {
                     seq,
                     pad: pad.to_owned(),
@@ -480,7 +490,10 @@ impl Protocol {
                 }
                 _ => None,
             },
-            (Self::Bare | Self::SenteJson | Self::SocketIo, Message::Text(text)) => {
+            (
+                Self::Bare | Self::SenteJson | Self::EchoExample | Self::SocketIo,
+                Message::Text(text),
+            ) => {
                 let text = text.as_str();
                 // Object keys may come in any order (a map sorted by key, say).
                 let at = text.find("\"seq\":")?;
@@ -514,7 +527,7 @@ impl Protocol {
                 }
                 _ => None,
             },
-            (Self::SenteJson, Message::Text(text)) => {
+            (Self::SenteJson | Self::EchoExample, Message::Text(text)) => {
                 let text = text.as_str();
                 let at = text.find("\"pad\":\"")?;
                 let stamp = leading_number(&text[at + 7..])?;
@@ -573,6 +586,37 @@ mod tests {
                 Some(codec.encode_control(&Control::Pong(9)))
             );
         }
+    }
+
+    #[test]
+    fn echo_example_requests_are_the_example_s_event() {
+        /// `examples/echo.rs`'s request, as the example declares it.
+        #[derive(Debug, serde::Deserialize)]
+        struct Say {
+            text: String,
+        }
+        let frames = EchoFrames::new(Protocol::EchoExample, payload_of(20));
+        match Codec::decode(&frames.request(41)).expect("decodes") {
+            Inbound::Request {
+                event,
+                req_id,
+                payload,
+                ..
+            } => {
+                assert_eq!(req_id, 41);
+                assert_eq!(event.key(), EventKey::of("echo/say"));
+                let say: Say = payload.decode("echo/say").expect("payload");
+                assert_eq!(say.text, payload_of(20));
+            }
+            other => panic!("not a request: {other:?}"),
+        }
+        let reply = Codec::Json
+            .encode_reply(41, &payload_of(20))
+            .expect("reply");
+        assert!(matches!(
+            Protocol::EchoExample.reply(&reply),
+            Reply::Ok { id: 41, .. }
+        ));
     }
 
     #[test]

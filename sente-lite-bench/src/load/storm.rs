@@ -34,7 +34,7 @@ pub(super) async fn watch(
 ) -> Result<(), BoxError> {
     let backs: Backs = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
     let states: Vec<Box<dyn Fn() -> bool>> = match target.protocol {
-        Protocol::SenteJson | Protocol::SentePostcard => {
+        Protocol::SenteJson | Protocol::EchoExample | Protocol::SentePostcard => {
             sente_clients(target, clients, &backs).await?
         }
         Protocol::Bare => bare_clients(target, clients, &backs).await?,

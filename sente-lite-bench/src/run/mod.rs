@@ -44,11 +44,14 @@ pub(crate) enum System {
     Socketioxide,
     /// socket.io 4 on Node.js.
     SocketIoNode,
+    /// The shipped `echo` example (`examples/echo.rs`), built and run as it
+    /// is: request/reply only.
+    EchoExample,
 }
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 8] = [
+    pub(crate) const ALL: [System; 9] = [
         Self::Floor,
         Self::Bare,
         Self::SenteJson,
@@ -57,6 +60,7 @@ impl System {
         Self::SentePostcardHistory,
         Self::Socketioxide,
         Self::SocketIoNode,
+        Self::EchoExample,
     ];
 
     /// The name in tables.
@@ -70,6 +74,7 @@ impl System {
             Self::SentePostcardHistory => "sente-lite postcard + history",
             Self::Socketioxide => "socketioxide",
             Self::SocketIoNode => "socket.io (Node.js)",
+            Self::EchoExample => "echo example",
         }
     }
 
@@ -80,6 +85,7 @@ impl System {
             Self::SenteJson | Self::SenteJsonHistory => Protocol::SenteJson,
             Self::SentePostcard | Self::SentePostcardHistory => Protocol::SentePostcard,
             Self::Socketioxide | Self::SocketIoNode => Protocol::SocketIo,
+            Self::EchoExample => Protocol::EchoExample,
         }
     }
 
@@ -294,8 +300,10 @@ impl Plan {
     /// fan-out and replay only; the storm needs a client that reconnects.
     pub(crate) fn systems_for(&self, scenario: Scenario) -> Vec<System> {
         let wanted = |system: &System| match scenario {
-            Scenario::Reqrep | Scenario::Idle => system.history_size() == 0,
-            Scenario::Fanout => true,
+            Scenario::Reqrep => system.history_size() == 0,
+            // The echo example serves `echo/say` and nothing else.
+            Scenario::Idle => system.history_size() == 0 && *system != System::EchoExample,
+            Scenario::Fanout => *system != System::EchoExample,
             Scenario::Storm => matches!(system, System::Floor | System::Bare | System::SenteJson),
             Scenario::Replay => system.history_size() > 0,
             // sente-lite's engines on their own, no system to compare.
@@ -521,19 +529,26 @@ pub(crate) fn shares(total: usize, parts: usize) -> Vec<usize> {
 /// in: `release`, or `release-lto` as the published figures).
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "cargo run{} -p sente-lite-bench -- {}",
+        profile_arg(),
+        args.join(" ")
+    )
+}
+
+/// The cargo option that selects the profile this binary was built with
+/// (the name of the folder it is in), with a space before it: ` --release`,
+/// ` --profile release-lto`, or nothing for the dev profile.
+pub(crate) fn profile_arg() -> String {
     let profile = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.file_name()?.to_str()?.to_owned()))
         .unwrap_or_else(|| "release".to_owned());
-    let profile = match profile.as_str() {
-        "release" => "--release".to_owned(),
+    match profile.as_str() {
+        "release" => " --release".to_owned(),
         "debug" => String::new(),
-        other => format!("--profile {other}"),
-    };
-    format!(
-        "cargo run {profile} -p sente-lite-bench -- {}",
-        args.join(" ")
-    )
+        other => format!(" --profile {other}"),
+    }
 }
 
 /// Runs `run`.
@@ -620,6 +635,12 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
              (run `npm ci` in `sente-lite-bench/node`)."
                 .to_owned()
         });
+    }
+    if plan.systems.contains(&System::EchoExample)
+        && let Err(err) = processes::echo_example()
+    {
+        plan.systems.retain(|s| *s != System::EchoExample);
+        report.note(format!("The echo example left out: {err}."));
     }
     let context = Context {
         plan: plan.clone(),

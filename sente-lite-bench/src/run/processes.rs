@@ -34,6 +34,33 @@ fn this_program() -> Result<PathBuf, BoxError> {
     Ok(std::env::current_exe()?)
 }
 
+/// The shipped `echo` example, built by the same profile as this program
+/// (`cargo build [--profile P] -p sente-lite-examples --example echo` puts it
+/// in `examples/` beside it).
+pub(crate) fn echo_example() -> Result<PathBuf, BoxError> {
+    let program = this_program()?;
+    let path = program
+        .parent()
+        .ok_or("this program has no folder")?
+        .join("examples")
+        .join("echo");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the echo example is not built (`cargo build{} -p sente-lite-examples --example echo`)",
+            super::profile_arg()
+        )
+        .into())
+    }
+}
+
+/// The address in the echo example's `echo server at ws://ADDR/ws` line.
+fn echo_example_addr(line: &str) -> Option<SocketAddr> {
+    let (_, url) = line.split_once("echo server at ws://")?;
+    url.split('/').next()?.parse().ok()
+}
+
 /// This program's `serve` of `kind` on `addr`, pinned to the servers' CPUs.
 fn serve_command(kind: ServerKind, addr: &str, pinning: &Pinning) -> Result<Command, BoxError> {
     let mut command = command(pinning.server.as_deref(), this_program()?.as_os_str());
@@ -85,6 +112,11 @@ impl ServerProcess {
                 }
                 command
             }
+            None if system == System::EchoExample => {
+                let mut command = command(pinning.server.as_deref(), echo_example()?.as_os_str());
+                command.arg("--addr").arg(addr);
+                return Self::launch_with(command, system.label(), ticks, echo_example_addr).await;
+            }
             None => {
                 let node = node.ok_or("socket.io (Node.js) is not installed")?;
                 let port = addr.rsplit(':').next().unwrap_or("0");
@@ -123,7 +155,21 @@ impl ServerProcess {
     }
 
     /// Spawns `command` and waits for its `listening ADDR` line.
-    async fn launch(mut command: Command, label: &str, ticks: f64) -> Result<Self, BoxError> {
+    async fn launch(command: Command, label: &str, ticks: f64) -> Result<Self, BoxError> {
+        Self::launch_with(command, label, ticks, |line| {
+            line.strip_prefix("listening ")?.trim().parse().ok()
+        })
+        .await
+    }
+
+    /// Spawns `command` and waits for the first line of its standard output
+    /// from which `listening` reads the address it listens on.
+    async fn launch_with(
+        mut command: Command,
+        label: &str,
+        ticks: f64,
+        listening: fn(&str) -> Option<SocketAddr>,
+    ) -> Result<Self, BoxError> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -133,15 +179,16 @@ impl ServerProcess {
         let pid = child.id().ok_or("the server exited at once")?;
         let stdout = child.stdout.take().ok_or("no server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
-            .await
-            .map_err(|_| format!("{label} did not start within {START_TIMEOUT:?}"))??
-            .ok_or_else(|| format!("{label} exited before listening"))?;
-        let addr: SocketAddr = line
-            .strip_prefix("listening ")
-            .ok_or_else(|| format!("unexpected first line from {label}: {line}"))?
-            .trim()
-            .parse()?;
+        let addr = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = listening(&line) {
+                    return Ok(addr);
+                }
+            }
+            Err::<SocketAddr, BoxError>(format!("{label} exited before listening").into())
+        })
+        .await
+        .map_err(|_| format!("{label} did not start within {START_TIMEOUT:?}"))??;
         // Keep reading (and dropping) its output so the pipe never fills.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
@@ -314,7 +361,8 @@ impl Workers {
     }
 }
 
-/// The server kind of a system run by this binary, `None` for Node.js.
+/// The server kind of a system run by this binary, `None` for Node.js and
+/// the echo example.
 impl System {
     pub(crate) fn server_kind(self) -> Option<ServerKind> {
         match self {
@@ -325,7 +373,7 @@ impl System {
             | Self::SenteJsonHistory
             | Self::SentePostcardHistory => Some(ServerKind::Sente),
             Self::Socketioxide => Some(ServerKind::Socketioxide),
-            Self::SocketIoNode => None,
+            Self::SocketIoNode | Self::EchoExample => None,
         }
     }
 }
