@@ -600,7 +600,8 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\n**Server CPU time per request**, µs, the median of {rounds} rounds (each \
-                 round measures every system once, in an order turned by one each round), \
+                 round measures every cell, and in each cell every system once, in an order \
+                 turned by one each round; a round ends before the next begins), \
                  and × floor as the median of the rounds' ratios, each to the floor in the \
                  same round:\n"
             );

@@ -113,7 +113,7 @@ fn rounds_give_medians_and_every_round() {
         "--systems",
         "floor,sente-json,echo-example",
         "--payloads",
-        "20",
+        "20,64",
         "--rounds",
         "3",
     ]);
@@ -123,7 +123,11 @@ fn rounds_give_medians_and_every_round() {
         stdout.contains("**echo example** is the shipped"),
         "{stdout}"
     );
-    assert_eq!(stderr.matches("(round 3 of 3)").count(), 3, "{stderr}");
+    assert_eq!(stderr.matches("(round 3 of 3)").count(), 6, "{stderr}");
+    // A round goes over both cells before the next begins.
+    let last_of_first = stderr.rfind("(round 1 of 3)").expect("a first round");
+    let first_of_second = stderr.find("(round 2 of 3)").expect("a second round");
+    assert!(last_of_first < first_of_second, "{stderr}");
     // The table of rounds: three figures for each system in the cell.
     let rounds = stdout
         .split("**Each round**")

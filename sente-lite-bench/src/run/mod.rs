@@ -123,9 +123,9 @@ pub(crate) struct Plan {
     pub(crate) warmup_ms: u64,
     /// Request/reply: each measurement, ms.
     pub(crate) duration_ms: u64,
-    /// Request/reply: closed-loop rounds of every cell (each round measures
-    /// every system once, in an order turned by one each round); the report
-    /// gives the medians.
+    /// Request/reply: closed-loop rounds (each round measures every cell,
+    /// and in each cell every system once, in an order turned by one each
+    /// round); the report gives the medians.
     #[serde(default = "one_round")]
     pub(crate) rounds: usize,
     /// Open loop: offered rate as a fraction of sente-lite json's saturation.
@@ -373,8 +373,10 @@ pub(crate) struct RunArgs {
     /// Seconds of each request/reply measurement (full run default 5).
     #[arg(long)]
     pub(crate) duration: Option<f64>,
-    /// Request/reply: closed-loop rounds of every cell, each measuring every
-    /// system once in a turned order; the report gives each system's median
+    /// Request/reply: closed-loop rounds, each measuring every cell, and in
+    /// each cell every system once in a turned order (a round ends before the
+    /// next begins, so a slow stretch of the machine falls on one round of
+    /// several cells); the report gives each system's median
     /// and its ratio to the floor as the median of the rounds' ratios (full
     /// run default 3).
     #[arg(long)]

@@ -123,117 +123,128 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
     }
     let warmup = Duration::from_millis(plan.warmup_ms);
     let duration = Duration::from_millis(plan.duration_ms);
-    for &clients in &plan.clients {
-        for &payload in &plan.payloads {
-            let mut measured: HashMap<System, Vec<ClosedCell>> = HashMap::new();
-            for round in 0..plan.rounds {
-                // Each round turns the order by one, so that no system is
-                // always measured first or right after the same other.
-                let mut order = systems.clone();
-                let turn = round % order.len().max(1);
-                order.rotate_left(turn);
-                for system in &order {
-                    let Some(server) = servers.get(system) else {
-                        continue;
-                    };
-                    settle().await;
-                    let job = Job::Closed {
-                        target: Target {
-                            protocol: system.protocol(),
-                            addr: server.addr,
-                        },
-                        conns: clients,
-                        payload,
-                        warmup_ms: plan.warmup_ms,
-                        duration_ms: plan.duration_ms,
-                    };
-                    match one_worker(context, job, server, warmup + duration).await {
-                        Ok((result, cpu)) => {
-                            let cell = closed_cell(*system, clients, payload, &result, &cpu);
-                            eprintln!(
-                                "  closed {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s, server {:.1} µs/req{}",
-                                system.label(),
-                                cell.requests_per_s,
-                                cell.server_cpu_us_per_request,
-                                if plan.rounds > 1 {
-                                    format!(" (round {} of {})", round + 1, plan.rounds)
-                                } else {
-                                    String::new()
-                                }
-                            );
-                            measured.entry(*system).or_default().push(cell);
-                        }
-                        Err(err) => report.note(format!(
-                            "Request/reply closed loop, {} with {clients} clients and {payload} B: {err}",
-                            system.label()
-                        )),
-                    }
-                }
-            }
-            let mut saturation: HashMap<System, f64> = HashMap::new();
-            for system in &systems {
-                let Some(rounds) = measured.remove(system) else {
-                    continue;
-                };
-                let cell = median_round(rounds);
-                saturation.insert(*system, cell.requests_per_s);
-                report.closed.push(cell);
-            }
-            // One offered rate for every system: a fraction of sente-lite json's saturation.
-            let reference = saturation
-                .get(&System::SenteJson)
-                .or_else(|| saturation.get(&crate::report::BASELINE))
-                .copied()
-                .or_else(|| saturation.values().copied().reduce(f64::max));
-            let Some(reference) = reference else {
-                continue;
-            };
-            let rate = (reference * plan.open_fraction).max(1.0);
-            for system in &systems {
+    let cells: Vec<(usize, usize)> = plan
+        .clients
+        .iter()
+        .flat_map(|&clients| plan.payloads.iter().map(move |&payload| (clients, payload)))
+        .collect();
+    // A round goes over every cell before the next begins, so that a slow
+    // stretch of the machine falls on one round of several cells, which
+    // the medians leave out, rather than on every round of one cell.
+    let mut measured: HashMap<(usize, usize, System), Vec<ClosedCell>> = HashMap::new();
+    for round in 0..plan.rounds {
+        // Each round turns the order by one, so that no system is always
+        // measured first or right after the same other.
+        let mut order = systems.clone();
+        let turn = round % order.len().max(1);
+        order.rotate_left(turn);
+        for &(clients, payload) in &cells {
+            for system in &order {
                 let Some(server) = servers.get(system) else {
                     continue;
                 };
                 settle().await;
-                let job = Job::Open {
+                let job = Job::Closed {
                     target: Target {
                         protocol: system.protocol(),
                         addr: server.addr,
                     },
                     conns: clients,
                     payload,
-                    rate,
                     warmup_ms: plan.warmup_ms,
                     duration_ms: plan.duration_ms,
                 };
                 match one_worker(context, job, server, warmup + duration).await {
-                    Ok((result, _)) => {
-                        let own = saturation.get(system).copied().unwrap_or(0.0);
-                        let cell = OpenCell {
-                            system: *system,
-                            clients,
-                            payload,
-                            offered_per_s: rate,
-                            own_saturation_per_s: own,
-                            completed: result.completed,
-                            errors: result.errors,
-                            lost: result.lost,
-                            latency: result.latency,
-                        };
+                    Ok((result, cpu)) => {
+                        let cell = closed_cell(*system, clients, payload, &result, &cpu);
                         eprintln!(
-                            "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs",
+                            "  closed {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s, server {:.1} µs/req{}",
                             system.label(),
-                            rate,
-                            cell.latency.at(50.0).unwrap_or(0.0),
-                            cell.latency.at(99.0).unwrap_or(0.0),
-                            cell.latency.at(99.9).unwrap_or(0.0),
+                            cell.requests_per_s,
+                            cell.server_cpu_us_per_request,
+                            if plan.rounds > 1 {
+                                format!(" (round {} of {})", round + 1, plan.rounds)
+                            } else {
+                                String::new()
+                            }
                         );
-                        report.open.push(cell);
+                        measured
+                            .entry((clients, payload, *system))
+                            .or_default()
+                            .push(cell);
                     }
                     Err(err) => report.note(format!(
-                        "Request/reply open loop, {} with {clients} clients and {payload} B: {err}",
+                        "Request/reply closed loop, {} with {clients} clients and {payload} B: {err}",
                         system.label()
                     )),
                 }
+            }
+        }
+    }
+    for &(clients, payload) in &cells {
+        let mut saturation: HashMap<System, f64> = HashMap::new();
+        for system in &systems {
+            let Some(rounds) = measured.remove(&(clients, payload, *system)) else {
+                continue;
+            };
+            let cell = median_round(rounds);
+            saturation.insert(*system, cell.requests_per_s);
+            report.closed.push(cell);
+        }
+        // One offered rate for every system: a fraction of sente-lite json's saturation.
+        let reference = saturation
+            .get(&System::SenteJson)
+            .or_else(|| saturation.get(&crate::report::BASELINE))
+            .copied()
+            .or_else(|| saturation.values().copied().reduce(f64::max));
+        let Some(reference) = reference else {
+            continue;
+        };
+        let rate = (reference * plan.open_fraction).max(1.0);
+        for system in &systems {
+            let Some(server) = servers.get(system) else {
+                continue;
+            };
+            settle().await;
+            let job = Job::Open {
+                target: Target {
+                    protocol: system.protocol(),
+                    addr: server.addr,
+                },
+                conns: clients,
+                payload,
+                rate,
+                warmup_ms: plan.warmup_ms,
+                duration_ms: plan.duration_ms,
+            };
+            match one_worker(context, job, server, warmup + duration).await {
+                Ok((result, _)) => {
+                    let own = saturation.get(system).copied().unwrap_or(0.0);
+                    let cell = OpenCell {
+                        system: *system,
+                        clients,
+                        payload,
+                        offered_per_s: rate,
+                        own_saturation_per_s: own,
+                        completed: result.completed,
+                        errors: result.errors,
+                        lost: result.lost,
+                        latency: result.latency,
+                    };
+                    eprintln!(
+                        "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs",
+                        system.label(),
+                        rate,
+                        cell.latency.at(50.0).unwrap_or(0.0),
+                        cell.latency.at(99.0).unwrap_or(0.0),
+                        cell.latency.at(99.9).unwrap_or(0.0),
+                    );
+                    report.open.push(cell);
+                }
+                Err(err) => report.note(format!(
+                    "Request/reply open loop, {} with {clients} clients and {payload} B: {err}",
+                    system.label()
+                )),
             }
         }
     }
