@@ -56,6 +56,13 @@ fn the_quick_run_completes_every_scenario() {
             "no figures of {system} in:\n{stdout}"
         );
     }
+    // Idle memory is read twice with the connections open.
+    let idle_json = stdout
+        .lines()
+        .find(|l| l.starts_with("| 50 | sente-lite json |"))
+        .unwrap_or_else(|| panic!("no idle row of sente-lite json in:\n{stdout}"));
+    assert_eq!(idle_json.matches(" → ").count(), 2, "{idle_json}");
+    assert_eq!(idle_json.matches(" KiB |").count(), 2, "{idle_json}");
     // Every scenario ran for every system: a failure would be a note.
     let failures: Vec<&str> = stderr
         .lines()

@@ -193,9 +193,12 @@ async fn a_websocket_ping_to_a_parked_connection_is_answered() {
 async fn publications_reach_a_parked_subscriber_in_order() {
     let server = start(|_| {}).await;
     let mut raw = Raw::connect(&server.ws_url(), "", Codec::Json).await;
+    parks(&server, 0, 1).await;
+    // The subscription's reply parks it once more (read parked or not),
+    // then each publication.
+    let before = server.stats().parks;
     let (_, reply) = raw.subscribe::<Note>("room/a", None).await;
     reply.expect("subscribed");
-    let before = server.stats().parks;
     for n in 0..20 {
         parks(&server, before, n + 1).await;
         server.publish("room/a", &Note { n }).await.unwrap();

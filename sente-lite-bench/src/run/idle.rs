@@ -1,5 +1,6 @@
 //! Scenario 3: idle connections. The server's resident memory before and after
-//! `n` connections are opened and left idle; the difference per connection.
+//! `n` connections are opened and left idle, and again once each had a
+//! heartbeat round; the difference per connection.
 //!
 //! One process may hold at most as many sockets as its open-files limit, so the
 //! count is capped below that limit; the clients are spread over several
@@ -17,6 +18,7 @@ use crate::wire::BoxError;
 
 async fn one(context: &Context, system: System, conns: usize) -> Result<IdleCell, BoxError> {
     let settle = Duration::from_millis(context.plan.idle_settle_ms);
+    let later = Duration::from_millis(context.plan.idle_later_ms);
     context.quiet().await;
     let mut server = context.server(system).await?;
     tokio::time::sleep(settle).await;
@@ -45,6 +47,10 @@ async fn one(context: &Context, system: System, conns: usize) -> Result<IdleCell
         workers.wait_all("ready", Duration::from_secs(300)).await?;
         tokio::time::sleep(settle).await;
         let after = server.rss();
+        // Again once every connection has had a heartbeat round (which,
+        // answered, may make buffers that the allocator then keeps).
+        tokio::time::sleep(later).await;
+        let later = server.rss();
         workers.send_all("stop").await;
         let results = workers.results(Duration::from_secs(60)).await?;
         let open: u64 = results.iter().map(|r| r.open).sum();
@@ -55,6 +61,7 @@ async fn one(context: &Context, system: System, conns: usize) -> Result<IdleCell
             processes: jobs.len(),
             rss_before: before,
             rss_after: after,
+            rss_later: Some(later),
         })
     }
     .await;
@@ -80,9 +87,10 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
             match one(context, system, conns).await {
                 Ok(cell) => {
                     eprintln!(
-                        "  idle   {:<22} connections {conns:>6}: {:.2} KiB each",
+                        "  idle   {:<22} connections {conns:>6}: {:.2} KiB each, {:.2} later",
                         system.label(),
-                        cell.per_connection_kib()
+                        cell.per_connection_kib(),
+                        cell.worst_per_connection_kib()
                     );
                     report.idle.push(cell);
                 }

@@ -144,6 +144,11 @@ pub(crate) struct Plan {
     pub(crate) idle: Vec<usize>,
     /// Idle: how long the server is left alone before each memory reading, ms.
     pub(crate) idle_settle_ms: u64,
+    /// Idle: how long after the first reading with the connections open a
+    /// second is taken, ms: past every connection's first heartbeat (a
+    /// sente-lite server pings each connection 25 s after it opened).
+    #[serde(default)]
+    pub(crate) idle_later_ms: u64,
     /// Storm: clients.
     pub(crate) storm_clients: usize,
     /// Storm: kills and restarts.
@@ -266,6 +271,7 @@ impl Plan {
             fanout_pad: 20,
             idle: vec![10_000, 19_000],
             idle_settle_ms: 2_000,
+            idle_later_ms: 30_000,
             storm_clients: 10_000,
             storm_rounds: 3,
             storm_deadline_ms: 60_000,
@@ -329,6 +335,7 @@ impl Plan {
             fanout_duration_ms: 300,
             idle: vec![50],
             idle_settle_ms: 100,
+            idle_later_ms: 300,
             storm_clients: 20,
             storm_rounds: 1,
             storm_deadline_ms: 10_000,

@@ -7,8 +7,11 @@
 //! traffic, and let go again when the connection is idle:
 //!
 //! - *Parked*, only the byte stream is kept. Reading waits on the stream
-//!   itself with a few bytes of room; when bytes come, a WebSocket with its
-//!   read buffer is made and reads them first.
+//!   itself with a few bytes of room. When what came is one or more whole
+//!   small text or binary frames (a heartbeat's `sl/pong`, a short event),
+//!   they are handed up as tungstenite would hand them up, and the
+//!   connection stays parked; else a WebSocket with its read buffer is made
+//!   and reads them first.
 //! - A write to a parked connection (a ping, a publication, a reply) makes a
 //!   WebSocket without a read buffer, which is let go as soon as the write is
 //!   out ([`Transport::park`] with `reading: false`).
@@ -29,14 +32,20 @@ use std::task::{Context, Poll, ready};
 use futures_util::{FutureExt as _, Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
-use tungstenite::Message;
 use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use super::close::{Transport, discard_from};
 
-/// Bytes a parked connection reads when its peer speaks; the WebSocket made
-/// then reads them first.
-const PEEK: usize = 16;
+/// Bytes a parked connection reads when its peer speaks: room for a whole
+/// `["sl/pong", n]` frame (19 bytes for small `n`), which is then read
+/// without making a WebSocket. What is not read that way is read first by
+/// the WebSocket made then.
+const PEEK: usize = 32;
+
+/// The header of a masked client frame with a 7-bit length: two bytes and
+/// the mask.
+const SMALL_HEADER: usize = 6;
 
 /// Where the bytes handed up to tungstenite stand in the WebSocket framing.
 #[derive(Debug, Default)]
@@ -186,6 +195,48 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             Err(err) => self.failed = Some(err),
         }
         Poll::Ready(())
+    }
+
+    /// The message of a whole small frame at the front of what a parked
+    /// connection read, taken off it: a final text or binary frame, masked,
+    /// with no reserved bit and a 7-bit length, within `config`'s limits,
+    /// and for text valid UTF-8. Such a frame means the same to tungstenite
+    /// whatever came before it on a parked connection (which is outside a
+    /// fragmented message). Anything else (a control frame, a fragment, a
+    /// longer frame, a frame not all here, or one tungstenite would refuse)
+    /// is left for tungstenite, which answers it as it always does.
+    fn take_small_message(&mut self, config: &WebSocketConfig) -> Option<Message> {
+        let held = &self.peeked[usize::from(self.peeked_at)..usize::from(self.peeked_len)];
+        let (&[first, second], rest) = held.split_first_chunk::<2>()?;
+        let text = match first {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        // Masked, and a length under 126 (no extended length).
+        if second & 0x80 == 0 || second & 0x7F >= 126 {
+            return None;
+        }
+        let len = usize::from(second & 0x7F);
+        if config.max_frame_size.is_some_and(|max| len > max)
+            || config.max_message_size.is_some_and(|max| len > max)
+        {
+            return None;
+        }
+        let (mask, rest) = rest.split_first_chunk::<4>()?;
+        let masked = rest.get(..len)?;
+        let payload: Vec<u8> = masked
+            .iter()
+            .zip(mask.iter().cycle())
+            .map(|(byte, key)| byte ^ key)
+            .collect();
+        let message = if text {
+            Message::Text(Utf8Bytes::try_from(payload).ok()?)
+        } else {
+            Message::Binary(payload.into())
+        };
+        self.peeked_at += (SMALL_HEADER + len) as u8;
+        Some(message)
     }
 
     /// Whether tungstenite may be let go: everything handed up ends on a
@@ -339,6 +390,9 @@ where
             match &mut this.state {
                 State::Parked(io) => {
                     ready!(io.poll_peek(cx));
+                    if let Some(message) = io.take_small_message(&this.config) {
+                        return Poll::Ready(Some(Ok(message)));
+                    }
                     if let Err(err) = this.open(true) {
                         return Poll::Ready(Some(Err(err)));
                     }
@@ -453,9 +507,17 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::FrameTrack;
+    use std::io::Cursor;
 
-    /// A masked client frame: `first` is FIN and opcode, then the payload.
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    use tungstenite::Message;
+    use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+
+    use super::{FrameTrack, PEEK, Parkable, Tracked, Transport as _};
+
+    /// A masked client frame: `first` is FIN and opcode, then the payload
+    /// (masked).
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![first];
         match payload.len() {
@@ -469,8 +531,9 @@ mod tests {
                 out.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
-        out.extend_from_slice(&[1, 2, 3, 4]);
-        out.extend_from_slice(payload);
+        let mask = [1, 2, 3, 0x84];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
         out
     }
 
@@ -528,5 +591,137 @@ mod tests {
         assert!(!track.at_boundary());
         track.feed(&bytes[bytes.len() - 1..]);
         assert!(track.at_boundary());
+    }
+
+    /// A parked stream holding `bytes` as if just read.
+    fn peeked(bytes: &[u8]) -> Tracked<&'static [u8]> {
+        let mut tracked = Tracked::new(&[][..]);
+        tracked.peeked[..bytes.len()].copy_from_slice(bytes);
+        tracked.peeked_len = bytes.len() as u8;
+        tracked
+    }
+
+    /// What tungstenite, as a server, reads first from `bytes`.
+    fn tungstenite_reads(bytes: &[u8], config: WebSocketConfig) -> Option<Message> {
+        let mut ws =
+            WebSocket::from_raw_socket(Cursor::new(bytes.to_vec()), Role::Server, Some(config));
+        ws.read().ok()
+    }
+
+    #[test]
+    fn small_data_frames_are_read_as_tungstenite_reads_them() {
+        let config = WebSocketConfig::default();
+        let pong = frame(0x81, br#"["sl/pong",3]"#);
+        assert_eq!(pong.len(), 19);
+        let mut cases = vec![
+            pong,
+            frame(0x81, b""),
+            frame(0x82, &[0, 1, 2, 0xff, 0xfe]),
+            frame(0x81, "caf\u{e9} \u{1f600}".as_bytes()),
+            frame(0x82, &[9; PEEK - 6]),
+        ];
+        // Two frames in one read.
+        let mut two = frame(0x81, b"[1]");
+        two.extend(frame(0x82, b"xy"));
+        cases.push(two);
+        for bytes in cases {
+            let mut tracked = peeked(&bytes);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let expected =
+                    tungstenite_reads(rest, config).expect("tungstenite reads a message");
+                let taken = tracked.take_small_message(&config);
+                assert_eq!(taken.as_ref(), Some(&expected), "{bytes:?}");
+                let used = usize::from(tracked.peeked_at) - (bytes.len() - rest.len());
+                rest = &rest[used..];
+            }
+            assert!(!tracked.has_peeked());
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_for_tungstenite() {
+        let mut unmasked = frame(0x81, b"hi");
+        unmasked[1] &= 0x7F;
+        unmasked.drain(2..6);
+        let mut cut = frame(0x81, br#"["sl/pong",3]"#);
+        cut.pop();
+        let cases = [
+            ("a ping", frame(0x89, b"p"), WebSocketConfig::default()),
+            (
+                "a close",
+                frame(0x88, &[3, 232]),
+                WebSocketConfig::default(),
+            ),
+            (
+                "a first fragment",
+                frame(0x01, b"part"),
+                WebSocketConfig::default(),
+            ),
+            (
+                "a continuation",
+                frame(0x80, b"part"),
+                WebSocketConfig::default(),
+            ),
+            (
+                "a reserved bit",
+                frame(0xC1, b"x"),
+                WebSocketConfig::default(),
+            ),
+            (
+                "a reserved opcode",
+                frame(0x83, b"x"),
+                WebSocketConfig::default(),
+            ),
+            ("unmasked", unmasked, WebSocketConfig::default()),
+            (
+                "an extended length",
+                frame(0x81, &[b'a'; 200])[..PEEK].to_vec(),
+                WebSocketConfig::default(),
+            ),
+            ("not all here", cut, WebSocketConfig::default()),
+            (
+                "text that is not UTF-8",
+                frame(0x81, &[0xff, 0xfe]),
+                WebSocketConfig::default(),
+            ),
+            (
+                "over the message limit",
+                frame(0x82, &[1; 10]),
+                WebSocketConfig::default().max_message_size(Some(9)),
+            ),
+            (
+                "over the frame limit",
+                frame(0x82, &[1; 10]),
+                WebSocketConfig::default().max_frame_size(Some(9)),
+            ),
+        ];
+        for (what, bytes, config) in cases {
+            let mut tracked = peeked(&bytes);
+            assert_eq!(tracked.take_small_message(&config), None, "{what}");
+            assert_eq!(tracked.peeked_at, 0, "{what}: nothing taken");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_frame_is_read_and_the_connection_stays_parked() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut parkable = Parkable::new(server, WebSocketConfig::default());
+        client
+            .write_all(&frame(0x81, br#"["sl/pong",7]"#))
+            .await
+            .unwrap();
+        let message = parkable.next().await.unwrap().unwrap();
+        assert_eq!(message, Message::text(r#"["sl/pong",7]"#));
+        assert!(parkable.parked(), "read without a WebSocket");
+        // A longer one makes the WebSocket, which reads it whole.
+        let long = "z".repeat(300);
+        client
+            .write_all(&frame(0x81, long.as_bytes()))
+            .await
+            .unwrap();
+        let message = parkable.next().await.unwrap().unwrap();
+        assert_eq!(message, Message::text(long));
+        assert!(!parkable.parked());
     }
 }
