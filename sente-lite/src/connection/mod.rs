@@ -38,7 +38,7 @@ pub(crate) use close::Transport;
 use close::{CLOSE_LINGER, acknowledge_close, close_with};
 use frame::{Action, handle_frame};
 use line::Line;
-pub(crate) use park::Parkable;
+pub(crate) use park::{Parkable, ReadReady};
 use writer::{Pacer, Writer};
 
 /// Close code sent when the peer stayed silent past the heartbeat timeout.

@@ -47,6 +47,15 @@ const PEEK: usize = 32;
 /// the mask.
 const SMALL_HEADER: usize = 6;
 
+/// A byte stream that can tell, without reading, that a read would find
+/// nothing.
+pub(crate) trait ReadReady {
+    /// `Pending` when a read now would find nothing, the task to be woken
+    /// when that may have changed; `Ready` when a read may find something,
+    /// or the stream cannot tell without reading.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
 /// Where the bytes handed up to tungstenite stand in the WebSocket framing.
 #[derive(Debug, Default)]
 struct FrameTrack {
@@ -59,6 +68,12 @@ struct FrameTrack {
     /// Inside a fragmented data message (a data frame without FIN came, its
     /// last continuation has not).
     fragmented: bool,
+    /// The current frame, once whole, ends a message (a control frame, or a
+    /// data frame with FIN).
+    ends_message: bool,
+    /// Messages whose last frame was handed up whole: what tungstenite hands
+    /// over, one message each, once it has read them.
+    messages: u64,
 }
 
 /// The length of a frame header whose second byte is `second` (the mask
@@ -92,6 +107,9 @@ impl FrameTrack {
                     .min(bytes.len());
                 self.payload_left -= n as u64;
                 bytes = &bytes[n..];
+                if self.payload_left == 0 {
+                    self.frame_done();
+                }
                 continue;
             }
             if self.have == 0 && bytes.len() >= 2 {
@@ -134,14 +152,31 @@ impl FrameTrack {
             // Control frames come whole, between fragments or not.
             _ => {}
         }
+        self.ends_message = fin || opcode & 0x08 != 0;
         self.payload_left = len;
         self.have = 0;
+        if len == 0 {
+            self.frame_done();
+        }
+    }
+
+    /// The current frame was handed up whole.
+    fn frame_done(&mut self) {
+        if self.ends_message {
+            self.messages += 1;
+        }
+    }
+
+    /// Whether what was handed up ends on a frame boundary (inside a
+    /// fragmented message or not).
+    fn between_frames(&self) -> bool {
+        self.have == 0 && self.payload_left == 0
     }
 
     /// Whether what was handed up ends on a frame boundary, outside a
     /// fragmented message.
     fn at_boundary(&self) -> bool {
-        self.have == 0 && self.payload_left == 0 && !self.fragmented
+        self.between_frames() && !self.fragmented
     }
 }
 
@@ -158,6 +193,14 @@ pub(crate) struct Tracked<IO> {
     ended: bool,
     /// Reading failed while parked.
     failed: Option<io::Error>,
+    /// Messages tungstenite handed over (compared with
+    /// `FrameTrack::messages`).
+    handed_over: u64,
+    /// tungstenite handed over a ping, whose pong it may not have written yet
+    /// (it writes it on its next read or flush).
+    pong_owed: bool,
+    /// tungstenite handed over a close frame: it is read to its end.
+    closing: bool,
 }
 
 impl<IO: AsyncRead + Unpin> Tracked<IO> {
@@ -170,6 +213,9 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             peeked_at: 0,
             ended: false,
             failed: None,
+            handed_over: 0,
+            pong_owed: false,
+            closing: false,
         }
     }
 
@@ -237,6 +283,31 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
         };
         self.peeked_at += (SMALL_HEADER + len) as u8;
         Some(message)
+    }
+
+    /// Whether tungstenite holds no byte it was handed: what was handed up
+    /// ends between frames and tungstenite handed over every message in it.
+    /// A read then could only find what the stream has, so a stream that
+    /// has nothing need not be read (tungstenite zeroes its read buffer's
+    /// free room, 4 KiB by default, before each read).
+    fn holds_nothing(&self) -> bool {
+        self.frames.between_frames()
+            && self.frames.messages == self.handed_over
+            && !self.has_peeked()
+            && !self.pong_owed
+            && !self.closing
+    }
+
+    /// Counts what tungstenite handed over.
+    fn handed(&mut self, polled: &Poll<Option<Result<Message, tungstenite::Error>>>) {
+        if let Poll::Ready(Some(Ok(message))) = polled {
+            self.handed_over += 1;
+            match message {
+                Message::Ping(_) => self.pong_owed = true,
+                Message::Close(_) => self.closing = true,
+                _ => {}
+            }
+        }
     }
 
     /// Whether tungstenite may be let go: everything handed up ends on a
@@ -329,7 +400,7 @@ pub(crate) struct Parkable<IO> {
 
 impl<IO> Parkable<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     /// A connection over `io` (after the upgrade), parked until it has
     /// something to read or write.
@@ -380,7 +451,7 @@ where
 
 impl<IO> Stream for Parkable<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     type Item = Result<Message, tungstenite::Error>;
 
@@ -402,7 +473,23 @@ where
                     reading: true,
                     drained,
                 } => {
+                    if ws.get_ref().holds_nothing()
+                        && ws.get_mut().io.poll_read_ready(cx).is_pending()
+                    {
+                        // Nothing to read, and tungstenite holds nothing:
+                        // asking it would only zero its buffer to find so.
+                        *drained = true;
+                        return Poll::Pending;
+                    }
+                    if ws.get_ref().pong_owed
+                        && matches!(ws.poll_flush_unpin(cx), Poll::Ready(Ok(())))
+                    {
+                        // The pong is out (tungstenite writes it on a flush
+                        // as on a read): the shortcut above may be taken again.
+                        ws.get_mut().pong_owed = false;
+                    }
                     let polled = ws.poll_next_unpin(cx);
+                    ws.get_mut().handed(&polled);
                     *drained = polled.is_pending();
                     return polled;
                 }
@@ -427,6 +514,7 @@ where
                         Poll::Ready(Err(err)) => return Poll::Ready(Some(Err(err))),
                         Poll::Pending => {
                             let polled = ws.poll_next_unpin(cx);
+                            ws.get_mut().handed(&polled);
                             *drained = polled.is_pending();
                             return polled;
                         }
@@ -440,7 +528,7 @@ where
 
 impl<IO> Sink<Message> for Parkable<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     type Error = tungstenite::Error;
 
@@ -467,7 +555,7 @@ where
 
 impl<IO> Transport for Parkable<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match &mut self.state {
@@ -514,7 +602,13 @@ mod tests {
     use tungstenite::Message;
     use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
-    use super::{FrameTrack, PEEK, Parkable, Tracked, Transport as _};
+    use super::{FrameTrack, PEEK, Parkable, ReadReady, Tracked, Transport as _};
+
+    impl ReadReady for tokio::io::DuplexStream {
+        fn poll_read_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            std::task::Poll::Ready(())
+        }
+    }
 
     /// A masked client frame: `first` is FIN and opcode, then the payload
     /// (masked).
@@ -579,6 +673,34 @@ mod tests {
         track.feed(&frame(0x8A, b""));
         track.feed(&frame(0x82, &[0; 200]));
         assert!(track.at_boundary());
+    }
+
+    #[test]
+    fn messages_are_counted_when_their_last_frame_is_whole() {
+        let mut bytes = frame(0x81, b"one");
+        bytes.extend(frame(0x01, b"two, "));
+        bytes.extend(frame(0x89, b"ping between"));
+        bytes.extend(frame(0x00, b"in "));
+        bytes.extend(frame(0x80, b"parts"));
+        bytes.extend(frame(0x82, b""));
+        bytes.extend(frame(0x8A, &[]));
+        bytes.extend(frame(0x82, &[5; 70_000]));
+        // one, the ping, two in parts, the empty binary, the pong, the long one
+        for piece in [1, 5, 4096, bytes.len()] {
+            let mut track = FrameTrack::default();
+            let mut counts = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                track.feed(chunk);
+                counts.push(track.messages);
+            }
+            assert_eq!(track.messages, 6, "pieces of {piece}");
+            assert!(track.between_frames());
+            assert!(counts.windows(2).all(|w| w[0] <= w[1]));
+            if piece == 1 {
+                // Not before the last byte of the long frame.
+                assert_eq!(counts[counts.len() - 2], 5);
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::http::Watched;
+use crate::connection::ReadReady;
 
 /// An upgraded connection's byte stream.
 #[derive(Debug)]
@@ -77,6 +78,20 @@ impl AsyncRead for UpgradedIo {
                 }
             }
             Self::Hyper(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl ReadReady for UpgradedIo {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            // Errors are left for the read to report.
+            Self::Tcp { stream, prefix } if prefix.is_empty() => {
+                stream.poll_read_ready(cx).map(drop)
+            }
+            // Bytes held before the socket; or a stream through hyper (TLS
+            // among them), which may hold bytes it read: only reading tells.
+            Self::Tcp { .. } | Self::Hyper(_) => Poll::Ready(()),
         }
     }
 }
