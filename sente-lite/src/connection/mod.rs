@@ -10,6 +10,7 @@
 //! full. While the engine does not read, the peer's silence is not counted.
 
 mod close;
+mod direct;
 mod frame;
 mod line;
 mod park;

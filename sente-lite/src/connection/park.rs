@@ -26,26 +26,24 @@
 //! found nothing more to read, and once a flush finished.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures_util::{FutureExt as _, Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Message, Utf8Bytes};
 
 use super::close::{Transport, discard_from};
+use super::direct;
 
 /// Bytes a parked connection reads when its peer speaks: room for a whole
 /// `["sl/pong", n]` frame (19 bytes for small `n`), which is then read
 /// without making a WebSocket. What is not read that way is read first by
 /// the WebSocket made then.
 const PEEK: usize = 32;
-
-/// The header of a masked client frame with a 7-bit length: two bytes and
-/// the mask.
-const SMALL_HEADER: usize = 6;
 
 /// A byte stream that can tell, without reading, that a read would find
 /// nothing.
@@ -201,6 +199,13 @@ pub(crate) struct Tracked<IO> {
     pong_owed: bool,
     /// tungstenite handed over a close frame: it is read to its end.
     closing: bool,
+    /// Bytes read straight from the stream (by a reading connection) and
+    /// not yet handed up, from `spill_at`; let go once handed up.
+    spill: Vec<u8>,
+    spill_at: usize,
+    /// The last bytes read straight did not begin with a small frame: read
+    /// through tungstenite until it hands over a small message again.
+    large: bool,
 }
 
 impl<IO: AsyncRead + Unpin> Tracked<IO> {
@@ -216,12 +221,15 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             handed_over: 0,
             pong_owed: false,
             closing: false,
+            spill: Vec::new(),
+            spill_at: 0,
+            large: false,
         }
     }
 
     /// Whether bytes (or the stream's end, or an error) wait to be handed up.
     fn has_peeked(&self) -> bool {
-        self.peeked_at < self.peeked_len || self.ended || self.failed.is_some()
+        !self.held().is_empty() || self.ended || self.failed.is_some()
     }
 
     /// Ready once the peer sent something (or the stream ended or failed),
@@ -243,46 +251,83 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
         Poll::Ready(())
     }
 
-    /// The message of a whole small frame at the front of what a parked
-    /// connection read, taken off it: a final text or binary frame, masked,
-    /// with no reserved bit and a 7-bit length, within `config`'s limits,
-    /// and for text valid UTF-8. Such a frame means the same to tungstenite
-    /// whatever came before it on a parked connection (which is outside a
-    /// fragmented message). Anything else (a control frame, a fragment, a
-    /// longer frame, a frame not all here, or one tungstenite would refuse)
-    /// is left for tungstenite, which answers it as it always does.
-    fn take_small_message(&mut self, config: &WebSocketConfig) -> Option<Message> {
-        let held = &self.peeked[usize::from(self.peeked_at)..usize::from(self.peeked_len)];
-        let (&[first, second], rest) = held.split_first_chunk::<2>()?;
-        let text = match first {
-            0x81 => true,
-            0x82 => false,
-            _ => return None,
-        };
-        // Masked, and a length under 126 (no extended length).
-        if second & 0x80 == 0 || second & 0x7F >= 126 {
-            return None;
-        }
-        let len = usize::from(second & 0x7F);
-        if config.max_frame_size.is_some_and(|max| len > max)
-            || config.max_message_size.is_some_and(|max| len > max)
-        {
-            return None;
-        }
-        let (mask, rest) = rest.split_first_chunk::<4>()?;
-        let masked = rest.get(..len)?;
-        let payload: Vec<u8> = masked
-            .iter()
-            .zip(mask.iter().cycle())
-            .map(|(byte, key)| byte ^ key)
-            .collect();
-        let message = if text {
-            Message::Text(Utf8Bytes::try_from(payload).ok()?)
+    /// The bytes read but not yet handed up.
+    fn held(&self) -> &[u8] {
+        if self.spill_at < self.spill.len() {
+            &self.spill[self.spill_at..]
         } else {
-            Message::Binary(payload.into())
-        };
-        self.peeked_at += (SMALL_HEADER + len) as u8;
+            &self.peeked[usize::from(self.peeked_at)..usize::from(self.peeked_len)]
+        }
+    }
+
+    /// Takes `n` bytes off the front of [`Self::held`].
+    fn consume_held(&mut self, n: usize) {
+        if self.spill_at < self.spill.len() {
+            self.spill_at += n;
+            if self.spill_at == self.spill.len() {
+                self.spill = Vec::new();
+                self.spill_at = 0;
+            }
+        } else {
+            self.peeked_at += n as u8;
+        }
+    }
+
+    /// The message of a whole small frame at the front of what was read and
+    /// not yet handed up (see [`direct::small_frame`]), taken off it. Only
+    /// where tungstenite is outside a message and holds nothing (a parked
+    /// connection; see [`Self::may_read_direct`]): such a frame then means
+    /// the same to tungstenite whatever came before it.
+    fn take_small_message(&mut self, config: &WebSocketConfig) -> Option<Message> {
+        let (message, used) = direct::small_frame(self.held(), config)?;
+        self.consume_held(used);
         Some(message)
+    }
+
+    /// Reads straight from the stream, into a buffer on the stack, what a
+    /// connection whose tungstenite holds nothing reads next: the message
+    /// of a whole small frame at its front, or `None` when there is none
+    /// (the bytes, the stream's end or its error then wait for tungstenite).
+    /// What follows a message read so waits too (taken by
+    /// [`Self::take_small_message`] or tungstenite). A read that does not
+    /// begin with a small frame turns these reads off until tungstenite
+    /// hands over a small message again.
+    fn poll_read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        config: &WebSocketConfig,
+    ) -> Poll<Option<Message>> {
+        let mut storage = [MaybeUninit::<u8>::uninit(); direct::DIRECT];
+        let mut buf = ReadBuf::uninit(&mut storage);
+        if let Err(err) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+            self.failed = Some(err);
+            return Poll::Ready(None);
+        }
+        let bytes = buf.filled();
+        if bytes.is_empty() {
+            self.ended = true;
+            return Poll::Ready(None);
+        }
+        let (message, used) = match direct::small_frame(bytes, config) {
+            Some((message, used)) => (Some(message), used),
+            None => {
+                self.large = true;
+                (None, 0)
+            }
+        };
+        if used < bytes.len() {
+            self.spill = bytes[used..].to_vec();
+            self.spill_at = 0;
+        }
+        Poll::Ready(message)
+    }
+
+    /// Whether the next frame may be read without tungstenite: it holds no
+    /// byte it was handed and is outside a fragmented message (so a whole
+    /// text or binary frame is a message of its own to it too), owes no
+    /// pong and has not read a close frame.
+    fn may_read_direct(&self) -> bool {
+        self.holds_nothing() && !self.frames.fragmented
     }
 
     /// Whether tungstenite holds no byte it was handed: what was handed up
@@ -293,7 +338,6 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
     fn holds_nothing(&self) -> bool {
         self.frames.between_frames()
             && self.frames.messages == self.handed_over
-            && !self.has_peeked()
             && !self.pong_owed
             && !self.closing
     }
@@ -305,6 +349,10 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             match message {
                 Message::Ping(_) => self.pong_owed = true,
                 Message::Close(_) => self.closing = true,
+                // Small messages again: read them straight.
+                Message::Text(_) | Message::Binary(_) if message.len() < direct::DIRECT / 2 => {
+                    self.large = false;
+                }
                 _ => {}
             }
         }
@@ -325,11 +373,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        if this.peeked_at < this.peeked_len {
-            let held = &this.peeked[usize::from(this.peeked_at)..usize::from(this.peeked_len)];
+        let held = this.held();
+        if !held.is_empty() {
             let n = held.len().min(buf.remaining());
             buf.put_slice(&held[..n]);
-            this.peeked_at += n as u8;
+            this.consume_held(n);
         } else if let Some(err) = this.failed.take() {
             return Poll::Ready(Err(err));
         } else if this.ended {
@@ -473,20 +521,41 @@ where
                     reading: true,
                     drained,
                 } => {
-                    if ws.get_ref().holds_nothing()
-                        && ws.get_mut().io.poll_read_ready(cx).is_pending()
-                    {
-                        // Nothing to read, and tungstenite holds nothing:
-                        // asking it would only zero its buffer to find so.
-                        *drained = true;
-                        return Poll::Pending;
-                    }
                     if ws.get_ref().pong_owed
                         && matches!(ws.poll_flush_unpin(cx), Poll::Ready(Ok(())))
                     {
                         // The pong is out (tungstenite writes it on a flush
-                        // as on a read): the shortcut above may be taken again.
+                        // as on a read): tungstenite need not be asked.
                         ws.get_mut().pong_owed = false;
+                    }
+                    let io = ws.get_mut();
+                    if io.may_read_direct()
+                        && let Some(message) = io.take_small_message(&this.config)
+                    {
+                        *drained = false;
+                        return Poll::Ready(Some(Ok(message)));
+                    }
+                    if io.holds_nothing() && !io.has_peeked() {
+                        if io.io.poll_read_ready(cx).is_pending() {
+                            // Nothing to read, and tungstenite holds nothing:
+                            // asking it would only zero its buffer to find so.
+                            *drained = true;
+                            return Poll::Pending;
+                        }
+                        if io.may_read_direct() && !io.large {
+                            match io.poll_read_direct(cx, &this.config) {
+                                Poll::Ready(Some(message)) => {
+                                    *drained = false;
+                                    return Poll::Ready(Some(Ok(message)));
+                                }
+                                // What was read waits for tungstenite.
+                                Poll::Ready(None) => {}
+                                Poll::Pending => {
+                                    *drained = true;
+                                    return Poll::Pending;
+                                }
+                            }
+                        }
                     }
                     let polled = ws.poll_next_unpin(cx);
                     ws.get_mut().handed(&polled);
@@ -595,40 +664,18 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::io::Cursor;
-
     use futures_util::StreamExt as _;
-    use tokio::io::AsyncWriteExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
     use tungstenite::Message;
-    use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+    use tungstenite::protocol::WebSocketConfig;
 
-    use super::{FrameTrack, PEEK, Parkable, ReadReady, Tracked, Transport as _};
+    use super::super::direct::tests::frame;
+    use super::{FrameTrack, Parkable, ReadReady, State, Transport as _};
 
     impl ReadReady for tokio::io::DuplexStream {
         fn poll_read_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
             std::task::Poll::Ready(())
         }
-    }
-
-    /// A masked client frame: `first` is FIN and opcode, then the payload
-    /// (masked).
-    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mask = [1, 2, 3, 0x84];
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
-        out
     }
 
     fn fed_in_pieces(bytes: &[u8], piece: usize) -> Vec<bool> {
@@ -715,116 +762,6 @@ mod tests {
         assert!(track.at_boundary());
     }
 
-    /// A parked stream holding `bytes` as if just read.
-    fn peeked(bytes: &[u8]) -> Tracked<&'static [u8]> {
-        let mut tracked = Tracked::new(&[][..]);
-        tracked.peeked[..bytes.len()].copy_from_slice(bytes);
-        tracked.peeked_len = bytes.len() as u8;
-        tracked
-    }
-
-    /// What tungstenite, as a server, reads first from `bytes`.
-    fn tungstenite_reads(bytes: &[u8], config: WebSocketConfig) -> Option<Message> {
-        let mut ws =
-            WebSocket::from_raw_socket(Cursor::new(bytes.to_vec()), Role::Server, Some(config));
-        ws.read().ok()
-    }
-
-    #[test]
-    fn small_data_frames_are_read_as_tungstenite_reads_them() {
-        let config = WebSocketConfig::default();
-        let pong = frame(0x81, br#"["sl/pong",3]"#);
-        assert_eq!(pong.len(), 19);
-        let mut cases = vec![
-            pong,
-            frame(0x81, b""),
-            frame(0x82, &[0, 1, 2, 0xff, 0xfe]),
-            frame(0x81, "caf\u{e9} \u{1f600}".as_bytes()),
-            frame(0x82, &[9; PEEK - 6]),
-        ];
-        // Two frames in one read.
-        let mut two = frame(0x81, b"[1]");
-        two.extend(frame(0x82, b"xy"));
-        cases.push(two);
-        for bytes in cases {
-            let mut tracked = peeked(&bytes);
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let expected =
-                    tungstenite_reads(rest, config).expect("tungstenite reads a message");
-                let taken = tracked.take_small_message(&config);
-                assert_eq!(taken.as_ref(), Some(&expected), "{bytes:?}");
-                let used = usize::from(tracked.peeked_at) - (bytes.len() - rest.len());
-                rest = &rest[used..];
-            }
-            assert!(!tracked.has_peeked());
-        }
-    }
-
-    #[test]
-    fn anything_else_is_left_for_tungstenite() {
-        let mut unmasked = frame(0x81, b"hi");
-        unmasked[1] &= 0x7F;
-        unmasked.drain(2..6);
-        let mut cut = frame(0x81, br#"["sl/pong",3]"#);
-        cut.pop();
-        let cases = [
-            ("a ping", frame(0x89, b"p"), WebSocketConfig::default()),
-            (
-                "a close",
-                frame(0x88, &[3, 232]),
-                WebSocketConfig::default(),
-            ),
-            (
-                "a first fragment",
-                frame(0x01, b"part"),
-                WebSocketConfig::default(),
-            ),
-            (
-                "a continuation",
-                frame(0x80, b"part"),
-                WebSocketConfig::default(),
-            ),
-            (
-                "a reserved bit",
-                frame(0xC1, b"x"),
-                WebSocketConfig::default(),
-            ),
-            (
-                "a reserved opcode",
-                frame(0x83, b"x"),
-                WebSocketConfig::default(),
-            ),
-            ("unmasked", unmasked, WebSocketConfig::default()),
-            (
-                "an extended length",
-                frame(0x81, &[b'a'; 200])[..PEEK].to_vec(),
-                WebSocketConfig::default(),
-            ),
-            ("not all here", cut, WebSocketConfig::default()),
-            (
-                "text that is not UTF-8",
-                frame(0x81, &[0xff, 0xfe]),
-                WebSocketConfig::default(),
-            ),
-            (
-                "over the message limit",
-                frame(0x82, &[1; 10]),
-                WebSocketConfig::default().max_message_size(Some(9)),
-            ),
-            (
-                "over the frame limit",
-                frame(0x82, &[1; 10]),
-                WebSocketConfig::default().max_frame_size(Some(9)),
-            ),
-        ];
-        for (what, bytes, config) in cases {
-            let mut tracked = peeked(&bytes);
-            assert_eq!(tracked.take_small_message(&config), None, "{what}");
-            assert_eq!(tracked.peeked_at, 0, "{what}: nothing taken");
-        }
-    }
-
     #[tokio::test]
     async fn a_small_frame_is_read_and_the_connection_stays_parked() {
         let (server, mut client) = tokio::io::duplex(1024);
@@ -845,5 +782,121 @@ mod tests {
         let message = parkable.next().await.unwrap().unwrap();
         assert_eq!(message, Message::text(long));
         assert!(!parkable.parked());
+    }
+
+    #[tokio::test]
+    async fn an_open_connection_reads_small_frames_itself_in_order() {
+        let long = "l".repeat(3000);
+        let mut bytes = Vec::new();
+        let mut expected = Vec::new();
+        let mut add = |frame_bytes: Vec<u8>, message: Option<Message>| {
+            bytes.extend(frame_bytes);
+            expected.extend(message);
+        };
+        // A long one first: the WebSocket is made.
+        add(
+            frame(0x81, long.as_bytes()),
+            Some(Message::text(long.clone())),
+        );
+        add(frame(0x81, b"small 1"), Some(Message::text("small 1")));
+        add(frame(0x89, b"ping"), Some(Message::Ping("ping".into())));
+        add(frame(0x82, &[7; 40]), Some(Message::binary(vec![7; 40])));
+        add(frame(0x01, b"frag-"), None);
+        add(frame(0x81, b"x")[..0].to_vec(), None);
+        add(frame(0x80, b"mented"), Some(Message::text("frag-mented")));
+        for n in 0..30 {
+            let text = format!("[\"chat/send\",{{\"n\":{n}}}]");
+            add(frame(0x81, text.as_bytes()), Some(Message::text(text)));
+        }
+        add(
+            frame(0x81, long.as_bytes()),
+            Some(Message::text(long.clone())),
+        );
+        add(frame(0x82, &[1; 200]), Some(Message::binary(vec![1; 200])));
+        add(frame(0x81, b"last"), Some(Message::text("last")));
+        for piece in [1, 7, 100, 513, bytes.len()] {
+            let (server, mut client) = tokio::io::duplex(1 << 20);
+            let mut parkable = Parkable::new(server, WebSocketConfig::default());
+            let sent = bytes.clone();
+            let writer = tokio::spawn(async move {
+                for chunk in sent.chunks(piece) {
+                    client.write_all(chunk).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                client
+            });
+            for (i, message) in expected.iter().enumerate() {
+                let got = parkable.next().await.unwrap().unwrap();
+                assert_eq!(&got, message, "message {i}, pieces of {piece}");
+            }
+            let mut client = writer.await.unwrap();
+            // The ping's pong went out.
+            let mut pong = [0; 6];
+            client.read_exact(&mut pong).await.unwrap();
+            assert_eq!(&pong, b"\x8a\x04ping", "pieces of {piece}");
+        }
+    }
+
+    /// Writes `bytes` from the client, and checks the message read.
+    async fn exchange(
+        parkable: &mut Parkable<DuplexStream>,
+        client: &mut DuplexStream,
+        bytes: Vec<u8>,
+        message: Message,
+    ) {
+        client.write_all(&bytes).await.unwrap();
+        assert_eq!(parkable.next().await.unwrap().unwrap(), message);
+    }
+
+    #[tokio::test]
+    async fn small_frames_one_at_a_time_are_read_without_tungstenite() {
+        let (server, mut client) = tokio::io::duplex(1 << 20);
+        let mut parkable = Parkable::new(server, WebSocketConfig::default());
+        let handed_over = |parkable: &Parkable<_>| match &parkable.state {
+            State::Open { ws, .. } => ws.get_ref().handed_over,
+            _ => panic!("open"),
+        };
+        let long = "l".repeat(3000);
+        exchange(
+            &mut parkable,
+            &mut client,
+            frame(0x81, long.as_bytes()),
+            Message::text(long),
+        )
+        .await;
+        for n in 0..10 {
+            let text = format!("small {n}");
+            exchange(
+                &mut parkable,
+                &mut client,
+                frame(0x81, text.as_bytes()),
+                Message::text(text),
+            )
+            .await;
+        }
+        assert_eq!(handed_over(&parkable), 1, "the long one alone");
+        // A ping goes through tungstenite, and the next message; then small
+        // ones are read straight again.
+        exchange(
+            &mut parkable,
+            &mut client,
+            frame(0x89, b"p"),
+            Message::Ping("p".into()),
+        )
+        .await;
+        for n in 0..10 {
+            let text = format!("after {n}");
+            exchange(
+                &mut parkable,
+                &mut client,
+                frame(0x82, text.as_bytes()),
+                Message::binary(text),
+            )
+            .await;
+        }
+        assert_eq!(handed_over(&parkable), 3);
+        let mut pong = [0; 3];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"\x8a\x01p");
     }
 }
