@@ -377,9 +377,11 @@ pub struct Limits {
     /// flight and nothing to write, before it lets go of its WebSocket
     /// buffers (the read buffer above, the write buffer, the write queues).
     /// Default 1 s. A parked connection is a byte stream and a task: it
-    /// waits for the peer with a few bytes of room and makes its buffers
-    /// again when the peer speaks; what the server sends it goes out through
-    /// a WebSocket without a read buffer, let go as soon as the write is out.
+    /// waits for the peer with 32 bytes of room, reads a whole small frame
+    /// that arrives in them (a heartbeat's `sl/pong`) without its buffers,
+    /// and makes them again when the peer says more; what the server sends
+    /// it goes out through a WebSocket without a read buffer, let go as soon
+    /// as the write is out.
     /// Nothing of this shows on the wire. Longer keeps busy connections'
     /// buffers between bursts, at the cost of memory.
     #[serde(rename = "idle_park_after_ms", with = "crate::settings::de::millis")]
