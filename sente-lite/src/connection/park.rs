@@ -802,7 +802,6 @@ mod tests {
         add(frame(0x89, b"ping"), Some(Message::Ping("ping".into())));
         add(frame(0x82, &[7; 40]), Some(Message::binary(vec![7; 40])));
         add(frame(0x01, b"frag-"), None);
-        add(frame(0x81, b"x")[..0].to_vec(), None);
         add(frame(0x80, b"mented"), Some(Message::text("frag-mented")));
         for n in 0..30 {
             let text = format!("[\"chat/send\",{{\"n\":{n}}}]");
