@@ -120,12 +120,17 @@ function receive(update) {
   if (synced && (doc.store.pendingStructs || doc.store.pendingDs)) sync();
 }
 
-/** The textarea's selection, as relative positions `[anchor, head]`. */
+/**
+ * The textarea's selection, as relative positions `[anchor, head]`. Each
+ * sticks to the character before it (`assoc` -1), so text another editor
+ * inserts where the caret is goes after the caret, and whoever is typing
+ * there goes on after their own last character, not after the newcomer's.
+ */
 function selection() {
   const start = Math.min(area.selectionStart, ytext.length);
   const end = Math.min(area.selectionEnd, ytext.length);
   const [anchor, head] = area.selectionDirection === "backward" ? [end, start] : [start, end];
-  return [Y.createRelativePositionFromTypeIndex(ytext, anchor), Y.createRelativePositionFromTypeIndex(ytext, head)];
+  return [anchor, head].map((index) => Y.createRelativePositionFromTypeIndex(ytext, index, -1));
 }
 
 function absolute(position) {

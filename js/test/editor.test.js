@@ -75,11 +75,22 @@ async function converged(timeoutMs = 10_000) {
   );
 }
 
-/** Types `keys` with the keyboard on `name`'s page, after putting the caret at `where` ("start", "end"). */
+/**
+ * Types `keys` with the keyboard on `name`'s page, after putting the caret at
+ * `where`: "start", "end", or "line-end" (before the first line break).
+ */
 async function typeAt(name, where, keys) {
   const page = pages[name];
   await page.click("#text");
-  await page.keyboard.press(where === "start" ? "Control+Home" : "Control+End");
+  if (where === "line-end") {
+    await page.evaluate(() => {
+      const area = document.getElementById("text");
+      const at = area.value.indexOf("\n");
+      area.setSelectionRange(at, at);
+    });
+  } else {
+    await page.keyboard.press(where === "start" ? "Control+Home" : "Control+End");
+  }
   await page.keyboard.type(keys);
 }
 
@@ -97,26 +108,31 @@ test("three pages typing at once converge, and see each other and their carets",
   }
   await typeAt("ada", "start", "Shared notes.\n");
   await converged();
-  // At once: ada types at the start, bob and cy at the end, while scripts
-  // on bob's and cy's pages insert at the start and the end.
+  // At once: ada types at the start, bob at the end and cy at the end of the
+  // first line, while scripts on bob's and cy's pages insert at the start,
+  // where ada types. Each run of keystrokes stays whole: a caret stays after
+  // its own last character when text from elsewhere lands at it. (Two people
+  // who start typing at one spot, one after the other's first keys arrived,
+  // split the first one's run: that is the CRDT's order, so the runs here
+  // start at different places.)
   const runs = ["ada was here; ", " bob typed this.", " cy adds more!"];
+  const scripts = ["[bob's script] ", "[cy's script] "];
   await Promise.all([
     typeAt("ada", "start", runs[0]),
     typeAt("bob", "end", runs[1]),
-    typeAt("cy", "end", runs[2]),
-    call("bob", () => window.editor.edit(0, 0, "[bob's script] ")),
-    call("cy", () => window.editor.edit(window.editor.text().length, 0, " [cy's script]")),
+    typeAt("cy", "line-end", runs[2]),
+    call("bob", (s) => window.editor.edit(0, 0, s), scripts[0]),
+    call("cy", (s) => window.editor.edit(0, 0, s), scripts[1]),
   ]);
   const shared = await converged();
-  assertRuns(shared, [...runs, "Shared notes.\n", "[bob's script] ", " [cy's script]"]);
-  assert.equal(shared.length, "Shared notes.\n".length + runs.join("").length + "[bob's script] ".length + " [cy's script]".length);
+  assertRuns(shared, [...runs, ...scripts, "Shared notes. cy adds more!\n bob typed this."]);
+  assert.equal(shared.length, "Shared notes.\n".length + runs.join("").length + scripts.join("").length);
   // Each textarea shows the document.
   for (const name of NAMES) assert.equal(await call(name, () => window.editor.value()), shared);
 
   // Carets: where each page's own caret is, the two others show it.
   await pages.ada.click("#text");
-  await pages.ada.keyboard.press("Control+Home");
-  await pages.ada.keyboard.press("ArrowDown");
+  await pages.ada.keyboard.press("Control+End");
   await pages.ada.keyboard.type("!");
   await converged();
   const adaCaret = await call("ada", () => document.getElementById("text").selectionStart);
