@@ -199,11 +199,21 @@ impl HandlerDef {
         // Spanned on the name: a future that is not `Send` is reported there.
         let krate_at = krate.at(name.span());
         let future = quote_spanned! {name.span()=>
-            #krate_at::__private::Box::pin(async move {
+            async move {
                 <#ret_ty as #krate_at::__private::IntoReply<
                     <#event_ty as #krate_at::Event>::Reply,
                 >>::into_reply(#name::run(#(#args),*).await)
-            })
+            }
+        };
+
+        // Spanned on the name too: a future that is not `Send` misses this bound.
+        let inline_output = quote_spanned! {name.span()=>
+            impl ::core::future::Future<
+                Output = ::core::result::Result<
+                    ::core::option::Option<<#event_ty as #krate_at::Event>::Reply>,
+                    #krate_at::ErrorReply,
+                >,
+            > + ::core::marker::Send + 'static
         };
 
         // The body runs in a function of the handler's own name nested in
@@ -259,9 +269,19 @@ impl HandlerDef {
 
                 fn call(
                     &self,
-                    #ctx_param: #krate::Ctx,
+                    ctx: #krate::Ctx,
                     event: #event_ty,
                 ) -> #krate::HandlerFuture<<#event_ty as #krate::Event>::Reply> {
+                    #krate::__private::Box::pin(
+                        <Self as #krate::Handler>::call_inline(self, ctx, event),
+                    )
+                }
+
+                fn call_inline(
+                    &self,
+                    #ctx_param: #krate::Ctx,
+                    event: #event_ty,
+                ) -> #inline_output {
                     #future
                 }
             }

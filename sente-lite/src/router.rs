@@ -435,7 +435,7 @@ impl<H: Handler> HandlerRoute<H> {
     ) -> Result<DispatchFuture, ProtocolError> {
         let guard = req_id.map(|id| ctx.begin_request(id)).transpose()?;
         let codec = ctx.codec();
-        let running = AssertUnwindSafe(self.0.call(ctx.clone(), event)).catch_unwind();
+        let running = AssertUnwindSafe(self.0.call_inline(ctx.clone(), event)).catch_unwind();
         let started = std::time::Instant::now();
         Ok(Box::pin(async move {
             let result = match &guard {
