@@ -66,6 +66,10 @@ pub struct Cancellation {
 #[derive(Debug, Default)]
 struct Inner {
     cancelled: AtomicBool,
+    /// Whether the request is in its connection's set of requests in flight,
+    /// where the peer's `sl/cancel` finds it (a handler that finishes at its
+    /// first poll never is).
+    held: AtomicBool,
     /// The task polling the handler, woken so that it drops the handler.
     handler: AtomicWaker,
     /// Whoever waits in [`Cancellation::cancelled`].
@@ -108,6 +112,18 @@ impl Cancellation {
     /// Whether `other` is this very cancellation (not a copy of its state).
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Records that the request was put in its connection's set of requests
+    /// in flight.
+    pub(crate) fn mark_held(&self) {
+        self.inner.held.store(true, Ordering::Release);
+    }
+
+    /// Whether the request was put in its connection's set of requests in
+    /// flight.
+    pub(crate) fn is_held(&self) -> bool {
+        self.inner.held.load(Ordering::Acquire)
     }
 
     /// Sets the cancellation; `true` when this call set it.

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tungstenite::Message;
@@ -310,7 +310,33 @@ impl Ctx {
 
     /// Marks request `req_id` from the peer as in flight until the guard drops.
     pub(crate) fn begin_request(&self, req_id: RequestId) -> Result<InFlightGuard, ProtocolError> {
-        self.inner.in_flight.begin(&self.inner, req_id)
+        self.inner.in_flight.begin(&self.inner, req_id, false)
+    }
+
+    /// [`Ctx::begin_request`] for the connection's own dispatch, which holds
+    /// off while nothing is in flight: the request then goes into the set only
+    /// when the connection calls [`Ctx::hold_request`], which it does before
+    /// it reads the next frame unless the handler finished at its first poll.
+    /// Until then no other request can be in flight, so there is nothing to
+    /// check it against, and a handler that finishes at once never touches
+    /// the set.
+    pub(crate) fn begin_request_lazily(
+        &self,
+        req_id: RequestId,
+    ) -> Result<InFlightGuard, ProtocolError> {
+        self.inner.in_flight.begin(&self.inner, req_id, true)
+    }
+
+    /// Puts request `req_id`, begun by [`Ctx::begin_request_lazily`] and not
+    /// yet in the set, into the set of requests in flight.
+    pub(crate) fn hold_request(&self, req_id: RequestId, cancellation: &Cancellation) {
+        let in_flight = &self.inner.in_flight;
+        let mut ids = in_flight.lock();
+        if let std::collections::hash_map::Entry::Vacant(entry) = ids.entry(req_id) {
+            entry.insert(cancellation.clone());
+            cancellation.mark_held();
+            in_flight.held.store(ids.len(), Ordering::Release);
+        }
     }
 
     /// Cancels the peer's request `req_id` (its `sl/cancel`): its handler is
@@ -318,13 +344,11 @@ impl Ctx {
     /// (before the handler's task has seen it). `false` when no such request
     /// is in flight.
     pub(crate) fn cancel_request(&self, req_id: RequestId) -> bool {
-        let cancellation = self
-            .inner
-            .in_flight
-            .ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&req_id);
+        let in_flight = &self.inner.in_flight;
+        let mut ids = in_flight.lock();
+        let cancellation = ids.remove(&req_id);
+        in_flight.held.store(ids.len(), Ordering::Release);
+        drop(ids);
         cancellation.is_some_and(|c| c.cancel())
     }
 
@@ -532,6 +556,9 @@ struct InFlight {
     /// at most `max` of them are here, so speed matters more than SipHash's
     /// resistance to crafted keys.
     ids: Mutex<HashMap<RequestId, Cancellation, foldhash::fast::RandomState>>,
+    /// How many `ids` holds, written under its lock: read without it, to
+    /// skip the set while it is empty.
+    held: AtomicUsize,
 }
 
 impl InFlight {
@@ -539,23 +566,37 @@ impl InFlight {
         Self {
             max: max.max(1),
             ids: Mutex::new(HashMap::default()),
+            held: AtomicUsize::new(0),
         }
     }
 
+    fn lock(
+        &self,
+    ) -> MutexGuard<'_, HashMap<RequestId, Cancellation, foldhash::fast::RandomState>> {
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A guard for request `req_id`, in the set; when `lazily` and the set
+    /// is empty, a guard not yet in it (see [`Ctx::begin_request_lazily`]).
     fn begin(
         &self,
         owner: &Arc<CtxInner>,
         req_id: RequestId,
+        lazily: bool,
     ) -> Result<InFlightGuard, ProtocolError> {
-        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        if ids.len() >= self.max {
-            return Err(ProtocolError::TooManyRequests { max: self.max });
-        }
-        let std::collections::hash_map::Entry::Vacant(entry) = ids.entry(req_id) else {
-            return Err(ProtocolError::DuplicateRequest { req_id });
-        };
         let cancellation = Cancellation::new();
-        entry.insert(cancellation.clone());
+        if !(lazily && self.held.load(Ordering::Acquire) == 0) {
+            let mut ids = self.lock();
+            if ids.len() >= self.max {
+                return Err(ProtocolError::TooManyRequests { max: self.max });
+            }
+            let std::collections::hash_map::Entry::Vacant(entry) = ids.entry(req_id) else {
+                return Err(ProtocolError::DuplicateRequest { req_id });
+            };
+            entry.insert(cancellation.clone());
+            cancellation.mark_held();
+            self.held.store(ids.len(), Ordering::Release);
+        }
         Ok(InFlightGuard {
             owner: Arc::clone(owner),
             req_id,
@@ -580,12 +621,12 @@ impl InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let mut ids = self
-            .owner
-            .in_flight
-            .ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        // Never put in the set: nothing to take out.
+        if !self.cancellation.is_held() {
+            return;
+        }
+        let in_flight = &self.owner.in_flight;
+        let mut ids = in_flight.lock();
         // Only its own entry: a cancelled request left the set already, and
         // its id may be in flight again.
         if ids
@@ -593,6 +634,64 @@ impl Drop for InFlightGuard {
             .is_some_and(|c| c.same_as(&self.cancellation))
         {
             ids.remove(&self.req_id);
+            in_flight.held.store(ids.len(), Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(max_in_flight: usize) -> Ctx {
+        let (outbound, _queue) = Outbound::channel(ConnId(1), 8);
+        Ctx::new(ConnId(1), None, Codec::Json, outbound, max_in_flight)
+    }
+
+    fn held(ctx: &Ctx) -> usize {
+        ctx.inner.in_flight.lock().len()
+    }
+
+    #[test]
+    fn a_lazy_request_enters_the_set_only_when_held() {
+        let ctx = ctx(2);
+        // Finished at once: the set is never touched.
+        let done = ctx.begin_request_lazily(5).unwrap();
+        assert!(!done.cancellation().is_held());
+        assert!(!ctx.cancel_request(5), "not in the set, not cancellable");
+        drop(done);
+        assert_eq!(held(&ctx), 0);
+
+        // Still running after its first poll: held, then found as any other.
+        let running = ctx.begin_request_lazily(5).unwrap();
+        ctx.hold_request(5, running.cancellation());
+        assert!(running.cancellation().is_held());
+        assert_eq!(held(&ctx), 1);
+        assert!(matches!(
+            ctx.begin_request_lazily(5),
+            Err(ProtocolError::DuplicateRequest { .. })
+        ));
+        let other = ctx.begin_request_lazily(6).unwrap();
+        assert!(
+            other.cancellation().is_held(),
+            "checked against the set, and in it"
+        );
+        assert!(matches!(
+            ctx.begin_request_lazily(7),
+            Err(ProtocolError::TooManyRequests { max: 2 })
+        ));
+        drop(other);
+        assert_eq!(held(&ctx), 1);
+
+        // Cancelled: out of the set at once, and its guard leaves a new
+        // request of the same id alone.
+        assert!(ctx.cancel_request(5));
+        assert!(running.cancellation().is_cancelled());
+        let again = ctx.begin_request(5).unwrap();
+        drop(running);
+        assert_eq!(held(&ctx), 1);
+        drop(again);
+        assert_eq!(held(&ctx), 0);
+        assert_eq!(ctx.inner.in_flight.held.load(Ordering::Acquire), 0);
     }
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use tungstenite::Message;
 
+use crate::cancel::Cancellation;
+use crate::ctx::InFlightGuard;
 use crate::middleware::Middleware;
 use crate::protocol::{Control, ErrorReply, RequestId, codes};
 use crate::registry::{self, ClashError, EventRecord};
@@ -291,6 +293,23 @@ impl RouteTable {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
     ) -> Result<DispatchFuture, ProtocolError> {
+        self.dispatch_held(ctx, event, payload, req_id, false)
+            .map(|(running, _)| running)
+    }
+
+    /// [`RouteTable::dispatch`] for the connection's own loop: with `lazily`,
+    /// a request begun while no other is in flight is not put in the set of
+    /// requests in flight (see [`Ctx::begin_request_lazily`]); its
+    /// cancellation comes back beside the handler for the connection to
+    /// [`Ctx::hold_request`] it, if the handler does not finish at once.
+    pub(crate) fn dispatch_held(
+        &self,
+        ctx: &Ctx,
+        event: &EventRef<'_>,
+        payload: Payload<'_>,
+        req_id: Option<RequestId>,
+        lazily: bool,
+    ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError> {
         let route = self
             .lookup(event)
             .ok_or_else(|| ProtocolError::UnknownEvent {
@@ -309,8 +328,8 @@ impl RouteTable {
             }
             _ => {}
         }
-        let running = route.call.dispatch(ctx, payload, req_id)?;
-        Ok(self.layered(ctx, route.info.id, req_id, running))
+        let (running, unheld) = route.call.dispatch(ctx, payload, req_id, lazily)?;
+        Ok((self.layered(ctx, route.info.id, req_id, running), unheld))
     }
 
     /// `running` inside the router's middleware, if it has any.
@@ -346,7 +365,9 @@ impl RouteTable {
                 id: route.info.id,
                 req_id,
                 deadline_ms,
-                started: started.map(|running| self.layered(ctx, route.info.id, req_id, running)),
+                started: started.map(|(running, unheld)| {
+                    (self.layered(ctx, route.info.id, req_id, running), unheld)
+                }),
             })
     }
 
@@ -379,15 +400,16 @@ pub(crate) struct FastDispatch {
     pub(crate) req_id: Option<RequestId>,
     /// The request's deadline in milliseconds (never 0: those take the general path).
     pub(crate) deadline_ms: Option<u32>,
-    /// The running handler, or why it could not start (a request id already in
-    /// flight, too many in flight).
-    pub(crate) started: Result<DispatchFuture, ProtocolError>,
+    /// The running handler and, for a request not yet among those in flight,
+    /// its cancellation (see [`RouteTable::dispatch_held`]); or why it could
+    /// not start (a request id already in flight, too many in flight).
+    pub(crate) started: Result<(DispatchFuture, Option<Cancellation>), ProtocolError>,
 }
 
 type FastStart = (
     Option<RequestId>,
     Option<u32>,
-    Result<DispatchFuture, ProtocolError>,
+    Result<(DispatchFuture, Option<Cancellation>), ProtocolError>,
 );
 
 trait ErasedRoute: Send + Sync {
@@ -396,7 +418,8 @@ trait ErasedRoute: Send + Sync {
         ctx: &Ctx,
         payload: Payload<'_>,
         req_id: Option<RequestId>,
-    ) -> Result<DispatchFuture, ProtocolError>;
+        lazily: bool,
+    ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError>;
 
     fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastStart>;
 }
@@ -409,9 +432,10 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
         ctx: &Ctx,
         payload: Payload<'_>,
         req_id: Option<RequestId>,
-    ) -> Result<DispatchFuture, ProtocolError> {
+        lazily: bool,
+    ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError> {
         let event: H::Event = payload.decode(<H::Event as Event>::ID)?;
-        self.start(ctx, event, req_id)
+        self.start(ctx, event, req_id, lazily)
     }
 
     fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastStart> {
@@ -420,24 +444,35 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
         if !kind_fits || frame.deadline_ms == Some(0) {
             return None;
         }
-        let started = self.start(ctx, frame.payload, frame.req_id);
+        let started = self.start(ctx, frame.payload, frame.req_id, true);
         Some((frame.req_id, frame.deadline_ms, started))
     }
 }
 
 impl<H: Handler> HandlerRoute<H> {
-    /// Starts the handler on a decoded event.
+    /// Starts the handler on a decoded event; `lazily`, as
+    /// [`RouteTable::dispatch_held`].
     fn start(
         &self,
         ctx: &Ctx,
         event: H::Event,
         req_id: Option<RequestId>,
-    ) -> Result<DispatchFuture, ProtocolError> {
-        let guard = req_id.map(|id| ctx.begin_request(id)).transpose()?;
+        lazily: bool,
+    ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError> {
+        let guard = match req_id {
+            Some(id) if lazily => Some(ctx.begin_request_lazily(id)?),
+            Some(id) => Some(ctx.begin_request(id)?),
+            None => None,
+        };
+        let unheld = guard
+            .as_ref()
+            .map(InFlightGuard::cancellation)
+            .filter(|c| !c.is_held())
+            .cloned();
         let codec = ctx.codec();
         let running = AssertUnwindSafe(self.0.call_inline(ctx.clone(), event)).catch_unwind();
         let started = std::time::Instant::now();
-        Ok(Box::pin(async move {
+        let running: DispatchFuture = Box::pin(async move {
             let result = match &guard {
                 // A request's handler is dropped when the request stops
                 // being wanted (the peer's `sl/cancel`).
@@ -494,6 +529,7 @@ impl<H: Handler> HandlerRoute<H> {
                     elapsed: started.elapsed(),
                 }),
             }
-        }))
+        });
+        Ok((running, unheld))
     }
 }

@@ -7,6 +7,7 @@ use tungstenite::Message;
 
 use super::Side;
 use super::line::Job;
+use crate::cancel::Cancellation;
 use crate::codec::EventRef;
 use crate::protocol::{Control, ErrorReply, RequestId, codes};
 use crate::router::DispatchFuture;
@@ -49,9 +50,10 @@ pub(super) fn handle_frame(
         && let Some(fast) = routes.dispatch_json(ctx, text.as_str())
     {
         counters.events.inbound(fast.id, size);
-        let running = fast.started.map_err(|e| (e, fast.req_id))?;
+        let (running, unheld) = fast.started.map_err(|e| (e, fast.req_id))?;
         return Ok(Action::Start(started(
             running,
+            unheld,
             ctx,
             counters,
             Start {
@@ -92,15 +94,17 @@ pub(super) fn handle_frame(
                 size,
                 req_id: None,
                 deadline: None,
+                unheld: None,
             })
         }))
     };
     let route = |event: EventRef<'_>, payload, req_id, deadline_ms| {
         routes
-            .dispatch(ctx, &event, payload, req_id)
-            .map(|running| {
+            .dispatch_held(ctx, &event, payload, req_id, true)
+            .map(|(running, unheld)| {
                 Action::Start(started(
                     running,
+                    unheld,
                     ctx,
                     counters,
                     Start {
@@ -233,13 +237,20 @@ fn traced(
 /// and deadline. The deadline counts from the frame's arrival: a request that
 /// waited past it is answered `deadline-exceeded` without running, and one that
 /// runs past it is cut off with the same answer.
-fn started(running: DispatchFuture, ctx: &Ctx, counters: &Counters, start: Start) -> Job {
+fn started(
+    running: DispatchFuture,
+    unheld: Option<Cancellation>,
+    ctx: &Ctx,
+    counters: &Counters,
+    start: Start,
+) -> Job {
     let running = traced(running, start.event, start.req_id, start.size);
     let job = |running, deadline| Job {
         running,
         size: start.size,
         req_id: start.req_id,
         deadline,
+        unheld,
     };
     let Some(req_id) = start.req_id else {
         return job(running, None);

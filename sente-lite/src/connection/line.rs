@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use crate::RequestId;
 use crate::router::DispatchFuture;
+use crate::{Cancellation, Ctx, RequestId};
 
 /// Work decoded from one frame, ready to run.
 pub(super) struct Job {
@@ -25,6 +25,20 @@ pub(super) struct Job {
     pub(super) req_id: Option<RequestId>,
     /// A request with a deadline: its id, and when the deadline passes.
     pub(super) deadline: Option<(RequestId, Instant)>,
+    /// A request not yet among those in flight: its cancellation, for
+    /// [`Job::hold`].
+    pub(super) unheld: Option<Cancellation>,
+}
+
+impl Job {
+    /// Puts a request begun lazily among the requests in flight, where the
+    /// peer's `sl/cancel` finds it: done before the next frame is read, unless
+    /// its handler finished at its first poll.
+    pub(super) fn hold(&mut self, ctx: &Ctx) {
+        if let (Some(req_id), Some(cancellation)) = (self.req_id, self.unheld.take()) {
+            ctx.hold_request(req_id, &cancellation);
+        }
+    }
 }
 
 /// Jobs waiting for a handler slot.

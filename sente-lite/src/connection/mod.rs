@@ -754,19 +754,21 @@ where
                             line.remove(req_id);
                         }
                     }
-                    Ok(Action::Start(job)) => {
+                    Ok(Action::Start(mut job)) => {
                         if line.is_empty() && tasks.len() < config.max_concurrent_handlers {
                             // Most handlers finish at their first poll: done
-                            // here, they need no place among the running.
-                            let mut running = job.running;
+                            // here, they need no place among the running, and
+                            // a request none among those in flight.
                             if writer.has_room()
-                                && let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(running.as_mut().poll(cx))).await
+                                && let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(job.running.as_mut().poll(cx))).await
                             {
                                 finished(done, counters, &mut writer, queue);
                             } else {
-                                tasks.push(running);
+                                job.hold(&ctx);
+                                tasks.push(job.running);
                             }
                         } else {
+                            job.hold(&ctx);
                             if let Some((_, at)) = job.deadline {
                                 arm!(at);
                             }

@@ -72,7 +72,8 @@ pub(super) struct Writer {
     batch: VecDeque<Message>,
     /// Handed to the socket and not yet flushed.
     unflushed: bool,
-    /// When the write in progress began.
+    /// When the write in progress first waited for the socket (a write the
+    /// socket takes at once never reads the clock).
     since: Option<Instant>,
     /// The engine's own frames, in order.
     own: VecDeque<Own>,
@@ -136,7 +137,7 @@ impl Writer {
         !self.batch.is_empty() || self.unflushed
     }
 
-    /// When the write in progress began.
+    /// When the write in progress first waited for the socket.
     pub(super) fn busy_since(&self) -> Option<Instant> {
         self.since
     }
@@ -234,7 +235,6 @@ impl Writer {
         self.taken += 1;
         self.spend();
         self.add(message, counters);
-        self.since.get_or_insert_with(Instant::now);
     }
 
     /// Fills the next write from the own frames and the queue, in order. Returns
@@ -260,9 +260,6 @@ impl Writer {
             self.spend();
             bytes += message.len();
             self.add(message, counters);
-        }
-        if self.busy() {
-            self.since.get_or_insert_with(Instant::now);
         }
         self.busy()
     }
@@ -304,6 +301,21 @@ impl Writer {
     /// Drives the write in progress: hands the batch to the socket, then flushes.
     /// Ready once all of it is flushed (or the socket failed).
     pub(super) fn poll_write<S>(
+        &mut self,
+        ws: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), tungstenite::Error>>
+    where
+        S: Sink<Message, Error = tungstenite::Error> + Unpin,
+    {
+        let polled = self.poll_write_batch(ws, cx);
+        if polled.is_pending() {
+            self.since.get_or_insert_with(Instant::now);
+        }
+        polled
+    }
+
+    fn poll_write_batch<S>(
         &mut self,
         ws: &mut S,
         cx: &mut Context<'_>,
