@@ -13,6 +13,7 @@ mod close;
 mod direct;
 mod frame;
 mod line;
+mod outgoing;
 mod park;
 mod writer;
 

@@ -12,7 +12,9 @@
 //!   they are handed up as tungstenite would hand them up, and the
 //!   connection stays parked; else a WebSocket with its read buffer is made
 //!   and reads them first.
-//! - A write to a parked connection (a ping, a publication, a reply) makes a
+//! - Text and binary frames (a heartbeat's `sl/ping`, a publication, a reply)
+//!   are written without tungstenite (see [`super::outgoing`]), so a parked
+//!   connection writes them as it is. Any other frame (a close) makes a
 //!   WebSocket without a read buffer, which is let go as soon as the write is
 //!   out ([`Transport::park`] with `reading: false`).
 //! - A WebSocket that reads is let go when the engine has heard nothing for
@@ -38,6 +40,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::close::{Transport, discard_from};
 use super::direct;
+use super::outgoing::Outgoing;
 
 /// Bytes a parked connection reads when its peer speaks: room for a whole
 /// `["sl/pong", n]` frame (19 bytes for small `n`), which is then read
@@ -206,6 +209,9 @@ pub(crate) struct Tracked<IO> {
     /// The last bytes read straight did not begin with a small frame: read
     /// through tungstenite until it hands over a small message again.
     large: bool,
+    /// Text and binary frames written without tungstenite, written before
+    /// anything tungstenite writes.
+    out: Outgoing,
 }
 
 impl<IO: AsyncRead + Unpin> Tracked<IO> {
@@ -224,6 +230,7 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             spill: Vec::new(),
             spill_at: 0,
             large: false,
+            out: Outgoing::default(),
         }
     }
 
@@ -390,13 +397,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     }
 }
 
+/// What tungstenite writes goes after the frames written without it.
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        ready!(this.out.poll_write(&mut this.io, cx))?;
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -404,7 +414,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        ready!(this.out.poll_write(&mut this.io, cx))?;
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -412,11 +424,15 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.out.poll_write(&mut this.io, cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.out.poll_write(&mut this.io, cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -444,6 +460,11 @@ enum State<IO> {
 pub(crate) struct Parkable<IO> {
     state: State<IO>,
     config: WebSocketConfig,
+    /// tungstenite was given a message it may not have written yet (it has
+    /// not flushed since).
+    unflushed: bool,
+    /// tungstenite was given a close frame: whatever follows is its to refuse.
+    closed: bool,
 }
 
 impl<IO> Parkable<IO>
@@ -456,7 +477,32 @@ where
         Self {
             state: State::Parked(Tracked::new(io)),
             config,
+            unflushed: false,
+            closed: false,
         }
+    }
+
+    /// The stream under the WebSocket, if the connection is not over.
+    fn tracked(&mut self) -> Option<&mut Tracked<IO>> {
+        match &mut self.state {
+            State::Parked(io) => Some(io),
+            State::Open { ws, .. } => Some(ws.get_mut()),
+            State::Gone => None,
+        }
+    }
+
+    /// Whether a text or binary frame may be written without tungstenite:
+    /// tungstenite holds nothing it may have started to write (no message
+    /// since its last flush, no pong or close reply it owes) and neither
+    /// side has closed. It is then written before whatever tungstenite
+    /// writes next, which is the order in which they came.
+    fn writes_itself(&self) -> bool {
+        let io = match &self.state {
+            State::Parked(io) => io,
+            State::Open { ws, .. } => ws.get_ref(),
+            State::Gone => return false,
+        };
+        !self.unflushed && !self.closed && !io.pong_owed && !io.closing
     }
 
     /// Makes the WebSocket of a parked connection: with its read buffer when
@@ -574,10 +620,13 @@ where
                     ready!(ws.get_mut().poll_peek(cx));
                     match ws.poll_flush_unpin(cx) {
                         Poll::Ready(Ok(())) => {
+                            this.unflushed = false;
                             if let State::Open { ws, .. } =
                                 std::mem::replace(&mut this.state, State::Gone)
                             {
-                                this.state = State::Parked(ws.into_inner());
+                                let mut io = ws.into_inner();
+                                io.out.release();
+                                this.state = State::Parked(io);
                             }
                         }
                         Poll::Ready(Err(err)) => return Poll::Ready(Some(Err(err))),
@@ -602,17 +651,54 @@ where
     type Error = tungstenite::Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.get_mut().writer()?.poll_ready_unpin(cx)
+        let this = self.get_mut();
+        let write_buffer_size = this.config.write_buffer_size;
+        if let Some(io) = this.tracked()
+            && io.out.unwritten() >= write_buffer_size
+        {
+            // As tungstenite does with its write buffer.
+            ready!(io.out.poll_write(&mut io.io, cx))?;
+        }
+        match &mut this.state {
+            State::Open { ws, .. } => ws.poll_ready_unpin(cx),
+            State::Parked(_) => Poll::Ready(Ok(())),
+            State::Gone => Poll::Ready(Err(tungstenite::Error::AlreadyClosed)),
+        }
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.get_mut().writer()?.start_send_unpin(item)
+        let this = self.get_mut();
+        let writes_itself = this.writes_itself();
+        let item = match this.tracked() {
+            Some(io) if writes_itself => match io.out.push(item) {
+                Ok(()) => return Ok(()),
+                Err(other) => other,
+            },
+            _ => item,
+        };
+        if matches!(item, Message::Close(_)) {
+            this.closed = true;
+        }
+        this.unflushed = true;
+        this.writer()?.start_send_unpin(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match &mut self.get_mut().state {
-            State::Open { ws, .. } => ws.poll_flush_unpin(cx),
-            State::Parked(_) => Poll::Ready(Ok(())),
+        let this = self.get_mut();
+        let tungstenite_holds = !this.writes_itself();
+        match &mut this.state {
+            // tungstenite's flush writes the frames written without it first.
+            State::Open { ws, .. } if tungstenite_holds => {
+                ready!(ws.poll_flush_unpin(cx))?;
+                this.unflushed = false;
+                Poll::Ready(Ok(()))
+            }
+            State::Open { ws, .. } => Pin::new(ws.get_mut()).poll_flush(cx).map_err(Into::into),
+            State::Parked(io) => {
+                ready!(Pin::new(&mut *io).poll_flush(cx))?;
+                io.out.release();
+                Poll::Ready(Ok(()))
+            }
             State::Gone => Poll::Ready(Err(tungstenite::Error::AlreadyClosed)),
         }
     }
@@ -651,8 +737,11 @@ where
         if !matches!(ws.poll_flush_unpin(cx), Poll::Ready(Ok(()))) {
             return false;
         }
+        self.unflushed = false;
         if let State::Open { ws, .. } = std::mem::replace(&mut self.state, State::Gone) {
-            self.state = State::Parked(ws.into_inner());
+            let mut io = ws.into_inner();
+            io.out.release();
+            self.state = State::Parked(io);
         }
         true
     }
@@ -897,5 +986,58 @@ mod tests {
         let mut pong = [0; 3];
         client.read_exact(&mut pong).await.unwrap();
         assert_eq!(&pong, b"\x8a\x01p");
+    }
+
+    #[tokio::test]
+    async fn frames_written_without_tungstenite_keep_their_order_with_its_own() {
+        use futures_util::SinkExt as _;
+        use tokio_tungstenite::WebSocketStream;
+        use tungstenite::protocol::Role;
+        use tungstenite::protocol::frame::coding::CloseCode;
+
+        // A pipe of a few bytes: every write is cut short.
+        let (server, client) = tokio::io::duplex(5);
+        let mut parkable = Parkable::new(server, WebSocketConfig::default());
+        let big = "b".repeat(70_000);
+        let close = Message::Close(Some(tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "done".into(),
+        }));
+        let sent = vec![
+            Message::text("one"),
+            Message::binary(vec![2; 300]),
+            Message::Ping("p".into()),
+            Message::text(big.clone()),
+            Message::text("after the ping"),
+            close.clone(),
+        ];
+        let reader = tokio::spawn(async move {
+            let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            let mut got = Vec::new();
+            while let Some(Ok(message)) = client.next().await {
+                let closing = matches!(message, Message::Close(_));
+                got.push(message);
+                if closing {
+                    break;
+                }
+            }
+            got
+        });
+        let mut sending = sent.clone().into_iter();
+        for message in sending.by_ref().take(2) {
+            parkable.feed(message).await.unwrap();
+        }
+        assert!(parkable.parked(), "data frames need no WebSocket");
+        // The ping goes through tungstenite, after the frames before it.
+        parkable.feed(sending.next().unwrap()).await.unwrap();
+        parkable.flush().await.unwrap();
+        // Then data frames without it again, and its close after them.
+        for message in sending {
+            parkable.feed(message).await.unwrap();
+        }
+        parkable.flush().await.unwrap();
+        // Written after the close, a data frame is refused as tungstenite refuses it.
+        assert!(parkable.send(Message::text("late")).await.is_err());
+        assert_eq!(reader.await.unwrap(), sent);
     }
 }

@@ -379,8 +379,9 @@ pub struct Limits {
     /// Default 1 s. A parked connection is a byte stream and a task: it
     /// waits for the peer with 32 bytes of room, reads a whole small frame
     /// that arrives in them (a heartbeat's `sl/pong`) without its buffers,
-    /// and makes them again when the peer says more; what the server sends
-    /// it goes out through a WebSocket without a read buffer, let go as soon
+    /// and makes them again when the peer says more; the text and binary
+    /// frames the server sends it are written as it is, and any other frame
+    /// (a close) through a WebSocket without a read buffer, let go as soon
     /// as the write is out.
     /// Nothing of this shows on the wire. Longer keeps busy connections'
     /// buffers between bursts, at the cost of memory.
