@@ -132,13 +132,14 @@ impl Outgoing {
                 let slices = &slices[..count];
                 let total: usize = slices.iter().map(|slice| slice.len()).sum();
                 let polled = if total <= GATHER {
-                    let mut gathered = [0u8; GATHER];
-                    let mut at = 0;
+                    // Uninitialised room, filled through tokio's `ReadBuf`:
+                    // no zeroing.
+                    let mut room = [std::mem::MaybeUninit::<u8>::uninit(); GATHER];
+                    let mut gathered = tokio::io::ReadBuf::uninit(&mut room);
                     for slice in slices {
-                        gathered[at..at + slice.len()].copy_from_slice(slice);
-                        at += slice.len();
+                        gathered.put_slice(slice);
                     }
-                    Pin::new(&mut *io).poll_write(cx, &gathered[..at])
+                    Pin::new(&mut *io).poll_write(cx, gathered.filled())
                 } else if io.is_write_vectored() {
                     Pin::new(&mut *io).poll_write_vectored(cx, slices)
                 } else {
