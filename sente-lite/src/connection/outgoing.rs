@@ -111,52 +111,62 @@ impl Outgoing {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.frames.is_empty() {
-            let n = {
+            let mut total = 0;
+            self.each_part(|part| {
+                total += part.len();
+                total <= GATHER
+            });
+            let polled = if total <= GATHER {
+                // Copied together into uninitialised room, filled through
+                // tokio's `ReadBuf` (no zeroing), for one plain write.
+                let mut room = [std::mem::MaybeUninit::<u8>::uninit(); GATHER];
+                let mut gathered = tokio::io::ReadBuf::uninit(&mut room);
+                self.each_part(|part| {
+                    gathered.put_slice(part);
+                    true
+                });
+                Pin::new(&mut *io).poll_write(cx, gathered.filled())
+            } else {
                 let mut slices = [IoSlice::new(&[]); SLICES];
                 let mut count = 0;
-                let mut skip = self.written;
-                for frame in &self.frames {
-                    for part in [frame.head(), &frame.payload[..]] {
-                        if skip >= part.len() {
-                            skip -= part.len();
-                            continue;
-                        }
-                        slices[count] = IoSlice::new(&part[skip..]);
-                        skip = 0;
-                        count += 1;
-                    }
-                    if count + 2 > SLICES {
-                        break;
-                    }
-                }
-                let slices = &slices[..count];
-                let total: usize = slices.iter().map(|slice| slice.len()).sum();
-                let polled = if total <= GATHER {
-                    // Uninitialised room, filled through tokio's `ReadBuf`:
-                    // no zeroing.
-                    let mut room = [std::mem::MaybeUninit::<u8>::uninit(); GATHER];
-                    let mut gathered = tokio::io::ReadBuf::uninit(&mut room);
-                    for slice in slices {
-                        gathered.put_slice(slice);
-                    }
-                    Pin::new(&mut *io).poll_write(cx, gathered.filled())
-                } else if io.is_write_vectored() {
-                    Pin::new(&mut *io).poll_write_vectored(cx, slices)
+                self.each_part(|part| {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
+                    count < SLICES
+                });
+                if io.is_write_vectored() {
+                    Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
                 } else {
-                    Pin::new(&mut *io).poll_write(cx, slices[0].as_ref())
-                };
-                match polled {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                    }
-                    Poll::Ready(Ok(n)) => n,
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => return Poll::Pending,
+                    Pin::new(&mut *io).poll_write(cx, &slices[0])
                 }
+            };
+            let n = match polled {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
             };
             self.advance(n);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Hands `f` what is left to write, part by part (a header, a payload),
+    /// in order, while it returns `true`.
+    fn each_part<'a>(&'a self, mut f: impl FnMut(&'a [u8]) -> bool) {
+        let mut skip = self.written;
+        for frame in &self.frames {
+            for part in [frame.head(), &frame.payload[..]] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                if !f(&part[skip..]) {
+                    return;
+                }
+                skip = 0;
+            }
+        }
     }
 
     /// Takes `n` written bytes off the front.
