@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
@@ -28,6 +28,11 @@ pub(crate) struct Queue {
     /// queue is half empty again.
     room: tokio::sync::Notify,
     room_wanted: AtomicBool,
+    /// How many messages `state` holds, written under its lock: the receiver
+    /// reads it without the lock to pass an empty queue by.
+    queued: AtomicUsize,
+    /// Whether no sender is left, written under the lock as `queued` is.
+    orphaned: AtomicBool,
 }
 
 struct State {
@@ -64,6 +69,8 @@ impl Queue {
             max_bytes,
             room: tokio::sync::Notify::new(),
             room_wanted: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            orphaned: AtomicBool::new(false),
         })
     }
 
@@ -80,7 +87,12 @@ impl Queue {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Records how many messages `state` holds (see `queued`).
+    fn count(&self, state: &State) {
+        self.queued.store(state.items.len(), Ordering::Release);
     }
 
     pub(crate) fn push(&self, message: Message) -> Result<(), PushError> {
@@ -102,6 +114,7 @@ impl Queue {
             }
             state.bytes += size;
             state.items.push_back(message);
+            self.count(&state);
         }
         self.receiver.wake();
         Ok(())
@@ -140,7 +153,9 @@ impl Queue {
 
     /// Counts one more sender.
     pub(crate) fn add_sender(&self) {
-        self.lock().senders += 1;
+        let mut state = self.lock();
+        state.senders += 1;
+        self.orphaned.store(false, Ordering::Release);
     }
 
     /// Counts one sender less; the receiver learns when none is left.
@@ -148,6 +163,7 @@ impl Queue {
         let last = {
             let mut state = self.lock();
             state.senders -= 1;
+            self.orphaned.store(state.senders == 0, Ordering::Release);
             state.senders == 0
         };
         if last {
@@ -187,12 +203,17 @@ impl OutboundReceiver {
     /// The next message, or registers `cx` to be woken when one is queued;
     /// `Ready(None)` once the queue is empty and every sender is gone.
     pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Message>> {
-        // Registered before looking, so a message queued in between is not
-        // missed; one lock either way.
+        // Registered before looking, so a message queued in between (or the
+        // last sender gone) is not missed: it wakes the task. An empty queue
+        // with senders is passed by without the lock.
         self.queue.receiver.register(cx.waker());
+        if self.queue.len() == 0 && !self.queue.orphaned.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
         let mut state = self.queue.lock();
         match Queue::pop(&mut state) {
             Some(message) => {
+                self.queue.count(&state);
                 self.queue.taken(&state);
                 Poll::Ready(Some(message))
             }
@@ -223,12 +244,19 @@ impl OutboundReceiver {
             }
             kept
         });
+        self.queue.count(&state);
     }
 
     /// The next message if one is queued.
     pub fn try_recv(&mut self) -> Option<Message> {
+        // Nothing queued: no lock. A message queued just after this look is
+        // there for the next call, as if it had come just after the lock.
+        if self.queue.len() == 0 {
+            return None;
+        }
         let mut state = self.queue.lock();
         let message = Queue::pop(&mut state);
+        self.queue.count(&state);
         self.queue.taken(&state);
         message
     }
@@ -250,6 +278,7 @@ impl Drop for OutboundReceiver {
         state.receiver_alive = false;
         state.items = VecDeque::new();
         state.bytes = 0;
+        self.queue.count(&state);
         drop(state);
         // Senders waiting for room learn that none will come.
         self.queue.room.notify_waiters();
@@ -286,6 +315,26 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.store(true, Ordering::SeqCst);
         }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_learns_of_the_last_sender_going() {
+        let (tx, mut rx) = Outbound::channel(ConnId(3), 2);
+        let second = tx.clone();
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = std::pin::pin!(rx.recv());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(tx);
+        assert!(!woken.0.load(Ordering::SeqCst), "a sender is left");
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(second);
+        assert!(
+            woken.0.load(Ordering::SeqCst),
+            "the last sender's going woke it"
+        );
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(None));
     }
 
     #[tokio::test]
