@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tungstenite::Message;
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Slices handed to one vectored write: a header and a payload a frame.
 const SLICES: usize = 64;
@@ -36,24 +38,17 @@ struct Frame {
 impl Frame {
     /// A final, unmasked text or binary frame of `payload`.
     fn new(text: bool, payload: Bytes) -> Self {
-        let mut head = [0u8; 10];
-        head[0] = if text { 0x81 } else { 0x82 };
-        let len = payload.len();
-        let head_len = if len < 126 {
-            head[1] = len as u8;
-            2
-        } else if let Ok(short) = u16::try_from(len) {
-            head[1] = 126;
-            head[2..4].copy_from_slice(&short.to_be_bytes());
-            4
-        } else {
-            head[1] = 127;
-            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
+        let header = FrameHeader {
+            opcode: OpCode::Data(if text { Data::Text } else { Data::Binary }),
+            ..FrameHeader::default()
         };
+        let len = payload.len() as u64;
+        let mut head = [0u8; 10];
+        // An unmasked header is at most 10 bytes: writing it cannot fail.
+        let _ = header.format(len, &mut &mut head[..]);
         Self {
             head,
-            head_len,
+            head_len: header.len(len) as u8,
             payload,
         }
     }
