@@ -1,14 +1,24 @@
-//! Whole small client frames read without tungstenite.
+//! Whole client data frames read without tungstenite.
 //!
-//! Most of what a realtime peer sends is small, whole, unfragmented text or
-//! binary frames. tungstenite reads through a buffer of its own (4 KiB by
-//! default) whose free room it zeroes before every read; a server connection
-//! that reads such a frame straight from the socket, into a buffer on the
-//! stack, hands up the same message for less (see [`super::park`] for when it
-//! may). [`small_frame`] says whether the bytes at hand begin with such a
-//! frame, and decodes it exactly as tungstenite would; anything else is left
-//! to tungstenite, which answers it as it always does.
+//! Most of what a realtime peer sends is whole, unfragmented text or binary
+//! frames. tungstenite reads through a buffer of its own (4 KiB by default)
+//! whose free room it zeroes before every read, then copies each frame's
+//! payload out of it; a frame of 16 KiB takes it five reads. A server
+//! connection that reads such a frame straight from the socket hands up the
+//! same message for less (see [`super::park`] for when it may):
+//!
+//! - [`small_frame`]: a whole frame of at most [`DIRECT`] bytes at the front
+//!   of the bytes at hand (read into a buffer on the stack), decoded exactly
+//!   as tungstenite would.
+//! - [`LargeFrame`]: any longer text or binary frame whose header is at
+//!   hand, read into a buffer of its own that grows as its bytes come, one
+//!   read for all that the socket has of it.
+//!
+//! Anything else is left to tungstenite, which answers it as it always does;
+//! so is a large frame that cannot be finished (the stream ends or fails in
+//! it, or its text is not UTF-8): its bytes, as they came, go to tungstenite.
 
+use bytes::{BufMut as _, Bytes};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, Utf8Bytes};
 
@@ -16,13 +26,27 @@ use tungstenite::{Message, Utf8Bytes};
 /// of this many bytes on the stack.
 pub(super) const DIRECT: usize = 512;
 
-/// The message of the whole frame at the front of `bytes` and its length
-/// in bytes, if it is one tungstenite, as a server between messages, would
-/// hand over as it is: a final text or binary frame, masked, with no
-/// reserved bit, a 7- or 16-bit length, within `config`'s limits, and for
-/// text valid UTF-8. `None` for anything else: a control frame, a fragment,
-/// a frame not all here, one tungstenite would refuse.
-pub(super) fn small_frame(bytes: &[u8], config: &WebSocketConfig) -> Option<(Message, usize)> {
+/// A large frame's buffer starts at most this long (or its own length, if
+/// less) and doubles as the frame's bytes come, up to its length: a header
+/// alone does not make the connection hold more.
+const FIRST_ROOM: usize = 64 * 1024;
+
+/// The header of a data frame tungstenite, as a server between messages,
+/// would hand over as it is once whole.
+struct DataHeader {
+    text: bool,
+    /// The payload's length.
+    len: usize,
+    mask: [u8; 4],
+    /// The header's own length.
+    header_len: usize,
+}
+
+/// The header at the front of `bytes`, if it is all here and begins a final
+/// text or binary frame, masked, with no reserved bit, within `config`'s
+/// limits. `None` for anything else: a control frame, a fragment, a header
+/// cut short, a frame tungstenite would refuse.
+fn data_header(bytes: &[u8], config: &WebSocketConfig) -> Option<DataHeader> {
     let (&[first, second], rest) = bytes.split_first_chunk::<2>()?;
     let text = match first {
         0x81 => true,
@@ -35,21 +59,39 @@ pub(super) fn small_frame(bytes: &[u8], config: &WebSocketConfig) -> Option<(Mes
     let (len, rest) = match second & 0x7F {
         126 => {
             let (len, rest) = rest.split_first_chunk::<2>()?;
-            (usize::from(u16::from_be_bytes(*len)), rest)
+            (u64::from(u16::from_be_bytes(*len)), rest)
         }
-        127 => return None,
-        short => (usize::from(short), rest),
+        127 => {
+            let (len, rest) = rest.split_first_chunk::<8>()?;
+            (u64::from_be_bytes(*len), rest)
+        }
+        short => (u64::from(short), rest),
     };
+    let len = usize::try_from(len).ok()?;
     if config.max_frame_size.is_some_and(|max| len > max)
         || config.max_message_size.is_some_and(|max| len > max)
     {
         return None;
     }
-    let (mask, rest) = rest.split_first_chunk::<4>()?;
-    let masked = rest.get(..len)?;
-    let used = bytes.len() - rest.len() + len;
-    let payload = unmasked(masked, *mask);
-    let message = if text {
+    let (&mask, rest) = rest.split_first_chunk::<4>()?;
+    Some(DataHeader {
+        text,
+        len,
+        mask,
+        header_len: bytes.len() - rest.len(),
+    })
+}
+
+/// The message of the whole frame at the front of `bytes` and its length
+/// in bytes, if it is one tungstenite, as a server between messages, would
+/// hand over as it is (see [`data_header`]), and for text valid UTF-8.
+/// `None` for anything else, or a frame not all here.
+pub(super) fn small_frame(bytes: &[u8], config: &WebSocketConfig) -> Option<(Message, usize)> {
+    let header = data_header(bytes, config)?;
+    let used = header.header_len.checked_add(header.len)?;
+    let masked = bytes.get(header.header_len..used)?;
+    let payload = unmasked(masked, header.mask);
+    let message = if header.text {
         Message::Text(Utf8Bytes::try_from(payload).ok()?)
     } else {
         Message::Binary(payload.into())
@@ -60,17 +102,122 @@ pub(super) fn small_frame(bytes: &[u8], config: &WebSocketConfig) -> Option<(Mes
 /// `masked` with the client's mask taken off.
 fn unmasked(masked: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut payload = masked.to_vec();
-    let key = u32::from_ne_bytes(mask);
-    let mut words = payload.chunks_exact_mut(4);
-    for word in &mut words {
-        let mut bytes = [0; 4];
-        bytes.copy_from_slice(word);
-        word.copy_from_slice(&(u32::from_ne_bytes(bytes) ^ key).to_ne_bytes());
-    }
-    for (byte, key) in words.into_remainder().iter_mut().zip(mask) {
-        *byte ^= key;
-    }
+    toggle_mask(&mut payload, mask);
     payload
+}
+
+/// Applies the client's mask to `payload` (which takes it off, or puts it
+/// back on).
+fn toggle_mask(payload: &mut [u8], mask: [u8; 4]) {
+    let key = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut words = payload.chunks_exact_mut(8);
+    for word in &mut words {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ key).to_ne_bytes());
+    }
+    // The remainder starts on a multiple of 4, where the mask starts over.
+    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+}
+
+/// A text or binary frame read straight from the socket, begun by
+/// [`LargeFrame::begin`] and read on with [`LargeFrame::room`] until
+/// [`LargeFrame::whole`].
+#[derive(Debug)]
+pub(super) struct LargeFrame {
+    /// The header, as it came.
+    header: [u8; 14],
+    header_len: u8,
+    mask: [u8; 4],
+    text: bool,
+    /// The payload's length.
+    len: usize,
+    /// The payload so far, still masked; then whatever came after the
+    /// frame in its last read.
+    payload: Vec<u8>,
+}
+
+impl LargeFrame {
+    /// The frame whose header is at the front of `bytes`, with as much of
+    /// its payload as `bytes` holds, and the bytes of it taken, if it is one
+    /// tungstenite, as a server between messages, would hand over as it is
+    /// once whole: a final text or binary frame, masked, with no reserved
+    /// bit, within `config`'s limits. `None` for anything else, or when the
+    /// header is not all here.
+    pub(super) fn begin(bytes: &[u8], config: &WebSocketConfig) -> Option<(Self, usize)> {
+        let DataHeader {
+            text,
+            len,
+            mask,
+            header_len,
+        } = data_header(bytes, config)?;
+        let mut header = [0; 14];
+        header[..header_len].copy_from_slice(&bytes[..header_len]);
+        let here = (bytes.len() - header_len).min(len);
+        let mut payload = Vec::with_capacity((len + DIRECT).min(FIRST_ROOM.max(here)));
+        payload.extend_from_slice(&bytes[header_len..header_len + here]);
+        let frame = Self {
+            header,
+            header_len: header_len as u8,
+            mask,
+            text,
+            len,
+            payload,
+        };
+        Some((frame, header_len + here))
+    }
+
+    /// Room for the next read: the rest of the frame and up to [`DIRECT`]
+    /// bytes after it (so that a read which finds the frame's end also
+    /// finds the socket drained, as a shorter read tells), the buffer grown
+    /// to at most twice what came so far.
+    pub(super) fn room(&mut self) -> bytes::buf::Limit<&mut Vec<u8>> {
+        let want = self.len - self.payload.len().min(self.len) + DIRECT;
+        let spare = self.payload.capacity() - self.payload.len();
+        if spare < want {
+            let grow = (want - spare).min(self.payload.len().max(FIRST_ROOM));
+            self.payload.reserve_exact(grow);
+        }
+        (&mut self.payload).limit(want)
+    }
+
+    /// Whether the payload is all here.
+    pub(super) fn whole(&self) -> bool {
+        self.payload.len() >= self.len
+    }
+
+    /// The message of the whole frame, and the bytes read after it; or, for
+    /// text that is not UTF-8, the frame's bytes as they came, and those
+    /// after it, for tungstenite to refuse.
+    pub(super) fn finish(mut self) -> Result<(Message, Vec<u8>), Vec<u8>> {
+        let after = self.payload.split_off(self.len);
+        toggle_mask(&mut self.payload, self.mask);
+        if !self.text {
+            return Ok((Message::Binary(Bytes::from(self.payload)), after));
+        }
+        match String::from_utf8(self.payload) {
+            Ok(text) => Ok((Message::Text(text.into()), after)),
+            Err(err) => {
+                self.payload = err.into_bytes();
+                toggle_mask(&mut self.payload, self.mask);
+                self.payload.extend_from_slice(&after);
+                Err(self.into_bytes())
+            }
+        }
+    }
+
+    /// The frame's bytes as they came (header, then the payload so far,
+    /// still masked), for tungstenite to read.
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(usize::from(self.header_len) + self.payload.len());
+        bytes.extend_from_slice(&self.header[..usize::from(self.header_len)]);
+        bytes.extend_from_slice(&self.payload);
+        bytes
+    }
 }
 
 #[cfg(test)]
@@ -80,7 +227,7 @@ pub(super) mod tests {
     use tungstenite::Message;
     use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
-    use super::{DIRECT, small_frame};
+    use super::{DIRECT, LargeFrame, small_frame};
 
     /// A masked client frame: `first` is FIN and opcode, then the payload.
     pub(crate) fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
@@ -124,6 +271,7 @@ pub(super) mod tests {
             frame(0x82, &[9; 126]),
             frame(0x81, &[b'r'; DIRECT - 8]),
             frame(0x82, &(0..=255).cycle().take(3001).collect::<Vec<u8>>()),
+            frame(0x82, &[4; 70_000]),
         ];
         // Two frames at once.
         let mut two = frame(0x81, b"[1]");
@@ -160,7 +308,6 @@ pub(super) mod tests {
             ("a reserved bit", frame(0xC1, b"x"), default),
             ("a reserved opcode", frame(0x83, b"x"), default),
             ("unmasked", unmasked, default),
-            ("a 64-bit length", frame(0x82, &[0; 70_000]), default),
             ("not all here", cut, default),
             ("the payload cut", long[..200].to_vec(), default),
             ("the length cut", long[..3].to_vec(), default),
@@ -177,5 +324,104 @@ pub(super) mod tests {
         }
         assert_eq!(small_frame(&[], &default), None);
         assert_eq!(small_frame(&[0x81], &default), None);
+    }
+
+    /// Reads the large frame, `frame_len` bytes long, at the front of
+    /// `bytes`, `piece` bytes a read.
+    fn read_large(
+        bytes: &[u8],
+        frame_len: usize,
+        piece: usize,
+        config: &WebSocketConfig,
+    ) -> Option<Message> {
+        use bytes::BufMut as _;
+
+        let (mut frame, mut used) = LargeFrame::begin(&bytes[..piece.min(bytes.len())], config)?;
+        while !frame.whole() {
+            let next = &bytes[used..(used + piece).min(bytes.len())];
+            assert!(!next.is_empty(), "the frame ends where the bytes do");
+            let mut room = frame.room();
+            let n = next.len().min(room.remaining_mut());
+            room.put_slice(&next[..n]);
+            used += n;
+        }
+        let (message, after) = frame.finish().ok()?;
+        assert_eq!(
+            after,
+            bytes[frame_len..frame_len + after.len()],
+            "what came after"
+        );
+        Some(message)
+    }
+
+    #[test]
+    fn large_frames_are_read_as_tungstenite_reads_them() {
+        let config = WebSocketConfig::default();
+        let cases = [
+            frame(0x81, b"short"),
+            frame(0x82, &[3; 600]),
+            frame(0x81, "\u{e9}\u{1f600}".repeat(5000).as_bytes()),
+            frame(0x82, &(0..=255).cycle().take(70_001).collect::<Vec<u8>>()),
+            frame(0x81, &[b'w'; 200_000]),
+        ];
+        for bytes in cases {
+            let expected = tungstenite_reads(&bytes, config).expect("tungstenite reads it");
+            for piece in [20, 1000, 65_537, bytes.len()] {
+                let mut with_more = bytes.clone();
+                with_more.extend(frame(0x81, b"next"));
+                let got = read_large(&with_more, bytes.len(), piece, &config);
+                assert_eq!(got.as_ref(), Some(&expected), "pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn large_frames_tungstenite_would_refuse_are_left_to_it() {
+        let default = WebSocketConfig::default();
+        let mut unmasked = frame(0x82, &[0; 1000]);
+        unmasked[1] &= 0x7F;
+        unmasked.drain(4..8);
+        let mut huge_length = frame(0x82, &[0; 70_000]);
+        huge_length[2] = 0x80;
+        let long = frame(0x81, &[b'a'; 1000]);
+        let refused = [
+            ("a ping", frame(0x89, b"p"), default),
+            ("a close", frame(0x88, &[3, 232]), default),
+            ("a first fragment", frame(0x01, &[b'a'; 1000]), default),
+            ("a last continuation", frame(0x80, &[b'a'; 1000]), default),
+            ("a reserved bit", frame(0xC2, &[0; 1000]), default),
+            ("a reserved opcode", frame(0x83, &[0; 1000]), default),
+            ("unmasked", unmasked, default),
+            ("a length past any limit", huge_length, default),
+            ("the header cut", long[..5].to_vec(), default),
+            (
+                "over the message limit",
+                frame(0x82, &[1; 1000]),
+                default.max_message_size(Some(999)),
+            ),
+            (
+                "over the frame limit",
+                frame(0x82, &[1; 1000]),
+                default.max_frame_size(Some(999)),
+            ),
+        ];
+        for (what, bytes, config) in refused {
+            assert!(LargeFrame::begin(&bytes, &config).is_none(), "{what}");
+        }
+        // Text that is not UTF-8 is given back as it came, with what followed.
+        let mut bad = [b'b'; 3000];
+        bad[2999] = 0xC3;
+        let mut bytes = frame(0x81, &bad);
+        bytes.extend(frame(0x81, b"after"));
+        let (mut frame, used) = LargeFrame::begin(&bytes, &default).expect("begun");
+        assert_eq!(
+            used,
+            bytes.len() - 11,
+            "the frame's bytes taken, not the next"
+        );
+        assert!(frame.whole());
+        frame.room();
+        let given_back = frame.finish().expect_err("refused");
+        assert_eq!(given_back, bytes[..used]);
     }
 }

@@ -12,6 +12,11 @@
 //!   they are handed up as tungstenite would hand them up, and the
 //!   connection stays parked; else a WebSocket with its read buffer is made
 //!   and reads them first.
+//! - Open, a connection reads whole text and binary frames straight from the
+//!   stream whenever tungstenite holds nothing (see [`super::direct`]):
+//!   small ones into a buffer on the stack, longer ones into a buffer of
+//!   their own. tungstenite reads the rest (control frames, fragments,
+//!   anything it refuses).
 //! - Text and binary frames (a heartbeat's `sl/ping`, a publication, a reply)
 //!   are written without tungstenite (see [`super::outgoing`]), so a parked
 //!   connection writes them as it is. Any other frame (a close) makes a
@@ -39,7 +44,7 @@ use tungstenite::Message;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::close::{Transport, discard_from};
-use super::direct;
+use super::direct::{self, LargeFrame};
 use super::outgoing::Outgoing;
 
 /// Bytes a parked connection reads when its peer speaks: room for a whole
@@ -206,9 +211,13 @@ pub(crate) struct Tracked<IO> {
     /// not yet handed up, from `spill_at`; let go once handed up.
     spill: Vec<u8>,
     spill_at: usize,
-    /// The last bytes read straight did not begin with a small frame: read
-    /// through tungstenite until it hands over a small message again.
+    /// The last bytes read straight did not begin with a data frame (or
+    /// one could not be finished): read through tungstenite until it hands
+    /// over a data message again.
     large: bool,
+    /// A long data frame being read straight from the stream (boxed: an
+    /// idle connection holds only the pointer).
+    partial: Option<Box<LargeFrame>>,
     /// Text and binary frames written without tungstenite, written before
     /// anything tungstenite writes.
     out: Outgoing,
@@ -230,6 +239,7 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             spill: Vec::new(),
             spill_at: 0,
             large: false,
+            partial: None,
             out: Outgoing::default(),
         }
     }
@@ -293,12 +303,13 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
 
     /// Reads straight from the stream, into a buffer on the stack, what a
     /// connection whose tungstenite holds nothing reads next: the message
-    /// of a whole small frame at its front, or `None` when there is none
-    /// (the bytes, the stream's end or its error then wait for tungstenite).
-    /// What follows a message read so waits too (taken by
-    /// [`Self::take_small_message`] or tungstenite). A read that does not
-    /// begin with a small frame turns these reads off until tungstenite
-    /// hands over a small message again.
+    /// of a whole small frame at its front; or, when a longer data frame
+    /// begins there, that frame read on ([`Self::poll_read_large`]); or
+    /// `None` when neither (the bytes, the stream's end or its error then
+    /// wait for tungstenite). What follows a message read so waits too
+    /// (taken by [`Self::take_small_message`] or tungstenite). A read that
+    /// begins with no data frame turns these reads off until tungstenite
+    /// hands over a data message again.
     fn poll_read_direct(
         &mut self,
         cx: &mut Context<'_>,
@@ -317,16 +328,99 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
         }
         let (message, used) = match direct::small_frame(bytes, config) {
             Some((message, used)) => (Some(message), used),
-            None => {
-                self.large = true;
-                (None, 0)
-            }
+            None => match LargeFrame::begin(bytes, config) {
+                Some((frame, used)) => {
+                    self.partial = Some(Box::new(frame));
+                    (None, used)
+                }
+                None => {
+                    self.large = true;
+                    (None, 0)
+                }
+            },
         };
         if used < bytes.len() {
             self.spill = bytes[used..].to_vec();
             self.spill_at = 0;
         }
+        if self.partial.is_some() {
+            return self.poll_read_large(cx);
+        }
         Poll::Ready(message)
+    }
+
+    /// Begins a long data frame from what was read and not yet handed up
+    /// (see [`LargeFrame::begin`]), where tungstenite could read it; whether
+    /// one was begun.
+    fn begin_large(&mut self, config: &WebSocketConfig) -> bool {
+        if self.large || self.ended || self.failed.is_some() {
+            return false;
+        }
+        let Some((frame, used)) = LargeFrame::begin(self.held(), config) else {
+            return false;
+        };
+        self.consume_held(used);
+        self.partial = Some(Box::new(frame));
+        true
+    }
+
+    /// Reads the long data frame begun ([`Self::partial`]) on, straight from
+    /// the stream: its message once whole. `None` once it cannot be
+    /// finished: the stream ended or failed in it, or its text is not
+    /// UTF-8. Its bytes, as they came, then wait for tungstenite, which
+    /// answers as it would have, and reading goes through tungstenite until
+    /// it hands over a data message.
+    fn poll_read_large(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        while let Some(frame) = self.partial.as_mut()
+            && !frame.whole()
+        {
+            let mut room = frame.room();
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                &mut room
+            )) {
+                Ok(0) => self.ended = true,
+                Ok(_) => continue,
+                Err(err) => self.failed = Some(err),
+            }
+            self.give_back_large();
+            return Poll::Ready(None);
+        }
+        let Some(frame) = self.partial.take() else {
+            return Poll::Ready(None);
+        };
+        match frame.finish() {
+            Ok((message, after)) => {
+                self.hold_first(after);
+                Poll::Ready(Some(message))
+            }
+            Err(bytes) => {
+                self.hold_first(bytes);
+                self.large = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    /// Hands the long data frame begun back, as the bytes that came, for
+    /// tungstenite to read.
+    fn give_back_large(&mut self) {
+        if let Some(frame) = self.partial.take() {
+            self.hold_first(frame.into_bytes());
+        }
+        self.large = true;
+    }
+
+    /// Puts `bytes` in front of what is held and not yet handed up.
+    fn hold_first(&mut self, mut bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        bytes.extend_from_slice(self.held());
+        self.peeked_at = self.peeked_len;
+        self.spill = bytes;
+        self.spill_at = 0;
     }
 
     /// Whether the next frame may be read without tungstenite: it holds no
@@ -356,10 +450,8 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             match message {
                 Message::Ping(_) => self.pong_owed = true,
                 Message::Close(_) => self.closing = true,
-                // Small messages again: read them straight.
-                Message::Text(_) | Message::Binary(_) if message.len() < direct::DIRECT / 2 => {
-                    self.large = false;
-                }
+                // Data messages again: read them straight.
+                Message::Text(_) | Message::Binary(_) => self.large = false,
                 _ => {}
             }
         }
@@ -368,7 +460,7 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
     /// Whether tungstenite may be let go: everything handed up ends on a
     /// frame boundary and nothing waits to be handed up.
     fn at_boundary(&self) -> bool {
-        self.frames.at_boundary() && !self.has_peeked()
+        self.frames.at_boundary() && !self.has_peeked() && self.partial.is_none()
     }
 }
 
@@ -575,11 +667,26 @@ where
                         ws.get_mut().pong_owed = false;
                     }
                     let io = ws.get_mut();
-                    if io.may_read_direct()
-                        && let Some(message) = io.take_small_message(&this.config)
-                    {
-                        *drained = false;
-                        return Poll::Ready(Some(Ok(message)));
+                    if io.partial.is_none() && !io.held().is_empty() && io.may_read_direct() {
+                        if let Some(message) = io.take_small_message(&this.config) {
+                            *drained = false;
+                            return Poll::Ready(Some(Ok(message)));
+                        }
+                        io.begin_large(&this.config);
+                    }
+                    if io.partial.is_some() {
+                        match io.poll_read_large(cx) {
+                            Poll::Ready(Some(message)) => {
+                                *drained = false;
+                                return Poll::Ready(Some(Ok(message)));
+                            }
+                            // Its bytes wait for tungstenite.
+                            Poll::Ready(None) => {}
+                            Poll::Pending => {
+                                *drained = true;
+                                return Poll::Pending;
+                            }
+                        }
                     }
                     if io.holds_nothing() && !io.has_peeked() {
                         if io.io.poll_read_ready(cx).is_pending() {
@@ -873,6 +980,27 @@ mod tests {
         assert!(!parkable.parked());
     }
 
+    /// A connection whose client writes `bytes`, `piece` bytes at a time
+    /// (letting the reader run between them), and the task that writes
+    /// them, which ends with the client's stream.
+    fn written_in_pieces(
+        bytes: Vec<u8>,
+        piece: usize,
+    ) -> (
+        Parkable<DuplexStream>,
+        tokio::task::JoinHandle<DuplexStream>,
+    ) {
+        let (server, mut client) = tokio::io::duplex(1 << 20);
+        let writer = tokio::spawn(async move {
+            for chunk in bytes.chunks(piece) {
+                client.write_all(chunk).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        (Parkable::new(server, WebSocketConfig::default()), writer)
+    }
+
     #[tokio::test]
     async fn an_open_connection_reads_small_frames_itself_in_order() {
         let long = "l".repeat(3000);
@@ -903,16 +1031,7 @@ mod tests {
         add(frame(0x82, &[1; 200]), Some(Message::binary(vec![1; 200])));
         add(frame(0x81, b"last"), Some(Message::text("last")));
         for piece in [1, 7, 100, 513, bytes.len()] {
-            let (server, mut client) = tokio::io::duplex(1 << 20);
-            let mut parkable = Parkable::new(server, WebSocketConfig::default());
-            let sent = bytes.clone();
-            let writer = tokio::spawn(async move {
-                for chunk in sent.chunks(piece) {
-                    client.write_all(chunk).await.unwrap();
-                    tokio::task::yield_now().await;
-                }
-                client
-            });
+            let (mut parkable, writer) = written_in_pieces(bytes.clone(), piece);
             for (i, message) in expected.iter().enumerate() {
                 let got = parkable.next().await.unwrap().unwrap();
                 assert_eq!(&got, message, "message {i}, pieces of {piece}");
@@ -962,7 +1081,11 @@ mod tests {
             )
             .await;
         }
-        assert_eq!(handed_over(&parkable), 1, "the long one alone");
+        assert_eq!(
+            handed_over(&parkable),
+            0,
+            "all read straight, the long one too"
+        );
         // A ping goes through tungstenite, and the next message; then small
         // ones are read straight again.
         exchange(
@@ -982,7 +1105,7 @@ mod tests {
             )
             .await;
         }
-        assert_eq!(handed_over(&parkable), 3);
+        assert_eq!(handed_over(&parkable), 2);
         let mut pong = [0; 3];
         client.read_exact(&mut pong).await.unwrap();
         assert_eq!(&pong, b"\x8a\x01p");
@@ -1039,5 +1162,96 @@ mod tests {
         // Written after the close, a data frame is refused as tungstenite refuses it.
         assert!(parkable.send(Message::text("late")).await.is_err());
         assert_eq!(reader.await.unwrap(), sent);
+    }
+
+    #[tokio::test]
+    async fn long_frames_are_read_straight_however_they_come() {
+        let text = "\u{e9}t\u{e9} \u{1f600} ".repeat(2000);
+        let binary: Vec<u8> = (0..=255).cycle().take(70_000).collect();
+        let mut bytes = frame(0x81, text.as_bytes());
+        bytes.extend(frame(0x82, &binary));
+        bytes.extend(frame(0x81, b"small"));
+        bytes.extend(frame(0x81, text.as_bytes()));
+        let expected = [
+            Message::text(text.clone()),
+            Message::binary(binary),
+            Message::text("small"),
+            Message::text(text),
+        ];
+        // Pieces of 3 cut headers in two; 4099 cut a multi-byte character.
+        for piece in [3, 517, 4099, bytes.len()] {
+            let (mut parkable, writer) = written_in_pieces(bytes.clone(), piece);
+            for (i, message) in expected.iter().enumerate() {
+                let got = parkable.next().await.unwrap().unwrap();
+                assert_eq!(&got, message, "message {i}, pieces of {piece}");
+            }
+            // Written at once, every frame is read straight (in pieces, a
+            // header cut in two goes through tungstenite).
+            let State::Open { ws, .. } = &parkable.state else {
+                panic!("open");
+            };
+            if piece == bytes.len() {
+                assert_eq!(ws.get_ref().handed_over, 0);
+            }
+            drop(writer.await.unwrap());
+        }
+    }
+
+    /// What a WebSocket reads from `bytes`, written at once and the stream
+    /// then ended: through a [`Parkable`] when `parkable`, else tungstenite's
+    /// own.
+    async fn read_all(bytes: &[u8], parkable: bool) -> Vec<String> {
+        use tokio_tungstenite::WebSocketStream;
+        use tungstenite::protocol::Role;
+
+        let (server, mut client) = tokio::io::duplex(1 << 20);
+        client.write_all(bytes).await.unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        let mut push = |item: Option<Result<Message, tungstenite::Error>>| match item {
+            Some(Ok(message)) => {
+                got.push(format!("{message:?}"));
+                true
+            }
+            Some(Err(err)) => {
+                got.push(format!("error: {err}"));
+                false
+            }
+            None => false,
+        };
+        if parkable {
+            let mut ws = Parkable::new(server, WebSocketConfig::default());
+            while push(ws.next().await) {}
+        } else {
+            let mut ws = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+            while push(ws.next().await) {}
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_long_frame_that_cannot_be_finished_is_answered_as_tungstenite_answers_it() {
+        let long = "x".repeat(20_000);
+        let whole = frame(0x81, long.as_bytes());
+        let mut not_utf8 = frame(0x81, b"first");
+        let mut bad = long.clone().into_bytes();
+        bad[15_000] = 0xff;
+        not_utf8.extend(frame(0x81, &bad));
+        not_utf8.extend(frame(0x81, b"never read"));
+        let cases = [
+            ("cut in its payload", whole[..12_000].to_vec()),
+            ("cut in its header", whole[..3].to_vec()),
+            ("text that is not UTF-8", not_utf8),
+        ];
+        for (what, bytes) in cases {
+            let expected = read_all(&bytes, false).await;
+            assert!(
+                expected
+                    .last()
+                    .is_some_and(|last| last.starts_with("error")),
+                "{what}: {expected:?}"
+            );
+            assert_eq!(read_all(&bytes, true).await, expected, "{what}");
+        }
     }
 }
