@@ -32,6 +32,7 @@ pub mod server;
 pub mod settings;
 mod stats;
 pub mod telemetry;
+mod timers;
 #[cfg(feature = "typescript")]
 pub mod typescript;
 #[doc(hidden)]

@@ -556,7 +556,7 @@ where
     // moved earlier when something new is due sooner (rarely: a ping is always
     // due within the silence limit), and otherwise reset only when it fires.
     let mut timer_at = next_ping.unwrap_or(opened + config.silence_limit + SLACK);
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(timer_at));
+    let mut timer = std::pin::pin!(crate::timers::sleep_until(timer_at));
     macro_rules! arm {
         ($at:expr) => {{
             let at: Instant = $at;

@@ -299,7 +299,7 @@ impl Streams {
         }
         let streams: Weak<Self> = Arc::downgrade(self);
         runtime.spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            let mut tick = crate::timers::interval(SWEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
