@@ -18,7 +18,7 @@
 //! so is a large frame that cannot be finished (the stream ends or fails in
 //! it, or its text is not UTF-8): its bytes, as they came, go to tungstenite.
 
-use bytes::{BufMut as _, Bytes};
+use bytes::{BufMut as _, BytesMut};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, Utf8Bytes};
 
@@ -29,7 +29,7 @@ pub(super) const DIRECT: usize = 512;
 /// A large frame's buffer starts at most this long (or its own length, if
 /// less) and doubles as the frame's bytes come, up to its length: a header
 /// alone does not make the connection hold more.
-const FIRST_ROOM: usize = 64 * 1024;
+pub(super) const FIRST_ROOM: usize = 64 * 1024;
 
 /// The header of a data frame tungstenite, as a server between messages,
 /// would hand over as it is once whole.
@@ -137,8 +137,9 @@ pub(super) struct LargeFrame {
     /// The payload's length.
     len: usize,
     /// The payload so far, still masked; then whatever came after the
-    /// frame in its last read.
-    payload: Vec<u8>,
+    /// frame in its last read. The buffer of the connection's previous long
+    /// frame where it is free again (see [`LargeFrame::finish`]).
+    payload: BytesMut,
 }
 
 impl LargeFrame {
@@ -147,8 +148,13 @@ impl LargeFrame {
     /// tungstenite, as a server between messages, would hand over as it is
     /// once whole: a final text or binary frame, masked, with no reserved
     /// bit, within `config`'s limits. `None` for anything else, or when the
-    /// header is not all here.
-    pub(super) fn begin(bytes: &[u8], config: &WebSocketConfig) -> Option<(Self, usize)> {
+    /// header is not all here. The payload goes into `buf` (emptied first),
+    /// whose memory is taken again where nothing else holds it.
+    pub(super) fn begin(
+        bytes: &[u8],
+        config: &WebSocketConfig,
+        mut buf: BytesMut,
+    ) -> Option<(Self, usize)> {
         let DataHeader {
             text,
             len,
@@ -158,15 +164,16 @@ impl LargeFrame {
         let mut header = [0; 14];
         header[..header_len].copy_from_slice(&bytes[..header_len]);
         let here = (bytes.len() - header_len).min(len);
-        let mut payload = Vec::with_capacity((len + DIRECT).min(FIRST_ROOM.max(here)));
-        payload.extend_from_slice(&bytes[header_len..header_len + here]);
+        buf.clear();
+        buf.reserve((len + DIRECT).min(FIRST_ROOM.max(here)));
+        buf.extend_from_slice(&bytes[header_len..header_len + here]);
         let frame = Self {
             header,
             header_len: header_len as u8,
             mask,
             text,
             len,
-            payload,
+            payload: buf,
         };
         Some((frame, header_len + here))
     }
@@ -175,12 +182,12 @@ impl LargeFrame {
     /// bytes after it (so that a read which finds the frame's end also
     /// finds the socket drained, as a shorter read tells), the buffer grown
     /// to at most twice what came so far.
-    pub(super) fn room(&mut self) -> bytes::buf::Limit<&mut Vec<u8>> {
+    pub(super) fn room(&mut self) -> bytes::buf::Limit<&mut BytesMut> {
         let want = self.len - self.payload.len().min(self.len) + DIRECT;
         let spare = self.payload.capacity() - self.payload.len();
         if spare < want {
             let grow = (want - spare).min(self.payload.len().max(FIRST_ROOM));
-            self.payload.reserve_exact(grow);
+            self.payload.reserve(grow);
         }
         (&mut self.payload).limit(want)
     }
@@ -190,21 +197,33 @@ impl LargeFrame {
         self.payload.len() >= self.len
     }
 
-    /// The message of the whole frame, and the bytes read after it; or, for
-    /// text that is not UTF-8, the frame's bytes as they came, and those
-    /// after it, for tungstenite to refuse.
-    pub(super) fn finish(mut self) -> Result<(Message, Vec<u8>), Vec<u8>> {
-        let after = self.payload.split_off(self.len);
-        toggle_mask(&mut self.payload, self.mask);
-        if !self.text {
-            return Ok((Message::Binary(Bytes::from(self.payload)), after));
+    /// The message of the whole frame, and the bytes read after it, in the
+    /// frame's buffer: the message's bytes are the front of it, so once the
+    /// message is let go the buffer can take the next long frame without a
+    /// new allocation (a buffer larger than [`FIRST_ROOM`] is not taken
+    /// again: what came after the frame is copied out of it). For text that
+    /// is not UTF-8: the frame's bytes as they came, and those after it, for
+    /// tungstenite to refuse.
+    pub(super) fn finish(mut self) -> Result<(Message, BytesMut), Vec<u8>> {
+        let reusable = self.payload.capacity() <= FIRST_ROOM;
+        let mut payload = self.payload.split_to(self.len);
+        if !reusable {
+            self.payload = BytesMut::from(&self.payload[..]);
         }
-        match String::from_utf8(self.payload) {
-            Ok(text) => Ok((Message::Text(text.into()), after)),
-            Err(err) => {
-                self.payload = err.into_bytes();
-                toggle_mask(&mut self.payload, self.mask);
-                self.payload.extend_from_slice(&after);
+        toggle_mask(&mut payload[..], self.mask);
+        let payload = payload.freeze();
+        if !self.text {
+            return Ok((Message::Binary(payload), self.payload));
+        }
+        // A clone of `Bytes` shares the buffer; the original is kept for
+        // the answer to text that is not UTF-8.
+        match Utf8Bytes::try_from(payload.clone()) {
+            Ok(text) => Ok((Message::Text(text), self.payload)),
+            Err(_) => {
+                let mut bytes = payload.to_vec();
+                toggle_mask(&mut bytes, self.mask);
+                bytes.extend_from_slice(&self.payload);
+                self.payload = BytesMut::from(&bytes[..]);
                 Err(self.into_bytes())
             }
         }
@@ -224,10 +243,11 @@ impl LargeFrame {
 pub(super) mod tests {
     use std::io::Cursor;
 
+    use bytes::BytesMut;
     use tungstenite::Message;
     use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
-    use super::{DIRECT, LargeFrame, small_frame};
+    use super::{DIRECT, FIRST_ROOM, LargeFrame, small_frame};
 
     /// A masked client frame: `first` is FIN and opcode, then the payload.
     pub(crate) fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
@@ -336,7 +356,8 @@ pub(super) mod tests {
     ) -> Option<Message> {
         use bytes::BufMut as _;
 
-        let (mut frame, mut used) = LargeFrame::begin(&bytes[..piece.min(bytes.len())], config)?;
+        let (mut frame, mut used) =
+            LargeFrame::begin(&bytes[..piece.min(bytes.len())], config, BytesMut::new())?;
         while !frame.whole() {
             let next = &bytes[used..(used + piece).min(bytes.len())];
             assert!(!next.is_empty(), "the frame ends where the bytes do");
@@ -352,6 +373,51 @@ pub(super) mod tests {
             "what came after"
         );
         Some(message)
+    }
+
+    /// Reads `bytes`, one whole frame, into `buf`: the message, the
+    /// address its payload was read to, and the buffer left for the next.
+    fn read_into(bytes: &[u8], buf: BytesMut) -> (Message, *const u8, BytesMut) {
+        let config = WebSocketConfig::default();
+        let (frame, used) = LargeFrame::begin(bytes, &config, buf).expect("begun");
+        assert_eq!(used, bytes.len(), "the frame was all there");
+        assert!(frame.whole());
+        let at = frame.payload.as_ptr();
+        let (message, after) = frame.finish().expect("finished");
+        (message, at, after)
+    }
+
+    #[test]
+    fn a_long_frame_buffer_is_taken_again_once_its_message_is_let_go() {
+        let first = frame(0x81, &[b'a'; 5000]);
+        let (message, at, after) = read_into(&first, BytesMut::new());
+        assert_eq!(message, Message::text("a".repeat(5000)));
+        assert!(after.is_empty());
+
+        // While the message is held, the next frame needs a buffer of its own.
+        let second = frame(0x82, &[7; 3000]);
+        let (held, elsewhere, after) = read_into(&second, after);
+        assert_ne!(elsewhere, at, "the first message still holds its bytes");
+        assert_eq!(held, Message::binary(vec![7; 3000]));
+        drop(message);
+
+        // Once let go, the buffer's memory takes the next frame.
+        drop(held);
+        // (at its start, or after the second frame's bytes where it has room).
+        let end = elsewhere as usize + 3000 + after.capacity();
+        let third = frame(0x81, &[b'c'; 1000]);
+        let (message, again, _) = read_into(&third, after);
+        assert!(
+            (elsewhere as usize..end).contains(&(again as usize)),
+            "the second frame's buffer is taken again"
+        );
+        assert_eq!(message, Message::text("c".repeat(1000)));
+
+        // A buffer larger than the first room is not kept.
+        let big = frame(0x82, &vec![1; FIRST_ROOM * 2]);
+        let (message, _, after) = read_into(&big, BytesMut::new());
+        assert!(after.capacity() < FIRST_ROOM, "{}", after.capacity());
+        assert_eq!(message, Message::binary(vec![1; FIRST_ROOM * 2]));
     }
 
     #[test]
@@ -406,14 +472,18 @@ pub(super) mod tests {
             ),
         ];
         for (what, bytes, config) in refused {
-            assert!(LargeFrame::begin(&bytes, &config).is_none(), "{what}");
+            assert!(
+                LargeFrame::begin(&bytes, &config, BytesMut::new()).is_none(),
+                "{what}"
+            );
         }
         // Text that is not UTF-8 is given back as it came, with what followed.
         let mut bad = [b'b'; 3000];
         bad[2999] = 0xC3;
         let mut bytes = frame(0x81, &bad);
         bytes.extend(frame(0x81, b"after"));
-        let (mut frame, used) = LargeFrame::begin(&bytes, &default).expect("begun");
+        let (mut frame, used) =
+            LargeFrame::begin(&bytes, &default, BytesMut::new()).expect("begun");
         assert_eq!(
             used,
             bytes.len() - 11,

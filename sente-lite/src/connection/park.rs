@@ -37,6 +37,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::BytesMut;
 use futures_util::{FutureExt as _, Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
@@ -218,6 +219,14 @@ pub(crate) struct Tracked<IO> {
     /// A long data frame being read straight from the stream (boxed: an
     /// idle connection holds only the pointer).
     partial: Option<Box<LargeFrame>>,
+    /// The buffer of the last long data frame, for the next one: its memory
+    /// is taken again once the message read into it is let go, so that a
+    /// connection reading long frames one after another does not allocate
+    /// and free a buffer for each (which makes the allocator give memory
+    /// back to the system and fault it in again). Let go when parked; a
+    /// buffer larger than [`direct::FIRST_ROOM`] is not kept. Boxed, and the
+    /// box kept too, so that the parked state is no larger.
+    spare: Option<Box<BytesMut>>,
     /// Text and binary frames written without tungstenite, written before
     /// anything tungstenite writes.
     out: Outgoing,
@@ -240,6 +249,7 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             spill_at: 0,
             large: false,
             partial: None,
+            spare: None,
             out: Outgoing::default(),
         }
     }
@@ -328,7 +338,7 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
         }
         let (message, used) = match direct::small_frame(bytes, config) {
             Some((message, used)) => (Some(message), used),
-            None => match LargeFrame::begin(bytes, config) {
+            None => match LargeFrame::begin(bytes, config, self.take_spare()) {
                 Some((frame, used)) => {
                     self.partial = Some(Box::new(frame));
                     (None, used)
@@ -356,7 +366,8 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
         if self.large || self.ended || self.failed.is_some() {
             return false;
         }
-        let Some((frame, used)) = LargeFrame::begin(self.held(), config) else {
+        let spare = self.take_spare();
+        let Some((frame, used)) = LargeFrame::begin(self.held(), config, spare) else {
             return false;
         };
         self.consume_held(used);
@@ -391,8 +402,15 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
             return Poll::Ready(None);
         };
         match frame.finish() {
-            Ok((message, after)) => {
-                self.hold_first(after);
+            Ok((message, mut after)) => {
+                if !after.is_empty() {
+                    self.hold_first(after.to_vec());
+                    after.clear();
+                }
+                match &mut self.spare {
+                    Some(spare) => **spare = after,
+                    None => self.spare = Some(Box::new(after)),
+                }
                 Poll::Ready(Some(message))
             }
             Err(bytes) => {
@@ -401,6 +419,15 @@ impl<IO: AsyncRead + Unpin> Tracked<IO> {
                 Poll::Ready(None)
             }
         }
+    }
+
+    /// The buffer of the last long data frame (see [`Self::spare`]), or a
+    /// new one.
+    fn take_spare(&mut self) -> BytesMut {
+        self.spare
+            .as_deref_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Hands the long data frame begun back, as the bytes that came, for
@@ -848,6 +875,7 @@ where
         if let State::Open { ws, .. } = std::mem::replace(&mut self.state, State::Gone) {
             let mut io = ws.into_inner();
             io.out.release();
+            io.spare = None;
             self.state = State::Parked(io);
         }
         true
