@@ -52,14 +52,18 @@ function client(s, session, options = {}) {
   return c;
 }
 
-/** Every line of a session's files, oldest first (`S.2.jsonl`, `S.1.jsonl`, then `S.jsonl`). */
+/**
+ * Every complete line of a session's files, oldest first (`S.2.jsonl`, `S.1.jsonl`, then
+ * `S.jsonl`). The server may be writing while this reads, so a last line without its
+ * newline is not yet a record and is left for the next read.
+ */
 function linesOf(logs, key) {
   const files = readdirSync(logs)
     .map((name) => ({ name, n: name === `${key}.jsonl` ? 0 : Number(name.match(new RegExp(`^${key}\\.(\\d+)\\.jsonl$`))?.[1]) }))
     .filter(({ n }) => Number.isInteger(n))
     .sort((a, b) => b.n - a.n);
   return files.flatMap(({ name }) =>
-    readFileSync(join(logs, name), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)),
+    readFileSync(join(logs, name), "utf8").split("\n").slice(0, -1).filter(Boolean).map((l) => JSON.parse(l)),
   );
 }
 
