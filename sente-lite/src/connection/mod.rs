@@ -450,7 +450,10 @@ fn read_failure(
 }
 
 /// Lets go of the WebSocket layer's buffers and the writer's queues when
-/// nothing waits to be written (see [`Transport::park`]); counts it.
+/// nothing waits to be written (see [`Transport::park`]); counts it. A
+/// connection that is parked already (its text and binary frames are written
+/// without a WebSocket) lets go of the writer's queues all the same, so an
+/// idle connection holds none after its writes.
 fn park<S: Transport>(
     ws: &mut S,
     writer: &mut Writer,
@@ -459,8 +462,14 @@ fn park<S: Transport>(
     reading: bool,
     cx: &mut Context<'_>,
 ) -> bool {
-    let parked =
-        !writer.busy() && writer.own_is_empty() && queue.is_empty() && ws.park(cx, reading);
+    if writer.busy() || !writer.own_is_empty() || !queue.is_empty() {
+        return false;
+    }
+    if ws.parked() {
+        writer.shrink();
+        return true;
+    }
+    let parked = ws.park(cx, reading);
     if parked {
         writer.shrink();
         bump(&counters.parks);
