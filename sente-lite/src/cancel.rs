@@ -141,20 +141,24 @@ impl Cancellation {
     /// handler dropped). If the returned future is itself dropped before
     /// the handler finished, the cancellation is set.
     pub(crate) async fn run<F: Future>(self, handler: F) -> Option<F::Output> {
-        let on_drop = SetOnDrop(Some(self.clone()));
+        let on_drop = SetOnDrop(Some(&self));
         let mut handler = pin!(CURRENT.scope(self.clone(), handler));
         let inner = &self.inner;
         let done = std::future::poll_fn(|cx| {
             if inner.cancelled.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
+            if let Poll::Ready(output) = handler.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            // Registered only for a handler that waits (most finish at
+            // their first poll, and need no waking).
             inner.handler.register(cx.waker());
-            // Checked again: a cancel between the first check and the
-            // registration woke nobody.
+            // Checked again: a cancel before the registration woke nobody.
             if inner.cancelled.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            handler.as_mut().poll(cx).map(Some)
+            Poll::Pending
         })
         .await;
         if done.is_some() {
@@ -165,15 +169,15 @@ impl Cancellation {
 }
 
 /// Sets a cancellation when dropped, unless disarmed.
-struct SetOnDrop(Option<Cancellation>);
+struct SetOnDrop<'a>(Option<&'a Cancellation>);
 
-impl SetOnDrop {
+impl SetOnDrop<'_> {
     fn disarm(mut self) {
         self.0 = None;
     }
 }
 
-impl Drop for SetOnDrop {
+impl Drop for SetOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(cancellation) = self.0.take() {
             cancellation.cancel();

@@ -16,6 +16,6 @@ pub fn one_pass_json_event<T: DeserializeOwned>(
     text: &str,
 ) -> Option<(&str, T, Option<RequestId>, Option<u32>)> {
     let id = crate::codec::json_event_head(text)?;
-    let frame = crate::codec::decode_json_event::<T>(text)?;
+    let frame = crate::codec::decode_json_event::<T>(text, id)?;
     Some((id, frame.payload, frame.req_id, frame.deadline_ms))
 }

@@ -360,7 +360,7 @@ impl RouteTable {
         let route = self.lookup(&EventRef::Id(std::borrow::Cow::Borrowed(id)))?;
         route
             .call
-            .dispatch_json(ctx, text)
+            .dispatch_json(ctx, text, id)
             .map(|(req_id, deadline_ms, started)| FastDispatch {
                 id: route.info.id,
                 req_id,
@@ -421,7 +421,8 @@ trait ErasedRoute: Send + Sync {
         lazily: bool,
     ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError>;
 
-    fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastStart>;
+    /// `id` is the event id [`crate::codec::json_event_head`] found in `text`.
+    fn dispatch_json(&self, ctx: &Ctx, text: &str, id: &str) -> Option<FastStart>;
 }
 
 struct HandlerRoute<H>(H, PhantomData<fn() -> H>);
@@ -438,8 +439,8 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
         self.start(ctx, event, req_id, lazily)
     }
 
-    fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastStart> {
-        let frame = crate::codec::decode_json_event::<H::Event>(text)?;
+    fn dispatch_json(&self, ctx: &Ctx, text: &str, id: &str) -> Option<FastStart> {
+        let frame = crate::codec::decode_json_event::<H::Event>(text, id)?;
         let kind_fits = frame.req_id.is_some() == <H::Event as Event>::IS_REQUEST;
         if !kind_fits || frame.deadline_ms == Some(0) {
             return None;

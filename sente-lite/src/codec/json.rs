@@ -472,14 +472,21 @@ fn request_control<'a>(head: &str, req_id: RequestId, rest: Vec<serde_json::Valu
 }
 
 /// The event id of a frame written in the compact form `["id",...` with no
-/// escapes in the id, or `None` for any other frame (controls, replies and
-/// publications included, as their names start with `sl/`).
+/// escapes and no control characters in the id, or `None` for any other
+/// frame (controls, replies and publications included, as their names start
+/// with `sl/`).
 ///
-/// This only picks frames for [`decode_event`]; what it refuses still goes
-/// through [`decode`], which accepts every valid spelling.
+/// This only picks frames for [`decode_event`], which reads on from after
+/// the id and so relies on this check of it; what it refuses still goes
+/// through [`decode`], which accepts every valid spelling and names what is
+/// wrong with the rest.
 pub(crate) fn event_head(text: &str) -> Option<&str> {
     let rest = text.strip_prefix("[\"")?;
-    let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+    // A control character is not JSON inside a string: it stops the id as a
+    // quote or a backslash does, and then no `",` follows.
+    let end = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
     let id = &rest[..end];
     let follows = rest.as_bytes().get(end..end + 2);
     (follows == Some(b"\",") && !id.starts_with("sl/")).then_some(id)
@@ -497,19 +504,26 @@ pub(crate) struct EventFrame<T> {
 /// `["id",payload,req_id,deadline_ms]` with the payload read straight into `T`,
 /// so its bytes are scanned once (the general [`decode`] first finds the
 /// payload's end, then [`Payload::decode`] parses it again), and by the fast
-/// [`Reader`].
+/// [`Reader`]. `id` is what [`event_head`] found at the start of `text`:
+/// reading starts after it, so the id is not scanned a second time.
 ///
 /// `None` when the frame is not such a frame or the payload does not fit `T`:
 /// the caller then decodes it with [`decode`], which names what is wrong. Every
 /// frame this accepts, [`decode`] accepts with the same meaning.
-pub(crate) fn decode_event<T: de::DeserializeOwned>(text: &str) -> Option<EventFrame<T>> {
-    let mut reader = Reader::new(text);
-    let frame = (&mut reader)
-        .deserialize_seq(EventFrameVisitor(std::marker::PhantomData))
+pub(crate) fn decode_event<T: de::DeserializeOwned>(text: &str, id: &str) -> Option<EventFrame<T>> {
+    // `["`, the id, `"`: the comma after it comes next.
+    let comma = 2 + id.len() + 1;
+    if text.as_bytes().get(comma) != Some(&b',') {
+        return None;
+    }
+    let mut reader = Reader::inside_array(text, comma);
+    let frame = reader
+        .rest_of_array(EventFrameVisitor(std::marker::PhantomData))
         .ok()?;
     reader.finish().then_some(frame)
 }
 
+/// Reads what follows the event id of an event frame.
 struct EventFrameVisitor<T>(std::marker::PhantomData<fn() -> T>);
 
 impl<'de, T: de::DeserializeOwned> Visitor<'de> for EventFrameVisitor<T> {
@@ -520,7 +534,6 @@ impl<'de, T: de::DeserializeOwned> Visitor<'de> for EventFrameVisitor<T> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let IgnoredAny = need(&mut seq, "event id")?;
         let payload = need(&mut seq, "payload")?;
         let (req_id, deadline_ms) = match seq.next_element::<WireReqId>()? {
             None => (None, None),
@@ -563,6 +576,8 @@ mod tests {
         assert_eq!(event_head(r#"["x" ,1]"#), None);
         assert_eq!(event_head(r#"["x\"y",1]"#), None);
         assert_eq!(event_head(r#"["x\u0041",1]"#), None);
+        assert_eq!(event_head("[\"x\u{1}y\",1]"), None);
+        assert_eq!(event_head("[\"x\u{0}\",1]"), None);
         assert_eq!(event_head(r#"["x"]"#), None);
         assert_eq!(event_head(r#"{"x":1}"#), None);
         assert_eq!(event_head(""), None);
@@ -647,7 +662,7 @@ mod tests {
                 4 => format!("{text}x"),
                 _ => text,
             };
-            let fast = event_head(&text).and_then(|_| decode_event::<Item>(&text));
+            let fast = event_head(&text).and_then(|id| decode_event::<Item>(&text, id));
             let slow = general(&text);
             match (&fast, &slow) {
                 (Some(f), Some(s)) => prop_assert_eq!(f, s),

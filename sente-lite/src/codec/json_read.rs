@@ -52,6 +52,7 @@ enum Str<'de> {
 
 impl<'de> Reader<'de> {
     /// A reader at the start of `text`.
+    #[cfg(test)]
     pub(super) fn new(text: &'de str) -> Self {
         Self {
             text,
@@ -59,6 +60,24 @@ impl<'de> Reader<'de> {
             depth: 0,
             gave_up: false,
         }
+    }
+
+    /// A reader inside the array that opens `text`, after its first element:
+    /// at `pos`, where a comma or the closing bracket comes next (see
+    /// [`Reader::rest_of_array`]).
+    pub(super) fn inside_array(text: &'de str, pos: usize) -> Self {
+        Self {
+            text,
+            pos,
+            depth: 1,
+            gave_up: false,
+        }
+    }
+
+    /// Reads the rest of the array a reader made by [`Reader::inside_array`]
+    /// is in, for `visitor`: the elements after the first, then the bracket.
+    pub(super) fn rest_of_array<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        self.elements(visitor, false)
     }
 
     /// Whether the value read so far is the whole text (trailing whitespace
@@ -199,9 +218,15 @@ impl<'de> Reader<'de> {
     /// Reads an array for `visitor`.
     fn array<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
         self.enter()?;
+        self.elements(visitor, true)
+    }
+
+    /// Reads an array's elements for `visitor` (from its first, or from
+    /// after it), then its closing bracket.
+    fn elements<V: Visitor<'de>>(&mut self, visitor: V, first: bool) -> Result<V::Value> {
         let value = visitor.visit_seq(Elements {
             reader: self,
-            first: true,
+            first,
         })?;
         self.leave(b']')?;
         Ok(value)
