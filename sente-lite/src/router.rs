@@ -23,7 +23,7 @@ use crate::{Codec, Ctx, Event, EventKey, EventRef, Handler, Payload, ProtocolErr
 /// with one multiplication, so that the table's probe tags (the top bits) differ
 /// between keys and a miss is found without comparing keys.
 #[derive(Default)]
-pub(crate) struct KeyHasher(u64);
+struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn finish(&self) -> u64 {
