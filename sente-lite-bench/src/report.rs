@@ -52,17 +52,9 @@ impl ClosedCell {
     /// of the rounds' ratios, each to `base` in the same round, when both
     /// were measured in the same rounds; else the ratio of the two.
     pub(crate) fn cpu_ratio(&self, base: &ClosedCell) -> f64 {
-        if self.cpu_rounds.len() > 1 && self.cpu_rounds.len() == base.cpu_rounds.len() {
-            let ratios: Vec<f64> = self
-                .cpu_rounds
-                .iter()
-                .zip(&base.cpu_rounds)
-                .map(|(s, b)| s / b.max(1e-9))
-                .collect();
-            median(&ratios)
-        } else {
+        paired_ratio(&self.cpu_rounds, &base.cpu_rounds).unwrap_or_else(|| {
             self.server_cpu_us_per_request / base.server_cpu_us_per_request.max(1e-9)
-        }
+        })
     }
 }
 
@@ -78,7 +70,35 @@ pub(crate) struct OpenCell {
     pub(crate) completed: u64,
     pub(crate) errors: u64,
     pub(crate) lost: u64,
+    /// The median round's latencies (by p99), when measured in rounds.
     pub(crate) latency: LatencySummary,
+    /// p99 of each round, µs, in the order measured.
+    #[serde(default)]
+    pub(crate) p99_rounds: Vec<f64>,
+}
+
+impl OpenCell {
+    /// p99 against `base`'s in the same cell: the median of the rounds'
+    /// ratios, each to `base` in the same round, when both were measured in
+    /// the same rounds; else the ratio of the two.
+    pub(crate) fn p99_ratio(&self, base: &OpenCell) -> Option<f64> {
+        paired_ratio(&self.p99_rounds, &base.p99_rounds)
+            .or_else(|| Some(self.latency.at(99.0)? / base.latency.at(99.0)?.max(1e-9)))
+    }
+}
+
+/// The median of the rounds' ratios, each round's figure to `base`'s of the
+/// same round; `None` unless both have the same rounds, more than one.
+fn paired_ratio(rounds: &[f64], base: &[f64]) -> Option<f64> {
+    if rounds.len() < 2 || rounds.len() != base.len() {
+        return None;
+    }
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .zip(base)
+        .map(|(s, b)| s / b.max(1e-9))
+        .collect();
+    Some(median(&ratios))
 }
 
 /// Scenario 2.
@@ -668,6 +688,16 @@ impl Report {
         if self.open.is_empty() {
             return;
         }
+        let rounds_note = if rounds > 1 {
+            format!(
+                " Measured in {rounds} rounds like the closed loop (every system once a \
+                 round, in a turned order): each cell shows the round of median p99, and the \
+                 p99 × floor is the median of the rounds' ratios, each to the floor in the \
+                 same round."
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "\n**Latency at a fixed offered rate** (open loop: requests are sent on a clock \
@@ -675,15 +705,13 @@ impl Report {
              every system, and each latency counts from the request's scheduled send time, \
              so a stall is not hidden by the requests it delays; recorded with `hdrhistogram`). \
              p50 / p99 / p99.9, and the p99 × floor. A system offered more than its own \
-             saturation is marked ⚠; lost requests (unanswered 2 s after the last send) count \
-             in the tail at their age then:\n",
+             saturation is marked ⚠; lost requests (unanswered 2 s after the last send, \
+             counted over every round) count in the tail at their age then.{rounds_note}\n",
             self.plan.open_fraction * 100.0
         );
         header(out, " offered req/s |");
         for (clients, payload) in self.cells() {
-            let base = self
-                .open_cell(BASELINE, clients, payload)
-                .and_then(|c| c.latency.at(99.0));
+            let base = self.open_cell(BASELINE, clients, payload);
             let offered = systems
                 .iter()
                 .find_map(|s| self.open_cell(*s, clients, payload))
@@ -710,19 +738,51 @@ impl Report {
                         } else {
                             String::new()
                         };
+                        let versus = base
+                            .and_then(|b| c.p99_ratio(b))
+                            .filter(|r| r.is_finite())
+                            .map_or("–".to_owned(), |r| format!("{r:.2}×"));
                         let _ = write!(
                             out,
-                            " {} / {} / {} ({}){warn}{lost} |",
+                            " {} / {} / {} ({versus}){warn}{lost} |",
                             p(50.0),
                             p(99.0),
                             p(99.9),
-                            ratio(c.latency.at(99.0).unwrap_or(0.0), base)
                         );
                     }
                     None => out.push_str(" – |"),
                 }
             }
             out.push('\n');
+        }
+        if rounds > 1 {
+            let _ = writeln!(
+                out,
+                "\n**Each round's p99** (× the floor in the same round), in the order measured:\n"
+            );
+            header(out, "");
+            for (clients, payload) in self.cells() {
+                let base = self.open_cell(BASELINE, clients, payload);
+                let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+                for s in &systems {
+                    match self.open_cell(*s, clients, payload) {
+                        Some(c) => {
+                            let each: Vec<String> = c
+                                .p99_rounds
+                                .iter()
+                                .enumerate()
+                                .map(|(i, us)| {
+                                    let floor = base.and_then(|b| b.p99_rounds.get(i).copied());
+                                    format!("{} ({})", duration_us(*us), ratio(*us, floor))
+                                })
+                                .collect();
+                            let _ = write!(out, " {} |", each.join(", "));
+                        }
+                        None => out.push_str(" – |"),
+                    }
+                }
+                out.push('\n');
+            }
         }
         out.push('\n');
     }
@@ -1246,6 +1306,28 @@ impl Report {
                     1.15,
                 ));
             }
+            // The p99 at 100 clients was 1.26-1.32x the floor's when this
+            // target was set: no worse than that.
+            let worst = self
+                .open
+                .iter()
+                .filter(|c| c.system == system && c.clients == 100)
+                .filter_map(|c| {
+                    let b = self.open_cell(BASELINE, c.clients, c.payload)?;
+                    Some((c.p99_ratio(b)?, c.payload))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((r, payload)) = worst {
+                verdicts.push(ratio_verdict(
+                    format!(
+                        "{}: p99 at 100 clients ≤ 1.32× the floor (no regression)",
+                        system.label()
+                    ),
+                    format!("worst {r:.2}× ({})", payload_label(payload)),
+                    r,
+                    1.32,
+                ));
+            }
             let worst = self
                 .fanout
                 .iter()
@@ -1413,6 +1495,36 @@ fn ratio_verdict(target: String, measured: String, ratio: f64, limit: f64) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(p99: f64, rounds: &[f64]) -> OpenCell {
+        OpenCell {
+            system: System::SenteJson,
+            clients: 100,
+            payload: 20,
+            offered_per_s: 1000.0,
+            own_saturation_per_s: 2000.0,
+            completed: 5000,
+            errors: 0,
+            lost: 0,
+            latency: LatencySummary {
+                count: 5000,
+                mean_us: p99 / 2.0,
+                percentiles_us: vec![(50.0, p99 / 4.0), (99.0, p99)],
+            },
+            p99_rounds: rounds.to_vec(),
+        }
+    }
+
+    #[test]
+    fn p99_against_the_floor_pairs_rounds() {
+        // Round by round 2x, 0.5x and 1.5x the floor: the median is 1.5x,
+        // whatever the ratio of the median rounds' p99 (100 / 200).
+        let sente = open(100.0, &[200.0, 100.0, 300.0]);
+        let floor = open(200.0, &[100.0, 200.0, 200.0]);
+        assert_eq!(sente.p99_ratio(&floor), Some(1.5));
+        // Measured once each: the ratio of the two.
+        assert_eq!(open(300.0, &[]).p99_ratio(&open(200.0, &[])), Some(1.5));
+    }
 
     #[test]
     fn numbers_read_well() {

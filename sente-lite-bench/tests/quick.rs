@@ -130,11 +130,31 @@ fn rounds_give_medians_and_every_round() {
         stdout.contains("**echo example** is the shipped"),
         "{stdout}"
     );
-    assert_eq!(stderr.matches("(round 3 of 3)").count(), 6, "{stderr}");
+    let closed: String = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("closed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(closed.matches("(round 3 of 3)").count(), 6, "{stderr}");
     // A round goes over both cells before the next begins.
-    let last_of_first = stderr.rfind("(round 1 of 3)").expect("a first round");
-    let first_of_second = stderr.find("(round 2 of 3)").expect("a second round");
+    let last_of_first = closed.rfind("(round 1 of 3)").expect("a first round");
+    let first_of_second = closed.find("(round 2 of 3)").expect("a second round");
     assert!(last_of_first < first_of_second, "{stderr}");
+    // The open loop runs in rounds too: each system three times a cell.
+    let open = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("open") && l.contains("(round 3 of 3)"))
+        .count();
+    assert_eq!(open, 6, "{stderr}");
+    let p99 = stdout
+        .split("**Each round's p99**")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no table of p99 rounds in:\n{stdout}"));
+    let row = p99
+        .lines()
+        .find(|l| l.starts_with("| 2 | 64 B |"))
+        .unwrap_or_else(|| panic!("no row of the cell in:\n{p99}"));
+    assert_eq!(row.matches('×').count(), 9, "{row}");
     // The table of rounds: three figures for each system in the cell.
     let rounds = stdout
         .split("**Each round**")

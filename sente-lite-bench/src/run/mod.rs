@@ -125,7 +125,8 @@ pub(crate) struct Plan {
     pub(crate) duration_ms: u64,
     /// Request/reply: closed-loop rounds (each round measures every cell,
     /// and in each cell every system once, in an order turned by one each
-    /// round); the report gives the medians.
+    /// round), and as many open-loop rounds a cell; the report gives the
+    /// medians.
     #[serde(default = "one_round")]
     pub(crate) rounds: usize,
     /// Open loop: offered rate as a fraction of sente-lite json's saturation.
@@ -385,7 +386,8 @@ pub(crate) struct RunArgs {
     /// next begins, so a slow stretch of the machine falls on one round of
     /// several cells); the report gives each system's median
     /// and its ratio to the floor as the median of the rounds' ratios (full
-    /// run default 3).
+    /// run default 3). Each cell's open loop then runs as many rounds, and
+    /// the report gives the round of median p99.
     #[arg(long)]
     pub(crate) rounds: Option<usize>,
     /// Request/reply: only these client counts (full run: 1,100,1000).

@@ -105,6 +105,22 @@ fn median_round(mut rounds: Vec<ClosedCell>) -> ClosedCell {
     cell
 }
 
+/// A system's open-loop rounds of one cell as one cell: the round of median
+/// p99 (all its percentiles, so they come from one measurement), with every
+/// round's p99 kept in order and the lost requests and errors of all rounds.
+fn median_open_round(mut rounds: Vec<OpenCell>) -> OpenCell {
+    let p99: Vec<f64> = rounds.iter().flat_map(|c| c.p99_rounds.clone()).collect();
+    let errors = rounds.iter().map(|c| c.errors).sum();
+    let lost = rounds.iter().map(|c| c.lost).sum();
+    let key = |c: &OpenCell| c.latency.at(99.0).unwrap_or(f64::INFINITY);
+    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let mut cell = rounds.swap_remove((rounds.len() - 1) / 2);
+    cell.p99_rounds = p99;
+    cell.errors = errors;
+    cell.lost = lost;
+    cell
+}
+
 /// Runs scenario 1 for every system, client count and payload.
 pub(crate) async fn run(context: &Context, report: &mut Report) {
     let plan = &context.plan;
@@ -201,50 +217,69 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
             continue;
         };
         let rate = (reference * plan.open_fraction).max(1.0);
-        for system in &systems {
-            let Some(server) = servers.get(system) else {
-                continue;
-            };
-            settle().await;
-            let job = Job::Open {
-                target: Target {
-                    protocol: system.protocol(),
-                    addr: server.addr,
-                },
-                conns: clients,
-                payload,
-                rate,
-                warmup_ms: plan.warmup_ms,
-                duration_ms: plan.duration_ms,
-            };
-            match one_worker(context, job, server, warmup + duration).await {
-                Ok((result, _)) => {
-                    let own = saturation.get(system).copied().unwrap_or(0.0);
-                    let cell = OpenCell {
-                        system: *system,
-                        clients,
-                        payload,
-                        offered_per_s: rate,
-                        own_saturation_per_s: own,
-                        completed: result.completed,
-                        errors: result.errors,
-                        lost: result.lost,
-                        latency: result.latency,
-                    };
-                    eprintln!(
-                        "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs",
-                        system.label(),
-                        rate,
-                        cell.latency.at(50.0).unwrap_or(0.0),
-                        cell.latency.at(99.0).unwrap_or(0.0),
-                        cell.latency.at(99.9).unwrap_or(0.0),
-                    );
-                    report.open.push(cell);
+        // In rounds too, each in a turned order: one stall of the machine
+        // lands in one round's tail, which the median round leaves out.
+        let mut open: HashMap<System, Vec<OpenCell>> = HashMap::new();
+        for round in 0..plan.rounds {
+            let mut order = systems.clone();
+            let turn = round % order.len().max(1);
+            order.rotate_left(turn);
+            for system in &order {
+                let Some(server) = servers.get(system) else {
+                    continue;
+                };
+                settle().await;
+                let job = Job::Open {
+                    target: Target {
+                        protocol: system.protocol(),
+                        addr: server.addr,
+                    },
+                    conns: clients,
+                    payload,
+                    rate,
+                    warmup_ms: plan.warmup_ms,
+                    duration_ms: plan.duration_ms,
+                };
+                match one_worker(context, job, server, warmup + duration).await {
+                    Ok((result, _)) => {
+                        let own = saturation.get(system).copied().unwrap_or(0.0);
+                        let cell = OpenCell {
+                            system: *system,
+                            clients,
+                            payload,
+                            offered_per_s: rate,
+                            own_saturation_per_s: own,
+                            completed: result.completed,
+                            errors: result.errors,
+                            lost: result.lost,
+                            p99_rounds: result.latency.at(99.0).into_iter().collect(),
+                            latency: result.latency,
+                        };
+                        eprintln!(
+                            "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs{}",
+                            system.label(),
+                            rate,
+                            cell.latency.at(50.0).unwrap_or(0.0),
+                            cell.latency.at(99.0).unwrap_or(0.0),
+                            cell.latency.at(99.9).unwrap_or(0.0),
+                            if plan.rounds > 1 {
+                                format!(" (round {} of {})", round + 1, plan.rounds)
+                            } else {
+                                String::new()
+                            }
+                        );
+                        open.entry(*system).or_default().push(cell);
+                    }
+                    Err(err) => report.note(format!(
+                        "Request/reply open loop, {} with {clients} clients and {payload} B: {err}",
+                        system.label()
+                    )),
                 }
-                Err(err) => report.note(format!(
-                    "Request/reply open loop, {} with {clients} clients and {payload} B: {err}",
-                    system.label()
-                )),
+            }
+        }
+        for system in &systems {
+            if let Some(rounds) = open.remove(system) {
+                report.open.push(median_open_round(rounds));
             }
         }
     }
