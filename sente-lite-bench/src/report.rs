@@ -704,8 +704,11 @@ impl Report {
              at {:.0}% of sente-lite json's saturation in the same cell, the same rate for \
              every system, and each latency counts from the request's scheduled send time, \
              so a stall is not hidden by the requests it delays; recorded with `hdrhistogram`). \
-             p50 / p99 / p99.9, and the p99 × floor. A system offered more than its own \
-             saturation is marked ⚠; lost requests (unanswered 2 s after the last send, \
+             p50 / p99 / p99.9, and the p99 × floor. A system whose own saturation is below \
+             the offered rate is not measured (its latencies would only grow with the length \
+             of the run, and what it has read would be worked off during the next system's \
+             measurement; the notes name it), and in results saved before that is marked ⚠; \
+             lost requests (unanswered 2 s after the last send, \
              counted over every round) count in the tail at their age then.{rounds_note}\n",
             self.plan.open_fraction * 100.0
         );

@@ -204,6 +204,35 @@ impl ServerProcess {
         cpu_time(self.pid, self.ticks).unwrap_or_default()
     }
 
+    /// Waits (at most `patience`) until each of `servers` has used under a
+    /// tenth of a core over a quarter of a second. A server offered more than
+    /// it can serve goes on working off what it has read for seconds after its
+    /// load generator stops; the next measurement must not share the core with
+    /// it. Returns the servers still busy when `patience` ran out.
+    pub(crate) async fn wait_idle<'a>(
+        servers: impl IntoIterator<Item = &'a ServerProcess>,
+        patience: Duration,
+    ) -> Vec<&'a ServerProcess> {
+        let window = Duration::from_millis(250);
+        let until = tokio::time::Instant::now() + patience;
+        let mut busy: Vec<&ServerProcess> = servers.into_iter().collect();
+        while !busy.is_empty() {
+            let before: Vec<Duration> = busy.iter().map(|s| s.cpu()).collect();
+            tokio::time::sleep(window).await;
+            let mut still = Vec::new();
+            for (server, before) in busy.into_iter().zip(before) {
+                if server.cpu().saturating_sub(before) >= window / 10 {
+                    still.push(server);
+                }
+            }
+            busy = still;
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+        }
+        busy
+    }
+
     /// Its resident memory now, bytes.
     pub(crate) fn rss(&self) -> u64 {
         rss_bytes(self.pid).unwrap_or(0)

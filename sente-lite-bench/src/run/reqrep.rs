@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::processes::{ServerProcess, Workers};
-use super::{Context, Scenario, System, settle};
+use super::{Context, Scenario, System};
 use crate::load::{Job, JobResult, Target};
 use crate::report::{ClosedCell, OpenCell, Report, median};
 use crate::wire::BoxError;
@@ -16,6 +16,34 @@ use crate::wire::BoxError;
 struct CpuUse {
     server: Duration,
     others: Duration,
+}
+
+/// How long a measurement waits for every server of the cell to be idle.
+const IDLE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until every server of the cell is idle, so that none works off the
+/// backlog of its own measurement (one offered more than it can serve) on the
+/// core of the next; notes a server still busy after [`IDLE_PATIENCE`].
+async fn servers_idle(servers: &HashMap<System, ServerProcess>, report: &mut Report) {
+    let started = tokio::time::Instant::now();
+    let busy = ServerProcess::wait_idle(servers.values(), IDLE_PATIENCE).await;
+    let waited = started.elapsed();
+    if waited >= Duration::from_secs(1) {
+        eprintln!(
+            "  waited {:.1} s for every server to be idle",
+            waited.as_secs_f64()
+        );
+    }
+    for server in busy {
+        if let Some(system) = servers.iter().find(|(_, s)| s.pid == server.pid) {
+            report.note(format!(
+                "Request/reply: {} was still busy after {} s of waiting for every server to \
+                 be idle; the next measurement began anyway",
+                system.0.label(),
+                IDLE_PATIENCE.as_secs()
+            ));
+        }
+    }
 }
 
 async fn one_worker(
@@ -159,7 +187,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                 let Some(server) = servers.get(system) else {
                     continue;
                 };
-                settle().await;
+                servers_idle(&servers, report).await;
                 let job = Job::Closed {
                     target: Target {
                         protocol: system.protocol(),
@@ -228,7 +256,22 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                 let Some(server) = servers.get(system) else {
                     continue;
                 };
-                settle().await;
+                // A system that cannot serve the offered rate would only show
+                // latencies that grow with the length of the run, and would
+                // work off what it has read during the next system's turn.
+                let own = saturation.get(system).copied().unwrap_or(0.0);
+                if own > 0.0 && rate > own {
+                    if round == 0 {
+                        report.note(format!(
+                            "Request/reply open loop, {} with {clients} clients and {payload} B: \
+                             not measured, since the offered {rate:.0} req/s is above its own \
+                             saturation ({own:.0} req/s)",
+                            system.label()
+                        ));
+                    }
+                    continue;
+                }
+                servers_idle(&servers, report).await;
                 let job = Job::Open {
                     target: Target {
                         protocol: system.protocol(),
@@ -242,7 +285,6 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                 };
                 match one_worker(context, job, server, warmup + duration).await {
                     Ok((result, _)) => {
-                        let own = saturation.get(system).copied().unwrap_or(0.0);
                         let cell = OpenCell {
                             system: *system,
                             clients,
