@@ -706,8 +706,8 @@ impl Report {
              so a stall is not hidden by the requests it delays; recorded with `hdrhistogram`). \
              p50 / p99 / p99.9, and the p99 × floor. A system whose own saturation is below \
              the offered rate is not measured (its latencies would only grow with the length \
-             of the run, and what it has read would be worked off during the next system's \
-             measurement; the notes name it), and in results saved before that is marked ⚠; \
+             of the run, and the system measured after it was seen to show a tail ten times \
+             its own; the notes name it), and in results saved before that is marked ⚠; \
              lost requests (unanswered 2 s after the last send, \
              counted over every round) count in the tail at their age then.{rounds_note}\n",
             self.plan.open_fraction * 100.0

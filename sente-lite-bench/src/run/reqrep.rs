@@ -257,8 +257,9 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                     continue;
                 };
                 // A system that cannot serve the offered rate would only show
-                // latencies that grow with the length of the run, and would
-                // work off what it has read during the next system's turn.
+                // latencies that grow with the length of the run, and the
+                // system measured after it showed a tail ten times its own
+                // (not from the first's CPU, which was idle again by then).
                 let own = saturation.get(system).copied().unwrap_or(0.0);
                 if own > 0.0 && rate > own {
                     if round == 0 {
