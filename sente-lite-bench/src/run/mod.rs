@@ -390,6 +390,11 @@ pub(crate) struct RunArgs {
     /// the report gives the round of median p99.
     #[arg(long)]
     pub(crate) rounds: Option<usize>,
+    /// Request/reply: the open loop's offered rate, as a fraction of
+    /// sente-lite json's saturation in the same cell (default 0.5; above 0
+    /// and at most 1).
+    #[arg(long)]
+    pub(crate) open_fraction: Option<f64>,
     /// Request/reply: only these client counts (full run: 1,100,1000).
     #[arg(long, value_delimiter = ',')]
     pub(crate) clients: Vec<usize>,
@@ -591,6 +596,14 @@ async fn run_async(args: RunArgs, machine: Machine, pinning: Pinning) -> Result<
     }
     if let Some(rounds) = args.rounds {
         plan.rounds = rounds.max(1);
+    }
+    if let Some(fraction) = args.open_fraction {
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(
+                format!("--open-fraction {fraction}: must be above 0 and at most 1").into(),
+            );
+        }
+        plan.open_fraction = fraction;
     }
     if !args.clients.is_empty() {
         plan.clients.clone_from(&args.clients);
