@@ -75,6 +75,14 @@ pub(crate) struct OpenCell {
     /// p99 of each round, µs, in the order measured.
     #[serde(default)]
     pub(crate) p99_rounds: Vec<f64>,
+    /// Server CPU time per answered request at the offered rate, µs: the
+    /// median of the rounds (absent in results saved before it was measured).
+    #[serde(default)]
+    pub(crate) server_cpu_us_per_request: Option<f64>,
+    /// Server CPU time per answered request of each round, µs, in the order
+    /// measured.
+    #[serde(default)]
+    pub(crate) cpu_rounds: Vec<f64>,
 }
 
 impl OpenCell {
@@ -84,6 +92,15 @@ impl OpenCell {
     pub(crate) fn p99_ratio(&self, base: &OpenCell) -> Option<f64> {
         paired_ratio(&self.p99_rounds, &base.p99_rounds)
             .or_else(|| Some(self.latency.at(99.0)? / base.latency.at(99.0)?.max(1e-9)))
+    }
+
+    /// Server CPU per request at the offered rate against `base`'s in the
+    /// same cell: the median of the rounds' paired ratios, else the ratio of
+    /// the medians; `None` when either was not measured.
+    pub(crate) fn cpu_ratio(&self, base: &OpenCell) -> Option<f64> {
+        paired_ratio(&self.cpu_rounds, &base.cpu_rounds).or_else(|| {
+            Some(self.server_cpu_us_per_request? / base.server_cpu_us_per_request?.max(1e-9))
+        })
     }
 }
 
@@ -396,6 +413,38 @@ fn duration_us(us: f64) -> String {
     }
 }
 
+/// The head of a request/reply table: the cell's columns, `first` (more
+/// columns, or nothing), then a column a system.
+fn table_header(out: &mut String, systems: &[System], first: &str) {
+    let _ = write!(out, "| clients | payload |{first}");
+    for s in systems {
+        let _ = write!(out, " {} |", s.label());
+    }
+    let _ = write!(
+        out,
+        "\n|---|---|{}",
+        if first.is_empty() { "" } else { "---|" }
+    );
+    for _ in systems {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+}
+
+/// Every round's figure, shown by `show`, with its ratio to `base`'s of the
+/// same round: `12.0 (1.10×), 9.5 (0.95×)`.
+fn each_round(rounds: &[f64], base: Option<&[f64]>, show: impl Fn(f64) -> String) -> String {
+    let each: Vec<String> = rounds
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let floor = base.and_then(|b| b.get(i).copied());
+            format!("{} ({})", show(*value), ratio(*value, floor))
+        })
+        .collect();
+    each.join(", ")
+}
+
 fn ratio(value: f64, base: Option<f64>) -> String {
     match base {
         Some(base) if base > 0.0 && value.is_finite() => format!("{:.2}×", value / base),
@@ -597,21 +646,7 @@ impl Report {
             return;
         }
         let systems = self.systems_in(self.closed.iter().map(|c| &c.system));
-        let header = |out: &mut String, first: &str| {
-            let _ = write!(out, "| clients | payload |{first}");
-            for s in &systems {
-                let _ = write!(out, " {} |", s.label());
-            }
-            let _ = write!(
-                out,
-                "\n|---|---|{}",
-                if first.is_empty() { "" } else { "---|" }
-            );
-            for _ in &systems {
-                let _ = write!(out, "---|");
-            }
-            out.push('\n');
-        };
+        let header = |out: &mut String, first: &str| table_header(out, &systems, first);
         let _ = writeln!(
             out,
             "### 1. Request/reply\n\n\
@@ -659,16 +694,9 @@ impl Report {
             );
             header(out, "");
             self.closed_rows(out, &systems, |c, base| {
-                let each: Vec<String> = c
-                    .cpu_rounds
-                    .iter()
-                    .enumerate()
-                    .map(|(i, us)| {
-                        let floor = base.and_then(|b| b.cpu_rounds.get(i).copied());
-                        format!("{us:.1} ({})", ratio(*us, floor))
-                    })
-                    .collect();
-                each.join(", ")
+                each_round(&c.cpu_rounds, base.map(|b| &b.cpu_rounds[..]), |us| {
+                    format!("{us:.1}")
+                })
             });
         }
         let _ = writeln!(
@@ -770,16 +798,12 @@ impl Report {
                 for s in &systems {
                     match self.open_cell(*s, clients, payload) {
                         Some(c) => {
-                            let each: Vec<String> = c
-                                .p99_rounds
-                                .iter()
-                                .enumerate()
-                                .map(|(i, us)| {
-                                    let floor = base.and_then(|b| b.p99_rounds.get(i).copied());
-                                    format!("{} ({})", duration_us(*us), ratio(*us, floor))
-                                })
-                                .collect();
-                            let _ = write!(out, " {} |", each.join(", "));
+                            let each = each_round(
+                                &c.p99_rounds,
+                                base.map(|b| &b.p99_rounds[..]),
+                                duration_us,
+                            );
+                            let _ = write!(out, " {each} |");
                         }
                         None => out.push_str(" – |"),
                     }
@@ -787,7 +811,86 @@ impl Report {
                 out.push('\n');
             }
         }
+        self.open_cpu(out, &systems);
         out.push('\n');
+    }
+
+    /// Server CPU per request in the open loop: every system served the
+    /// same requests at the same times, so its cost per request does not
+    /// depend on how far it was from its own saturation.
+    fn open_cpu(&self, out: &mut String, systems: &[System]) {
+        if !self
+            .open
+            .iter()
+            .any(|c| c.server_cpu_us_per_request.is_some())
+        {
+            return;
+        }
+        let rounds = self.plan.rounds;
+        let how = if rounds > 1 {
+            format!(
+                "the median of {rounds} rounds, and × floor as the median of the rounds' \
+                 ratios, each to the floor in the same round"
+            )
+        } else {
+            "and × floor".to_owned()
+        };
+        let header = |out: &mut String, first: &str| table_header(out, systems, first);
+        let _ = writeln!(
+            out,
+            "\n**Server CPU time per request at the offered rate**, µs, {how}. The closed \
+             loop's figure depends on how busy each server was: the load generator sets \
+             the pace there, and a server that finishes sooner sleeps and wakes more \
+             often for the same requests. Here every system is sent the same requests \
+             at the same times, so the figure is its cost at that load (over the warm-up \
+             and the measured part, per request answered):\n"
+        );
+        header(out, "");
+        for (clients, payload) in self.cells() {
+            let base = self.open_cell(BASELINE, clients, payload);
+            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+            for s in systems {
+                match self
+                    .open_cell(*s, clients, payload)
+                    .and_then(|c| Some((c, c.server_cpu_us_per_request?)))
+                {
+                    Some((c, us)) => {
+                        let versus = base
+                            .and_then(|b| c.cpu_ratio(b))
+                            .filter(|r| r.is_finite())
+                            .map_or("–".to_owned(), |r| format!("{r:.2}×"));
+                        let _ = write!(out, " {us:.1} ({versus}) |");
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        if rounds > 1 {
+            let _ = writeln!(
+                out,
+                "\n**Each round**, server CPU µs per request at the offered rate (× the \
+                 floor in the same round), in the order measured:\n"
+            );
+            header(out, "");
+            for (clients, payload) in self.cells() {
+                let base = self.open_cell(BASELINE, clients, payload);
+                let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+                for s in systems {
+                    match self.open_cell(*s, clients, payload) {
+                        Some(c) if !c.cpu_rounds.is_empty() => {
+                            let each =
+                                each_round(&c.cpu_rounds, base.map(|b| &b.cpu_rounds[..]), |us| {
+                                    format!("{us:.1}")
+                                });
+                            let _ = write!(out, " {each} |");
+                        }
+                        _ => out.push_str(" – |"),
+                    }
+                }
+                out.push('\n');
+            }
+        }
     }
 
     fn fanout(&self, out: &mut String) {
@@ -1309,6 +1412,32 @@ impl Report {
                     1.15,
                 ));
             }
+            // The same target at the open loop's offered rate, where every
+            // system served the same requests at the same times.
+            let worst = self
+                .open
+                .iter()
+                .filter(|c| c.system == system)
+                .filter_map(|c| {
+                    let b = self.open_cell(BASELINE, c.clients, c.payload)?;
+                    Some((c.cpu_ratio(b)?, c.clients, c.payload))
+                })
+                .filter(|(r, _, _)| r.is_finite())
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((r, clients, payload)) = worst {
+                verdicts.push(ratio_verdict(
+                    format!(
+                        "{}: server CPU per request at the offered rate ≤ 1.15× the floor",
+                        system.label()
+                    ),
+                    format!(
+                        "worst cell {r:.2}× ({clients} clients, {})",
+                        payload_label(payload)
+                    ),
+                    r,
+                    1.15,
+                ));
+            }
             // The p99 at 100 clients was 1.26-1.32x the floor's when this
             // target was set: no worse than that.
             let worst = self
@@ -1515,6 +1644,8 @@ mod tests {
                 percentiles_us: vec![(50.0, p99 / 4.0), (99.0, p99)],
             },
             p99_rounds: rounds.to_vec(),
+            server_cpu_us_per_request: None,
+            cpu_rounds: Vec::new(),
         }
     }
 
@@ -1574,6 +1705,23 @@ mod tests {
         assert!((system.cpu_ratio(&floor) - 1.1).abs() < 1e-9);
         // One round each: the plain ratio.
         assert!((cell(vec![12.0]).cpu_ratio(&cell(vec![10.0])) - 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn open_loop_cpu_pairs_rounds_and_needs_both() {
+        let with_cpu = |rounds: &[f64]| OpenCell {
+            server_cpu_us_per_request: Some(median(rounds)),
+            cpu_rounds: rounds.to_vec(),
+            ..open(100.0, &[100.0; 3])
+        };
+        // 1.3x, 0.9x and 1.1x the floor round by round: the median is 1.1x.
+        let floor = with_cpu(&[10.0, 20.0, 10.0]);
+        let system = with_cpu(&[13.0, 18.0, 11.0]);
+        let r = system.cpu_ratio(&floor).expect("both measured");
+        assert!((r - 1.1).abs() < 1e-9);
+        // Results saved before the open loop's CPU was measured have none.
+        assert_eq!(open(100.0, &[100.0]).cpu_ratio(&floor), None);
+        assert_eq!(system.cpu_ratio(&open(100.0, &[100.0])), None);
     }
 
     #[test]

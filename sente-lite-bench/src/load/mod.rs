@@ -110,6 +110,10 @@ pub(crate) enum Job {
 pub(crate) struct JobResult {
     /// Requests answered (request/reply) or messages delivered (fan-out).
     pub(crate) completed: u64,
+    /// Open loop: every request answered in full since `go`, the warm-up's
+    /// included (the server's CPU time is taken over all of them).
+    #[serde(default)]
+    pub(crate) answered: u64,
     /// Error replies, connections that failed, replies shorter than the payload.
     pub(crate) errors: u64,
     /// Open loop: requests still unanswered at the end of the drain time.

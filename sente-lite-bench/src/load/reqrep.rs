@@ -80,6 +80,8 @@ pub(super) async fn open_each<T>(
 #[derive(Default)]
 struct ConnStats {
     completed: u64,
+    /// Open loop: requests answered in full, the warm-up's included.
+    answered: u64,
     errors: u64,
     lost: u64,
     latencies: Latencies,
@@ -262,8 +264,11 @@ async fn open_conn(
                             }
                             if len < frames.payload_len() {
                                 stats.errors += 1;
-                            } else if schedule.counts(id) {
-                                stats.completed += 1;
+                            } else {
+                                stats.answered += 1;
+                                if schedule.counts(id) {
+                                    stats.completed += 1;
+                                }
                             }
                         }
                     }
@@ -393,6 +398,7 @@ pub(super) async fn open(
         if let Ok((ws, stats)) = task.await {
             open += u64::from(ws.is_some());
             total_stats.completed += stats.completed;
+            total_stats.answered += stats.answered;
             total_stats.errors += stats.errors;
             total_stats.lost += stats.lost;
             total_stats.latencies.merge(&stats.latencies);
@@ -403,6 +409,7 @@ pub(super) async fn open(
     let elapsed = scheduled_end.saturating_duration_since(measured_from);
     say_result(&JobResult {
         completed: total_stats.completed,
+        answered: total_stats.answered,
         errors: total_stats.errors + failures.len() as u64,
         lost: total_stats.lost,
         elapsed_s: elapsed.as_secs_f64().max(duration.as_secs_f64()),

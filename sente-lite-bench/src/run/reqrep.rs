@@ -138,12 +138,15 @@ fn median_round(mut rounds: Vec<ClosedCell>) -> ClosedCell {
 /// round's p99 kept in order and the lost requests and errors of all rounds.
 fn median_open_round(mut rounds: Vec<OpenCell>) -> OpenCell {
     let p99: Vec<f64> = rounds.iter().flat_map(|c| c.p99_rounds.clone()).collect();
+    let cpu: Vec<f64> = rounds.iter().flat_map(|c| c.cpu_rounds.clone()).collect();
     let errors = rounds.iter().map(|c| c.errors).sum();
     let lost = rounds.iter().map(|c| c.lost).sum();
     let key = |c: &OpenCell| c.latency.at(99.0).unwrap_or(f64::INFINITY);
     rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
     let mut cell = rounds.swap_remove((rounds.len() - 1) / 2);
     cell.p99_rounds = p99;
+    cell.server_cpu_us_per_request = (!cpu.is_empty()).then(|| median(&cpu));
+    cell.cpu_rounds = cpu;
     cell.errors = errors;
     cell.lost = lost;
     cell
@@ -285,7 +288,11 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                     duration_ms: plan.duration_ms,
                 };
                 match one_worker(context, job, server, warmup + duration).await {
-                    Ok((result, _)) => {
+                    Ok((result, cpu)) => {
+                        // The server's CPU time runs from `go`, over the
+                        // warm-up too: it is shared by every answer since.
+                        let server_cpu = (result.answered > 0)
+                            .then(|| cpu.server.as_secs_f64() * 1e6 / result.answered as f64);
                         let cell = OpenCell {
                             system: *system,
                             clients,
@@ -297,14 +304,17 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                             lost: result.lost,
                             p99_rounds: result.latency.at(99.0).into_iter().collect(),
                             latency: result.latency,
+                            server_cpu_us_per_request: server_cpu,
+                            cpu_rounds: server_cpu.into_iter().collect(),
                         };
                         eprintln!(
-                            "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs{}",
+                            "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, server {:.1} µs/req{}",
                             system.label(),
                             rate,
                             cell.latency.at(50.0).unwrap_or(0.0),
                             cell.latency.at(99.0).unwrap_or(0.0),
                             cell.latency.at(99.9).unwrap_or(0.0),
+                            server_cpu.unwrap_or(0.0),
                             if plan.rounds > 1 {
                                 format!(" (round {} of {})", round + 1, plan.rounds)
                             } else {
