@@ -75,12 +75,9 @@ pub(crate) struct OpenCell {
     /// p99 of each round, µs, in the order measured.
     #[serde(default)]
     pub(crate) p99_rounds: Vec<f64>,
-    /// Server CPU time per answered request at the offered rate, µs: the
-    /// median of the rounds (absent in results saved before it was measured).
-    #[serde(default)]
-    pub(crate) server_cpu_us_per_request: Option<f64>,
-    /// Server CPU time per answered request of each round, µs, in the order
-    /// measured.
+    /// Server CPU time per answered request of each round at the offered
+    /// rate, µs, in the order measured (none in results saved before it was
+    /// measured).
     #[serde(default)]
     pub(crate) cpu_rounds: Vec<f64>,
 }
@@ -94,12 +91,18 @@ impl OpenCell {
             .or_else(|| Some(self.latency.at(99.0)? / base.latency.at(99.0)?.max(1e-9)))
     }
 
+    /// Server CPU time per answered request at the offered rate, µs: the
+    /// median of the rounds; `None` when it was not measured.
+    pub(crate) fn server_cpu_us_per_request(&self) -> Option<f64> {
+        (!self.cpu_rounds.is_empty()).then(|| median(&self.cpu_rounds))
+    }
+
     /// Server CPU per request at the offered rate against `base`'s in the
     /// same cell: the median of the rounds' paired ratios, else the ratio of
     /// the medians; `None` when either was not measured.
     pub(crate) fn cpu_ratio(&self, base: &OpenCell) -> Option<f64> {
         paired_ratio(&self.cpu_rounds, &base.cpu_rounds).or_else(|| {
-            Some(self.server_cpu_us_per_request? / base.server_cpu_us_per_request?.max(1e-9))
+            Some(self.server_cpu_us_per_request()? / base.server_cpu_us_per_request()?.max(1e-9))
         })
     }
 }
@@ -819,11 +822,7 @@ impl Report {
     /// same requests at the same times, so its cost per request does not
     /// depend on how far it was from its own saturation.
     fn open_cpu(&self, out: &mut String, systems: &[System]) {
-        if !self
-            .open
-            .iter()
-            .any(|c| c.server_cpu_us_per_request.is_some())
-        {
+        if !self.open.iter().any(|c| !c.cpu_rounds.is_empty()) {
             return;
         }
         let rounds = self.plan.rounds;
@@ -852,7 +851,7 @@ impl Report {
             for s in systems {
                 match self
                     .open_cell(*s, clients, payload)
-                    .and_then(|c| Some((c, c.server_cpu_us_per_request?)))
+                    .and_then(|c| Some((c, c.server_cpu_us_per_request()?)))
                 {
                     Some((c, us)) => {
                         let versus = base
@@ -1398,20 +1397,7 @@ impl Report {
                     Some((s.cpu_ratio(b), clients, payload))
                 })
                 .max_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((r, clients, payload)) = worst {
-                verdicts.push(ratio_verdict(
-                    format!(
-                        "{}: server CPU per request ≤ 1.15× the floor",
-                        system.label()
-                    ),
-                    format!(
-                        "worst cell {r:.2}× ({clients} clients, {})",
-                        payload_label(payload)
-                    ),
-                    r,
-                    1.15,
-                ));
-            }
+            verdicts.extend(cpu_verdict(system, "", worst));
             // The same target at the open loop's offered rate, where every
             // system served the same requests at the same times.
             let worst = self
@@ -1424,20 +1410,7 @@ impl Report {
                 })
                 .filter(|(r, _, _)| r.is_finite())
                 .max_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((r, clients, payload)) = worst {
-                verdicts.push(ratio_verdict(
-                    format!(
-                        "{}: server CPU per request at the offered rate ≤ 1.15× the floor",
-                        system.label()
-                    ),
-                    format!(
-                        "worst cell {r:.2}× ({clients} clients, {})",
-                        payload_label(payload)
-                    ),
-                    r,
-                    1.15,
-                ));
-            }
+            verdicts.extend(cpu_verdict(system, " at the offered rate", worst));
             // The p99 at 100 clients was 1.26-1.32x the floor's when this
             // target was set: no worse than that.
             let worst = self
@@ -1612,6 +1585,24 @@ pub(crate) fn write_section(path: &Path, section: &str) -> Result<(), BoxError> 
 }
 
 /// A target on a ratio that must not exceed `limit`.
+/// The CPU-per-request target (≤ 1.15× the floor in every cell) for
+/// `system`, measured `how`, from its worst cell: ratio, clients, payload.
+fn cpu_verdict(system: System, how: &str, worst: Option<(f64, usize, usize)>) -> Option<Verdict> {
+    let (r, clients, payload) = worst?;
+    Some(ratio_verdict(
+        format!(
+            "{}: server CPU per request{how} ≤ 1.15× the floor",
+            system.label()
+        ),
+        format!(
+            "worst cell {r:.2}× ({clients} clients, {})",
+            payload_label(payload)
+        ),
+        r,
+        1.15,
+    ))
+}
+
 fn ratio_verdict(target: String, measured: String, ratio: f64, limit: f64) -> Verdict {
     Verdict {
         target,
@@ -1644,7 +1635,6 @@ mod tests {
                 percentiles_us: vec![(50.0, p99 / 4.0), (99.0, p99)],
             },
             p99_rounds: rounds.to_vec(),
-            server_cpu_us_per_request: None,
             cpu_rounds: Vec::new(),
         }
     }
@@ -1710,7 +1700,6 @@ mod tests {
     #[test]
     fn open_loop_cpu_pairs_rounds_and_needs_both() {
         let with_cpu = |rounds: &[f64]| OpenCell {
-            server_cpu_us_per_request: Some(median(rounds)),
             cpu_rounds: rounds.to_vec(),
             ..open(100.0, &[100.0; 3])
         };

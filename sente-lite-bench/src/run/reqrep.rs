@@ -145,7 +145,6 @@ fn median_open_round(mut rounds: Vec<OpenCell>) -> OpenCell {
     rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
     let mut cell = rounds.swap_remove((rounds.len() - 1) / 2);
     cell.p99_rounds = p99;
-    cell.server_cpu_us_per_request = (!cpu.is_empty()).then(|| median(&cpu));
     cell.cpu_rounds = cpu;
     cell.errors = errors;
     cell.lost = lost;
@@ -304,7 +303,6 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                             lost: result.lost,
                             p99_rounds: result.latency.at(99.0).into_iter().collect(),
                             latency: result.latency,
-                            server_cpu_us_per_request: server_cpu,
                             cpu_rounds: server_cpu.into_iter().collect(),
                         };
                         eprintln!(
