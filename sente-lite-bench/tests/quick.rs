@@ -63,10 +63,17 @@ fn the_quick_run_completes_every_scenario() {
         .unwrap_or_else(|| panic!("no idle row of sente-lite json in:\n{stdout}"));
     assert_eq!(idle_json.matches(" → ").count(), 2, "{idle_json}");
     assert_eq!(idle_json.matches(" KiB |").count(), 2, "{idle_json}");
-    // Every scenario ran for every system: a failure would be a note.
+    // Every scenario ran for every system: a failure would be a note. A
+    // system the open loop offers more than its own saturation is not
+    // measured there by design (its closed loop ran, and shows above); in
+    // these tiny runs that depends on the machine, so its note is not one.
     let failures: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("note: ") && !l.contains("left out"))
+        .filter(|l| {
+            l.contains("note: ")
+                && !l.contains("left out")
+                && !l.contains("is above its own saturation")
+        })
         .collect();
     assert!(failures.is_empty(), "a scenario failed:\n{stderr}");
     for layout in [
