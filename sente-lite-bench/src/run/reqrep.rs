@@ -109,16 +109,18 @@ fn closed_cell(
         latency: result.latency.clone(),
         cpu_rounds: vec![server_cpu_us_per_request],
         rps_rounds: vec![requests_per_s],
+        p99_rounds: result.latency.at(99.0).into_iter().collect(),
     }
 }
 
 /// A system's rounds of one cell as one cell: the round of median server CPU
 /// per request (its shares and latencies), with the medians of CPU per
-/// request and of requests/s, every round's figures kept in order, and the
-/// errors of all rounds.
+/// request and of requests/s, every round's figures (CPU, requests/s, p99)
+/// kept in order, and the errors of all rounds.
 fn median_round(mut rounds: Vec<ClosedCell>) -> ClosedCell {
     let cpu: Vec<f64> = rounds.iter().map(|c| c.server_cpu_us_per_request).collect();
     let rps: Vec<f64> = rounds.iter().map(|c| c.requests_per_s).collect();
+    let p99: Vec<f64> = rounds.iter().flat_map(|c| c.p99_rounds.clone()).collect();
     let errors = rounds.iter().map(|c| c.errors).sum();
     rounds.sort_by(|a, b| {
         a.server_cpu_us_per_request
@@ -130,6 +132,7 @@ fn median_round(mut rounds: Vec<ClosedCell>) -> ClosedCell {
     cell.errors = errors;
     cell.cpu_rounds = cpu;
     cell.rps_rounds = rps;
+    cell.p99_rounds = p99;
     cell
 }
 
