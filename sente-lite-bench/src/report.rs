@@ -92,6 +92,10 @@ pub(crate) struct OpenCell {
     /// measured).
     #[serde(default)]
     pub(crate) cpu_rounds: Vec<f64>,
+    /// The load generator's CPU time over the measured part of each round,
+    /// in cores (1.0 = one core all the time), in the order measured.
+    #[serde(default)]
+    pub(crate) load_cpu_rounds: Vec<f64>,
 }
 
 impl OpenCell {
@@ -550,6 +554,32 @@ impl Report {
         }
     }
 
+    /// One row per cell of the open loop: `figure` of each system's cell
+    /// (with the floor's), or `–` where it has none.
+    fn open_rows(
+        &self,
+        out: &mut String,
+        systems: &[System],
+        figure: impl Fn(&OpenCell, Option<&OpenCell>) -> Option<String>,
+    ) {
+        for (clients, payload) in self.cells() {
+            let base = self.open_cell(BASELINE, clients, payload);
+            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
+            for s in systems {
+                match self
+                    .open_cell(*s, clients, payload)
+                    .and_then(|c| figure(c, base))
+                {
+                    Some(shown) => {
+                        let _ = write!(out, " {shown} |");
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+    }
+
     fn open_cell(&self, system: System, clients: usize, payload: usize) -> Option<&OpenCell> {
         self.open
             .iter()
@@ -808,25 +838,15 @@ impl Report {
                 "\n**Each round's p99** (× the floor in the same round), in the order measured:\n"
             );
             header(out, "");
-            for (clients, payload) in self.cells() {
-                let base = self.open_cell(BASELINE, clients, payload);
-                let _ = write!(out, "| {clients} | {} |", payload_label(payload));
-                for s in &systems {
-                    match self.open_cell(*s, clients, payload) {
-                        Some(c) => {
-                            let each = each_round(
-                                &c.p99_rounds,
-                                base.map(|b| &b.p99_rounds[..]),
-                                duration_us,
-                            );
-                            let _ = write!(out, " {each} |");
-                        }
-                        None => out.push_str(" – |"),
-                    }
-                }
-                out.push('\n');
-            }
+            self.open_rows(out, &systems, |c, base| {
+                Some(each_round(
+                    &c.p99_rounds,
+                    base.map(|b| &b.p99_rounds[..]),
+                    duration_us,
+                ))
+            });
         }
+        self.open_busy(out, &systems);
         self.open_cpu(out, &systems);
         out.push('\n');
     }
@@ -927,24 +947,42 @@ impl Report {
                  floor in the same round), in the order measured:\n"
             );
             header(out, "");
-            for (clients, payload) in self.cells() {
-                let base = self.open_cell(BASELINE, clients, payload);
-                let _ = write!(out, "| {clients} | {} |", payload_label(payload));
-                for s in systems {
-                    match self.open_cell(*s, clients, payload) {
-                        Some(c) if !c.cpu_rounds.is_empty() => {
-                            let each =
-                                each_round(&c.cpu_rounds, base.map(|b| &b.cpu_rounds[..]), |us| {
-                                    format!("{us:.1}")
-                                });
-                            let _ = write!(out, " {each} |");
-                        }
-                        _ => out.push_str(" – |"),
-                    }
-                }
-                out.push('\n');
-            }
+            self.open_rows(out, systems, |c, base| {
+                (!c.cpu_rounds.is_empty()).then(|| {
+                    each_round(&c.cpu_rounds, base.map(|b| &b.cpu_rounds[..]), |us| {
+                        format!("{us:.1}")
+                    })
+                })
+            });
         }
+    }
+
+    /// Who was busy in the open loop: the server at the offered rate, and
+    /// the load generator, whose own queueing is in every system's tail
+    /// when it is near its core.
+    fn open_busy(&self, out: &mut String, systems: &[System]) {
+        if !self.open.iter().any(|c| !c.load_cpu_rounds.is_empty()) {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n**Who was busy at the offered rate**, in cores (1.00 = one core all the \
+             time), medians of the rounds: server (its CPU time per request × the offered \
+             rate) / load generator (its CPU time over the measured part). The load \
+             generator sends every request on a timer and does as much WebSocket work per \
+             message as a server; near 1.00 it is late to send and to read, and its own \
+             queueing is in every system's tail:\n"
+        );
+        table_header(out, systems, "");
+        self.open_rows(out, systems, |c, _| {
+            if c.load_cpu_rounds.is_empty() {
+                return None;
+            }
+            let server = c.server_cpu_us_per_request().map_or("–".to_owned(), |us| {
+                format!("{:.2}", us * c.offered_per_s / 1e6)
+            });
+            Some(format!("{server} / {:.2}", median(&c.load_cpu_rounds)))
+        });
     }
 
     fn fanout(&self, out: &mut String) {
@@ -1708,6 +1746,7 @@ mod tests {
             },
             p99_rounds: rounds.to_vec(),
             cpu_rounds: Vec::new(),
+            load_cpu_rounds: Vec::new(),
         }
     }
 

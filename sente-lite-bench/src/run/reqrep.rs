@@ -138,10 +138,15 @@ fn median_round(mut rounds: Vec<ClosedCell>) -> ClosedCell {
 
 /// A system's open-loop rounds of one cell as one cell: the round of median
 /// p99 (all its percentiles, so they come from one measurement), with every
-/// round's p99 kept in order and the lost requests and errors of all rounds.
+/// round's p99, server CPU per request and load generator's CPU kept in
+/// order, and the lost requests and errors of all rounds.
 fn median_open_round(mut rounds: Vec<OpenCell>) -> OpenCell {
     let p99: Vec<f64> = rounds.iter().flat_map(|c| c.p99_rounds.clone()).collect();
     let cpu: Vec<f64> = rounds.iter().flat_map(|c| c.cpu_rounds.clone()).collect();
+    let load: Vec<f64> = rounds
+        .iter()
+        .flat_map(|c| c.load_cpu_rounds.clone())
+        .collect();
     let errors = rounds.iter().map(|c| c.errors).sum();
     let lost = rounds.iter().map(|c| c.lost).sum();
     let key = |c: &OpenCell| c.latency.at(99.0).unwrap_or(f64::INFINITY);
@@ -149,6 +154,7 @@ fn median_open_round(mut rounds: Vec<OpenCell>) -> OpenCell {
     let mut cell = rounds.swap_remove((rounds.len() - 1) / 2);
     cell.p99_rounds = p99;
     cell.cpu_rounds = cpu;
+    cell.load_cpu_rounds = load;
     cell.errors = errors;
     cell.lost = lost;
     cell
@@ -307,6 +313,7 @@ pub(crate) async fn run(context: &Context, report: &mut Report) {
                             p99_rounds: result.latency.at(99.0).into_iter().collect(),
                             latency: result.latency,
                             cpu_rounds: server_cpu.into_iter().collect(),
+                            load_cpu_rounds: vec![result.cpu_s / result.elapsed_s.max(1e-9)],
                         };
                         eprintln!(
                             "  open   {:<22} clients {clients:>5} payload {payload:>6}: {:>9.0} req/s offered, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, server {:.1} µs/req{}",
