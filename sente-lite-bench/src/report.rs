@@ -920,26 +920,14 @@ impl Report {
              and the measured part, per request answered):\n"
         );
         header(out, "");
-        for (clients, payload) in self.cells() {
-            let base = self.open_cell(BASELINE, clients, payload);
-            let _ = write!(out, "| {clients} | {} |", payload_label(payload));
-            for s in systems {
-                match self
-                    .open_cell(*s, clients, payload)
-                    .and_then(|c| Some((c, c.server_cpu_us_per_request()?)))
-                {
-                    Some((c, us)) => {
-                        let versus = base
-                            .and_then(|b| c.cpu_ratio(b))
-                            .filter(|r| r.is_finite())
-                            .map_or("–".to_owned(), |r| format!("{r:.2}×"));
-                        let _ = write!(out, " {us:.1} ({versus}) |");
-                    }
-                    None => out.push_str(" – |"),
-                }
-            }
-            out.push('\n');
-        }
+        self.open_rows(out, systems, |c, base| {
+            let us = c.server_cpu_us_per_request()?;
+            let versus = base
+                .and_then(|b| c.cpu_ratio(b))
+                .filter(|r| r.is_finite())
+                .map_or("–".to_owned(), |r| format!("{r:.2}×"));
+            Some(format!("{us:.1} ({versus})"))
+        });
         if rounds > 1 {
             let _ = writeln!(
                 out,
