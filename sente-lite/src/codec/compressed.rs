@@ -47,7 +47,7 @@ pub fn compress(message: &Message, level: u32) -> Option<Message> {
     let mut encoder = DeflateEncoder::new(out, Compression::new(level.min(9)));
     encoder.write_all(bytes).ok()?;
     let out = encoder.finish().ok()?;
-    (out.len() < bytes.len()).then(|| Message::Binary(out.into()))
+    (out.len() < bytes.len()).then(|| super::binary_frame(out))
 }
 
 /// The frame inside compressed frame `message`, inflated to at most `max`

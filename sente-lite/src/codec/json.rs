@@ -41,7 +41,7 @@ struct ResubBody<'a> {
 
 fn text(buf: Vec<u8>) -> Message {
     // serde_json writes UTF-8 and every literal written here is ASCII.
-    Message::Text(String::from_utf8(buf).unwrap_or_default().into())
+    super::text_frame(String::from_utf8(buf).unwrap_or_default())
 }
 
 /// Serializes a frame (a tuple is a JSON array) straight into a `String`, so the
@@ -49,7 +49,7 @@ fn text(buf: Vec<u8>) -> Message {
 /// escaped with SIMD (see `json_str`).
 fn frame<T: Serialize>(what: &'static str, value: &T) -> Result<Message, EncodeError> {
     super::json_str::to_string(value)
-        .map(|text| Message::Text(text.into()))
+        .map(super::text_frame)
         .map_err(|e| encode_error(what, ENCODING, e))
 }
 
@@ -118,7 +118,7 @@ pub(super) fn publication_of_payload(
         detail: format!("the payload is not JSON: {e}"),
     })?;
     super::json_str::to_string(&(PUB, channel, id, raw, position))
-        .map(|text| Message::Text(text.into()))
+        .map(super::text_frame)
         .map_err(|e| encode_error("publication", ENCODING, e))
 }
 
@@ -155,7 +155,7 @@ fn frame_of_payload<E: std::fmt::Display>(
         detail: format!("the payload is not JSON: {e}"),
     })?;
     write(raw)
-        .map(|text| Message::Text(text.into()))
+        .map(super::text_frame)
         .map_err(|e| encode_error(what, ENCODING, e))
 }
 

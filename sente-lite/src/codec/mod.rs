@@ -254,6 +254,31 @@ impl Codec {
     }
 }
 
+/// Unused room an encoded frame's buffer may keep; more is given back.
+const FRAME_SLACK: usize = 1024;
+
+/// A text frame of `text`, its buffer cut down as [`binary_frame`]'s.
+fn text_frame(mut text: String) -> Message {
+    if text.capacity() - text.len() > FRAME_SLACK {
+        text.shrink_to_fit();
+    }
+    Message::Text(text.into())
+}
+
+/// A binary frame of `bytes`. An encoder's buffer grows by doubling, so it
+/// may be twice what it holds, while a queued frame is counted by its length
+/// and a publication's frame may be kept by a channel's history: a buffer
+/// with more than [`FRAME_SLACK`] bytes unused is cut to its length (in
+/// place: the allocator keeps the block and frees its tail), so a frame
+/// holds at most its length and 1 KiB. A small frame keeps its buffer:
+/// freeing a tail of a few bytes costs the allocator more than it saves.
+fn binary_frame(mut bytes: Vec<u8>) -> Message {
+    if bytes.capacity() - bytes.len() > FRAME_SLACK {
+        bytes.shrink_to_fit();
+    }
+    Message::Binary(bytes.into())
+}
+
 fn message_kind(message: &Message) -> &'static str {
     match message {
         Message::Text(_) => "text",

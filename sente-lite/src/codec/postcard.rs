@@ -128,10 +128,6 @@ impl<'a> WireError<'a> {
     }
 }
 
-fn to_message(buf: Vec<u8>) -> Message {
-    Message::Binary(buf.into())
-}
-
 fn header(header: &Header<'_>) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64);
     // Headers hold only integers, strings and options: serializing them cannot fail.
@@ -149,7 +145,7 @@ fn with_payload<T: Serialize + ?Sized>(
     // `Extend<u8>` went byte by byte).
     let buf =
         postcard::to_allocvec(&(head, payload)).map_err(|e| encode_error(what, ENCODING, e))?;
-    Ok(to_message(buf))
+    Ok(super::binary_frame(buf))
 }
 
 pub(super) fn event<T: Serialize>(
@@ -176,7 +172,7 @@ pub(super) fn reply_ok<T: Serialize + ?Sized>(
 }
 
 pub(super) fn reply_err(req_id: RequestId, error: &ErrorReply) -> Message {
-    to_message(header(&Header::ReplyErr {
+    super::binary_frame(header(&Header::ReplyErr {
         req_id,
         error: WireError::from_reply(error),
     }))
@@ -218,7 +214,7 @@ pub(super) fn publication_of_payload(
         position: Some(position.clone()),
     });
     buf.extend_from_slice(payload);
-    to_message(buf)
+    super::binary_frame(buf)
 }
 
 /// A one-way event around a payload already encoded: the same bytes as
@@ -226,7 +222,7 @@ pub(super) fn publication_of_payload(
 pub(super) fn event_of_payload(key: EventKey, payload: &[u8]) -> Message {
     let mut buf = header(&Header::Event { key });
     buf.extend_from_slice(payload);
-    to_message(buf)
+    super::binary_frame(buf)
 }
 
 /// A request around a payload already encoded: the same bytes as [`event`]
@@ -243,7 +239,7 @@ pub(super) fn request_of_payload(
         deadline_ms,
     });
     buf.extend_from_slice(payload);
-    to_message(buf)
+    super::binary_frame(buf)
 }
 
 pub(super) fn control(control: &Control) -> Message {
@@ -287,7 +283,7 @@ pub(super) fn control(control: &Control) -> Message {
             Header::Extensions(names.iter().map(|n| Cow::Borrowed(n.as_str())).collect())
         }
     };
-    to_message(header(&head))
+    super::binary_frame(header(&head))
 }
 
 /// A header that does not decode: answered to its request when the frame is a
