@@ -60,6 +60,14 @@ fn small() -> Note {
     }
 }
 
+/// A chat message: a string of 32 to 127 bytes with nothing to escape, which
+/// the JSON encoder writes between quotes as it is.
+fn chat() -> Note {
+    Note {
+        text: "see you at the station at six, I'll bring the tickets and the map".into(),
+    }
+}
+
 /// Records until their JSON reaches 16 KiB.
 fn records_16k() -> Records {
     let mut records = Records {
@@ -148,6 +156,7 @@ fn bench_codec<E: Event + PartialEq + std::fmt::Debug>(c: &mut Criterion, size: 
 
 fn codec(c: &mut Criterion) {
     bench_codec(c, "small", &small());
+    bench_codec(c, "chat", &chat());
     bench_codec(c, "16KiB", &records_16k());
     bench_codec(c, "16KiB-text", &text_16k());
 }
@@ -275,6 +284,7 @@ mod paired {
         println!("|---|---|---|---|---|");
         for codec in [Codec::Json, Codec::Postcard] {
             compare(codec, "small", &small());
+            compare(codec, "chat", &chat());
             compare(codec, "16KiB", &records_16k());
             compare(codec, "16KiB-text", &text_16k());
         }
