@@ -1682,7 +1682,6 @@ pub(crate) fn write_section(path: &Path, section: &str) -> Result<(), BoxError> 
     Ok(())
 }
 
-/// A target on a ratio that must not exceed `limit`.
 /// The CPU-per-request target (≤ 1.15× the floor in every cell) for
 /// `system`, measured `how`, from its worst cell: ratio, clients, payload.
 fn cpu_verdict(system: System, how: &str, worst: Option<(f64, usize, usize)>) -> Option<Verdict> {
@@ -1701,6 +1700,7 @@ fn cpu_verdict(system: System, how: &str, worst: Option<(f64, usize, usize)>) ->
     ))
 }
 
+/// A target on a ratio that must not exceed `limit`.
 fn ratio_verdict(target: String, measured: String, ratio: f64, limit: f64) -> Verdict {
     Verdict {
         target,
