@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::FutureExt as _;
 use tungstenite::Message;
@@ -225,7 +226,9 @@ pub struct Dispatched {
 pub struct HandlerTiming {
     /// The event id.
     pub event: &'static str,
-    /// From dispatch until the handler's future finished.
+    /// From the frame's arrival (the call, for [`RouteTable::dispatch`])
+    /// until the handler's future finished: decoding, the handler, and
+    /// encoding its reply.
     pub elapsed: std::time::Duration,
 }
 
@@ -293,7 +296,7 @@ impl RouteTable {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
     ) -> Result<DispatchFuture, ProtocolError> {
-        self.dispatch_held(ctx, event, payload, req_id, false)
+        self.dispatch_held(ctx, event, payload, req_id, false, Instant::now())
             .map(|(running, _)| running)
     }
 
@@ -302,6 +305,8 @@ impl RouteTable {
     /// requests in flight (see [`Ctx::begin_request_lazily`]); its
     /// cancellation comes back beside the handler for the connection to
     /// [`Ctx::hold_request`] it, if the handler does not finish at once.
+    /// The handler's time ([`HandlerTiming`]) counts from `arrived`, when
+    /// the frame was read.
     pub(crate) fn dispatch_held(
         &self,
         ctx: &Ctx,
@@ -309,6 +314,7 @@ impl RouteTable {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
         lazily: bool,
+        arrived: Instant,
     ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError> {
         let route = self
             .lookup(event)
@@ -328,7 +334,7 @@ impl RouteTable {
             }
             _ => {}
         }
-        let (running, unheld) = route.call.dispatch(ctx, payload, req_id, lazily)?;
+        let (running, unheld) = route.call.dispatch(ctx, payload, req_id, lazily, arrived)?;
         Ok((self.layered(ctx, route.info.id, req_id, running), unheld))
     }
 
@@ -355,12 +361,19 @@ impl RouteTable {
     /// (an unknown event, a payload that does not fit, a request sent as an
     /// event, a deadline already passed): the caller decodes it the general way,
     /// which names the problem. A `Some` holds what that way would have done.
-    pub(crate) fn dispatch_json(&self, ctx: &Ctx, text: &str) -> Option<FastDispatch> {
+    /// The handler's time counts from `arrived`, as in
+    /// [`RouteTable::dispatch_held`].
+    pub(crate) fn dispatch_json(
+        &self,
+        ctx: &Ctx,
+        text: &str,
+        arrived: Instant,
+    ) -> Option<FastDispatch> {
         let id = crate::codec::json_event_head(text)?;
         let route = self.lookup(&EventRef::Id(std::borrow::Cow::Borrowed(id)))?;
         route
             .call
-            .dispatch_json(ctx, text, id)
+            .dispatch_json(ctx, text, id, arrived)
             .map(|(req_id, deadline_ms, started)| FastDispatch {
                 id: route.info.id,
                 req_id,
@@ -419,10 +432,12 @@ trait ErasedRoute: Send + Sync {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
         lazily: bool,
+        arrived: Instant,
     ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError>;
 
     /// `id` is the event id [`crate::codec::json_event_head`] found in `text`.
-    fn dispatch_json(&self, ctx: &Ctx, text: &str, id: &str) -> Option<FastStart>;
+    fn dispatch_json(&self, ctx: &Ctx, text: &str, id: &str, arrived: Instant)
+    -> Option<FastStart>;
 }
 
 struct HandlerRoute<H>(H, PhantomData<fn() -> H>);
@@ -434,31 +449,40 @@ impl<H: Handler> ErasedRoute for HandlerRoute<H> {
         payload: Payload<'_>,
         req_id: Option<RequestId>,
         lazily: bool,
+        arrived: Instant,
     ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError> {
         let event: H::Event = payload.decode(<H::Event as Event>::ID)?;
-        self.start(ctx, event, req_id, lazily)
+        self.start(ctx, event, req_id, lazily, arrived)
     }
 
-    fn dispatch_json(&self, ctx: &Ctx, text: &str, id: &str) -> Option<FastStart> {
+    fn dispatch_json(
+        &self,
+        ctx: &Ctx,
+        text: &str,
+        id: &str,
+        arrived: Instant,
+    ) -> Option<FastStart> {
         let frame = crate::codec::decode_json_event::<H::Event>(text, id)?;
         let kind_fits = frame.req_id.is_some() == <H::Event as Event>::IS_REQUEST;
         if !kind_fits || frame.deadline_ms == Some(0) {
             return None;
         }
-        let started = self.start(ctx, frame.payload, frame.req_id, true);
+        let started = self.start(ctx, frame.payload, frame.req_id, true, arrived);
         Some((frame.req_id, frame.deadline_ms, started))
     }
 }
 
 impl<H: Handler> HandlerRoute<H> {
-    /// Starts the handler on a decoded event; `lazily`, as
-    /// [`RouteTable::dispatch_held`].
+    /// Starts the handler on a decoded event; `lazily` and `arrived`, as
+    /// [`RouteTable::dispatch_held`] (the frame's arrival is the handler's
+    /// start: one clock read a request fewer, and the decoding counted).
     fn start(
         &self,
         ctx: &Ctx,
         event: H::Event,
         req_id: Option<RequestId>,
         lazily: bool,
+        arrived: Instant,
     ) -> Result<(DispatchFuture, Option<Cancellation>), ProtocolError> {
         let guard = match req_id {
             Some(id) if lazily => Some(ctx.begin_request_lazily(id)?),
@@ -472,7 +496,6 @@ impl<H: Handler> HandlerRoute<H> {
             .cloned();
         let codec = ctx.codec();
         let running = AssertUnwindSafe(self.0.call_inline(ctx.clone(), event)).catch_unwind();
-        let started = std::time::Instant::now();
         let running: DispatchFuture = Box::pin(async move {
             let result = match &guard {
                 // A request's handler is dropped when the request stops
@@ -527,7 +550,7 @@ impl<H: Handler> HandlerRoute<H> {
                 outcome,
                 timing: Some(HandlerTiming {
                     event: <H::Event as Event>::ID,
-                    elapsed: started.elapsed(),
+                    elapsed: arrived.elapsed(),
                 }),
             }
         });

@@ -47,7 +47,7 @@ pub(super) fn handle_frame(
     // anything wrong with them, takes the general path below.
     if !draining
         && let Message::Text(text) = message
-        && let Some(fast) = routes.dispatch_json(ctx, text.as_str())
+        && let Some(fast) = routes.dispatch_json(ctx, text.as_str(), arrived.into_std())
     {
         counters.events.inbound(fast.id, size);
         let (running, unheld) = fast.started.map_err(|e| (e, fast.req_id))?;
@@ -100,7 +100,7 @@ pub(super) fn handle_frame(
     };
     let route = |event: EventRef<'_>, payload, req_id, deadline_ms| {
         routes
-            .dispatch_held(ctx, &event, payload, req_id, true)
+            .dispatch_held(ctx, &event, payload, req_id, true, arrived.into_std())
             .map(|(running, unheld)| {
                 Action::Start(started(
                     running,

@@ -281,7 +281,7 @@ pub(crate) fn render(shared: &Shared, stats: StatsSnapshot) -> String {
     );
     registry.register(
         "handler_duration_seconds",
-        "Time from dispatch to the handler's end, by event id",
+        "Time from the frame's arrival to the handler's end (its reply encoded), by event id",
         events.handler_seconds,
     );
     registry.register_collector(Box::new(Snapshot {
