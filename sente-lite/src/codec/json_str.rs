@@ -10,7 +10,14 @@
 //! Everything else, numbers, maps, enums and `RawValue`s included, is
 //! `serde_json`'s own work, so the bytes are the same as
 //! `serde_json::to_string` gives (a property test checks it).
+//!
+//! A long string is not copied into `serde_json`'s buffer: a one-byte
+//! [`PLACE`] stands for it there, and the text is put together at the end in
+//! a `String` of the exact length. `serde_json`'s buffer grows by doubling,
+//! so a 16 KiB string written into it was copied a second time when the
+//! frame's closing `]` no longer fit, and left a buffer twice the frame.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 
 use serde::Serialize;
@@ -36,34 +43,76 @@ const QUOTE_FROM: usize = 32;
 /// field is raw JSON text and must reach `serde_json` untouched.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
+/// Stands for a long string in what `serde_json` writes: a control
+/// character, which `serde_json` escapes in every string and key, and which
+/// JSON has nowhere else (a `RawValue` is JSON too), so each one in the
+/// output is a place this module made.
+const PLACE: char = '\u{1}';
+
+/// The long strings of one encoding, escaped and quoted, in the order of
+/// their places.
+type Long = RefCell<Vec<String>>;
+
 /// `serde_json::to_string`, with long strings escaped fast.
 pub(super) fn to_string<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
-    serde_json::to_string(&Fast(value))
+    let long = Long::default();
+    let written = serde_json::to_string(&Fast(value, &long))?;
+    let long = long.into_inner();
+    if long.is_empty() {
+        return Ok(written);
+    }
+    match splice(&written, &long) {
+        Some(text) => Ok(text),
+        // Not reached: every place is one this module made. Should it ever
+        // be, `serde_json` alone still gives the right bytes.
+        None => serde_json::to_string(value),
+    }
 }
 
-/// A value serialized through [`Strings`].
-struct Fast<'a, T: ?Sized>(&'a T);
+/// `written` with each [`PLACE`] replaced by the next of `long`, in a
+/// `String` of the exact length; `None` if the places and the strings
+/// differ in number.
+fn splice(written: &str, long: &[String]) -> Option<String> {
+    let places = written.matches(PLACE).count();
+    if places != long.len() {
+        return None;
+    }
+    let len =
+        written.len() - places * PLACE.len_utf8() + long.iter().map(String::len).sum::<usize>();
+    let mut text = String::with_capacity(len);
+    let mut parts = written.split(PLACE);
+    text.push_str(parts.next().unwrap_or_default());
+    for (string, part) in long.iter().zip(parts) {
+        text.push_str(string);
+        text.push_str(part);
+    }
+    Some(text)
+}
+
+/// A value serialized through [`Strings`], its long strings set aside in
+/// the [`Long`].
+struct Fast<'a, T: ?Sized>(&'a T, &'a Long);
 
 impl<T: Serialize + ?Sized> Serialize for Fast<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(Strings(serializer))
+        self.0.serialize(Strings(serializer, self.1))
     }
 }
 
 /// Wraps a serializer (or one of its compound states) so that every string in
 /// the value, at any depth, takes the fast path when it is long.
-struct Strings<S>(S);
+struct Strings<'a, S>(S, &'a Long);
 
-impl<S: Serializer> Serializer for Strings<S> {
+impl<'a, S: Serializer> Serializer for Strings<'a, S> {
     type Ok = S::Ok;
     type Error = S::Error;
-    type SerializeSeq = Strings<S::SerializeSeq>;
-    type SerializeTuple = Strings<S::SerializeTuple>;
-    type SerializeTupleStruct = Strings<S::SerializeTupleStruct>;
-    type SerializeTupleVariant = Strings<S::SerializeTupleVariant>;
-    type SerializeMap = Strings<S::SerializeMap>;
-    type SerializeStruct = StructFields<S::SerializeStruct>;
-    type SerializeStructVariant = Strings<S::SerializeStructVariant>;
+    type SerializeSeq = Strings<'a, S::SerializeSeq>;
+    type SerializeTuple = Strings<'a, S::SerializeTuple>;
+    type SerializeTupleStruct = Strings<'a, S::SerializeTupleStruct>;
+    type SerializeTupleVariant = Strings<'a, S::SerializeTupleVariant>;
+    type SerializeMap = Strings<'a, S::SerializeMap>;
+    type SerializeStruct = StructFields<'a, S::SerializeStruct>;
+    type SerializeStructVariant = Strings<'a, S::SerializeStructVariant>;
 
     fn serialize_bool(self, v: bool) -> Result<S::Ok, S::Error> {
         self.0.serialize_bool(v)
@@ -119,7 +168,8 @@ impl<S: Serializer> Serializer for Strings<S> {
                 None => self.0.serialize_str(v),
             };
         }
-        raw(self.0, &json_escape_simd::escape(v))
+        self.1.borrow_mut().push(json_escape_simd::escape(v));
+        raw(self.0, PLACE.encode_utf8(&mut [0; 4]))
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<S::Ok, S::Error> {
@@ -129,7 +179,7 @@ impl<S: Serializer> Serializer for Strings<S> {
         self.0.serialize_none()
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
-        self.0.serialize_some(&Fast(value))
+        self.0.serialize_some(&Fast(value, self.1))
     }
     fn serialize_unit(self) -> Result<S::Ok, S::Error> {
         self.0.serialize_unit()
@@ -150,7 +200,7 @@ impl<S: Serializer> Serializer for Strings<S> {
         name: &'static str,
         value: &T,
     ) -> Result<S::Ok, S::Error> {
-        self.0.serialize_newtype_struct(name, &Fast(value))
+        self.0.serialize_newtype_struct(name, &Fast(value, self.1))
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -160,20 +210,26 @@ impl<S: Serializer> Serializer for Strings<S> {
         value: &T,
     ) -> Result<S::Ok, S::Error> {
         self.0
-            .serialize_newtype_variant(name, index, variant, &Fast(value))
+            .serialize_newtype_variant(name, index, variant, &Fast(value, self.1))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
-        self.0.serialize_seq(len).map(Strings)
+        self.0
+            .serialize_seq(len)
+            .map(|inner| Strings(inner, self.1))
     }
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
-        self.0.serialize_tuple(len).map(Strings)
+        self.0
+            .serialize_tuple(len)
+            .map(|inner| Strings(inner, self.1))
     }
     fn serialize_tuple_struct(
         self,
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleStruct, S::Error> {
-        self.0.serialize_tuple_struct(name, len).map(Strings)
+        self.0
+            .serialize_tuple_struct(name, len)
+            .map(|inner| Strings(inner, self.1))
     }
     fn serialize_tuple_variant(
         self,
@@ -184,10 +240,12 @@ impl<S: Serializer> Serializer for Strings<S> {
     ) -> Result<Self::SerializeTupleVariant, S::Error> {
         self.0
             .serialize_tuple_variant(name, index, variant, len)
-            .map(Strings)
+            .map(|inner| Strings(inner, self.1))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
-        self.0.serialize_map(len).map(Strings)
+        self.0
+            .serialize_map(len)
+            .map(|inner| Strings(inner, self.1))
     }
     fn serialize_struct(
         self,
@@ -197,7 +255,11 @@ impl<S: Serializer> Serializer for Strings<S> {
         let raw = name == RAW_VALUE_TOKEN;
         self.0
             .serialize_struct(name, len)
-            .map(|inner| StructFields { inner, raw })
+            .map(|inner| StructFields {
+                inner,
+                raw,
+                long: self.1,
+            })
     }
     fn serialize_struct_variant(
         self,
@@ -208,7 +270,7 @@ impl<S: Serializer> Serializer for Strings<S> {
     ) -> Result<Self::SerializeStructVariant, S::Error> {
         self.0
             .serialize_struct_variant(name, index, variant, len)
-            .map(Strings)
+            .map(|inner| Strings(inner, self.1))
     }
     fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
         self.0.collect_str(value)
@@ -251,11 +313,11 @@ fn quoted_plain<'b>(v: &str, buf: &'b mut [u8; LONG + 1]) -> Option<&'b str> {
 /// Sequence-like states: each element or field goes through [`Fast`].
 macro_rules! forward_elements {
     ($($trait:ident :: $method:ident),* $(,)?) => {$(
-        impl<S: $trait> $trait for Strings<S> {
+        impl<S: $trait> $trait for Strings<'_, S> {
             type Ok = S::Ok;
             type Error = S::Error;
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
-                self.0.$method(&Fast(value))
+                self.0.$method(&Fast(value, self.1))
             }
             fn end(self) -> Result<S::Ok, S::Error> {
                 self.0.end()
@@ -273,21 +335,21 @@ forward_elements!(
 
 /// Map keys go to `serde_json` as they are: it writes them with its own rules
 /// (numbers quoted, anything else refused), which a raw value would break.
-impl<S: SerializeMap> SerializeMap for Strings<S> {
+impl<S: SerializeMap> SerializeMap for Strings<'_, S> {
     type Ok = S::Ok;
     type Error = S::Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), S::Error> {
         self.0.serialize_key(key)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
-        self.0.serialize_value(&Fast(value))
+        self.0.serialize_value(&Fast(value, self.1))
     }
     fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
         &mut self,
         key: &K,
         value: &V,
     ) -> Result<(), S::Error> {
-        self.0.serialize_entry(key, &Fast(value))
+        self.0.serialize_entry(key, &Fast(value, self.1))
     }
     fn end(self) -> Result<S::Ok, S::Error> {
         self.0.end()
@@ -295,12 +357,13 @@ impl<S: SerializeMap> SerializeMap for Strings<S> {
 }
 
 /// A struct's fields; a `RawValue`'s field passes through untouched.
-struct StructFields<S> {
+struct StructFields<'a, S> {
     inner: S,
     raw: bool,
+    long: &'a Long,
 }
 
-impl<S: SerializeStruct> SerializeStruct for StructFields<S> {
+impl<S: SerializeStruct> SerializeStruct for StructFields<'_, S> {
     type Ok = S::Ok;
     type Error = S::Error;
     fn serialize_field<T: Serialize + ?Sized>(
@@ -311,7 +374,7 @@ impl<S: SerializeStruct> SerializeStruct for StructFields<S> {
         if self.raw {
             self.inner.serialize_field(key, value)
         } else {
-            self.inner.serialize_field(key, &Fast(value))
+            self.inner.serialize_field(key, &Fast(value, self.long))
         }
     }
     fn skip_field(&mut self, key: &'static str) -> Result<(), S::Error> {
@@ -322,7 +385,7 @@ impl<S: SerializeStruct> SerializeStruct for StructFields<S> {
     }
 }
 
-impl<S: SerializeStructVariant> SerializeStructVariant for Strings<S> {
+impl<S: SerializeStructVariant> SerializeStructVariant for Strings<'_, S> {
     type Ok = S::Ok;
     type Error = S::Error;
     fn serialize_field<T: Serialize + ?Sized>(
@@ -330,7 +393,7 @@ impl<S: SerializeStructVariant> SerializeStructVariant for Strings<S> {
         key: &'static str,
         value: &T,
     ) -> Result<(), S::Error> {
-        self.0.serialize_field(key, &Fast(value))
+        self.0.serialize_field(key, &Fast(value, self.1))
     }
     fn skip_field(&mut self, key: &'static str) -> Result<(), S::Error> {
         self.0.skip_field(key)
@@ -475,6 +538,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Encodes its own string as JSON while it is itself being encoded, as
+    /// a `Serialize` that embeds a document may.
+    struct Nested(String);
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = to_string(&(&self.0, 1)).map_err(serde::ser::Error::custom)?;
+            (&self.0, inner).serialize(serializer)
+        }
+    }
+
+    #[test]
+    fn a_frame_with_long_strings_is_its_exact_length() {
+        let a = "a\"".repeat(LONG);
+        let b = "b".repeat(16 << 10);
+        let frame = ("sl/ok", 7u64, (&a, [&b, &a]));
+        let text = to_string(&frame).unwrap();
+        assert_eq!(text, serde_json::to_string(&frame).unwrap());
+        assert_eq!(text.capacity(), text.len());
+    }
+
+    #[test]
+    fn an_encoding_inside_an_encoding_keeps_its_long_strings() {
+        let long = "x".repeat(LONG * 2);
+        let value = ("outer", &long, Nested(format!("{long}y")), &long);
+        assert_eq!(
+            to_string(&value).unwrap(),
+            serde_json::to_string(&value).unwrap()
+        );
+    }
+
+    #[test]
+    fn places_and_strings_must_match_in_number() {
+        use super::splice;
+        let long = ["\"a\"".to_owned(), "\"b\"".to_owned()];
+        assert_eq!(
+            splice("[\u{1},1,\u{1}]", &long).as_deref(),
+            Some(r#"["a",1,"b"]"#)
+        );
+        assert_eq!(splice("[\u{1}]", &long), None);
+        assert_eq!(splice("[\u{1},\u{1},\u{1}]", &long), None);
     }
 
     #[test]
