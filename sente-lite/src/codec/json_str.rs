@@ -168,7 +168,12 @@ impl<'a, S: Serializer> Serializer for Strings<'a, S> {
                 None => self.0.serialize_str(v),
             };
         }
-        self.1.borrow_mut().push(json_escape_simd::escape(v));
+        // `escape` allocates six times the string's length (room for the
+        // worst case): cut to what it wrote (in place), so a value of many
+        // long strings holds about its own size until they are spliced.
+        let mut escaped = json_escape_simd::escape(v);
+        escaped.shrink_to_fit();
+        self.1.borrow_mut().push(escaped);
         raw(self.0, PLACE.encode_utf8(&mut [0; 4]))
     }
 
@@ -559,6 +564,20 @@ mod tests {
         let text = to_string(&frame).unwrap();
         assert_eq!(text, serde_json::to_string(&frame).unwrap());
         assert_eq!(text.capacity(), text.len());
+    }
+
+    #[test]
+    fn long_strings_set_aside_hold_their_length_only() {
+        use super::{Fast, Long};
+        let value = vec!["é\"x".repeat(LONG); 50];
+        let long = Long::default();
+        serde_json::to_string(&Fast(&value, &long)).unwrap();
+        let long = long.into_inner();
+        assert_eq!(long.len(), 50);
+        for escaped in &long {
+            assert_eq!(escaped.capacity(), escaped.len());
+            assert_eq!(escaped, &serde_json::to_string(&value[0]).unwrap());
+        }
     }
 
     #[test]
