@@ -545,17 +545,6 @@ mod tests {
         }
     }
 
-    /// Encodes its own string as JSON while it is itself being encoded, as
-    /// a `Serialize` that embeds a document may.
-    struct Nested(String);
-
-    impl Serialize for Nested {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let inner = to_string(&(&self.0, 1)).map_err(serde::ser::Error::custom)?;
-            (&self.0, inner).serialize(serializer)
-        }
-    }
-
     #[test]
     fn a_frame_with_long_strings_is_its_exact_length() {
         let a = "a\"".repeat(LONG);
@@ -577,6 +566,17 @@ mod tests {
         for escaped in &long {
             assert_eq!(escaped.capacity(), escaped.len());
             assert_eq!(escaped, &serde_json::to_string(&value[0]).unwrap());
+        }
+    }
+
+    /// Encodes its own string as JSON while it is itself being encoded, as
+    /// a `Serialize` that embeds a document may.
+    struct Nested(String);
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = to_string(&(&self.0, 1)).map_err(serde::ser::Error::custom)?;
+            (&self.0, inner).serialize(serializer)
         }
     }
 
